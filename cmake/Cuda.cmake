@@ -1,0 +1,17 @@
+# Decides whether the CUDA backend is built. AUTO builds it when a CUDA
+# compiler is found; a CPU-only build then compiles src/cuda/cuda_stub.cpp.
+include(CheckLanguage)
+set(LONGATTN_HAVE_CUDA OFF)
+if(LONGATTN_CUDA STREQUAL "AUTO" OR LONGATTN_CUDA)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(LONGATTN_HAVE_CUDA ON)
+    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  elseif(NOT LONGATTN_CUDA STREQUAL "AUTO")
+    message(FATAL_ERROR "LONGATTN_CUDA=ON but no CUDA compiler was found")
+  endif()
+endif()
+message(STATUS "longattn: CUDA backend ${LONGATTN_HAVE_CUDA}")

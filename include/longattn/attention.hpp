@@ -1,0 +1,91 @@
+// The public entry points: attention(), plan_attention() and merge_states().
+//
+// Conventions (all documented limits in one place):
+// - q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv], out [B, Hq, Lq, Dv]
+//   as logical shapes; any int64 element strides (see tensor.hpp).
+// - q, k, v and out share one dtype: float32, float16 or bfloat16. All math
+//   accumulates in float32.
+// - GQA/MQA: Hkv divides Hq; query head h reads KV head h / (Hq / Hkv).
+//   K and V are never copied or expanded.
+// - 1 <= D, Dv <= 256 on the CPU (Dv may differ from D). The CUDA backend
+//   supports D = Dv in {64, 80, 96, 128, 192, 256}.
+// - Causal is bottom-right aligned: query i sees keys j <= i + (Lk - Lq).
+//   With Lq > Lk the first Lq - Lk rows see no key.
+// - A mask array is either boolean (DType::boolean, true = keep) or additive
+//   (float32/float16/bfloat16, added to the scaled logit, -inf = drop). Its
+//   logical shape is 4-D and broadcasts to [B, Hq, Lq, Lk]: each dim is 1 or
+//   the full size (stride 0 is fine too). Causal and a mask array combine: a
+//   key is visible only if both allow it.
+// - Sinks: float32 [Hq], one extra logit per head that enters the softmax
+//   denominator only (as in gpt-oss); counted exactly once however the keys
+//   are chunked.
+// - LSE output: float32 [B, Hq, Lq], natural log (base e), like PyTorch and
+//   FlashAttention: LSE = log(sum_j exp(s_ij)) (+ exp(sink) if sinks).
+// - A row that sees no key (fully masked, or Lk = 0) gives O = 0 and
+//   LSE = -inf (with sinks: O = 0, LSE = sink), never NaN.
+// - NaN in q, k or v propagates: every output row whose softmax reads a NaN
+//   is NaN. (A NaN in V may also reach rows that mask that key out when the
+//   key shares a tile with visible ones: 0 * NaN is NaN.)
+// - Errors: longattn::InvalidArgument / Unsupported / OutOfMemory /
+//   BackendError / Cancelled (see error.hpp, plan.hpp).
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "longattn/plan.hpp"
+#include "longattn/tensor.hpp"
+
+namespace longattn {
+
+enum class BackendKind : std::uint8_t { automatic, cpu, cuda };
+const char* backend_name(BackendKind b);
+
+struct AttentionOptions {
+  std::optional<double> scale;      // default 1/sqrt(D)
+  bool causal = false;              // bottom-right aligned
+  TensorView mask;                  // optional boolean or additive mask (see above)
+  TensorView sinks;                 // optional float32 [Hq]
+  TensorView lse;                   // optional output, float32 [B, Hq, Lq], base e
+  Policy policy = default_policy(); // how to split the work
+  BackendKind backend = BackendKind::automatic;  // automatic: by q.device
+  DeviceProfile* profile = nullptr; // used and refined in place; nullptr: the process-wide one
+  int threads = 0;                  // CPU threads; 0 = all hardware threads
+  void* cuda_stream = nullptr;      // cudaStream_t for the CUDA backend; nullptr = default
+  bool host_wait = true;            // CUDA: host waits at each submission boundary
+  ProgressCallback progress;        // called between submissions; may cancel
+  RunReport* report = nullptr;      // filled when non-null
+
+  // 200 ms per submission (under every OS watchdog in DESIGN.md, with
+  // margin), safety 0.8, 1 GiB of running state at most.
+  static Policy default_policy();
+};
+
+// Exact attention; routes to one single-pass dispatch or a budgeted chunked
+// plan. Throws Cancelled (carrying the partial report) if `progress` stops it.
+void attention(const TensorView& q, const TensorView& k, const TensorView& v,
+               const TensorView& out, const AttentionOptions& options = {});
+
+// The plan attention() would run, without running it. Only shapes, dtypes
+// and options are read; data pointers may be null.
+Plan plan_attention(const TensorView& q, const TensorView& k, const TensorView& v,
+                    const TensorView& out, const AttentionOptions& options = {});
+
+// The process-wide default profile of a backend (what attention() refines
+// when options.profile is null). A copy.
+DeviceProfile default_profile(BackendKind backend);
+
+// One partial result over a key set: o [B, H, L, Dv] normalized output (any
+// float dtype), lse [B, H, L] float32, base e; LSE = -inf marks an empty set.
+struct PartialResult {
+  TensorView o;
+  TensorView lse;
+};
+
+// Merges partial results over disjoint key sets into the result over their
+// union, as DESIGN.md defines (associative; empty parts are the identity).
+// out [B, H, L, Dv]; out_lse optional [B, H, L] float32. CPU memory only.
+void merge_states(const std::vector<PartialResult>& parts, const TensorView& out,
+                  const TensorView& out_lse = {}, int threads = 0);
+
+}  // namespace longattn

@@ -1,0 +1,7 @@
+// Umbrella header: everything public.
+#pragma once
+
+#include "longattn/attention.hpp"  // IWYU pragma: export
+#include "longattn/error.hpp"      // IWYU pragma: export
+#include "longattn/plan.hpp"       // IWYU pragma: export
+#include "longattn/tensor.hpp"     // IWYU pragma: export

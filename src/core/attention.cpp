@@ -1,0 +1,121 @@
+// The public entry points: validate once, pick the backend, plan, execute.
+#include <mutex>
+#include <thread>
+
+#include "core/backend.hpp"
+#include "core/executor.hpp"
+#include "core/planner.hpp"
+#include "core/problem.hpp"
+
+namespace longattn {
+namespace {
+
+BackendKind resolve(BackendKind b, const TensorView& q) {
+  if (b != BackendKind::automatic) return b;
+  return q.device == Device::cuda ? BackendKind::cuda : BackendKind::cpu;
+}
+
+int hardware_threads() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
+
+// Starting points before any measurement; the executor refines them. The
+// CPU numbers are per thread (scaled by the thread count); the CUDA ones are
+// an H100-class card (DESIGN.md), off by a factor elsewhere, which the first
+// submission's measurement corrects.
+DeviceProfile initial_profile(BackendKind b) {
+  DeviceProfile p;
+  if (b == BackendKind::cuda) {
+    p.backend = "cuda";
+    p.default_gflops = 300000;
+    p.gflops["float32"] = 20000;
+    p.dispatch_overhead_ms = 0.01;
+    p.submission_overhead_ms = 0.02;
+    p.state_gbps = 2000;
+    p.fill_rows = 132 * 128 * 2;
+    p.query_tile = 128;
+    p.key_tile = 128;
+  } else {
+    const int t = hardware_threads();
+    p.backend = "cpu";
+    p.default_gflops = 30.0 * t;
+    p.dispatch_overhead_ms = 0.02;
+    p.submission_overhead_ms = 0.01;
+    p.state_gbps = 10;
+    p.fill_rows = 48 * 4 * t;
+    p.query_tile = 48;
+    p.key_tile = 64;
+  }
+  return p;
+}
+
+struct ProcessProfiles {
+  std::mutex mu;
+  DeviceProfile cpu = initial_profile(BackendKind::cpu);
+  DeviceProfile cuda = initial_profile(BackendKind::cuda);
+  DeviceProfile& of(BackendKind b) { return b == BackendKind::cuda ? cuda : cpu; }
+};
+
+ProcessProfiles& profiles() {
+  static ProcessProfiles p;
+  return p;
+}
+
+std::unique_ptr<core::Backend> make_backend(BackendKind b, const AttentionOptions& o) {
+  const core::BackendConfig cfg{o.threads, o.cuda_stream, o.host_wait};
+  return b == BackendKind::cuda ? core::make_cuda_backend(cfg) : core::make_cpu_backend(cfg);
+}
+
+}  // namespace
+
+Policy AttentionOptions::default_policy() {
+  Policy p;
+  p.budget_ms = 200;
+  p.safety = 0.8;
+  p.workspace_limit_bytes = std::int64_t{1} << 30;
+  return p;
+}
+
+DeviceProfile default_profile(BackendKind backend) {
+  ProcessProfiles& pp = profiles();
+  std::lock_guard lock(pp.mu);
+  return pp.of(backend == BackendKind::automatic ? BackendKind::cpu : backend);
+}
+
+Plan plan_attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+                    const AttentionOptions& options) {
+  const core::Problem p = core::validate_attention(q, k, v, out, options, "longattn::plan_attention", false);
+  const DeviceProfile prof = options.profile ? *options.profile : default_profile(resolve(options.backend, q));
+  return core::make_plan(p, prof, options.policy);
+}
+
+void attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+               const AttentionOptions& options) {
+  const core::Problem p = core::validate_attention(q, k, v, out, options, "longattn::attention", true);
+  const BackendKind kind = resolve(options.backend, q);
+  auto backend = make_backend(kind, options);
+
+  // The process-wide profile is copied in, refined by the run, and copied
+  // back, so concurrent calls never plan from a half-updated profile.
+  DeviceProfile local = options.profile ? *options.profile : default_profile(kind);
+  if (local.device_name.empty()) local.device_name = backend->device_name();
+  const Plan plan = core::make_plan(p, local, options.policy);
+  auto write_back = [&] {
+    if (options.profile) {
+      *options.profile = local;
+    } else {
+      ProcessProfiles& pp = profiles();
+      std::lock_guard lock(pp.mu);
+      pp.of(kind) = local;
+    }
+  };
+  try {
+    RunReport r = core::execute(p, *backend, local, options.policy, options.progress, plan);
+    write_back();
+    if (options.report) *options.report = std::move(r);
+  } catch (const Cancelled& c) {
+    write_back();
+    if (options.report) *options.report = c.report();
+    throw;
+  }
+}
+
+}  // namespace longattn

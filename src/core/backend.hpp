@@ -1,0 +1,64 @@
+// The interface every backend implements: run one dispatch over a rectangle
+// in a mode, commit a submission, time it. The executor (executor.cpp) drives
+// it; backends never plan.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/problem.hpp"
+#include "longattn/plan.hpp"
+
+namespace longattn::core {
+
+// The float32 running state of one query group [q0, q0 + rows), for all
+// (b, h). Layout: row r of head (b, h) is index (b * Hq + h) * rows + r.
+// m is in base-2 units (see state.hpp). Lives where the backend computes.
+struct StateView {
+  float* m = nullptr;  // [B, Hq, rows]
+  float* l = nullptr;  // [B, Hq, rows]
+  float* o = nullptr;  // [B, Hq, rows, Dv], unnormalized
+  std::int64_t q0 = 0;    // query row of state row 0: the dispatch's rect.q0 (set by the executor)
+  std::int64_t rows = 0;  // group height the state was allocated for
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;         // "cpu", "cuda"
+  virtual std::string device_name() const = 0;  // "AMD EPYC (2 threads)", "NVIDIA H100 ..."
+
+  // Running state for `rows` query rows. Allocated before any dispatch, so an
+  // out-of-memory here leaves the caller's output untouched. Released by
+  // release_state or the destructor.
+  virtual StateView alloc_state(const Problem& p, std::int64_t rows) = 0;
+  virtual void release_state(StateView& s) = 0;
+
+  virtual void begin_submission() = 0;
+  // Runs (or enqueues) one dispatch. `state` is ignored in single_pass mode.
+  virtual void dispatch(const Problem& p, const Dispatch& d, const StateView& state) = 0;
+  // Commits the submission. Returns its measured time in ms when known now
+  // (the CPU always, CUDA when waiting on the host), else nullopt.
+  virtual std::optional<double> end_submission() = 0;
+  // Waits for all work; returns the times of submissions whose end_submission
+  // returned nullopt, in order.
+  virtual std::vector<double> finish() = 0;
+};
+
+struct BackendConfig {
+  int threads = 0;             // CPU
+  void* cuda_stream = nullptr; // CUDA
+  bool host_wait = true;       // CUDA
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const BackendConfig& cfg);
+// Throws Unsupported when the library was built without CUDA (cuda_stub.cpp).
+std::unique_ptr<Backend> make_cuda_backend(const BackendConfig& cfg);
+bool cuda_available();  // built with CUDA and a device is present
+// Head dims the CUDA build instantiated (D = Dv); empty without CUDA.
+std::vector<std::int64_t> cuda_head_dims();
+
+}  // namespace longattn::core

@@ -1,0 +1,240 @@
+// The planner: a pure host function (problem, device profile, policy) -> Plan.
+//
+// Worked example (the CPU benchmark's case). B = 1, Hq = 32, Hkv = 8,
+// Lq = Lk = 16384, D = Dv = 128, causal, float32. Profile: 60 GFLOP/s,
+// 0.02 ms per dispatch, 0.05 ms per submission, state traffic 20 GB/s,
+// fill_rows 192, query tile 48, key tile 64. Policy: budget 50 ms, safety 0.8,
+// so every submission must be predicted under 40 ms.
+//
+//  1. Route. The whole call is 2*32*256 * 16384*16385/2 = 2.2e12 FLOP, about
+//     36.7 s at 60 GFLOP/s: far over 40 ms, so the chunked path.
+//  2. Query-group height G. The device is full with 192 rows, i.e.
+//     ceil(192 / (B*Hq)) = 6 queries, rounded up to the query tile: G = 48.
+//     One key column for 48 rows costs 48*32*256*2 = 786432 FLOP = 13.1 us,
+//     and reading + writing the group's state (48 rows * 16640 B each way)
+//     costs 0.08 ms. Keys per dispatch: (40 - 0.05 - 0.02 - 0.08) / 0.0131
+//     = 3040, fewer than Lk, so G stays 48 (a taller group would only shorten
+//     the key range and raise the state traffic per FLOP).
+//  3. Key chunks. Group q = [0, 48) sees keys [0, 48): one single-pass
+//     dispatch, no state. Group [8160, 8208) sees keys [0, 8208): chunks of at
+//     most 3040 keys rounded down to the key tile (3008), the last one over
+//     the diagonal is cheaper and may stretch: init [0, 3008), accumulate
+//     [3008, 6016), finalize [6016, 8208). Keys past the diagonal are never
+//     planned (causal skipping).
+//  4. Submissions. Dispatches are packed in order while their predicted sum
+//     stays under 40 ms, so the many short groups near q = 0 share a
+//     submission, and no submission needs more than one group's worth of
+//     state: workspace = 48 * 16640 B = 0.8 MB, under the 1 GiB limit.
+// If instead one group could take every key in budget (small Lk, or a fast
+// GPU), G grows until a whole-key dispatch just fits and every group runs as
+// a single pass: splitting queries needs no running state at all.
+#include "core/planner.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+namespace longattn::core {
+namespace {
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+std::string rate_key_of(const Problem& p) {
+  return DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);
+}
+
+// Everything the planner derives once from (problem, profile, policy).
+struct Costs {
+  const Problem& p;
+  const DeviceProfile& prof;
+  double ms_per_flop;
+  double target_ms;  // per-submission limit, budget * safety; inf without budget
+
+  double dispatch(const Rect& r, Mode m) const {
+    const double rows = static_cast<double>(r.q1 - r.q0);
+    const double state_once = rows * static_cast<double>(state_row_bytes(p)) / (prof.state_gbps * 1e6);
+    double state = 0;
+    if (m == Mode::accumulate || m == Mode::finalize) state += state_once;  // read
+    if (m == Mode::init || m == Mode::accumulate) state += state_once;      // write
+    return prof.dispatch_overhead_ms + p.flops(r.q0, r.q1, r.k0, r.k1) * ms_per_flop + state;
+  }
+  // Budget left for one dispatch alone in an otherwise empty submission.
+  double dispatch_target() const { return target_ms - prof.submission_overhead_ms; }
+};
+
+// Keys the group [q0, q1) sees at all: [0, key_end(q1 - 1)).
+std::int64_t group_key_end(const Problem& p, std::int64_t q1) { return p.key_end(q1 - 1); }
+
+// Largest k1 in (k0, kend] (on key-tile boundaries, or kend) whose dispatch
+// fits the target; at least one tile even if that alone is over budget.
+std::int64_t chunk_end(const Costs& c, std::int64_t q0, std::int64_t q1, std::int64_t k0,
+                       std::int64_t kend, Mode mode_if_last, Mode mode_if_more, std::int64_t tile) {
+  auto fits = [&](std::int64_t k1) {
+    const Mode m = k1 == kend ? mode_if_last : mode_if_more;
+    return c.dispatch({q0, q1, k0, k1}, m) <= c.dispatch_target();
+  };
+  if (fits(kend)) return kend;
+  std::int64_t lo = 1, hi = ceil_div(kend - k0, tile);  // in tiles; lo always accepted
+  while (lo < hi) {
+    const std::int64_t mid = (lo + hi + 1) / 2;
+    if (k0 + mid * tile < kend && fits(k0 + mid * tile))
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return std::min(kend, k0 + std::max<std::int64_t>(lo, 1) * tile);
+}
+
+// Query-group height: fill the device, bounded by the workspace; grow when a
+// whole-key dispatch fits the budget (no state needed then).
+std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_left,
+                          std::int64_t max_rows_ws) {
+  const Problem& p = c.p;
+  const std::int64_t qt = std::max<std::int64_t>(1, c.prof.query_tile);
+  if (pol.fixed_query_rows > 0) return std::min({pol.fixed_query_rows, rows_left, max_rows_ws});
+  const std::int64_t fill = ceil_div(std::max<std::int64_t>(1, c.prof.fill_rows), p.B * p.Hq);
+  std::int64_t g = std::min({ceil_div(fill, qt) * qt, rows_left, max_rows_ws});
+  if (pol.fixed_chunk_keys > 0 || !std::isfinite(c.target_ms)) {
+    // No time limit on a group: the tallest group the workspace allows keeps
+    // the number of dispatches (and state passes) lowest.
+    return std::min(rows_left, max_rows_ws);
+  }
+  // Does the worst group of height g (the one that sees the most keys) fit
+  // with all its keys in one dispatch? Grow g while it does (doubling, then
+  // a binary search on tile multiples).
+  auto whole_fits = [&](std::int64_t h) {
+    const std::int64_t q0 = p.Lq - h;  // the last group sees the most keys
+    return c.dispatch({q0, p.Lq, 0, group_key_end(p, p.Lq)}, Mode::single_pass) <= c.dispatch_target();
+  };
+  if (!whole_fits(g)) return g;
+  const std::int64_t cap = std::min(rows_left, p.Lq);
+  std::int64_t lo = g, hi = g;
+  while (hi < cap && whole_fits(std::min(cap, hi * 2))) hi = std::min(cap, hi * 2);
+  if (hi == cap || hi == lo) return std::min(hi, rows_left);
+  std::int64_t top = std::min(cap, hi * 2);  // does not fit
+  while (top - hi > qt) {
+    const std::int64_t mid = hi + (top - hi) / 2 / qt * qt;
+    if (mid <= hi) break;
+    (whole_fits(mid) ? hi : top) = mid;
+  }
+  return std::min(hi, rows_left);
+}
+
+}  // namespace
+
+std::int64_t state_row_bytes(const Problem& p) { return p.B * p.Hq * (p.Dv + 2) * 4; }
+
+double predict_dispatch_ms(const Problem& p, const DeviceProfile& profile, const Rect& r, Mode m) {
+  const double rate = profile.rate_gflops(rate_key_of(p));
+  const Costs c{p, profile, 1.0 / (rate * 1e6), std::numeric_limits<double>::infinity()};
+  return c.dispatch(r, m);
+}
+
+Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol, const Cursor& from) {
+  Plan plan;
+  const double rate = profile.rate_gflops(rate_key_of(p));
+  const double target = pol.budget_ms > 0 ? pol.budget_ms * pol.safety : std::numeric_limits<double>::infinity();
+  const Costs c{p, profile, 1.0 / (rate * 1e6), target};
+  const std::int64_t key_tile = std::max<std::int64_t>(1, profile.key_tile);
+
+  // 1. Route: one single-pass dispatch when nothing forces chunking.
+  const bool fresh = from.q_begin == 0 && from.live_rows == 0;
+  const Rect all{0, p.Lq, 0, p.Lk};
+  const double single_ms = c.dispatch(all, Mode::single_pass) + profile.submission_overhead_ms;
+  const bool forced_keys = pol.chunk_threshold_keys > 0 && p.Lk >= pol.chunk_threshold_keys;
+  const bool fixed = pol.fixed_chunk_keys > 0 || pol.fixed_query_rows > 0;
+  std::ostringstream why;
+  if (fresh && !fixed && !forced_keys && single_ms <= target) {
+    plan.chunked = false;
+    plan.query_rows = p.Lq;
+    plan.submissions.push_back({{{all, Mode::single_pass, p.flops(0, p.Lq, 0, p.Lk), single_ms - profile.submission_overhead_ms}}, single_ms});
+    plan.total_flops = plan.submissions[0].dispatches[0].flops;
+    plan.predicted_ms = single_ms;
+    why << "single pass: predicted " << single_ms << " ms"
+        << (pol.budget_ms > 0 ? " fits the budget" : " (no budget)");
+    plan.reason = why.str();
+    return plan;
+  }
+  plan.chunked = true;
+  if (forced_keys) why << "chunked: Lk = " << p.Lk << " >= threshold " << pol.chunk_threshold_keys;
+  else if (fixed) why << "chunked: fixed chunk/group size requested";
+  else if (fresh) why << "chunked: single pass predicted " << single_ms << " ms > budget*safety " << target << " ms";
+  else why << "re-planned from query row " << from.q_begin;
+
+  // 2. Workspace bound on the group height.
+  const std::int64_t row_bytes = state_row_bytes(p);
+  const std::int64_t max_rows_ws = std::max<std::int64_t>(0, pol.workspace_limit_bytes / std::max<std::int64_t>(1, row_bytes));
+  if (max_rows_ws < 1)
+    throw InvalidArgument("[longattn::plan] policy.workspace_limit_bytes = " + std::to_string(pol.workspace_limit_bytes) +
+                          " is below the running state of one query row (" + std::to_string(row_bytes) + " bytes)");
+
+  // 3. Walk the query groups (outer) and their key chunks (inner).
+  std::vector<Dispatch> dispatches;
+  std::int64_t max_state_rows = 0;
+  std::int64_t q0 = from.q_begin;
+  std::int64_t nominal_chunk = 0;
+  while (q0 < p.Lq) {
+    const bool live = q0 == from.q_begin && from.live_rows > 0;
+    const std::int64_t g = live ? from.live_rows : group_height(c, pol, p.Lq - q0, max_rows_ws);
+    const std::int64_t q1 = std::min(p.Lq, q0 + g);
+    const std::int64_t kend = group_key_end(p, q1);
+    plan.query_rows = std::max(plan.query_rows, q1 - q0);
+    std::int64_t k = live ? from.k_next : 0;
+    bool started = live;
+    if (kend <= k) {
+      // No (more) visible keys: finalize an empty range so the rows get
+      // O = 0 / LSE = -inf (or the sink), never left unwritten.
+      const Mode m = started ? Mode::finalize : Mode::single_pass;
+      dispatches.push_back({{q0, q1, k, k}, m, 0, c.dispatch({q0, q1, k, k}, m)});
+      if (started) max_state_rows = std::max(max_state_rows, q1 - q0);
+    }
+    while (k < kend) {
+      std::int64_t k1;
+      if (pol.fixed_chunk_keys > 0) {
+        k1 = std::min(kend, k + pol.fixed_chunk_keys);
+      } else if (!std::isfinite(target)) {
+        const std::int64_t chunk = pol.chunk_threshold_keys > 0 ? pol.chunk_threshold_keys : kend;
+        k1 = std::min(kend, k + chunk);
+      } else {
+        k1 = chunk_end(c, q0, q1, k, kend, started ? Mode::finalize : Mode::single_pass,
+                       started ? Mode::accumulate : Mode::init, key_tile);
+      }
+      const bool last = k1 == kend;
+      const Mode m = started ? (last ? Mode::finalize : Mode::accumulate) : (last ? Mode::single_pass : Mode::init);
+      const Rect r{q0, q1, k, k1};
+      dispatches.push_back({r, m, p.flops(r.q0, r.q1, r.k0, r.k1), c.dispatch(r, m)});
+      if (m != Mode::single_pass) max_state_rows = std::max(max_state_rows, q1 - q0);
+      nominal_chunk = std::max(nominal_chunk, k1 - k);
+      started = true;
+      k = k1;
+    }
+    q0 = q1;
+  }
+
+  // 4. Pack dispatches into submissions under the per-submission target.
+  Submission cur;
+  auto flush = [&] {
+    if (cur.dispatches.empty()) return;
+    cur.predicted_ms += profile.submission_overhead_ms;
+    plan.predicted_ms += cur.predicted_ms;
+    plan.submissions.push_back(std::move(cur));
+    cur = {};
+  };
+  for (const Dispatch& d : dispatches) {
+    const bool one_per_submission = !std::isfinite(target);
+    if (!cur.dispatches.empty() &&
+        (one_per_submission || cur.predicted_ms + d.predicted_ms + profile.submission_overhead_ms > target))
+      flush();
+    cur.dispatches.push_back(d);
+    cur.predicted_ms += d.predicted_ms;
+    plan.total_flops += d.flops;
+  }
+  flush();
+  plan.chunk_keys = nominal_chunk;
+  plan.workspace_bytes = max_state_rows * row_bytes;
+  plan.reason = why.str();
+  return plan;
+}
+
+}  // namespace longattn::core

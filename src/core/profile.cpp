@@ -1,0 +1,79 @@
+// Device profiles: rate lookup and a small JSON file format.
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "longattn/plan.hpp"
+
+namespace longattn {
+
+std::string DeviceProfile::rate_key(DType dtype, std::int64_t head_dim, bool causal, bool masked) {
+  return std::string(dtype_name(dtype)) + "/d" + std::to_string(head_dim) + "/" +
+         (masked ? "masked" : causal ? "causal" : "full");
+}
+
+double DeviceProfile::rate_gflops(const std::string& key) const {
+  // Exact key, then the dtype alone ("bfloat16"), then the default.
+  auto it = gflops.find(key);
+  if (it == gflops.end()) it = gflops.find(key.substr(0, key.find('/')));
+  const double r = it != gflops.end() ? it->second : default_gflops;
+  return r > 0 ? r : 1.0;  // a zero or negative rate would plan infinite work
+}
+
+void DeviceProfile::save(const std::string& path) const {
+  nlohmann::json j = {{"format", "longattn-profile-1"},
+                      {"backend", backend},
+                      {"device_name", device_name},
+                      {"gflops", gflops},
+                      {"default_gflops", default_gflops},
+                      {"dispatch_overhead_ms", dispatch_overhead_ms},
+                      {"submission_overhead_ms", submission_overhead_ms},
+                      {"state_gbps", state_gbps},
+                      {"fill_rows", fill_rows},
+                      {"query_tile", query_tile},
+                      {"key_tile", key_tile},
+                      {"samples", samples}};
+  std::ofstream f(path);
+  if (!f) throw IoError("[longattn::DeviceProfile::save] cannot open path = '" + path + "' for writing");
+  f << j.dump(2) << '\n';
+  if (!f) throw IoError("[longattn::DeviceProfile::save] write to path = '" + path + "' failed");
+}
+
+DeviceProfile DeviceProfile::load(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw IoError("[longattn::DeviceProfile::load] cannot open path = '" + path + "'");
+  DeviceProfile p;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(f);
+    if (j.value("format", "") != "longattn-profile-1")
+      throw IoError("[longattn::DeviceProfile::load] path = '" + path + "' is not a longattn profile (format = '" +
+                    j.value("format", "") + "')");
+    p.backend = j.at("backend").get<std::string>();
+    p.device_name = j.value("device_name", "");
+    p.gflops = j.at("gflops").get<std::map<std::string, double>>();
+    p.default_gflops = j.at("default_gflops").get<double>();
+    p.dispatch_overhead_ms = j.at("dispatch_overhead_ms").get<double>();
+    p.submission_overhead_ms = j.at("submission_overhead_ms").get<double>();
+    p.state_gbps = j.at("state_gbps").get<double>();
+    p.fill_rows = j.at("fill_rows").get<std::int64_t>();
+    p.query_tile = j.value("query_tile", p.query_tile);
+    p.key_tile = j.value("key_tile", p.key_tile);
+    p.samples = j.value("samples", 0);
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError("[longattn::DeviceProfile::load] path = '" + path + "' is malformed: " + e.what());
+  }
+  auto positive = [&](double v, const char* name) {
+    if (!(v > 0) || !std::isfinite(v))
+      throw IoError("[longattn::DeviceProfile::load] path = '" + path + "': " + name + " = " + std::to_string(v) +
+                    " must be positive");
+  };
+  positive(p.default_gflops, "default_gflops");
+  positive(p.state_gbps, "state_gbps");
+  for (const auto& [k, v] : p.gflops) positive(v, ("gflops[" + k + "]").c_str());
+  if (p.dispatch_overhead_ms < 0 || p.submission_overhead_ms < 0 || p.fill_rows < 1 || p.query_tile < 1 ||
+      p.key_tile < 1)
+    throw IoError("[longattn::DeviceProfile::load] path = '" + path + "': overheads must be >= 0 and tiles >= 1");
+  return p;
+}
+
+}  // namespace longattn

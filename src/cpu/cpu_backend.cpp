@@ -1,0 +1,75 @@
+// The CPU backend: dispatches run synchronously on OpenMP threads; a
+// submission's measured time is its wall time.
+#include <chrono>
+#include <new>
+#include <thread>
+
+#include "core/backend.hpp"
+#include "cpu/kernel.hpp"
+
+namespace longattn::core {
+namespace {
+
+bool have_avx2() {
+#if defined(LONGATTN_HAVE_AVX2_KERNEL)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+  return false;
+#endif
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const BackendConfig& cfg)
+      : threads_(cfg.threads > 0 ? cfg.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
+        avx2_(have_avx2()) {}
+
+  std::string name() const override { return "cpu"; }
+  std::string device_name() const override {
+    return std::string("CPU (") + std::to_string(threads_) + " threads, " + (avx2_ ? "AVX2" : "portable") + " kernel)";
+  }
+
+  StateView alloc_state(const Problem& p, std::int64_t rows) override {
+    const std::int64_t heads = p.B * p.Hq * rows;
+    try {
+      m_.assign(static_cast<std::size_t>(heads), 0.f);
+      l_.assign(static_cast<std::size_t>(heads), 0.f);
+      o_.assign(static_cast<std::size_t>(heads * p.Dv), 0.f);
+    } catch (const std::bad_alloc&) {
+      throw OutOfMemory("[longattn::attention] running state of " + std::to_string(heads * (p.Dv + 2) * 4) +
+                        " bytes could not be allocated on the host");
+    }
+    return {m_.data(), l_.data(), o_.data(), 0, rows};
+  }
+  void release_state(StateView& s) override {
+    m_ = {};
+    l_ = {};
+    o_ = {};
+    s = {};
+  }
+
+  void begin_submission() override { t0_ = std::chrono::steady_clock::now(); }
+  void dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
+    if (avx2_)
+      cpu::run_rect_avx2(p, d.rect, d.mode, state, threads_);
+    else
+      cpu::run_rect_generic(p, d.rect, d.mode, state, threads_);
+  }
+  std::optional<double> end_submission() override {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
+  }
+  std::vector<double> finish() override { return {}; }
+
+ private:
+  int threads_;
+  bool avx2_;
+  std::vector<float> m_, l_, o_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const BackendConfig& cfg) { return std::make_unique<CpuBackend>(cfg); }
+
+}  // namespace longattn::core

@@ -1,0 +1,426 @@
+// The CPU kernel's source, compiled twice (kernel_avx2.cpp with -mavx2 -mfma
+// -mf16c, kernel_generic.cpp portable), each inside its own namespace
+// LONGATTN_KERNEL_NS so the two builds never share an inline definition.
+//
+// Per work item (batch b, KV head g, a run of queries): R rows = the `group`
+// query heads of g times nq queries. For each key tile of 64 keys:
+//   S = (scale*log2e * Q) . K^T           (6x16 register-blocked FMA kernel)
+//   mask S (causal / array) in place
+//   online softmax per row in base 2      (m, l, rescale O)
+//   O += P . V                            (the same FMA kernel)
+// Never an Lq x Lk matrix: S is R x 64. K and V are converted to float32 and
+// packed once per item and tile, for all the query heads that read them.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <omp.h>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "core/half.hpp"
+#include "core/state.hpp"
+#include "cpu/kernel.hpp"
+
+namespace longattn::cpu::LONGATTN_KERNEL_NS {
+namespace {
+
+using core::MaskKind;
+using core::Problem;
+using core::StateView;
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef std::int32_t v8i __attribute__((vector_size(32)));
+
+inline v8f load8(const float* p) {
+  v8f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
+inline v8f splat(float x) { return v8f{} + x; }
+inline v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
+
+// 2^x for base-2 logits: round-to-nearest split x = n + f, |f| <= 1/2, a
+// degree-6 polynomial for 2^f (relative error ~2e-7), n into the exponent.
+// -inf (and anything below -126) gives exactly 0 so masked keys add
+// nothing; NaN stays NaN so NaN inputs propagate.
+inline v8f exp2v(v8f x) {
+  const v8f magic = splat(12582912.f);  // 1.5 * 2^23: adding it rounds to an integer
+  v8f xc = vmax(x, splat(-126.f));
+  xc = xc < splat(127.f) ? xc : splat(127.f);
+  const v8f t = xc + magic;
+  const v8f n = t - magic;
+  const v8f f = xc - n;
+  v8i ni;
+  std::memcpy(&ni, &t, sizeof ni);
+  ni -= 0x4B400000;
+  v8f poly = splat(1.535336188319500e-4f);
+  poly = poly * f + 1.339887440266574e-3f;
+  poly = poly * f + 9.618437357674640e-3f;
+  poly = poly * f + 5.550332471162809e-2f;
+  poly = poly * f + 2.402264791363012e-1f;
+  poly = poly * f + 6.931472028550421e-1f;
+  poly = poly * f + 1.f;
+  v8i bits;
+  std::memcpy(&bits, &poly, sizeof bits);
+  bits += ni << 23;
+  v8f r;
+  std::memcpy(&r, &bits, sizeof r);
+  r = x < splat(-126.f) ? splat(0.f) : r;
+  return x != x ? x : r;
+}
+
+inline float exp2s(float x) { return x == -INFINITY ? 0.f : std::exp2(x); }
+
+// C[6 x 16] (+)= A[6 x K] . B[K x 16]; A row-major (lda), B row-major (ldb).
+// 12 accumulators + 2 B vectors + 1 broadcast fill the 16 AVX registers.
+template <bool kAccumulate>
+inline void micro_6x16(int K, const float* A, std::int64_t lda, const float* Bm, std::int64_t ldb, float* C,
+                       std::int64_t ldc) {
+  v8f c[6][2];
+  for (int r = 0; r < 6; ++r) {
+    c[r][0] = kAccumulate ? load8(C + r * ldc) : splat(0.f);
+    c[r][1] = kAccumulate ? load8(C + r * ldc + 8) : splat(0.f);
+  }
+  for (int k = 0; k < K; ++k) {
+    const v8f b0 = load8(Bm + k * ldb), b1 = load8(Bm + k * ldb + 8);
+    for (int r = 0; r < 6; ++r) {
+      const v8f a = splat(A[r * lda + k]);
+      c[r][0] += a * b0;
+      c[r][1] += a * b1;
+    }
+  }
+  for (int r = 0; r < 6; ++r) {
+    store8(C + r * ldc, c[r][0]);
+    store8(C + r * ldc + 8, c[r][1]);
+  }
+}
+
+// C[M x N] (+)= A[M x K] . B[K x N] with M % 6 == 0, N % 16 == 0.
+template <bool kAccumulate>
+void gemm(int M, int N, int K, const float* A, std::int64_t lda, const float* Bm, std::int64_t ldb, float* C,
+          std::int64_t ldc) {
+  for (int j = 0; j < N; j += 16)
+    for (int i = 0; i < M; i += 6) micro_6x16<kAccumulate>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+}
+
+// n elements of a strided row of `t` -> contiguous float32.
+inline void convert_row(const void* base, std::int64_t off, std::int64_t stride, DType t, int n, float* dst) {
+  if (stride == 1) {
+    switch (t) {
+      case DType::float32:
+        std::memcpy(dst, static_cast<const float*>(base) + off, static_cast<std::size_t>(n) * 4);
+        return;
+      case DType::bfloat16: {
+        const auto* s = static_cast<const std::uint16_t*>(base) + off;
+        for (int i = 0; i < n; ++i) {
+          const std::uint32_t u = static_cast<std::uint32_t>(s[i]) << 16;
+          std::memcpy(dst + i, &u, 4);
+        }
+        return;
+      }
+      case DType::float16: {
+        const auto* s = static_cast<const std::uint16_t*>(base) + off;
+        int i = 0;
+#if defined(__F16C__)
+        for (; i + 8 <= n; i += 8)
+          _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+#endif
+        for (; i < n; ++i) dst[i] = core::fp16_to_float(s[i]);
+        return;
+      }
+      default: break;
+    }
+  }
+  for (int i = 0; i < n; ++i) dst[i] = core::load_as_float(base, off + i * stride, t);
+}
+
+// dst[d * ldd + j] = src[j * lds + d] for j < rows, d < cols (a transpose).
+inline void transpose(const float* src, std::int64_t lds, int rows, int cols, float* dst, std::int64_t ldd) {
+  int j = 0;
+#if defined(__AVX2__)
+  for (; j + 8 <= rows; j += 8) {
+    int d = 0;
+    for (; d + 8 <= cols; d += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (j + i) * lds + d);
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      const __m256 o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                           _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                           _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                           _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (d + i) * ldd + j, o[i]);
+    }
+    for (; d < cols; ++d)
+      for (int i = 0; i < 8; ++i) dst[d * ldd + j + i] = src[(j + i) * lds + d];
+  }
+#endif
+  for (; j < rows; ++j)
+    for (int d = 0; d < cols; ++d) dst[d * ldd + j] = src[j * lds + d];
+}
+
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// Per-thread scratch, sized once per call.
+struct Scratch {
+  std::vector<float> q, s, o, kt, v, tmp, m, l;
+};
+
+struct Item {
+  std::int64_t b, g, i0;  // batch, KV head, first query of the run
+};
+
+class Rectangle {
+ public:
+  Rectangle(const Problem& p, const Rect& r, Mode mode, const StateView& st)
+      : p_(p), r_(r), mode_(mode), st_(st) {
+    nq_ = static_cast<int>(std::max<std::int64_t>(1, kRowTarget / p.group));
+    nq_ = static_cast<int>(std::min<std::int64_t>(nq_, std::max<std::int64_t>(1, r.q1 - r.q0)));
+    rows_ = static_cast<int>(p.group) * nq_;
+    rows_pad_ = round_up(rows_, 6);
+    dvp_ = round_up(static_cast<int>(p.Dv), 16);
+  }
+
+  std::int64_t items_per_head() const { return (r_.q1 - r_.q0 + nq_ - 1) / nq_; }
+  std::int64_t run_start(std::int64_t run) const { return r_.q0 + run * nq_; }
+
+  void prepare(Scratch& s) const {
+    const auto R = static_cast<std::size_t>(rows_pad_), D = static_cast<std::size_t>(p_.D);
+    s.q.assign(R * D, 0.f);
+    s.s.assign(R * kKeyTile, 0.f);
+    s.o.assign(R * static_cast<std::size_t>(dvp_), 0.f);
+    s.kt.assign(D * kKeyTile, 0.f);
+    s.v.assign(static_cast<std::size_t>(kKeyTile) * static_cast<std::size_t>(dvp_), 0.f);
+    s.tmp.assign(static_cast<std::size_t>(kKeyTile) * std::max(D, static_cast<std::size_t>(p_.Dv)), 0.f);
+    s.m.assign(R, -INFINITY);
+    s.l.assign(R, 0.f);
+  }
+
+  void run(const Item& it, Scratch& s) const {
+    const std::int64_t i_end = std::min(r_.q1, it.i0 + nq_);
+    const int nrow_q = static_cast<int>(i_end - it.i0);
+    load_q(it, nrow_q, s);
+    load_state(it, nrow_q, s);
+    // Keys this run of queries can see inside the rectangle; all rows see
+    // at least [k0, all_see) so only tiles past that need causal masking.
+    const std::int64_t k_end = std::min(r_.k1, p_.key_end(i_end - 1));
+    const std::int64_t all_see = std::min(r_.k1, p_.key_end(it.i0));
+    for (std::int64_t kb = r_.k0; kb < k_end; kb += kKeyTile) {
+      const int nk = static_cast<int>(std::min<std::int64_t>(kKeyTile, k_end - kb));
+      pack_k(it, kb, nk, s);
+      gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(), kKeyTile, s.s.data(),
+                  kKeyTile);
+      mask_tile(it, nrow_q, kb, nk, kb + nk > all_see, s);
+      if (!softmax_tile(nk, s)) continue;  // every row fully masked here
+      pack_v(it, kb, nk, s);
+      gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), dvp_, s.o.data(), dvp_);
+    }
+    if (mode_ == Mode::single_pass || mode_ == Mode::finalize)
+      write_out(it, nrow_q, s);
+    else
+      store_state(it, nrow_q, s);
+  }
+
+ private:
+  // Row r of an item is (head h = g*group + r / nq, query i = i0 + r % nq).
+  std::int64_t head(const Item& it, int r) const { return it.g * p_.group + r / nq_; }
+  std::int64_t query(const Item& it, int r) const { return it.i0 + r % nq_; }
+  bool valid(int r, int nrow_q) const { return r < rows_ && r % nq_ < nrow_q; }
+  std::int64_t state_index(const Item& it, int r) const {
+    return (it.b * p_.Hq + head(it, r)) * st_.rows + (query(it, r) - st_.q0);
+  }
+
+  void load_q(const Item& it, int nrow_q, Scratch& s) const {
+    const int D = static_cast<int>(p_.D);
+    for (int r = 0; r < rows_pad_; ++r) {
+      float* dst = s.q.data() + r * D;
+      if (!valid(r, nrow_q)) {
+        std::fill(dst, dst + D, 0.f);
+        continue;
+      }
+      const std::int64_t off = it.b * p_.q_stride[0] + head(it, r) * p_.q_stride[1] + query(it, r) * p_.q_stride[2];
+      convert_row(p_.q, off, p_.q_stride[3], p_.dtype, D, dst);
+      for (int d = 0; d < D; ++d) dst[d] *= p_.scale_log2;
+    }
+  }
+
+  void load_state(const Item& it, int nrow_q, Scratch& s) const {
+    const bool fresh = mode_ == Mode::single_pass || mode_ == Mode::init;
+    for (int r = 0; r < rows_pad_; ++r) {
+      float* o = s.o.data() + r * dvp_;
+      if (!valid(r, nrow_q) || fresh) {
+        std::fill(o, o + dvp_, 0.f);
+        s.m[static_cast<std::size_t>(r)] = -INFINITY;
+        s.l[static_cast<std::size_t>(r)] = 0.f;
+        if (valid(r, nrow_q) && p_.sinks) {  // the sink enters once, with the fresh state
+          s.m[static_cast<std::size_t>(r)] = p_.sinks[head(it, r) * p_.sinks_stride] * core::kLog2e;
+          s.l[static_cast<std::size_t>(r)] = 1.f;
+        }
+        continue;
+      }
+      const std::int64_t si = state_index(it, r);
+      s.m[static_cast<std::size_t>(r)] = st_.m[si];
+      s.l[static_cast<std::size_t>(r)] = st_.l[si];
+      std::memcpy(o, st_.o + si * p_.Dv, static_cast<std::size_t>(p_.Dv) * 4);
+      std::fill(o + p_.Dv, o + dvp_, 0.f);
+    }
+  }
+
+  void store_state(const Item& it, int nrow_q, const Scratch& s) const {
+    for (int r = 0; r < rows_; ++r) {
+      if (!valid(r, nrow_q)) continue;
+      const std::int64_t si = state_index(it, r);
+      st_.m[si] = s.m[static_cast<std::size_t>(r)];
+      st_.l[si] = s.l[static_cast<std::size_t>(r)];
+      std::memcpy(st_.o + si * p_.Dv, s.o.data() + r * dvp_, static_cast<std::size_t>(p_.Dv) * 4);
+    }
+  }
+
+  void write_out(const Item& it, int nrow_q, const Scratch& s) const {
+    for (int r = 0; r < rows_; ++r) {
+      if (!valid(r, nrow_q)) continue;
+      const std::int64_t h = head(it, r), i = query(it, r);
+      const float m = s.m[static_cast<std::size_t>(r)], l = s.l[static_cast<std::size_t>(r)];
+      const float inv = core::inv_sum(l);
+      const std::int64_t off = it.b * p_.o_stride[0] + h * p_.o_stride[1] + i * p_.o_stride[2];
+      const float* o = s.o.data() + r * dvp_;
+      for (std::int64_t d = 0; d < p_.Dv; ++d)
+        core::store_from_float(p_.o, off + d * p_.o_stride[3], p_.dtype, o[d] * inv);
+      if (p_.lse)
+        p_.lse[it.b * p_.lse_stride[0] + h * p_.lse_stride[1] + i * p_.lse_stride[2]] = core::lse_base_e(m, l);
+    }
+  }
+
+  // Kt[d][j] = K[kb + j][d] as float32, zero past nk.
+  void pack_k(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
+    const int D = static_cast<int>(p_.D);
+    const std::int64_t base = it.b * p_.k_stride[0] + it.g * p_.k_stride[1];
+    for (int j = 0; j < nk; ++j)
+      convert_row(p_.k, base + (kb + j) * p_.k_stride[2], p_.k_stride[3], p_.dtype, D, s.tmp.data() + j * D);
+    if (nk < kKeyTile) std::fill(s.tmp.begin() + nk * D, s.tmp.begin() + kKeyTile * D, 0.f);
+    transpose(s.tmp.data(), D, kKeyTile, D, s.kt.data(), kKeyTile);
+  }
+
+  // V[j][d] as float32, rows padded to dvp columns.
+  void pack_v(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
+    const std::int64_t base = it.b * p_.v_stride[0] + it.g * p_.v_stride[1];
+    for (int j = 0; j < nk; ++j) {
+      float* dst = s.v.data() + j * dvp_;
+      convert_row(p_.v, base + (kb + j) * p_.v_stride[2], p_.v_stride[3], p_.dtype, static_cast<int>(p_.Dv), dst);
+    }
+  }
+
+  // Scores past nk, hidden by the causal rule, or dropped by the mask array
+  // become -inf; an additive mask is added in base 2.
+  void mask_tile(const Item& it, int nrow_q, std::int64_t kb, int nk, bool causal_edge, Scratch& s) const {
+    const bool array = p_.mask_kind != MaskKind::none;
+    for (int r = 0; r < rows_pad_; ++r) {
+      float* row = s.s.data() + r * kKeyTile;
+      if (!valid(r, nrow_q)) {
+        std::fill(row, row + kKeyTile, -INFINITY);
+        continue;
+      }
+      std::fill(row + nk, row + kKeyTile, -INFINITY);
+      const std::int64_t i = query(it, r);
+      if (p_.causal && causal_edge) {
+        const std::int64_t visible = std::clamp<std::int64_t>(p_.key_end(i) - kb, 0, nk);
+        std::fill(row + visible, row + nk, -INFINITY);
+      }
+      if (!array) continue;
+      const std::int64_t moff = it.b * p_.mask_stride[0] + head(it, r) * p_.mask_stride[1] + i * p_.mask_stride[2];
+      const std::int64_t ms = p_.mask_stride[3];
+      if (p_.mask_kind == MaskKind::boolean) {
+        const auto* mk = static_cast<const std::uint8_t*>(p_.mask) + moff;
+        for (int j = 0; j < nk; ++j)
+          if (!mk[(kb + j) * ms]) row[j] = -INFINITY;
+      } else {
+        for (int j = 0; j < nk; ++j)
+          row[j] += core::load_as_float(p_.mask, moff + (kb + j) * ms, p_.mask_dtype) * core::kLog2e;
+      }
+    }
+  }
+
+  // Online softmax over one tile, in place: S becomes P. Returns false if
+  // no row saw any key (then O, m, l are unchanged and P.V can be skipped).
+  bool softmax_tile(int nk, Scratch& s) const {
+    bool any = false;
+    const int nvec = (nk + 7) / 8;
+    for (int r = 0; r < rows_pad_; ++r) {
+      float* row = s.s.data() + r * kKeyTile;
+      v8f mx = splat(-INFINITY);
+      for (int v = 0; v < nvec; ++v) mx = vmax(mx, load8(row + 8 * v));
+      float tile_max = -INFINITY;
+      for (int e = 0; e < 8; ++e) tile_max = std::max(tile_max, mx[e]);
+      float& m = s.m[static_cast<std::size_t>(r)];
+      float& l = s.l[static_cast<std::size_t>(r)];
+      const float m_new = std::max(m, tile_max);
+      if (m_new == -INFINITY) {  // nothing visible yet: P row = 0, guard -inf - -inf
+        std::fill(row, row + kKeyTile, 0.f);
+        continue;
+      }
+      any = true;
+      const float alpha = exp2s(m - m_new);
+      v8f sum = splat(0.f);
+      const v8f mv = splat(m_new);
+      for (int v = 0; v < kKeyTile / 8; ++v) {
+        const v8f pv = v < nvec ? exp2v(load8(row + 8 * v) - mv) : splat(0.f);
+        store8(row + 8 * v, pv);
+        sum += pv;
+      }
+      float tile_sum = 0.f;
+      for (int e = 0; e < 8; ++e) tile_sum += sum[e];
+      l = l * alpha + tile_sum;
+      m = m_new;
+      if (alpha != 1.f) {
+        float* o = s.o.data() + r * dvp_;
+        const v8f av = splat(alpha);
+        for (int d = 0; d < dvp_; d += 8) store8(o + d, load8(o + d) * av);
+      }
+    }
+    return any;
+  }
+
+  const Problem& p_;
+  Rect r_;
+  Mode mode_;
+  StateView st_;
+  int nq_ = 1, rows_ = 1, rows_pad_ = 6, dvp_ = 16;
+};
+
+}  // namespace
+
+void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const StateView& st, int threads) {
+  if (p.B == 0 || r.q1 <= r.q0) return;
+  const Rectangle rect(p, r, mode, st);
+  const std::int64_t per_head = rect.items_per_head();
+  const std::int64_t n_items = p.B * p.Hkv * per_head;
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+#pragma omp parallel num_threads(nt) if (n_items > 1)
+  {
+    Scratch s;
+    rect.prepare(s);
+    // Later query runs see more keys under the causal rule; dynamic
+    // scheduling balances them.
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t n = 0; n < n_items; ++n) {
+      // Largest work first: iterate query runs from the bottom.
+      const std::int64_t run = per_head - 1 - n / (p.B * p.Hkv);
+      const std::int64_t bg = n % (p.B * p.Hkv);
+      rect.run({bg / p.Hkv, bg % p.Hkv, rect.run_start(run)}, s);
+    }
+  }
+}
+
+}  // namespace longattn::cpu::LONGATTN_KERNEL_NS
