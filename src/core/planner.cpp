@@ -50,6 +50,7 @@ struct Costs {
   const DeviceProfile& prof;
   double ms_per_flop;
   double target_ms;  // per-submission limit, budget * safety; inf without budget
+  std::int64_t max_chunk = 0;  // > 0: keys per dispatch capped (chunk_threshold_keys forced chunking)
 
   double dispatch(const Rect& r, Mode m) const {
     const double rows = static_cast<double>(r.q1 - r.q0);
@@ -105,9 +106,22 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
   // a binary search on tile multiples).
   auto whole_fits = [&](std::int64_t h) {
     const std::int64_t q0 = p.Lq - h;  // the last group sees the most keys
+    if (c.max_chunk > 0 && group_key_end(p, p.Lq) > c.max_chunk) return false;
     return c.dispatch({q0, p.Lq, 0, group_key_end(p, p.Lq)}, Mode::single_pass) <= c.dispatch_target();
   };
-  if (!whole_fits(g)) return g;
+  if (!whole_fits(g)) {
+    // Even one key tile over a full-device group may be over budget (a tiny
+    // budget, a slow device): then trade device fill for the budget.
+    const std::int64_t kt = std::max<std::int64_t>(1, c.prof.key_tile);
+    // The first key tile is the dearest: under the causal rule every row
+    // that sees anything sees it.
+    auto tile_fits = [&](std::int64_t h) {
+      const std::int64_t kend = group_key_end(p, p.Lq);
+      return c.dispatch({p.Lq - h, p.Lq, 0, std::min(kt, kend)}, Mode::accumulate) <= c.dispatch_target();
+    };
+    while (g > 1 && !tile_fits(g)) g = g > qt ? (g / 2 + qt - 1) / qt * qt : g / 2;
+    return std::max<std::int64_t>(1, g);
+  }
   const std::int64_t cap = std::min(rows_left, p.Lq);
   std::int64_t lo = g, hi = g;
   while (hi < cap && whole_fits(std::min(cap, hi * 2))) hi = std::min(cap, hi * 2);
@@ -127,7 +141,7 @@ std::int64_t state_row_bytes(const Problem& p) { return p.B * p.Hq * (p.Dv + 2) 
 
 double predict_dispatch_ms(const Problem& p, const DeviceProfile& profile, const Rect& r, Mode m) {
   const double rate = profile.rate_gflops(rate_key_of(p));
-  const Costs c{p, profile, 1.0 / (rate * 1e6), std::numeric_limits<double>::infinity()};
+  const Costs c{p, profile, 1.0 / (rate * 1e6), std::numeric_limits<double>::infinity(), 0};
   return c.dispatch(r, m);
 }
 
@@ -135,14 +149,16 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
   Plan plan;
   const double rate = profile.rate_gflops(rate_key_of(p));
   const double target = pol.budget_ms > 0 ? pol.budget_ms * pol.safety : std::numeric_limits<double>::infinity();
-  const Costs c{p, profile, 1.0 / (rate * 1e6), target};
+  // A key length at or over the threshold forces chunking, in chunks of at
+  // most the threshold.
+  const bool forced_keys = pol.chunk_threshold_keys > 0 && p.Lk >= pol.chunk_threshold_keys;
+  const Costs c{p, profile, 1.0 / (rate * 1e6), target, forced_keys ? pol.chunk_threshold_keys : 0};
   const std::int64_t key_tile = std::max<std::int64_t>(1, profile.key_tile);
 
   // 1. Route: one single-pass dispatch when nothing forces chunking.
   const bool fresh = from.q_begin == 0 && from.live_rows == 0;
   const Rect all{0, p.Lq, 0, p.Lk};
   const double single_ms = c.dispatch(all, Mode::single_pass) + profile.submission_overhead_ms;
-  const bool forced_keys = pol.chunk_threshold_keys > 0 && p.Lk >= pol.chunk_threshold_keys;
   const bool fixed = pol.fixed_chunk_keys > 0 || pol.fixed_query_rows > 0;
   std::ostringstream why;
   if (fresh && !fixed && !forced_keys && single_ms <= target) {
@@ -161,6 +177,17 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
   else if (fixed) why << "chunked: fixed chunk/group size requested";
   else if (fresh) why << "chunked: single pass predicted " << single_ms << " ms > budget*safety " << target << " ms";
   else why << "re-planned from query row " << from.q_begin;
+
+  // A budget so small against the work that the plan itself would not fit
+  // in memory is refused rather than attempted.
+  constexpr double kMaxDispatches = 1e7;
+  if (std::isfinite(target) && pol.fixed_chunk_keys == 0 && pol.fixed_query_rows == 0) {
+    const double est = (p.flops(0, p.Lq, 0, p.Lk) * c.ms_per_flop) / std::max(1e-9, c.dispatch_target());
+    if (est > kMaxDispatches || c.dispatch_target() <= 0)
+      throw InvalidArgument("[longattn::plan] policy.budget_ms = " + std::to_string(pol.budget_ms) +
+                            " is too small for this problem on this device (about " + std::to_string(est) +
+                            " dispatches; overheads " + std::to_string(profile.submission_overhead_ms) + " ms)");
+  }
 
   // 2. Workspace bound on the group height.
   const std::int64_t row_bytes = state_row_bytes(p);
@@ -194,10 +221,11 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
       if (pol.fixed_chunk_keys > 0) {
         k1 = std::min(kend, k + pol.fixed_chunk_keys);
       } else if (!std::isfinite(target)) {
-        const std::int64_t chunk = pol.chunk_threshold_keys > 0 ? pol.chunk_threshold_keys : kend;
-        k1 = std::min(kend, k + chunk);
+        k1 = c.max_chunk > 0 ? std::min(kend, k + c.max_chunk) : kend;
       } else {
-        k1 = chunk_end(c, q0, q1, k, kend, started ? Mode::finalize : Mode::single_pass,
+        const std::int64_t cap = c.max_chunk > 0 ? std::min(kend, k + c.max_chunk) : kend;
+        k1 = chunk_end(c, q0, q1, k, cap, cap == kend ? (started ? Mode::finalize : Mode::single_pass)
+                                                       : (started ? Mode::accumulate : Mode::init),
                        started ? Mode::accumulate : Mode::init, key_tile);
       }
       const bool last = k1 == kend;

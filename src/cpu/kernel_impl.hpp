@@ -42,7 +42,7 @@ inline v8f load8(const float* p) {
   return v;
 }
 inline void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
-inline v8f splat(float x) { return v8f{} + x; }
+inline v8f splat(float x) { return v8f{x, x, x, x, x, x, x, x}; }
 inline v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
 
 // 2^x for base-2 logits: round-to-nearest split x = n + f, |f| <= 1/2, a

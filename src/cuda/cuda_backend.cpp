@@ -1,0 +1,347 @@
+// The CUDA backend: one kernel launch per dispatch on the caller's stream
+// (plus a split-K merge when a dispatch alone would not fill the GPU),
+// submissions bracketed by events, the float32 running state in device
+// memory.
+//
+// Kernel choice per dispatch (all in device code under src/cuda/):
+// - float16 / bfloat16 with more than 8 packed rows (query heads of a KV
+//   group x queries): the tensor-core prefill kernel.
+// - up to 8 packed rows (decode), and every float32 problem: the vector
+//   kernel, which reads each K/V row once for the whole GQA group.
+// Either is split over the keys (split-K) when its grid is smaller than the
+// GPU; the splits' partial states go to a fixed workspace allocated with the
+// backend, so a dispatch never allocates.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/backend.hpp"
+#include "cuda/check.hpp"
+#include "cuda/kernel_params.hpp"
+
+namespace longattn::core {
+namespace {
+
+using cuda::check_cuda;
+using cuda::InMode;
+using cuda::KernelKind;
+using cuda::KernelParams;
+using cuda::OutMode;
+
+// Split-K workspace: enough for 32 splits of 32 heads x 64 rows x D 256.
+constexpr std::size_t kWorkspaceBytes = std::size_t{64} << 20;
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+void* device_alloc(std::size_t bytes, const char* what) {
+  void* ptr = nullptr;
+  const cudaError_t e = cudaMalloc(&ptr, bytes);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the sticky-free error so later calls work
+    const std::string msg = "[longattn::cuda] cudaMalloc(" + std::to_string(bytes) + " bytes) for " +
+                            what + " failed: " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) +
+                            ")";
+    if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
+    throw BackendError(msg);
+  }
+  return ptr;
+}
+
+// Whether rows of a tensor can be read 16 bytes at a time.
+bool vectorizable(const void* ptr, const std::int64_t (&s)[4], DType t) {
+  const auto es = static_cast<std::int64_t>(dtype_size(t));
+  return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0 && s[3] == 1 && (s[0] * es) % 16 == 0 &&
+         (s[1] * es) % 16 == 0 && (s[2] * es) % 16 == 0;
+}
+
+cuda::Launcher find_launcher(const Problem& p) {
+  if (p.D != p.Dv)
+    throw Unsupported("[longattn::cuda] D = " + std::to_string(p.D) + " and Dv = " +
+                      std::to_string(p.Dv) + " differ; the CUDA backend needs D = Dv");
+  for (int i = 0; i < cuda::kNumLaunchers; ++i) {
+    const auto& e = cuda::kLaunchers[i];
+    if (e.dtype == static_cast<int>(p.dtype) && e.head_dim == p.D) return e.launch;
+  }
+  std::string have;
+  for (auto d : cuda_head_dims()) have += (have.empty() ? "" : ", ") + std::to_string(d);
+  throw Unsupported("[longattn::cuda] head_dim D = " + std::to_string(p.D) + " with dtype " +
+                    dtype_name(p.dtype) + " is not built (this build has D in {" + have + "})");
+}
+
+KernelParams make_params(const Problem& p) {
+  KernelParams k;
+  k.dtype = static_cast<std::int32_t>(p.dtype);
+  k.B = p.B;
+  k.Hq = p.Hq;
+  k.Hkv = p.Hkv;
+  k.group = p.group;
+  k.Lq = p.Lq;
+  k.Lk = p.Lk;
+  k.D = p.D;
+  k.q = p.q;
+  k.k = p.k;
+  k.v = p.v;
+  k.o = p.o;
+  k.lse = p.lse;
+  for (int i = 0; i < 4; ++i) {
+    k.q_s[i] = p.q_stride[i];
+    k.k_s[i] = p.k_stride[i];
+    k.v_s[i] = p.v_stride[i];
+    k.o_s[i] = p.o_stride[i];
+    k.mask_s[i] = p.mask_stride[i];
+  }
+  for (int i = 0; i < 3; ++i) k.lse_s[i] = p.lse_stride[i];
+  k.vec_q = vectorizable(p.q, p.q_stride, p.dtype);
+  k.vec_k = vectorizable(p.k, p.k_stride, p.dtype);
+  k.vec_v = vectorizable(p.v, p.v_stride, p.dtype);
+  k.causal = p.causal;
+  k.causal_offset = p.causal_offset;
+  k.mask_kind = p.mask_kind == MaskKind::boolean ? 1 : p.mask_kind == MaskKind::additive ? 2 : 0;
+  k.mask_dtype = p.mask_dtype == DType::float16 ? 1 : p.mask_dtype == DType::bfloat16 ? 2 : 0;
+  k.mask = p.mask;
+  k.sinks = p.sinks;
+  k.sinks_stride = p.sinks_stride;
+  k.scale_log2 = p.scale_log2;
+  return k;
+}
+
+// What the backend needs from each device, looked up once per process
+// (attention() makes a backend per call; cudaGetDeviceProperties and a 64 MB
+// cudaMalloc per call would dominate a 50 us decode), and a free list of
+// split-K workspaces: a backend takes one for its lifetime, so concurrent
+// calls on different streams never share one.
+struct DeviceInfo {
+  std::string name;
+  int sms = 1;
+  std::vector<float*> free_workspaces;
+};
+std::mutex g_mutex;
+std::map<int, DeviceInfo> g_devices;
+
+DeviceInfo& device_info(int device) {  // g_mutex held
+  auto it = g_devices.find(device);
+  if (it != g_devices.end()) return it->second;
+  cudaDeviceProp prop{};
+  check_cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  DeviceInfo info;
+  info.name = std::string(prop.name) + " (device " + std::to_string(device) + ", " +
+              std::to_string(prop.multiProcessorCount) + " SMs)";
+  info.sms = prop.multiProcessorCount;
+  return g_devices.emplace(device, std::move(info)).first->second;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const BackendConfig& cfg)
+      : stream_(static_cast<cudaStream_t>(cfg.cuda_stream)), host_wait_(cfg.host_wait) {
+    check_cuda(cudaGetDevice(&device_), "cudaGetDevice");
+    std::lock_guard<std::mutex> lock(g_mutex);
+    DeviceInfo& info = device_info(device_);
+    device_name_ = info.name;
+    sms_ = info.sms;
+    if (!info.free_workspaces.empty()) {
+      workspace_ = info.free_workspaces.back();
+      info.free_workspaces.pop_back();
+    } else {
+      workspace_ = static_cast<float*>(device_alloc(kWorkspaceBytes, "the split-K workspace"));
+    }
+  }
+
+  ~CudaBackend() override {
+    // Destructors must not throw: errors here are dropped.
+    (void)cudaStreamSynchronize(stream_);
+    for (auto& s : states_) (void)cudaFree(s);
+    for (auto& [a, b] : events_) {
+      (void)cudaEventDestroy(a);
+      (void)cudaEventDestroy(b);
+    }
+    // Back to the free list: work in flight on it has finished (synchronized above).
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_devices[device_].free_workspaces.push_back(workspace_);
+  }
+
+  std::string name() const override { return "cuda"; }
+  std::string device_name() const override { return device_name_; }
+
+  StateView alloc_state(const Problem& p, std::int64_t rows) override {
+    const std::int64_t n = p.B * p.Hq * rows;
+    const auto bytes = static_cast<std::size_t>(n * (p.Dv + 2)) * sizeof(float);
+    auto* base = static_cast<float*>(device_alloc(bytes, "the running state"));
+    states_.push_back(base);
+    StateView s;
+    s.m = base;
+    s.l = base + n;
+    s.o = base + 2 * n;
+    s.rows = rows;
+    return s;
+  }
+
+  void release_state(StateView& s) override {
+    if (s.m == nullptr) return;
+    auto it = std::find(states_.begin(), states_.end(), s.m);
+    if (it != states_.end()) states_.erase(it);
+    check_cuda(cudaFree(s.m), "cudaFree(running state)");
+    s = StateView{};
+  }
+
+  void begin_submission() override {
+    if (next_event_ == events_.size()) {
+      cudaEvent_t a = nullptr, b = nullptr;
+      check_cuda(cudaEventCreate(&a), "cudaEventCreate");
+      check_cuda(cudaEventCreate(&b), "cudaEventCreate");
+      events_.emplace_back(a, b);
+    }
+    check_cuda(cudaEventRecord(events_[next_event_].first, stream_), "cudaEventRecord(submission start)");
+  }
+
+  void dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
+    const Rect& r = d.rect;
+    if (r.q1 <= r.q0) return;
+    const cuda::Launcher launch = find_launcher(p);
+    KernelParams k = make_params(p);
+    k.q0 = r.q0;
+    k.q1 = r.q1;
+    k.k0 = r.k0;
+    k.k1 = r.k1;
+    switch (d.mode) {
+      case Mode::single_pass: k.in_mode = InMode::sinks; k.out_mode = OutMode::final; break;
+      case Mode::init: k.in_mode = InMode::sinks; k.out_mode = OutMode::state; break;
+      case Mode::accumulate: k.in_mode = InMode::load; k.out_mode = OutMode::state; break;
+      case Mode::finalize: k.in_mode = InMode::load; k.out_mode = OutMode::final; break;
+      default: throw BackendError("[longattn::cuda] dispatch: unknown mode");
+    }
+    if (d.mode != Mode::single_pass) {
+      k.st_m = state.m;
+      k.st_l = state.l;
+      k.st_o = state.o;
+      k.st_q0 = state.q0;
+      k.st_rows = state.rows;
+    }
+
+    const std::int64_t nq = r.q1 - r.q0, keys = std::max<std::int64_t>(0, r.k1 - r.k0);
+    const std::int64_t packed = p.group * nq;
+    std::int64_t base_blocks = 0, key_units = 0, min_units = 1;
+    if (p.dtype == DType::float32 || packed <= 8) {
+      k.kind = KernelKind::vector;
+      int rows = 8;
+      while (rows / 2 >= packed && rows > 1) rows /= 2;
+      k.rows_per_block = rows;
+      const int lanes = cuda::vec_lanes_per_key(static_cast<int>(p.D));
+      const int nb = cuda::vec_keys_per_group(rows, static_cast<int>(dtype_size(p.dtype)));
+      const std::int64_t kstep = static_cast<std::int64_t>(cuda::kVecWarps) * (32 / lanes) * nb;
+      base_blocks = ceil_div(packed, rows) * p.B * p.Hkv;
+      key_units = ceil_div(keys, kstep);
+      min_units = ceil_div(512, kstep);
+      if (p.B * p.Hkv > 65535)
+        throw Unsupported("[longattn::cuda] B * Hkv = " + std::to_string(p.B * p.Hkv) +
+                          " exceeds the grid limit 65535");
+    } else {
+      k.kind = KernelKind::tensor_core;
+      const cuda::TcConfig cfg = cuda::tc_config(static_cast<int>(p.D));
+      base_blocks = ceil_div(nq, cfg.block_m) * p.B * p.Hq;
+      key_units = ceil_div(keys, cfg.block_n);
+      min_units = 4;
+      if (p.B * p.Hq > 65535)
+        throw Unsupported("[longattn::cuda] B * Hq = " + std::to_string(p.B * p.Hq) +
+                          " exceeds the grid limit 65535");
+    }
+
+    // Split-K when the grid would leave SMs idle: aim for ~2 waves of blocks
+    // (4 for the memory-bound vector kernel), keep each split >= min_units
+    // key units, and stay inside the workspace.
+    std::int64_t splits = 1;
+    const std::int64_t target = (k.kind == KernelKind::vector ? 4 : 2) * static_cast<std::int64_t>(sms_);
+    if (base_blocks < target && key_units >= 2 * min_units) {
+      splits = std::min(ceil_div(target, base_blocks), key_units / min_units);
+      const std::int64_t row_bytes = p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
+      splits = std::min(splits, static_cast<std::int64_t>(kWorkspaceBytes) / row_bytes);
+      splits = std::clamp<std::int64_t>(splits, 1, cuda::kMaxSplits);
+    }
+    k.splits = static_cast<std::int32_t>(splits);
+    if (splits > 1) {
+      const std::int64_t n = p.B * p.Hq * nq;
+      k.part_m = workspace_;
+      k.part_l = workspace_ + splits * n;
+      k.part_o = workspace_ + 2 * splits * n;
+    }
+    launch(k, stream_);
+    if (splits > 1) cuda::launch_merge(k, stream_);
+  }
+
+  std::optional<double> end_submission() override {
+    auto [start, end] = events_[next_event_];
+    check_cuda(cudaEventRecord(end, stream_), "cudaEventRecord(submission end)");
+    if (host_wait_) {
+      check_cuda(cudaEventSynchronize(end), "cudaEventSynchronize(submission end)");
+      return elapsed(start, end);
+    }
+    ++next_event_;
+    return std::nullopt;
+  }
+
+  std::vector<double> finish() override {
+    check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    std::vector<double> times;
+    for (std::size_t i = 0; i < next_event_; ++i) times.push_back(elapsed(events_[i].first, events_[i].second));
+    next_event_ = 0;
+    return times;
+  }
+
+ private:
+  static double elapsed(cudaEvent_t a, cudaEvent_t b) {
+    float ms = 0.f;
+    check_cuda(cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
+    return static_cast<double>(ms);
+  }
+
+  cudaStream_t stream_ = nullptr;
+  bool host_wait_ = true;
+  int device_ = 0;
+  int sms_ = 1;
+  std::string device_name_;
+  float* workspace_ = nullptr;
+  std::vector<float*> states_;
+  // (start, end) event pairs; [0, next_event_) are submissions not yet
+  // timed (host_wait off), reused after finish().
+  std::vector<std::pair<cudaEvent_t, cudaEvent_t>> events_;
+  std::size_t next_event_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const BackendConfig& cfg) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    (void)cudaGetLastError();
+    throw Unsupported(std::string("[longattn::cuda] no CUDA device is available (cudaGetDeviceCount: ") +
+                      (e != cudaSuccess ? cudaGetErrorName(e) : "0 devices") + ")");
+  }
+  return std::make_unique<CudaBackend>(cfg);
+}
+
+bool cuda_available() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+std::vector<std::int64_t> cuda_head_dims() {
+  std::vector<std::int64_t> dims;
+  for (int i = 0; i < cuda::kNumLaunchers; ++i) dims.push_back(cuda::kLaunchers[i].head_dim);
+  std::sort(dims.begin(), dims.end());
+  dims.erase(std::unique(dims.begin(), dims.end()), dims.end());
+  return dims;
+}
+
+}  // namespace longattn::core

@@ -1,0 +1,199 @@
+// Device helpers shared by the kernels: element conversions, masking, the
+// row epilogue (final output / running state / split-K partial), and the
+// sm_80 tensor-core primitives (cp.async, ldmatrix, mma.sync).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "core/state.hpp"
+#include "cuda/kernel_params.hpp"
+
+namespace longattn::cuda {
+
+using i64 = std::int64_t;
+
+// ---- element conversions ---------------------------------------------------
+
+template <typename T>
+__device__ __forceinline__ float to_f(T x);
+template <>
+__device__ __forceinline__ float to_f<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ float to_f<__half>(__half x) { return __half2float(x); }
+template <>
+__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T>
+__device__ __forceinline__ T from_f(float x);
+template <>
+__device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+// Two floats packed into one 32-bit register of two 16-bit values (the
+// lower-indexed element in the low half), as mma.sync operands expect.
+template <typename T>
+__device__ __forceinline__ std::uint32_t pack2(float lo, float hi);
+template <>
+__device__ __forceinline__ std::uint32_t pack2<__half>(float lo, float hi) {
+  __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<std::uint32_t*>(&h);
+}
+template <>
+__device__ __forceinline__ std::uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<std::uint32_t*>(&h);
+}
+
+// 2^x with the hardware approximation (ex2.approx: ~2 ulp, 2^-inf = +0),
+// without the range scaling that exp2f adds.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// ---- masking -------------------------------------------------------------
+
+// The array mask's base-2 term for (b, h, q, j): 0 or -inf for boolean
+// masks, value * log2(e) for additive ones.
+__device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, i64 q, i64 j) {
+  const i64 off = b * p.mask_s[0] + h * p.mask_s[1] + q * p.mask_s[2] + j * p.mask_s[3];
+  if (p.mask_kind == 1) return static_cast<const std::uint8_t*>(p.mask)[off] ? 0.f : -INFINITY;
+  float x;
+  switch (p.mask_dtype) {
+    case 0: x = static_cast<const float*>(p.mask)[off]; break;
+    case 1: x = __half2float(static_cast<const __half*>(p.mask)[off]); break;
+    default: x = __bfloat162float(static_cast<const __nv_bfloat16*>(p.mask)[off]); break;
+  }
+  return x * core::kLog2e;
+}
+
+// The base-2 term the causal rule, the rectangle and the array mask add to
+// the logit of (q, j): 0, -inf, or the additive mask's value.
+__device__ __forceinline__ float extra_term(const KernelParams& p, i64 b, i64 h, i64 q, i64 j) {
+  if (q >= p.q1 || j >= p.k1) return -INFINITY;
+  if (p.causal && j > q + p.causal_offset) return -INFINITY;
+  return p.mask_kind != 0 ? mask_term(p, b, h, q, j) : 0.f;
+}
+
+// Base-2 logit of (q, j) given the raw product q.k: applies scale, causal,
+// the rectangle's key end and the array mask. Rows outside [q0, q1) and keys
+// at or past k1 are excluded.
+__device__ __forceinline__ float masked_logit(const KernelParams& p, float qk, i64 b, i64 h, i64 q,
+                                              i64 j) {
+  if (q >= p.q1 || j >= p.k1) return -INFINITY;
+  if (p.causal && j > q + p.causal_offset) return -INFINITY;
+  float t = qk * p.scale_log2;
+  if (p.mask_kind != 0) t += mask_term(p, b, h, q, j);
+  return t;
+}
+
+// ---- row state in / out -----------------------------------------------------
+
+__device__ __forceinline__ i64 state_row(const KernelParams& p, i64 b, i64 h, i64 q) {
+  return (b * p.Hq + h) * p.st_rows + (q - p.st_q0);
+}
+__device__ __forceinline__ i64 partial_row(const KernelParams& p, int split, i64 b, i64 h, i64 q) {
+  const i64 nq = p.q1 - p.q0;
+  return static_cast<i64>(split) * (p.B * p.Hq * nq) + (b * p.Hq + h) * nq + (q - p.q0);
+}
+
+// Initial (m, l) of a row; the caller loads o from st_o when in_mode is load.
+__device__ __forceinline__ void initial_ml(const KernelParams& p, InMode mode, i64 b, i64 h, i64 q,
+                                           float& m, float& l) {
+  m = -INFINITY;
+  l = 0.f;
+  if (mode == InMode::sinks && p.sinks != nullptr) {
+    m = p.sinks[h * p.sinks_stride] * core::kLog2e;
+    l = 1.f;
+  } else if (mode == InMode::load) {
+    const i64 r = state_row(p, b, h, q);
+    m = p.st_m[r];
+    l = p.st_l[r];
+  }
+}
+
+// Writes (m, l) of a row in out mode `mode` (one thread per row).
+__device__ __forceinline__ void store_ml(const KernelParams& p, OutMode mode, int split, i64 b, i64 h,
+                                         i64 q, float m, float l) {
+  if (mode == OutMode::final) {
+    if (p.lse) p.lse[b * p.lse_s[0] + h * p.lse_s[1] + q * p.lse_s[2]] = core::lse_base_e(m, l);
+  } else if (mode == OutMode::state) {
+    const i64 r = state_row(p, b, h, q);
+    p.st_m[r] = m;
+    p.st_l[r] = l;
+  } else {
+    const i64 r = partial_row(p, split, b, h, q);
+    p.part_m[r] = m;
+    p.part_l[r] = l;
+  }
+}
+
+// Address of o[d] of a row in out mode state / partial (float32).
+__device__ __forceinline__ float* o_slot(const KernelParams& p, OutMode mode, int split, i64 b, i64 h,
+                                         i64 q) {
+  if (mode == OutMode::state) return p.st_o + state_row(p, b, h, q) * p.D;
+  return p.part_o + partial_row(p, split, b, h, q) * p.D;
+}
+
+template <typename T>
+__device__ __forceinline__ T* out_row(const KernelParams& p, i64 b, i64 h, i64 q) {
+  return static_cast<T*>(p.o) + b * p.o_s[0] + h * p.o_s[1] + q * p.o_s[2];
+}
+
+// ---- sm_80 primitives ------------------------------------------------------
+
+__device__ __forceinline__ std::uint32_t smem_addr(const void* p) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte asynchronous copy global -> shared; zero-fills when !valid.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
+
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(smem)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(smem)));
+}
+
+// D = A(16x16, row) * B(16x8, col) + D, float32 accumulators.
+template <typename T>
+__device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                         std::uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], const std::uint32_t (&a)[4],
+                                                        std::uint32_t b0, std::uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float (&d)[4], const std::uint32_t (&a)[4],
+                                                 std::uint32_t b0, std::uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+}  // namespace longattn::cuda

@@ -1,0 +1,150 @@
+// The flat parameter block every CUDA kernel of the backend reads, the tile
+// sizes (one source of truth, used by the kernels at compile time and by the
+// host to size grids and split-K), and the launchers the per-(dtype, head_dim)
+// translation units define.
+//
+// Included by host-only C++ (cuda_backend.cpp) and by the .cu files, so it
+// uses no CUDA types.
+#pragma once
+
+#include <cstdint>
+
+namespace longattn::cuda {
+
+// Where a kernel's row starts from.
+enum class InMode : std::int32_t {
+  empty = 0,  // (m = -inf, l = 0, o = 0)
+  sinks = 1,  // (m = sink * log2 e, l = 1, o = 0); empty when there are no sinks
+  load = 2,   // the running state in device memory
+};
+
+// Where a kernel's row ends up.
+enum class OutMode : std::int32_t {
+  final = 0,    // O = o / l in the output dtype, LSE (base e) if asked
+  state = 1,    // the running state (m, l, o) in device memory
+  partial = 2,  // one split-K slot of the partial workspace, merged later
+};
+
+// Which kernel serves a dispatch.
+enum class KernelKind : std::int32_t {
+  tensor_core = 0,  // prefill: mma.sync m16n8k16, float16 / bfloat16
+  vector = 1,       // decode and float32: CUDA cores, the query heads of a
+                    // GQA group packed so each K/V row is read once
+};
+
+struct KernelParams {
+  std::int32_t dtype = 0;  // of q, k, v, out: 0 float32, 1 float16, 2 bfloat16
+
+  // Sizes (see core::Problem).
+  std::int64_t B = 0, Hq = 0, Hkv = 0, group = 1, Lq = 0, Lk = 0, D = 0;
+
+  // Tensors; element strides in [B, H, L, D] order.
+  const void* q = nullptr;  std::int64_t q_s[4] = {};
+  const void* k = nullptr;  std::int64_t k_s[4] = {};
+  const void* v = nullptr;  std::int64_t v_s[4] = {};
+  void* o = nullptr;        std::int64_t o_s[4] = {};
+  float* lse = nullptr;     std::int64_t lse_s[3] = {};  // optional, base e
+
+  // Whether q / k / v rows can be read 16 bytes at a time: last stride 1,
+  // the other strides multiples of 16 bytes, base pointer 16-byte aligned.
+  // Otherwise the kernels read them element by element (any strides).
+  std::int32_t vec_q = 0, vec_k = 0, vec_v = 0;
+
+  // Masking. mask_kind: 0 none, 1 boolean (1 byte), 2 additive;
+  // mask_dtype for additive: 0 float32, 1 float16, 2 bfloat16.
+  std::int32_t causal = 0;
+  std::int64_t causal_offset = 0;  // Lk - Lq
+  std::int32_t mask_kind = 0;
+  std::int32_t mask_dtype = 0;
+  const void* mask = nullptr;  std::int64_t mask_s[4] = {};
+
+  const float* sinks = nullptr;  std::int64_t sinks_stride = 1;  // base e
+  float scale_log2 = 1.f;  // softmax scale * log2(e)
+
+  // The rectangle [q0, q1) x [k0, k1).
+  std::int64_t q0 = 0, q1 = 0, k0 = 0, k1 = 0;
+
+  InMode in_mode = InMode::empty;
+  OutMode out_mode = OutMode::final;
+
+  // Running state (m base 2): row (b, h, q) at ((b*Hq + h) * st_rows + q - st_q0).
+  float* st_m = nullptr;
+  float* st_l = nullptr;
+  float* st_o = nullptr;
+  std::int64_t st_q0 = 0, st_rows = 0;
+
+  // Split-K partial workspace: `splits` slots of N = B*Hq*(q1-q0) rows each;
+  // row (b, h, q) of slot s at s*N + (b*Hq + h)*(q1-q0) + q - q0.
+  // part_m[s*N + r], part_l[...], part_o[(s*N + r) * D + d].
+  float* part_m = nullptr;
+  float* part_l = nullptr;
+  float* part_o = nullptr;
+  std::int32_t splits = 1;
+
+  // Vector kernel: packed rows per block (1, 2, 4 or 8).
+  std::int32_t rows_per_block = 8;
+
+  KernelKind kind = KernelKind::tensor_core;
+};
+
+// Tensor-core prefill tiles: each warp owns m_tiles x 16 query rows; key
+// tiles of block_n. With two m-tiles a warp feeds every K/V fragment it reads
+// from shared memory to two mma's, which halves shared-memory traffic per
+// FLOP (the limit of the one-tile version: ~200 TFLOP/s on H200). Q stays in
+// registers only for the one-tile configurations; otherwise its fragments
+// are re-read from shared memory each key tile, leaving registers for the
+// O accumulators.
+struct TcConfig {
+  int warps;
+  int m_tiles;
+  int block_m;
+  int block_n;
+  bool q_in_regs;
+};
+constexpr TcConfig tc_config(int d) {
+  // D > 128: the O accumulators leave room for one m-tile per warp; eight
+  // warps share each K/V tile instead (FlashAttention-2's d256 shape).
+  return d <= 128 ? TcConfig{4, 2, 128, 64, false} : TcConfig{8, 1, 128, 64, false};
+}
+constexpr int tc_smem_bytes(int d) {
+  // Q tile + one K tile + one V tile, rows padded by 8 elements (16 bytes)
+  // so that ldmatrix's eight 16-byte row reads fall in distinct banks.
+  return (tc_config(d).block_m + 2 * tc_config(d).block_n) * (d + 8) * 2;
+}
+
+// Vector kernel: 4 warps; a lane holds 8 dims of a key, so a key spans
+// lanes_per_key lanes (D / 8 rounded up to a power of 2).
+constexpr int kVecWarps = 4;
+constexpr int vec_lanes_per_key(int d) {
+  int n = 1;
+  while (n * 8 < d) n *= 2;
+  return n;
+}
+// Keys each lane group streams per step: more keys in flight for fewer rows
+// (registers hold them in their storage type).
+// float32 rows take twice the registers, so half as many keys.
+constexpr int vec_keys_per_group(int rows, int elem_bytes) {
+  const int n = rows <= 2 ? 8 : rows == 4 ? 4 : 2;
+  return elem_bytes == 4 ? (n > 2 ? n / 2 : 1) : n;
+}
+
+// Most split-K slots one dispatch uses.
+constexpr int kMaxSplits = 256;
+
+// Merge kernel (split-K partials + initial state -> output or state).
+// Defined in merge_kernel.cu.
+void launch_merge(const KernelParams& p, void* stream);
+
+// Per-(dtype, head_dim) launchers, defined by the generated translation
+// units (instantiate.cu.in). `stream` is a cudaStream_t.
+using Launcher = void (*)(const KernelParams& p, void* stream);
+struct LauncherEntry {
+  int dtype;  // longattn::DType as int
+  int head_dim;
+  Launcher launch;
+};
+// The table of instantiated launchers (generated registry).
+extern const LauncherEntry kLaunchers[];
+extern const int kNumLaunchers;
+
+}  // namespace longattn::cuda

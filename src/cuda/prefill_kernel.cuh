@@ -1,0 +1,305 @@
+// Tensor-core prefill kernel (FlashAttention-2 style, sm_80+; runs on H100
+// through mma.sync). One block = block_m query rows of one (b, h) against the
+// keys of its split of the rectangle; each warp owns 16 rows.
+//
+//   for each key tile (block_n keys):
+//     S = Q K^T                      (mma m16n8k16, K from shared memory)
+//     t = S * scale_log2 (+ mask)    (base 2; mask only on tiles that need it)
+//     m' = max(m, rowmax t); P = 2^(t - m'); l = l 2^(m - m') + rowsum P
+//     O = O 2^(m - m') + P V         (P reused from the S registers as the A operand)
+//
+// K and V tiles stream through shared memory with cp.async: V(i) loads while
+// S(i) is computed, K(i+1) loads while P(i) V(i) is computed.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+
+#include "cuda/check.hpp"
+#include "cuda/device_common.cuh"
+
+namespace longattn::cuda {
+
+// Copies rows [0, kRows) of a [rows, D] tile into shared memory (row stride
+// kLds); rows >= nvalid become zeros (so that padding keys never carry NaN
+// into P V). `vec`: 16-byte cp.async; else element loads with any strides.
+template <typename T, int D, int kLds, int kRows, int kThreads>
+__device__ __forceinline__ void load_tile(T* s, const T* g, i64 row_stride, i64 col_stride, i64 nvalid,
+                                          bool vec, int tid) {
+  constexpr int C = D / 8;
+  for (int idx = tid; idx < kRows * C; idx += kThreads) {
+    const int r = idx / C, c = idx % C;
+    T* dst = s + r * kLds + c * 8;
+    const bool valid = r < nvalid;
+    if (vec) {
+      cp_async16(dst, valid ? g + r * row_stride + c * 8 : g, valid);
+    } else {
+      alignas(16) T tmp[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        tmp[e] = valid ? g[r * row_stride + (c * 8 + e) * col_stride] : from_f<T>(0.f);
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(tmp);
+    }
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(tc_config(D).warps * 32)
+    prefill_kernel(const __grid_constant__ KernelParams p) {
+  constexpr TcConfig cfg = tc_config(D);
+  constexpr int MT = cfg.m_tiles, WR = 16 * MT;  // m-tiles and rows per warp
+  constexpr int BM = cfg.block_m, BN = cfg.block_n, NT = cfg.warps * 32;
+  constexpr int LDS = D + 8;
+  constexpr int KS = D / 16;   // k-steps of Q K^T
+  constexpr int NS = BN / 8;   // n-tiles of S
+  constexpr int NO = D / 8;    // n-tiles of O
+  static_assert(BM == WR * cfg.warps && D % 16 == 0 && BN % 16 == 0);
+  static_assert(!cfg.q_in_regs || MT == 1);
+
+  extern __shared__ uint4 smem_raw[];
+  T* sQ = reinterpret_cast<T*>(smem_raw);
+  T* sK = sQ + BM * LDS;
+  T* sV = sK + BN * LDS;
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane >> 2, t4 = lane & 3;
+  const i64 bh = blockIdx.y, b = bh / p.Hq, h = bh % p.Hq, hkv = h / p.group;
+  // Heaviest causal tiles (last rows) first, for load balance.
+  const i64 qt0 = p.q0 + static_cast<i64>(gridDim.x - 1 - blockIdx.x) * BM;
+  const i64 qt1 = min(qt0 + BM, p.q1);
+  const int split = blockIdx.z;
+
+  // Keys this tile can see, then this split's share of the key tiles.
+  i64 kend = p.k1;
+  if (p.causal) kend = min(kend, max(p.k0, qt1 - 1 + p.causal_offset + 1));
+  const i64 ntiles = kend > p.k0 ? (kend - p.k0 + BN - 1) / BN : 0;
+  const i64 per = (ntiles + p.splits - 1) / p.splits;
+  const i64 t_beg = min(ntiles, split * per), t_end = min(ntiles, t_beg + per);
+  // Keys below this bound are visible to every row of the tile (causally).
+  const i64 kfull = p.causal ? min(p.k1, qt0 + p.causal_offset + 1) : p.k1;
+
+  const InMode in_mode = p.splits > 1 ? InMode::empty : p.in_mode;
+  const OutMode out_mode = p.splits > 1 ? OutMode::partial : p.out_mode;
+
+  const T* qg = static_cast<const T*>(p.q) + b * p.q_s[0] + h * p.q_s[1] + qt0 * p.q_s[2];
+  const T* kg = static_cast<const T*>(p.k) + b * p.k_s[0] + hkv * p.k_s[1];
+  const T* vg = static_cast<const T*>(p.v) + b * p.v_s[0] + hkv * p.v_s[1];
+
+  // Rows of this thread: warp*WR + mt*16 + g + 8i.
+  float m[MT][2], l[MT][2];
+  float acc[MT][NO][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const i64 q = qt0 + warp * WR + mt * 16 + g + 8 * i;
+      if (q < qt1) {
+        initial_ml(p, in_mode, b, h, q, m[mt][i], l[mt][i]);
+      } else {
+        m[mt][i] = -INFINITY;
+        l[mt][i] = 0.f;
+      }
+      // l is a per-thread partial sum over this thread's columns, reduced
+      // over the quad at the end; only one lane of the quad carries l_init.
+      if (t4 != 0) l[mt][i] = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < NO; ++nt) {
+        float2 x = make_float2(0.f, 0.f);
+        if (in_mode == InMode::load && q < qt1)
+          x = *reinterpret_cast<const float2*>(p.st_o + state_row(p, b, h, q) * D + nt * 8 + 2 * t4);
+        acc[mt][nt][2 * i] = x.x;
+        acc[mt][nt][2 * i + 1] = x.y;
+      }
+    }
+
+  if (t_beg < t_end) {
+    load_tile<T, D, LDS, BM, NT>(sQ, qg, p.q_s[2], p.q_s[3], qt1 - qt0, p.vec_q, tid);
+    const i64 kt = p.k0 + t_beg * BN;
+    load_tile<T, D, LDS, BN, NT>(sK, kg + kt * p.k_s[2], p.k_s[2], p.k_s[3], kend - kt, p.vec_k, tid);
+    cp_async_commit();
+  }
+
+  std::uint32_t qf[cfg.q_in_regs ? KS : 1][4];
+  const T* sQw = sQ + (warp * WR + (lane & 15)) * LDS + (lane >> 4) * 8;
+
+  for (i64 it = t_beg; it < t_end; ++it) {
+    const i64 kt = p.k0 + it * BN;
+    cp_async_wait_all();
+    __syncthreads();  // K(it) (and Q) landed; every warp is done with V(it-1)
+    load_tile<T, D, LDS, BN, NT>(sV, vg + kt * p.v_s[2], p.v_s[2], p.v_s[3], kend - kt, p.vec_v, tid);
+    cp_async_commit();
+
+    if constexpr (cfg.q_in_regs) {
+      if (it == t_beg) {
+#pragma unroll
+        for (int ks = 0; ks < KS; ++ks) ldmatrix_x4(qf[ks], sQw + ks * 16);
+      }
+    }
+
+    float s[MT][NS][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < NS; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      std::uint32_t a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        if constexpr (cfg.q_in_regs) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) a[mt][e] = qf[ks][e];
+        } else {
+          ldmatrix_x4(a[mt], sQw + mt * 16 * LDS + ks * 16);
+        }
+      }
+#pragma unroll
+      for (int np = 0; np < NS / 2; ++np) {
+        std::uint32_t kb[4];
+        ldmatrix_x4(kb, sK + (np * 16 + (lane >> 4) * 8 + (lane & 7)) * LDS + ks * 16 +
+                            ((lane >> 3) & 1) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma16816<T>(s[mt][2 * np], a[mt], kb[0], kb[1]);
+          mma16816<T>(s[mt][2 * np + 1], a[mt], kb[2], kb[3]);
+        }
+      }
+    }
+
+    // Scale to base 2; mask only tiles that cross the causal diagonal, the
+    // rectangle's key end, or that have an array mask.
+    const bool need_mask = p.mask_kind != 0 || kt + BN > kfull;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      if (need_mask) {
+#pragma unroll
+        for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const i64 q = qt0 + warp * WR + mt * 16 + g + (e >= 2 ? 8 : 0);
+            const i64 j = kt + nt * 8 + 2 * t4 + (e & 1);
+            s[mt][nt][e] = j < kend ? masked_logit(p, s[mt][nt][e], b, h, q, j) : -INFINITY;
+          }
+      } else {
+#pragma unroll
+        for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][nt][e] *= p.scale_log2;
+      }
+
+      // Online softmax, base 2. A row that has seen only masked keys keeps
+      // m = -inf; we then subtract 0 instead of m so that 2^(-inf - -inf)
+      // never turns into NaN.
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < NS; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * i], s[mt][nt][2 * i + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m[mt][i], mx);
+        const float alpha = m_new == -INFINITY ? 0.f : fast_exp2(m[mt][i] - m_new);
+        const float ms = m_new == -INFINITY ? 0.f : m_new;
+        m[mt][i] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < NS; ++nt) {
+          s[mt][nt][2 * i] = fast_exp2(s[mt][nt][2 * i] - ms);
+          s[mt][nt][2 * i + 1] = fast_exp2(s[mt][nt][2 * i + 1] - ms);
+          sum += s[mt][nt][2 * i] + s[mt][nt][2 * i + 1];
+        }
+        l[mt][i] = l[mt][i] * alpha + sum;
+#pragma unroll
+        for (int nt = 0; nt < NO; ++nt) {
+          acc[mt][nt][2 * i] *= alpha;
+          acc[mt][nt][2 * i + 1] *= alpha;
+        }
+      }
+    }
+
+    cp_async_wait_all();
+    __syncthreads();  // V(it) landed; every warp is done with K(it)
+    if (it + 1 < t_end) {
+      const i64 kn = kt + BN;
+      load_tile<T, D, LDS, BN, NT>(sK, kg + kn * p.k_s[2], p.k_s[2], p.k_s[3], kend - kn, p.vec_k, tid);
+    }
+    cp_async_commit();
+
+    // O += P V, with P's accumulator layout reused as the A fragment.
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      std::uint32_t a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        a[mt][0] = pack2<T>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        a[mt][1] = pack2<T>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        a[mt][2] = pack2<T>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        a[mt][3] = pack2<T>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        std::uint32_t vb[4];
+        ldmatrix_x4_trans(vb, sV + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LDS + dp * 16 +
+                                  (lane >> 4) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma16816<T>(acc[mt][2 * dp], a[mt], vb[0], vb[1]);
+          mma16816<T>(acc[mt][2 * dp + 1], a[mt], vb[2], vb[3]);
+        }
+      }
+    }
+  }
+
+  // Epilogue: each thread writes its rows' columns.
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      float li = l[mt][i];
+      li += __shfl_xor_sync(0xffffffffu, li, 1);
+      li += __shfl_xor_sync(0xffffffffu, li, 2);
+      const i64 q = qt0 + warp * WR + mt * 16 + g + 8 * i;
+      if (q >= qt1) continue;
+      if (t4 == 0) store_ml(p, out_mode, split, b, h, q, m[mt][i], li);
+      if (out_mode == OutMode::final) {
+        const float inv = core::inv_sum(li);
+        T* orow = out_row<T>(p, b, h, q);
+#pragma unroll
+        for (int nt = 0; nt < NO; ++nt) {
+          const i64 d = nt * 8 + 2 * t4;
+          orow[d * p.o_s[3]] = from_f<T>(acc[mt][nt][2 * i] * inv);
+          orow[(d + 1) * p.o_s[3]] = from_f<T>(acc[mt][nt][2 * i + 1] * inv);
+        }
+      } else {
+        float* os = o_slot(p, out_mode, split, b, h, q);
+#pragma unroll
+        for (int nt = 0; nt < NO; ++nt)
+          *reinterpret_cast<float2*>(os + nt * 8 + 2 * t4) =
+              make_float2(acc[mt][nt][2 * i], acc[mt][nt][2 * i + 1]);
+      }
+    }
+}
+
+template <typename T, int D>
+void launch_prefill(const KernelParams& p, cudaStream_t stream) {
+  constexpr TcConfig cfg = tc_config(D);
+  constexpr int smem = tc_smem_bytes(D);
+  auto kernel = prefill_kernel<T, D>;
+  // Raising the shared-memory limit is per device; do it once per device.
+  static std::atomic<std::uint64_t> done{0};
+  int dev = 0;
+  check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
+  const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
+  if (!(done.load(std::memory_order_acquire) & bit)) {
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+               "cudaFuncSetAttribute(prefill_kernel)");
+    done.fetch_or(bit, std::memory_order_acq_rel);
+  }
+  const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + cfg.block_m - 1) / cfg.block_m),
+                  static_cast<unsigned>(p.B * p.Hq), static_cast<unsigned>(p.splits));
+  kernel<<<grid, cfg.warps * 32, smem, stream>>>(p);
+  check_cuda(cudaGetLastError(), "prefill_kernel launch");
+}
+
+}  // namespace longattn::cuda

@@ -1,0 +1,175 @@
+// Planner properties over thousands of random problems and policies: exact
+// coverage, causal skipping, predicted budget respected, workspace limit
+// respected (see plan_invariants.hpp for the rules, checked independently of
+// the planner's code).
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "longattn/longattn.hpp"
+#include "plan_invariants.hpp"
+
+namespace {
+
+using namespace longattn;
+
+struct Drawn {
+  plantest::Shape shape;
+  Policy policy;
+  DeviceProfile profile;
+  bool fixed = false;
+  DType dtype = DType::float32;
+};
+
+Drawn draw(std::mt19937_64& g) {
+  auto pick = [&](std::int64_t lo, std::int64_t hi) {
+    return std::uniform_int_distribution<std::int64_t>(lo, hi)(g);
+  };
+  auto pick_log = [&](std::int64_t lo, std::int64_t hi) {
+    const double x = std::uniform_real_distribution<double>(std::log(double(lo)), std::log(double(hi) + 1))(g);
+    return std::min(hi, static_cast<std::int64_t>(std::exp(x)));
+  };
+  Drawn d;
+  const std::int64_t Hkv = pick(1, 8);
+  d.shape = {pick(1, 4), Hkv * pick(1, 8), pick_log(1, 1 << 17), pick(0, 3) == 0 ? pick(0, 64) : pick_log(1, 1 << 17),
+             pick(1, 256), pick(1, 256), pick(0, 1) == 1};
+  d.dtype = static_cast<DType>(pick(0, 2));
+  d.profile.default_gflops = std::exp(std::uniform_real_distribution<double>(std::log(1.0), std::log(1e6))(g));
+  d.profile.dispatch_overhead_ms = std::uniform_real_distribution<double>(0, 0.5)(g);
+  d.profile.submission_overhead_ms = std::uniform_real_distribution<double>(0, 0.5)(g);
+  d.profile.state_gbps = std::exp(std::uniform_real_distribution<double>(std::log(1.0), std::log(3000.0))(g));
+  d.profile.fill_rows = pick_log(64, 1 << 16);
+  d.profile.query_tile = pick(1, 4) * 16;
+  d.profile.key_tile = pick(1, 4) * 32;
+  const int mode = static_cast<int>(pick(0, 9));
+  d.policy.budget_ms = mode == 0 ? 0 : std::exp(std::uniform_real_distribution<double>(std::log(0.05), std::log(5000.0))(g));
+  d.policy.safety = std::uniform_real_distribution<double>(0.3, 1.0)(g);
+  d.policy.workspace_limit_bytes = pick(0, 3) == 0 ? pick_log(1 << 16, 1 << 24) : (std::int64_t{1} << 30);
+  if (mode == 1) d.policy.chunk_threshold_keys = pick_log(1, 1 << 20);
+  if (mode == 2) d.policy.fixed_chunk_keys = pick_log(1, 1 << 16);
+  if (mode == 3) d.policy.fixed_query_rows = pick_log(1, 1 << 12);
+  d.fixed = mode == 2 || mode == 3;
+  return d;
+}
+
+// A plan for a drawn problem through the public API (no data needed).
+Plan plan_for(const Drawn& d) {
+  const auto& s = d.shape;
+  const std::int64_t Hkv = 1;  // any divisor of Hq works for planning
+  AttentionOptions o;
+  o.causal = s.causal;
+  o.policy = d.policy;
+  DeviceProfile prof = d.profile;
+  o.profile = &prof;
+  return plan_attention(contiguous(nullptr, d.dtype, {s.B, s.Hq, s.Lq, s.D}),
+                        contiguous(nullptr, d.dtype, {s.B, Hkv, s.Lk, s.D}),
+                        contiguous(nullptr, d.dtype, {s.B, Hkv, s.Lk, s.Dv}),
+                        contiguous(nullptr, d.dtype, {s.B, s.Hq, s.Lq, s.Dv}), o);
+}
+
+TEST(PlannerProperties, RandomProblemsAndPolicies) {
+  std::mt19937_64 g(20261127);
+  int chunked = 0, single = 0, rejected = 0, skipped = 0;
+  const int n = 4000;
+  for (int t = 0; t < n; ++t) {
+    Drawn d = draw(g);
+    // Keep each plan small enough to check quickly (the planner refuses
+    // budgets that would need over 10 million dispatches).
+    const auto& s = d.shape;
+    const double flops = 2.0 * double(s.B * s.Hq) * double(s.D + s.Dv) * double(s.Lq) * double(s.Lk);
+    if (d.policy.budget_ms > 0 && flops / (d.profile.default_gflops * 1e6) / d.policy.budget_ms > 2e3) {
+      ++skipped;
+      continue;
+    }
+    Plan plan;
+    try {
+      plan = plan_for(d);
+    } catch (const InvalidArgument& e) {
+      // Refusals: a workspace limit below one query row's state, or a budget
+      // below the fixed overheads.
+      const std::string w = e.what();
+      ASSERT_TRUE(w.find("workspace_limit_bytes") != std::string::npos || w.find("budget_ms") != std::string::npos) << w;
+      ++rejected;
+      continue;
+    }
+    Policy check = d.policy;
+    if (d.fixed) check.budget_ms = 0;  // a fixed split may exceed the budget by request
+    const std::string err = plantest::check_plan(d.shape, plan, check, d.profile.key_tile);
+    ASSERT_EQ(err, "") << "trial " << t << ": B=" << d.shape.B << " Hq=" << d.shape.Hq << " Lq=" << d.shape.Lq
+                       << " Lk=" << d.shape.Lk << " D=" << d.shape.D << " causal=" << d.shape.causal
+                       << " Dv=" << d.shape.Dv << " budget=" << d.policy.budget_ms << " safety=" << d.policy.safety
+                       << " ws=" << d.policy.workspace_limit_bytes << " thr=" << d.policy.chunk_threshold_keys
+                       << " rate=" << d.profile.default_gflops << " fill=" << d.profile.fill_rows
+                       << " qt=" << d.profile.query_tile << " kt=" << d.profile.key_tile
+                       << " ovh=" << d.profile.dispatch_overhead_ms << "/" << d.profile.submission_overhead_ms
+                       << " gbps=" << d.profile.state_gbps << " ("
+                       << plan.reason << ")";
+    (plan.chunked ? chunked : single)++;
+  }
+  // The draw must exercise both routes, or the property says little.
+  EXPECT_GT(chunked, n / 10);
+  EXPECT_GT(single, n / 20);
+  EXPECT_LT(rejected, n / 4);
+  EXPECT_LT(skipped, n / 3);
+}
+
+TEST(PlannerProperties, SmallBudgetSplitsAndLargeBudgetDoesNot) {
+  DeviceProfile prof;
+  prof.default_gflops = 100;
+  Drawn d;
+  d.shape = {1, 8, 4096, 4096, 64, 64, true};
+  d.profile = prof;
+  d.policy.budget_ms = 1e6;
+  EXPECT_FALSE(plan_for(d).chunked);
+  d.policy.budget_ms = 10;
+  const Plan p = plan_for(d);
+  EXPECT_TRUE(p.chunked);
+  EXPECT_GT(p.submissions.size(), 10u);
+  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
+}
+
+TEST(PlannerProperties, CausalSkipsHiddenRectangles) {
+  // With causal masking about half the pairs are visible: the plan's FLOPs
+  // must match the visible count, not Lq * Lk.
+  DeviceProfile prof;
+  prof.default_gflops = 10;
+  Drawn d;
+  d.shape = {1, 4, 2000, 3000, 64, 64, true};
+  d.profile = prof;
+  d.policy.budget_ms = 5;
+  const Plan p = plan_for(d);
+  ASSERT_TRUE(p.chunked);
+  const double pairs = 2000.0 * 1000 + 2000.0 * 2001 / 2;
+  EXPECT_NEAR(p.total_flops, 4.0 * 4 * 64 * pairs, 1.0);
+}
+
+TEST(PlannerProperties, WorkspaceLimitShrinksGroups) {
+  DeviceProfile prof;
+  prof.default_gflops = 10;
+  Drawn d;
+  d.shape = {1, 32, 8192, 8192, 128, 128, false};
+  d.profile = prof;
+  d.policy.budget_ms = 0;
+  d.policy.fixed_chunk_keys = 1024;
+  d.policy.workspace_limit_bytes = 32 * 130 * 4 * 100;  // 100 query rows of state
+  const Plan p = plan_for(d);
+  EXPECT_LE(p.workspace_bytes, d.policy.workspace_limit_bytes);
+  EXPECT_LE(p.query_rows, 100);
+  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
+}
+
+TEST(PlannerProperties, ThresholdForcesChunking) {
+  DeviceProfile prof;
+  prof.default_gflops = 1e9;  // everything "fits" a budget
+  Drawn d;
+  d.shape = {1, 2, 64, 100000, 64, 64, false};
+  d.profile = prof;
+  d.policy.budget_ms = 0;
+  d.policy.chunk_threshold_keys = 32768;
+  const Plan p = plan_for(d);
+  EXPECT_TRUE(p.chunked);
+  EXPECT_EQ(p.num_dispatches(), 4u);  // ceil(100000 / 32768)
+  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
+}
+
+}  // namespace
