@@ -18,6 +18,13 @@ cmake -S . -B build-ci -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGATTN_WERROR=ON 
 cmake --build build-ci -j "$jobs"
 ctest --test-dir build-ci --output-on-failure -j "$jobs"
 
+echo "== install + find_package consumer"
+rm -rf build-ci/prefix build-ci/consumer
+cmake --install build-ci --prefix build-ci/prefix >/dev/null
+cmake -S tests/install -B build-ci/consumer -G Ninja -DCMAKE_PREFIX_PATH="$PWD/build-ci/prefix" >/dev/null
+cmake --build build-ci/consumer
+build-ci/consumer/consumer
+
 echo "== 2/3 AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLONGATTN_CUDA=OFF \
   -DLONGATTN_SANITIZE=address,undefined -DLONGATTN_BUILD_BENCH=OFF
