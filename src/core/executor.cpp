@@ -30,16 +30,21 @@ void add_finished(RunReport& r, std::int64_t q0, std::int64_t q1) {
     r.finished_rows.emplace_back(q0, q1);
 }
 
-// Blend a measured rate into the profile: early samples count fully, later
-// ones as a moving average so one noisy submission does not swing the plan.
+// Blend a measured rate into the profile. A key's first sample counts
+// fully (within 64x of the guess); later ones as a moving average, and one
+// sample moves the rate by at most 4x either way, so a single submission slowed by another process (or
+// by thread start-up) cannot shatter the rest of the plan into slivers.
 void refine(DeviceProfile& prof, const Problem& p, double flops, double measured_ms, double fixed_ms) {
   const double compute_ms = measured_ms - fixed_ms;
   if (flops <= 0 || compute_ms <= 0) return;
-  const double observed = flops / (compute_ms * 1e6);
+  double observed = flops / (compute_ms * 1e6);
   const std::string key = DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);
   const auto it = prof.gflops.find(key);
+  const double prior = it != prof.gflops.end() ? it->second : prof.rate_gflops(key);
+  const double step = it == prof.gflops.end() ? 64 : 4;  // a fresh key's prior is only a guess
+  observed = std::clamp(observed, prior / step, prior * step);
   const double w = it == prof.gflops.end() ? 1.0 : std::max(0.25, 1.0 / (prof.samples + 1));
-  prof.gflops[key] = it == prof.gflops.end() ? observed : (1 - w) * it->second + w * observed;
+  prof.gflops[key] = (1 - w) * prior + w * observed;
   ++prof.samples;
 }
 

@@ -361,11 +361,22 @@ class Rectangle {
       float* row = s.s.data() + r * kKeyTile;
       v8f mx = splat(-INFINITY);
       for (int v = 0; v < nvec; ++v) mx = vmax(mx, load8(row + 8 * v));
+      // A NaN score must reach m (and from there l and O): std::max and the
+      // vector select both drop NaN, so carry it explicitly.
+      v8i unordered = v8i{} == 1;  // all false
+      for (int v = 0; v < nvec; ++v) {
+        const v8f x = load8(row + 8 * v);
+        unordered |= x != x;
+      }
       float tile_max = -INFINITY;
-      for (int e = 0; e < 8; ++e) tile_max = std::max(tile_max, mx[e]);
+      bool nan = false;
+      for (int e = 0; e < 8; ++e) {
+        tile_max = std::max(tile_max, mx[e]);
+        nan |= unordered[e] != 0;
+      }
       float& m = s.m[static_cast<std::size_t>(r)];
       float& l = s.l[static_cast<std::size_t>(r)];
-      const float m_new = std::max(m, tile_max);
+      const float m_new = nan ? NAN : std::max(m, tile_max);
       if (m_new == -INFINITY) {  // nothing visible yet: P row = 0, guard -inf - -inf
         std::fill(row, row + kKeyTile, 0.f);
         continue;

@@ -172,7 +172,24 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
     const bool need_mask = p.mask_kind != 0 || kt + BN > kfull;
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
-      if (need_mask) {
+      if (need_mask && p.mask_kind == 0) {
+        // Causal / key-end only: a per-row column limit, in 32-bit.
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const i64 q = qt0 + warp * WR + mt * 16 + g + 8 * i;
+          i64 lim = q < qt1 ? kend : kt;  // rows past the rectangle see nothing
+          if (p.causal) lim = min(lim, q + p.causal_offset + 1);
+          const int ncol = static_cast<int>(max(i64{0}, min(lim - kt, i64{BN})));
+#pragma unroll
+          for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int col = nt * 8 + 2 * t4 + e;
+              float& x = s[mt][nt][2 * i + e];
+              x = col < ncol ? x * p.scale_log2 : -INFINITY;
+            }
+        }
+      } else if (need_mask) {
 #pragma unroll
         for (int nt = 0; nt < NS; ++nt)
 #pragma unroll

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: build the CUDA backend, run the GPU tests
+# (and compute-sanitizer memcheck / racecheck on small cases), then the
+# benchmark against PyTorch SDPA; print the benchmark table last.
+#
+#   tools/gpu_check.sh [quick|full|bench]   (default full)
+#     quick: build + tests + sanitizers
+#     full:  quick + the 1M-token test + benchmark
+#     bench: build + benchmark only
+#
+# Logs and results go to $OUT (default ./gpu_check_out). Needs CMake >= 3.24,
+# ninja, nvcc, GoogleTest and nlohmann_json; when the last two are missing
+# they are taken from build-deps/ (googletest sources and a prefix with
+# nlohmann_json), if present.
+set -uo pipefail
+MODE=${1:-full}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/gpu_check_out}
+BUILD=${BUILD:-$ROOT/build-gpucheck}
+ARCHS=${LONGATTN_CUDA_ARCHS:-90a}
+JOBS=$(nproc)
+mkdir -p "$OUT"
+step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+status=0
+
+step "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1 | tee "$OUT/gpu.txt"
+nvcc --version | tail -1
+cmake --version | head -1
+git -C "$ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/commit /' | tee "$OUT/commit.txt"
+
+PREFIX_PATH=""
+if [ -d "$ROOT/build-deps/prefix" ]; then PREFIX_PATH="$ROOT/build-deps/prefix"; fi
+if [ -d "$ROOT/build-deps/googletest" ] && [ ! -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake ]; then
+  step "googletest (from build-deps)"
+  GT=/tmp/longattn-gtest
+  if [ ! -f "$GT/prefix/lib/cmake/GTest/GTestConfig.cmake" ] && [ ! -f "$GT/prefix/lib64/cmake/GTest/GTestConfig.cmake" ]; then
+    cmake -S "$ROOT/build-deps/googletest" -B "$GT/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DBUILD_GMOCK=OFF -DCMAKE_INSTALL_PREFIX="$GT/prefix" >"$OUT/gtest_build.log" 2>&1 &&
+      cmake --build "$GT/build" -j "$JOBS" >>"$OUT/gtest_build.log" 2>&1 &&
+      cmake --install "$GT/build" >>"$OUT/gtest_build.log" 2>&1 || { echo "googletest build failed"; tail -20 "$OUT/gtest_build.log"; }
+  fi
+  PREFIX_PATH="$PREFIX_PATH;$GT/prefix"
+fi
+
+# The benchmark directory is added by bench/CMakeLists.txt; on a copy that
+# lacks it (early checkouts), add it here.
+if [ ! -f "$ROOT/bench/CMakeLists.txt" ]; then
+  echo 'if(LONGATTN_HAVE_CUDA)
+  add_subdirectory(gpu)
+endif()' >"$ROOT/bench/CMakeLists.txt"
+elif ! grep -q "gpu" "$ROOT/bench/CMakeLists.txt"; then
+  printf '\nif(LONGATTN_HAVE_CUDA)\n  add_subdirectory(gpu)\nendif()\n' >>"$ROOT/bench/CMakeLists.txt"
+fi
+
+step "configure"
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGATTN_CUDA=ON \
+  -DLONGATTN_CUDA_ARCHS="$ARCHS" -DCMAKE_PREFIX_PATH="$PREFIX_PATH" -DLONGATTN_BUILD_TESTS=ON \
+  -DLONGATTN_BUILD_BENCH=ON >"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+grep -E "CUDA backend" "$OUT/configure.log"
+
+step "build"
+TARGETS="test_cuda bench_gpu"
+[ "$MODE" = bench ] && TARGETS="bench_gpu"
+if ! ninja -C "$BUILD" -j "$JOBS" $TARGETS >"$OUT/build.log" 2>&1; then
+  grep -E "error|FAILED" "$OUT/build.log" | head -40
+  exit 1
+fi
+grep -cE "warning" "$OUT/build.log" | sed 's/^/build warnings: /'
+ninja -C "$BUILD" -j "$JOBS" longattn_cli >>"$OUT/build.log" 2>&1 && echo "longattn_cli built" || echo "longattn_cli not built (see build.log)"
+
+TEST="$BUILD/tests/cuda/test_cuda"
+if [ "$MODE" != bench ]; then
+  step "GPU tests"
+  timeout ${TEST_TIMEOUT:-600} "$TEST" --gtest_brief=0 --gtest_output=xml:"$OUT/test_cuda.xml" >"$OUT/test_cuda.log" 2>&1
+  rc=$?
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|tests ran|Failure|error|\[cuda\]" "$OUT/test_cuda.log" | head -60
+  [ $rc -ne 0 ] && { status=1; grep -B2 -A8 "Failure" "$OUT/test_cuda.log" | head -80; }
+
+  if command -v compute-sanitizer >/dev/null; then
+    step "compute-sanitizer memcheck (small cases)"
+    timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST" \
+      --gtest_filter='CudaAttention.Sinks:CudaAttention.MoreQueriesThanKeysCausal:CudaBackend.ElementStridedLayouts:CudaAttention.FullyMaskedRowsGiveZeroAndMinusInf' \
+      >"$OUT/memcheck.log" 2>&1
+    echo "memcheck exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | tail -4
+    step "compute-sanitizer racecheck (small cases)"
+    timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool racecheck --error-exitcode 9 "$TEST" \
+      --gtest_filter='CudaAttention.Sinks:CudaBackend.ElementStridedLayouts' >"$OUT/racecheck.log" 2>&1
+    echo "racecheck exit $?"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" | tail -4
+  fi
+fi
+
+if [ "$MODE" = full ]; then
+  step "1M-token causal prefill, 100 ms budget"
+  LONGATTN_CUDA_LONG=1 timeout 300 "$TEST" --gtest_filter='CudaLong.*' 2>&1 | tee "$OUT/long.log" | grep -E "\[long\]|OK|FAILED|Failure|error" | head
+fi
+
+if [ "$MODE" = full ] || [ "$MODE" = bench ]; then
+  step "benchmark: longattn"
+  timeout 420 "$BUILD/bench/gpu/bench_gpu" --csv "$OUT/bench_longattn.csv" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_longattn.log" | tail -45
+  step "benchmark: PyTorch SDPA and ceilings"
+  PYTHONUNBUFFERED=1 timeout 400 python3 "$ROOT/bench/gpu/sdpa_bench.py" --longattn "$OUT/bench_longattn.csv" \
+    --out "$OUT/bench_table.md" 2>&1 | tee "$OUT/bench_sdpa.log" | tail -50
+fi
+exit $status
