@@ -81,7 +81,7 @@ TEST(Executor, ReplansAfterAnOvershootAndStaysExact) {
   EXPECT_TRUE(r.ok) << r.message;
   EXPECT_GE(rep.replans, 1);
   EXPECT_GT(rep.submissions.size(), 1u);
-  EXPECT_LT(prof.rate_gflops(DeviceProfile::rate_key(c.dtype, c.D, true, false)), 1e6)
+  EXPECT_LT(prof.rate_gflops(DeviceProfile::rate_key(c.dtype, c.D, true, false)), 1e7)
       << "the profile must learn the measured rate";
   EXPECT_GT(prof.samples, 0);
 }
