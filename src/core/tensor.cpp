@@ -1,4 +1,5 @@
 // TensorView helpers and dtype names.
+#include <cstdint>
 #include <sstream>
 
 #include "longattn/attention.hpp"
@@ -49,8 +50,10 @@ const char* mode_name(Mode m) {
 
 std::int64_t TensorView::numel() const {
   if (rank <= 0) return 0;
+  // Saturates instead of wrapping: validation reports the overflow by name.
   std::int64_t n = 1;
-  for (int i = 0; i < rank && i < 4; ++i) n *= shape[static_cast<std::size_t>(i)];
+  for (int i = 0; i < rank && i < 4; ++i)
+    if (__builtin_mul_overflow(n, shape[static_cast<std::size_t>(i)], &n)) return INT64_MAX;
   return n;
 }
 

@@ -46,7 +46,12 @@ struct Checker {
 
   // Bytes spanned by the view, [0, extent). Throws when it overflows int64.
   std::int64_t extent_bytes(const TensorView& t, const char* name) const {
-    if (t.numel() == 0) return 0;
+    for (int i = 0; i < t.rank; ++i)
+      if (t.shape[static_cast<std::size_t>(i)] == 0) return 0;  // empty: no bytes, however large the rest
+    std::int64_t n = 1;
+    for (int i = 0; i < t.rank; ++i)
+      if (__builtin_mul_overflow(n, t.shape[static_cast<std::size_t>(i)], &n))
+        fail(name, " of shape ", t.shape_string(), " has more elements than int64 can count");
     std::int64_t last = 0;
     for (int i = 0; i < t.rank; ++i) {
       const auto u = static_cast<std::size_t>(i);
@@ -59,10 +64,6 @@ struct Checker {
     if (__builtin_add_overflow(last, 1, &last) ||
         __builtin_mul_overflow(last, static_cast<std::int64_t>(dtype_size(t.dtype)), &bytes))
       fail(name, " of shape ", t.shape_string(), " has a byte size that overflows int64");
-    std::int64_t n = 1;
-    for (int i = 0; i < t.rank; ++i)
-      if (__builtin_mul_overflow(n, t.shape[static_cast<std::size_t>(i)], &n))
-        fail(name, " of shape ", t.shape_string(), " has more elements than int64 can count");
     return bytes;
   }
 

@@ -60,13 +60,13 @@ bool vectorizable(const void* ptr, const std::int64_t (&s)[4], DType t) {
          (s[1] * es) % 16 == 0 && (s[2] * es) % 16 == 0;
 }
 
-cuda::Launcher find_launcher(const Problem& p) {
+const cuda::LauncherEntry& find_launcher(const Problem& p) {
   if (p.D != p.Dv)
     throw Unsupported("[longattn::cuda] D = " + std::to_string(p.D) + " and Dv = " +
                       std::to_string(p.Dv) + " differ; the CUDA backend needs D = Dv");
   for (int i = 0; i < cuda::kNumLaunchers; ++i) {
     const auto& e = cuda::kLaunchers[i];
-    if (e.dtype == static_cast<int>(p.dtype) && e.head_dim == p.D) return e.launch;
+    if (e.dtype == static_cast<int>(p.dtype) && e.head_dim == p.D) return e;
   }
   std::string have;
   for (auto d : cuda_head_dims()) have += (have.empty() ? "" : ", ") + std::to_string(d);
@@ -203,7 +203,7 @@ class CudaBackend final : public Backend {
   void dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
     const Rect& r = d.rect;
     if (r.q1 <= r.q0) return;
-    const cuda::Launcher launch = find_launcher(p);
+    const cuda::LauncherEntry& entry = find_launcher(p);
     KernelParams k = make_params(p);
     k.q0 = r.q0;
     k.q1 = r.q1;
@@ -227,6 +227,8 @@ class CudaBackend final : public Backend {
     const std::int64_t nq = r.q1 - r.q0, keys = std::max<std::int64_t>(0, r.k1 - r.k0);
     const std::int64_t packed = p.group * nq;
     std::int64_t base_blocks = 0, key_units = 0, min_units = 1;
+    std::int64_t resident = 0;  // tensor-core blocks resident on the GPU at once
+    bool uniform = false;       // blocks do about the same work (no causal diagonal)
     if (p.dtype == DType::float32 || packed <= 8) {
       k.kind = KernelKind::vector;
       int rows = 8;
@@ -247,6 +249,8 @@ class CudaBackend final : public Backend {
       base_blocks = ceil_div(nq, cfg.block_m) * p.B * p.Hq;
       key_units = ceil_div(keys, cfg.block_n);
       min_units = 4;
+      resident = tc_blocks_per_sm(entry) * sms_;
+      uniform = !p.causal || keys >= 4 * nq;
       if (p.B * p.Hq > 65535)
         throw Unsupported("[longattn::cuda] B * Hq = " + std::to_string(p.B * p.Hq) +
                           " exceeds the grid limit 65535");
@@ -263,6 +267,22 @@ class CudaBackend final : public Backend {
       splits = std::min(splits, static_cast<std::int64_t>(kWorkspaceBytes) / row_bytes);
       splits = std::clamp<std::int64_t>(splits, 1, cuda::kMaxSplits);
     }
+    // Wave quantization: 320 equal blocks on 264 slots run as two waves, the
+    // second 21% full. Splitting keys 3 ways gives 960 blocks in 4 waves,
+    // 91% full. Only for blocks of equal work, and only when it gains > 5%.
+    if (splits == 1 && uniform && resident > 0 && base_blocks >= resident && key_units >= 4 * min_units) {
+      auto fill = [&](std::int64_t s) {
+        const std::int64_t n = base_blocks * s;
+        return static_cast<double>(n) / static_cast<double>(ceil_div(n, resident) * resident);
+      };
+      const std::int64_t row_bytes = p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
+      std::int64_t best = 1;
+      for (std::int64_t s = 2; s <= 4; ++s)
+        if (key_units / s >= min_units && s * row_bytes <= static_cast<std::int64_t>(kWorkspaceBytes) &&
+            fill(s) > fill(best) + 0.05)
+          best = s;
+      splits = best;
+    }
     k.splits = static_cast<std::int32_t>(splits);
     if (splits > 1) {
       const std::int64_t n = p.B * p.Hq * nq;
@@ -270,8 +290,16 @@ class CudaBackend final : public Backend {
       k.part_l = workspace_ + splits * n;
       k.part_o = workspace_ + 2 * splits * n;
     }
-    launch(k, stream_);
+    entry.launch(k, stream_);
     if (splits > 1) cuda::launch_merge(k, stream_);
+  }
+
+  // Resident tensor-core blocks per SM for this (dtype, head_dim), cached.
+  std::int64_t tc_blocks_per_sm(const cuda::LauncherEntry& e) {
+    const int key = e.dtype * 1024 + e.head_dim;
+    auto it = occupancy_.find(key);
+    if (it == occupancy_.end()) it = occupancy_.emplace(key, e.tc_blocks_per_sm()).first;
+    return it->second;
   }
 
   std::optional<double> end_submission() override {
@@ -307,6 +335,7 @@ class CudaBackend final : public Backend {
   std::string device_name_;
   float* workspace_ = nullptr;
   std::vector<float*> states_;
+  std::map<int, std::int64_t> occupancy_;
   // (start, end) event pairs; [0, next_event_) are submissions not yet
   // timed (host_wait off), reused after finish().
   std::vector<std::pair<cudaEvent_t, cudaEvent_t>> events_;

@@ -138,10 +138,14 @@ void launch_merge(const KernelParams& p, void* stream);
 // Per-(dtype, head_dim) launchers, defined by the generated translation
 // units (instantiate.cu.in). `stream` is a cudaStream_t.
 using Launcher = void (*)(const KernelParams& p, void* stream);
+// Resident blocks per SM of the tensor-core kernel (0 for float32), from
+// cudaOccupancyMaxActiveBlocksPerMultiprocessor on the current device.
+using Occupancy = int (*)();
 struct LauncherEntry {
   int dtype;  // longattn::DType as int
   int head_dim;
   Launcher launch;
+  Occupancy tc_blocks_per_sm;
 };
 // The table of instantiated launchers (generated registry).
 extern const LauncherEntry kLaunchers[];

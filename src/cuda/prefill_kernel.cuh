@@ -169,7 +169,9 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
 
     // Scale to base 2; mask only tiles that cross the causal diagonal, the
     // rectangle's key end, or that have an array mask.
-    const bool need_mask = p.mask_kind != 0 || kt + BN > kfull;
+    // Unmasked tiles keep raw q.k and fold the scale into the exponent's FMA
+    // (2^(s * scale_log2 - m)); that needs scale_log2 > 0 for the max to commute.
+    const bool need_mask = p.mask_kind != 0 || kt + BN > kfull || !(p.scale_log2 > 0.f);
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
       if (need_mask && p.mask_kind == 0) {
@@ -198,11 +200,6 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
             const i64 j = kt + nt * 8 + 2 * t4 + (e & 1);
             s[mt][nt][e] = j < kend ? masked_logit(p, s[mt][nt][e], b, h, q, j) : -INFINITY;
           }
-      } else {
-#pragma unroll
-        for (int nt = 0; nt < NS; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) s[mt][nt][e] *= p.scale_log2;
       }
 
       // Online softmax, base 2. A row that has seen only masked keys keeps
@@ -215,15 +212,18 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
         for (int nt = 0; nt < NS; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * i], s[mt][nt][2 * i + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        if (!need_mask) mx *= p.scale_log2;
         const float m_new = fmaxf(m[mt][i], mx);
         const float alpha = m_new == -INFINITY ? 0.f : fast_exp2(m[mt][i] - m_new);
         const float ms = m_new == -INFINITY ? 0.f : m_new;
         m[mt][i] = m_new;
+        // Logits are already scaled on masked tiles, raw q.k on the others.
+        const float sc = need_mask ? 1.f : p.scale_log2;
         float sum = 0.f;
 #pragma unroll
         for (int nt = 0; nt < NS; ++nt) {
-          s[mt][nt][2 * i] = fast_exp2(s[mt][nt][2 * i] - ms);
-          s[mt][nt][2 * i + 1] = fast_exp2(s[mt][nt][2 * i + 1] - ms);
+          s[mt][nt][2 * i] = fast_exp2(fmaf(s[mt][nt][2 * i], sc, -ms));
+          s[mt][nt][2 * i + 1] = fast_exp2(fmaf(s[mt][nt][2 * i + 1], sc, -ms));
           sum += s[mt][nt][2 * i] + s[mt][nt][2 * i + 1];
         }
         l[mt][i] = l[mt][i] * alpha + sum;
@@ -299,20 +299,36 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
 }
 
 template <typename T, int D>
-void launch_prefill(const KernelParams& p, cudaStream_t stream) {
-  constexpr TcConfig cfg = tc_config(D);
-  constexpr int smem = tc_smem_bytes(D);
-  auto kernel = prefill_kernel<T, D>;
+void allow_prefill_smem() {
   // Raising the shared-memory limit is per device; do it once per device.
   static std::atomic<std::uint64_t> done{0};
   int dev = 0;
   check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
   const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
   if (!(done.load(std::memory_order_acquire) & bit)) {
-    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+    check_cuda(cudaFuncSetAttribute(prefill_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    tc_smem_bytes(D)),
                "cudaFuncSetAttribute(prefill_kernel)");
     done.fetch_or(bit, std::memory_order_acq_rel);
   }
+}
+
+template <typename T, int D>
+int prefill_blocks_per_sm() {
+  allow_prefill_smem<T, D>();
+  int n = 0;
+  check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, prefill_kernel<T, D>, tc_config(D).warps * 32,
+                                                           tc_smem_bytes(D)),
+             "cudaOccupancyMaxActiveBlocksPerMultiprocessor(prefill_kernel)");
+  return n;
+}
+
+template <typename T, int D>
+void launch_prefill(const KernelParams& p, cudaStream_t stream) {
+  constexpr TcConfig cfg = tc_config(D);
+  constexpr int smem = tc_smem_bytes(D);
+  auto kernel = prefill_kernel<T, D>;
+  allow_prefill_smem<T, D>();
   const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + cfg.block_m - 1) / cfg.block_m),
                   static_cast<unsigned>(p.B * p.Hq), static_cast<unsigned>(p.splits));
   kernel<<<grid, cfg.warps * 32, smem, stream>>>(p);

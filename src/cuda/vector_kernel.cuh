@@ -213,6 +213,13 @@ __global__ void __launch_bounds__(kVecWarps * 32, 2) vector_kernel(const __grid_
     }
   }
 
+  // The initial state is read once into shared memory before the barrier:
+  // the thread that writes a row's new (m, l) below must not overtake the
+  // threads still reading the old ones (in place, accumulate mode).
+  __shared__ float sm_m0[R], sm_l0[R];
+  if (tid < R && p0 + tid < P)
+    initial_ml(p, in_mode, b, hkv * p.group + (p0 + tid) % p.group, p.q0 + (p0 + tid) / p.group, sm_m0[tid],
+               sm_l0[tid]);
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     if (c == 0) {
@@ -232,8 +239,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, 2) vector_kernel(const __grid_
     const i64 pi = p0 + r;
     if (pi >= P) continue;
     const i64 h = hkv * p.group + pi % p.group, q = p.q0 + pi / p.group;
-    float m0, l0;
-    initial_ml(p, in_mode, b, h, q, m0, l0);
+    const float m0 = sm_m0[r], l0 = sm_l0[r];
     float M = m0;
 #pragma unroll
     for (int gi = 0; gi < G; ++gi) M = fmaxf(M, sm_m[gi][r]);

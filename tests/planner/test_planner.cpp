@@ -172,4 +172,25 @@ TEST(PlannerProperties, ThresholdForcesChunking) {
   EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
 }
 
+TEST(PlannerProperties, NullDataIsAccepted) {
+  // attention.hpp: only shapes, dtypes and options are read by
+  // plan_attention(); data pointers may be null.
+  const auto q = contiguous(nullptr, DType::float32, {1, 2, 100, 64});
+  const auto k = contiguous(nullptr, DType::float32, {1, 2, 1000, 64});
+  Plan plan;
+  EXPECT_NO_THROW(plan = plan_attention(q, k, k, q));
+  EXPECT_EQ(plan.num_dispatches(), 1u);
+}
+
+TEST(PlannerProperties, SmallProblemsRunInOneDispatchUnderTheDefaultPolicy) {
+  const auto q = contiguous(nullptr, DType::float32, {1, 8, 128, 64});
+  const auto k = contiguous(nullptr, DType::float32, {1, 8, 128, 64});
+  AttentionOptions o;
+  o.causal = true;
+  const Plan plan = plan_attention(q, k, k, q, o);
+  EXPECT_FALSE(plan.chunked) << plan.reason;
+  EXPECT_EQ(plan.num_dispatches(), 1u);
+  EXPECT_EQ(plan.workspace_bytes, 0);
+}
+
 }  // namespace

@@ -1,0 +1,42 @@
+// Runs test cases on the GPU: every buffer of an lt::CaseData (the whole
+// allocation, guards and NaN padding included) is mirrored in device memory,
+// longattn::attention runs on device views, outputs come back for
+// lt::compare().
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "support/support.hpp"
+
+namespace lt::gpu {
+
+// Empty when a CUDA device is usable, else why not (for GTEST_SKIP).
+std::string why_no_device();
+
+// Skips the test, visibly, when there is no device.
+class CudaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string why = why_no_device();
+    if (!why.empty()) GTEST_SKIP() << "no CUDA device: " << why;
+  }
+};
+
+// Runs d on the GPU (backend = cuda) with `base` options; outputs land in
+// d.out / d.lse host bytes.
+void run_cuda(CaseData& d, longattn::AttentionOptions base = {});
+
+// Runs on the GPU and checks against the reference; returns the comparison.
+Comparison check_cuda(const Case& c, const longattn::AttentionOptions& base = {});
+
+// Runs a case on the CPU and the GPU and returns max |gpu - cpu| / max(1, max |cpu|)
+// over O (the same metric as the reference comparison).
+double cuda_vs_cpu(const Case& c, const longattn::AttentionOptions& base = {});
+
+// Head dims this build instantiated.
+std::vector<std::int64_t> built_head_dims();
+
+}  // namespace lt::gpu

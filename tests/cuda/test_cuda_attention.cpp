@@ -1,0 +1,264 @@
+// CUDA backend against the float64 reference through the public API: every
+// dtype and head dim, mask kinds, sinks, GQA ratios, odd lengths, layouts,
+// chunked vs single pass, fully masked rows, split-K decode.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "cuda_harness.hpp"
+
+namespace {
+
+using longattn::DType;
+using lt::Case;
+using lt::Layout;
+using lt::MaskKind;
+using lt::gpu::check_cuda;
+using lt::gpu::CudaTest;
+
+const DType kDtypes[] = {DType::float32, DType::float16, DType::bfloat16};
+
+class CudaAttention : public CudaTest {};
+
+TEST_F(CudaAttention, EveryDtypeAndHeadDim) {
+  std::uint64_t seed = 1;
+  for (std::int64_t D : lt::gpu::built_head_dims())
+    for (DType t : kDtypes)
+      for (bool causal : {false, true}) {
+        Case c;
+        c.B = 1, c.Hq = 4, c.Hkv = 2, c.Lq = 77, c.Lk = 131, c.D = D;
+        c.dtype = t;
+        c.causal = causal;
+        c.seed = ++seed;
+        check_cuda(c);
+      }
+}
+
+TEST_F(CudaAttention, LengthsAroundTiles) {
+  std::uint64_t seed = 100;
+  for (DType t : {DType::bfloat16, DType::float16, DType::float32})
+    for (std::int64_t Lq : {1, 2, 15, 63, 64, 65, 130})
+      for (std::int64_t Lk : {1, 31, 33, 64, 65, 200})
+        for (bool causal : {false, true}) {
+          Case c;
+          c.B = 2, c.Hq = 2, c.Hkv = 1, c.Lq = Lq, c.Lk = Lk, c.D = 64;
+          c.dtype = t;
+          c.causal = causal;
+          c.seed = ++seed;
+          check_cuda(c);
+        }
+}
+
+TEST_F(CudaAttention, MoreQueriesThanKeysCausal) {
+  for (DType t : kDtypes)
+    for (auto [Lq, Lk] : {std::pair<std::int64_t, std::int64_t>{5, 3}, {97, 48}, {130, 64}, {200, 1}}) {
+      Case c;
+      c.Hq = 3, c.Hkv = 1, c.Lq = Lq, c.Lk = Lk, c.D = 128;
+      c.dtype = t;
+      c.causal = true;
+      c.seed = static_cast<std::uint64_t>(Lq * 1000 + Lk);
+      check_cuda(c);
+    }
+}
+
+TEST_F(CudaAttention, MaskKinds) {
+  std::uint64_t seed = 300;
+  for (DType t : kDtypes)
+    for (MaskKind mk : {MaskKind::boolean, MaskKind::additive})
+      for (bool causal : {false, true})
+        for (std::array<bool, 4> bc : {std::array<bool, 4>{false, false, false, false},
+                                       std::array<bool, 4>{true, true, false, false},
+                                       std::array<bool, 4>{true, false, true, false}}) {
+          Case c;
+          c.B = 2, c.Hq = 4, c.Hkv = 2, c.Lq = 70, c.Lk = 150, c.D = 64;
+          c.dtype = t;
+          c.mask = mk;
+          c.causal = causal;
+          c.mask_broadcast = bc;
+          c.seed = ++seed;
+          check_cuda(c);
+        }
+}
+
+TEST_F(CudaAttention, AdditiveMaskDtypesAndStrideZero) {
+  std::uint64_t seed = 400;
+  for (DType mt : kDtypes)
+    for (bool stride0 : {false, true}) {
+      Case c;
+      c.B = 1, c.Hq = 4, c.Hkv = 4, c.Lq = 33, c.Lk = 97, c.D = 128;
+      c.dtype = DType::bfloat16;
+      c.mask = MaskKind::additive;
+      c.additive_dtype = mt;
+      c.mask_broadcast = {true, true, false, false};
+      c.mask_stride0 = stride0;
+      c.seed = ++seed;
+      check_cuda(c);
+    }
+}
+
+TEST_F(CudaAttention, FullyMaskedRowsGiveZeroAndMinusInf) {
+  for (DType t : kDtypes)
+    for (bool sinks : {false, true}) {
+      Case c;
+      c.B = 1, c.Hq = 2, c.Hkv = 1, c.Lq = 40, c.Lk = 90, c.D = 64;
+      c.dtype = t;
+      c.mask = MaskKind::boolean;
+      c.mask_drop = 0.0;
+      c.sinks = sinks;
+      c.seed = 500 + (sinks ? 1 : 0);
+      lt::CaseData d(c);
+      // Rows 3 and 39 of every head see nothing.
+      for (std::int64_t j = 0; j < c.Lk; ++j)
+        for (std::int64_t h = 0; h < c.Hq; ++h) {
+          d.set_mask(0, h, 3, j, 0.0);
+          d.set_mask(0, h, 39, j, 0.0);
+        }
+      lt::gpu::run_cuda(d);
+      const lt::Comparison r = lt::compare(d);
+      EXPECT_TRUE(r.ok) << r.message;
+      // Chunked too: a fully masked chunk must merge as the identity.
+      d.reset_outputs();
+      longattn::AttentionOptions o;
+      o.policy = lt::chunked_policy(32, 16);
+      lt::gpu::run_cuda(d, o);
+      const lt::Comparison r2 = lt::compare(d);
+      EXPECT_TRUE(r2.ok) << "chunked: " << r2.message;
+    }
+}
+
+TEST_F(CudaAttention, Sinks) {
+  std::uint64_t seed = 600;
+  for (DType t : kDtypes)
+    for (bool causal : {false, true})
+      for (std::int64_t Lq : {1, 50}) {
+        Case c;
+        c.B = 1, c.Hq = 8, c.Hkv = 2, c.Lq = Lq, c.Lk = 111, c.D = 64;
+        c.dtype = t;
+        c.causal = causal;
+        c.sinks = true;
+        c.seed = ++seed;
+        check_cuda(c);
+        longattn::AttentionOptions o;
+        o.policy = lt::chunked_policy(40, 16);
+        check_cuda(c, o);
+      }
+}
+
+TEST_F(CudaAttention, GqaRatios) {
+  std::uint64_t seed = 700;
+  for (std::int64_t ratio : {1, 2, 4, 8, 32})
+    for (std::int64_t Lq : {1, 3, 40})
+      for (DType t : {DType::bfloat16, DType::float32}) {
+        Case c;
+        c.B = 1, c.Hq = 32, c.Hkv = 32 / ratio, c.Lq = Lq, c.Lk = 300, c.D = 128;
+        c.dtype = t;
+        c.causal = Lq > 1;
+        c.seed = ++seed;
+        check_cuda(c);
+      }
+}
+
+TEST_F(CudaAttention, Layouts) {
+  std::uint64_t seed = 800;
+  for (Layout l : {Layout::blhd, Layout::cache_slice, Layout::cache_slice_blhd})
+    for (DType t : kDtypes)
+      for (std::int64_t Lq : {1, 70}) {
+        Case c;
+        c.B = 2, c.Hq = 4, c.Hkv = 2, c.Lq = Lq, c.Lk = 100, c.D = 64;
+        c.dtype = t;
+        c.layout = l;
+        c.causal = true;
+        c.seed = ++seed;
+        check_cuda(c);
+      }
+}
+
+TEST_F(CudaAttention, ChunkedEqualsSinglePass) {
+  std::uint64_t seed = 900;
+  for (DType t : kDtypes)
+    for (bool causal : {false, true})
+      for (auto [chunk, rows] : {std::pair<std::int64_t, std::int64_t>{64, 0}, {100, 48}, {17, 5}}) {
+        Case c;
+        c.B = 1, c.Hq = 4, c.Hkv = 1, c.Lq = 96, c.Lk = 333, c.D = 128;
+        c.dtype = t;
+        c.causal = causal;
+        c.sinks = true;
+        c.seed = ++seed;
+        lt::CaseData d(c);
+        longattn::AttentionOptions single;
+        single.policy = lt::single_pass_policy();
+        lt::gpu::run_cuda(d, single);
+        const lt::Comparison a = lt::compare(d);
+        EXPECT_TRUE(a.ok) << "single pass: " << a.message;
+        const std::vector<double> o1 = d.out.read();
+        d.reset_outputs();
+        longattn::AttentionOptions chunked;
+        chunked.policy = lt::chunked_policy(chunk, rows);
+        longattn::RunReport report;
+        chunked.report = &report;
+        lt::gpu::run_cuda(d, chunked);
+        const lt::Comparison b = lt::compare(d);
+        EXPECT_TRUE(b.ok) << "chunked " << chunk << "x" << rows << ": " << b.message;
+        EXPECT_TRUE(report.plan.chunked);
+        EXPECT_EQ(report.backend, "cuda");
+        // Same kernels, different key order: within rounding of the output dtype.
+        EXPECT_LE(lt::metric(d.out.read(), o1).err, lt::tolerance(t)) << c.name();
+      }
+}
+
+TEST_F(CudaAttention, SplitKDecodeAndPrefill) {
+  std::uint64_t seed = 1000;
+  // Decode: few rows, many keys -> the vector kernel split over keys.
+  for (DType t : kDtypes)
+    for (std::int64_t Lq : {1, 2}) {
+      Case c;
+      c.B = 1, c.Hq = 8, c.Hkv = 2, c.Lq = Lq, c.Lk = 20000, c.D = 128;
+      c.dtype = t;
+      c.causal = true;
+      c.sinks = Lq == 2;
+      c.seed = ++seed;
+      check_cuda(c);
+    }
+  // Tall-enough rows for the tensor-core kernel, too few blocks: split-K there.
+  for (DType t : {DType::float16, DType::bfloat16}) {
+    Case c;
+    c.B = 1, c.Hq = 4, c.Hkv = 1, c.Lq = 40, c.Lk = 9000, c.D = 64;
+    c.dtype = t;
+    c.causal = true;
+    c.seed = ++seed;
+    check_cuda(c);
+    longattn::AttentionOptions o;
+    o.policy = lt::chunked_policy(4000, 0);
+    check_cuda(c, o);
+  }
+}
+
+TEST_F(CudaAttention, LargeLogitsAndSmallScale) {
+  std::uint64_t seed = 1100;
+  for (DType t : kDtypes) {
+    Case c;
+    c.B = 1, c.Hq = 2, c.Hkv = 2, c.Lq = 65, c.Lk = 129, c.D = 96;
+    c.dtype = t;
+    c.qk_std = 4.0;
+    c.seed = ++seed;
+    check_cuda(c);
+    c.scale = 1e-3;
+    check_cuda(c);
+  }
+}
+
+TEST_F(CudaAttention, MatchesCpuBackend) {
+  std::uint64_t seed = 1200;
+  for (DType t : kDtypes) {
+    Case c;
+    c.B = 2, c.Hq = 8, c.Hkv = 2, c.Lq = 150, c.Lk = 260, c.D = 128;
+    c.dtype = t;
+    c.causal = true;
+    c.sinks = true;
+    c.seed = ++seed;
+    EXPECT_LE(lt::gpu::cuda_vs_cpu(c), 2 * lt::tolerance(t)) << c.name();
+  }
+}
+
+}  // namespace

@@ -1,0 +1,117 @@
+// The size check: a causal bfloat16 prefill with Lq = Lk = 1,048,576,
+// Hq = 32, Hkv = 8, D = 128 under a 100 ms budget, compared with a float64
+// computation on sampled rows. Needs ~22 GB of GPU memory and ~30 s, so it
+// runs only when LONGATTN_CUDA_LONG=1 (tools/gpu_check.sh sets it);
+// LONGATTN_CUDA_LONG_L overrides the length.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "cuda_harness.hpp"
+#include "fill.hpp"
+
+namespace {
+
+using longattn::DType;
+
+struct DeviceArray {
+  void* p = nullptr;
+  explicit DeviceArray(std::size_t bytes) {
+    if (cudaMalloc(&p, bytes) != cudaSuccess) throw std::runtime_error("cudaMalloc " + std::to_string(bytes));
+  }
+  ~DeviceArray() { (void)cudaFree(p); }
+};
+
+std::vector<double> download_bf16(const void* dev, std::size_t n) {
+  std::vector<std::uint16_t> h(n);
+  EXPECT_EQ(cudaMemcpy(h.data(), dev, n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+  std::vector<double> r(n);
+  for (std::size_t i = 0; i < n; ++i) r[i] = lt::bf16_to_float(h[i]);
+  return r;
+}
+
+class CudaLong : public lt::gpu::CudaTest {};
+
+TEST_F(CudaLong, CausalPrefillOneMillionTokensBudgeted) {
+  const char* on = std::getenv("LONGATTN_CUDA_LONG");
+  if (on == nullptr || std::string(on) != "1") GTEST_SKIP() << "set LONGATTN_CUDA_LONG=1 to run (~22 GB, ~30 s)";
+  std::int64_t L = 1048576;
+  if (const char* l = std::getenv("LONGATTN_CUDA_LONG_L")) L = std::atoll(l);
+  const std::int64_t Hq = 32, Hkv = 8, D = 128;
+  const std::size_t nq = static_cast<std::size_t>(Hq * L * D), nk = static_cast<std::size_t>(Hkv * L * D);
+  DeviceArray q(nq * 2), k(nk * 2), v(nk * 2), o(nq * 2), lse(static_cast<std::size_t>(Hq * L) * 4);
+  ASSERT_EQ(lt::gpu::fill_uniform_bf16(q.p, nq, 1, 1.7f), cudaSuccess);
+  ASSERT_EQ(lt::gpu::fill_uniform_bf16(k.p, nk, 2, 1.7f), cudaSuccess);
+  ASSERT_EQ(lt::gpu::fill_uniform_bf16(v.p, nk, 3, 1.7f), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+
+  using longattn::contiguous;
+  const auto dev = longattn::Device::cuda;
+  const auto tq = contiguous(q.p, DType::bfloat16, {1, Hq, L, D}, dev);
+  const auto tk = contiguous(k.p, DType::bfloat16, {1, Hkv, L, D}, dev);
+  const auto tv = contiguous(v.p, DType::bfloat16, {1, Hkv, L, D}, dev);
+  const auto to = contiguous(o.p, DType::bfloat16, {1, Hq, L, D}, dev);
+  longattn::AttentionOptions opt;
+  opt.causal = true;
+  opt.backend = longattn::BackendKind::cuda;
+  opt.lse = contiguous(lse.p, DType::float32, 3, {1, Hq, L, 0}, dev);
+  opt.policy.budget_ms = 100;
+  longattn::RunReport report;
+  opt.report = &report;
+  longattn::attention(tq, tk, tv, to, opt);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+
+  double worst_after_first = 0;
+  for (std::size_t i = 1; i < report.submissions.size(); ++i)
+    worst_after_first = std::max(worst_after_first, report.submissions[i].measured_ms);
+  std::printf("[long] L=%lld: %zu submissions, %zu dispatches, GPU %.1f ms, wall %.1f ms, %.1f TFLOP/s, "
+              "budget misses %d, worst submission after the first %.1f ms, replans %d\n",
+              static_cast<long long>(L), report.submissions.size(), report.plan.num_dispatches(),
+              report.total_ms, report.wall_ms, report.total_flops / report.total_ms * 1e-9,
+              report.budget_misses, worst_after_first, report.replans);
+  EXPECT_TRUE(report.completed);
+  EXPECT_LE(worst_after_first, 100.0);
+
+  // Sampled rows against float64.
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  double worst = 0;
+  for (std::int64_t h : {0, 13, 31}) {
+    const std::int64_t hk = h / (Hq / Hkv);
+    const auto K = download_bf16(static_cast<std::uint16_t*>(k.p) + hk * L * D, static_cast<std::size_t>(L * D));
+    const auto V = download_bf16(static_cast<std::uint16_t*>(v.p) + hk * L * D, static_cast<std::size_t>(L * D));
+    for (std::int64_t i : {std::int64_t{0}, std::int64_t{1}, std::int64_t{4097}, L / 2 + 7, L - 1}) {
+      const auto Q = download_bf16(static_cast<std::uint16_t*>(q.p) + (h * L + i) * D, static_cast<std::size_t>(D));
+      const auto O = download_bf16(static_cast<std::uint16_t*>(o.p) + (h * L + i) * D, static_cast<std::size_t>(D));
+      float got_lse = 0;
+      ASSERT_EQ(cudaMemcpy(&got_lse, static_cast<float*>(lse.p) + h * L + i, 4, cudaMemcpyDeviceToHost), cudaSuccess);
+      std::vector<double> s(static_cast<std::size_t>(i + 1));
+      double mx = -std::numeric_limits<double>::infinity();
+      for (std::int64_t j = 0; j <= i; ++j) {
+        double x = 0;
+        for (std::int64_t d = 0; d < D; ++d) x += Q[d] * K[j * D + d];
+        s[j] = x * scale;
+        mx = std::max(mx, s[j]);
+      }
+      double sum = 0;
+      std::vector<double> want(static_cast<std::size_t>(D), 0.0);
+      for (std::int64_t j = 0; j <= i; ++j) {
+        const double p = std::exp(s[j] - mx);
+        sum += p;
+        for (std::int64_t d = 0; d < D; ++d) want[d] += p * V[j * D + d];
+      }
+      double err = std::abs(got_lse - (mx + std::log(sum)));
+      double big = 1;
+      for (std::int64_t d = 0; d < D; ++d) big = std::max(big, std::abs(want[d] / sum));
+      for (std::int64_t d = 0; d < D; ++d) err = std::max(err, std::abs(O[d] - want[d] / sum) / big);
+      worst = std::max(worst, err);
+      EXPECT_LE(err, lt::tolerance(DType::bfloat16)) << "row " << i << " head " << h;
+    }
+  }
+  std::printf("[long] sampled rows: worst error %.2e (tolerance %.2e)\n", worst, lt::tolerance(DType::bfloat16));
+}
+
+}  // namespace
