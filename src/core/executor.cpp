@@ -35,12 +35,15 @@ void add_finished(RunReport& r, std::int64_t q0, std::int64_t q1) {
 // sample moves the rate by at most 4x either way, so a single submission slowed by another process (or
 // by thread start-up) cannot shatter the rest of the plan into slivers.
 void refine(DeviceProfile& prof, const Problem& p, double flops, double measured_ms, double fixed_ms) {
-  const double compute_ms = measured_ms - fixed_ms;
-  if (flops <= 0 || compute_ms <= 0) return;
-  double observed = flops / (compute_ms * 1e6);
   const std::string key = DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);
   const auto it = prof.gflops.find(key);
   const double prior = it != prof.gflops.end() ? it->second : prof.rate_gflops(key);
+  // A submission whose time is small next to its fixed costs says more about
+  // overheads and timer noise than about throughput: skip it, or a run of
+  // tiny near-diagonal dispatches would drag the rate down.
+  const double compute_ms = measured_ms - fixed_ms;
+  if (flops <= 0 || compute_ms < std::max(0.2, 2 * fixed_ms)) return;
+  double observed = flops / (compute_ms * 1e6);
   const double step = it == prof.gflops.end() ? 64 : 4;  // a fresh key's prior is only a guess
   observed = std::clamp(observed, prior / step, prior * step);
   const double w = it == prof.gflops.end() ? 1.0 : std::max(0.25, 1.0 / (prof.samples + 1));

@@ -249,10 +249,16 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
     plan.submissions.push_back(std::move(cur));
     cur = {};
   };
+  // While the rate for this problem kind is still a guess, the first
+  // submission is planned to a quarter of the target, so that a guess up to
+  // 4x too fast still lands it within budget; its measurement then re-plans
+  // the rest (executor.cpp).
+  const bool guessed = !profile.gflops.count(rate_key_of(p));
   for (const Dispatch& d : dispatches) {
     const bool one_per_submission = !std::isfinite(target);
+    const double limit = guessed && plan.submissions.empty() ? target / 4 : target;
     if (!cur.dispatches.empty() &&
-        (one_per_submission || cur.predicted_ms + d.predicted_ms + profile.submission_overhead_ms > target))
+        (one_per_submission || cur.predicted_ms + d.predicted_ms + profile.submission_overhead_ms > limit))
       flush();
     cur.dispatches.push_back(d);
     cur.predicted_ms += d.predicted_ms;

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include <omp.h>
@@ -224,8 +225,8 @@ class Rectangle {
                   kKeyTile);
       mask_tile(it, nrow_q, kb, nk, kb + nk > all_see, s);
       if (!softmax_tile(nk, s)) continue;  // every row fully masked here
-      pack_v(it, kb, nk, s);
-      gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), dvp_, s.o.data(), dvp_);
+      const auto [v, ldv] = pack_v(it, kb, nk, s);
+      gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, v, ldv, s.o.data(), dvp_);
     }
     if (mode_ == Mode::single_pass || mode_ == Mode::finalize)
       write_out(it, nrow_q, s);
@@ -303,23 +304,36 @@ class Rectangle {
     }
   }
 
-  // Kt[d][j] = K[kb + j][d] as float32, zero past nk.
+  // Kt[d][j] = K[kb + j][d] as float32, zero past nk. Contiguous float32
+  // rows are transposed straight from the caller's memory.
   void pack_k(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
     const int D = static_cast<int>(p_.D);
     const std::int64_t base = it.b * p_.k_stride[0] + it.g * p_.k_stride[1];
+    if (p_.dtype == DType::float32 && p_.k_stride[3] == 1) {
+      transpose(static_cast<const float*>(p_.k) + base + kb * p_.k_stride[2], p_.k_stride[2], nk, D, s.kt.data(),
+                kKeyTile);
+      if (nk < kKeyTile)
+        for (int d = 0; d < D; ++d) std::fill(s.kt.data() + d * kKeyTile + nk, s.kt.data() + (d + 1) * kKeyTile, 0.f);
+      return;
+    }
     for (int j = 0; j < nk; ++j)
       convert_row(p_.k, base + (kb + j) * p_.k_stride[2], p_.k_stride[3], p_.dtype, D, s.tmp.data() + j * D);
     if (nk < kKeyTile) std::fill(s.tmp.begin() + nk * D, s.tmp.begin() + kKeyTile * D, 0.f);
     transpose(s.tmp.data(), D, kKeyTile, D, s.kt.data(), kKeyTile);
   }
 
-  // V[j][d] as float32, rows padded to dvp columns.
-  void pack_v(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
+  // V rows [kb, kb + nk) as float32 with dvp columns: a pointer and row
+  // stride. Contiguous float32 rows whose width is already a multiple of 16
+  // are read in place; anything else is converted into the scratch tile.
+  std::pair<const float*, std::int64_t> pack_v(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
     const std::int64_t base = it.b * p_.v_stride[0] + it.g * p_.v_stride[1];
+    if (p_.dtype == DType::float32 && p_.v_stride[3] == 1 && p_.Dv == dvp_)
+      return {static_cast<const float*>(p_.v) + base + kb * p_.v_stride[2], p_.v_stride[2]};
     for (int j = 0; j < nk; ++j) {
       float* dst = s.v.data() + j * dvp_;
       convert_row(p_.v, base + (kb + j) * p_.v_stride[2], p_.v_stride[3], p_.dtype, static_cast<int>(p_.Dv), dst);
     }
+    return {s.v.data(), dvp_};
   }
 
   // Scores past nk, hidden by the causal rule, or dropped by the mask array
@@ -417,7 +431,10 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
   const Rectangle rect(p, r, mode, st);
   const std::int64_t per_head = rect.items_per_head();
   const std::int64_t n_items = p.B * p.Hkv * per_head;
-  const int nt = threads > 0 ? threads : omp_get_max_threads();
+  // A small dispatch runs on one thread: waking the others (and, on a busy
+  // machine, waiting for them at the barrier) costs more than it saves.
+  const bool small = p.flops(r.q0, r.q1, r.k0, r.k1) < 4e6;
+  const int nt = small ? 1 : threads > 0 ? threads : omp_get_max_threads();
 #pragma omp parallel num_threads(nt) if (n_items > 1)
   {
     Scratch s;

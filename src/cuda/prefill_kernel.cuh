@@ -169,9 +169,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
 
     // Scale to base 2; mask only tiles that cross the causal diagonal, the
     // rectangle's key end, or that have an array mask.
-    // Unmasked tiles keep raw q.k and fold the scale into the exponent's FMA
-    // (2^(s * scale_log2 - m)); that needs scale_log2 > 0 for the max to commute.
-    const bool need_mask = p.mask_kind != 0 || kt + BN > kfull || !(p.scale_log2 > 0.f);
+    const bool need_mask = p.mask_kind != 0 || kt + BN > kfull;
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
       if (need_mask && p.mask_kind == 0) {
@@ -200,6 +198,11 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
             const i64 j = kt + nt * 8 + 2 * t4 + (e & 1);
             s[mt][nt][e] = j < kend ? masked_logit(p, s[mt][nt][e], b, h, q, j) : -INFINITY;
           }
+      } else {
+#pragma unroll
+        for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][nt][e] *= p.scale_log2;
       }
 
       // Online softmax, base 2. A row that has seen only masked keys keeps
@@ -212,18 +215,15 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
         for (int nt = 0; nt < NS; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * i], s[mt][nt][2 * i + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        if (!need_mask) mx *= p.scale_log2;
         const float m_new = fmaxf(m[mt][i], mx);
         const float alpha = m_new == -INFINITY ? 0.f : fast_exp2(m[mt][i] - m_new);
         const float ms = m_new == -INFINITY ? 0.f : m_new;
         m[mt][i] = m_new;
-        // Logits are already scaled on masked tiles, raw q.k on the others.
-        const float sc = need_mask ? 1.f : p.scale_log2;
         float sum = 0.f;
 #pragma unroll
         for (int nt = 0; nt < NS; ++nt) {
-          s[mt][nt][2 * i] = fast_exp2(fmaf(s[mt][nt][2 * i], sc, -ms));
-          s[mt][nt][2 * i + 1] = fast_exp2(fmaf(s[mt][nt][2 * i + 1], sc, -ms));
+          s[mt][nt][2 * i] = fast_exp2(s[mt][nt][2 * i] - ms);
+          s[mt][nt][2 * i + 1] = fast_exp2(s[mt][nt][2 * i + 1] - ms);
           sum += s[mt][nt][2 * i] + s[mt][nt][2 * i + 1];
         }
         l[mt][i] = l[mt][i] * alpha + sum;
