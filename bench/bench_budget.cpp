@@ -1,0 +1,231 @@
+// bench_budget: issue 3's budget table on the CPU backend. For each shape it
+// runs attention() once without a budget (one single-pass dispatch) and once
+// per budget, and prints per run: submissions, max and median measured
+// submission ms against the budget, misses (after the first submission and
+// in total), re-plans, total wall ms and the overhead against the single pass,
+// and the same in process CPU time (less sensitive to a shared machine).
+//
+// Shapes (float32, B = 1, Hq = 32, Hkv = 8, D = 128, causal):
+//   square   Lq = Lk = 16384
+//   prefill  Lq = 2048 against Lk = 65536 (a prefill step on a long cache)
+// --quick divides the lengths by 4 (4096 and 512 x 16384) for smoke tests.
+//
+// One DeviceProfile is shared by the runs of a process, as attention()'s
+// process-wide profile would be in an application: it starts from the
+// default guess (or --profile PATH) and every run refines it. Per shape the
+// single pass runs first, then (without --profile) one "cold" budgeted run
+// on a fresh copy of the default guess, whose first submission shows the
+// calibration, then the budgets 200, 50, 10 ms on the shared profile.
+//
+//   bench_budget [--quick] [--threads N] [--budgets 10,50,200] [--shape square|prefill]
+//                [--profile PATH] [--save-profile PATH] [--json PATH]
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/bench_util.hpp"
+#include "bench/cases.hpp"
+#include "longattn/longattn.hpp"
+
+namespace lb = longattn::bench;
+
+namespace {
+
+struct Shape {
+  std::string name;
+  std::int64_t B, Hq, Hkv, Lq, Lk, D;
+};
+
+struct Args {
+  bool quick = false;
+  int threads = 0;
+  std::vector<double> budgets{200, 50, 10};
+  std::string shape, profile, save_profile, json;
+};
+
+[[noreturn]] void usage(const char* msg) {
+  std::fprintf(stderr,
+               "bench_budget: %s\nusage: bench_budget [--quick] [--threads N] [--budgets 10,50,200]\n"
+               "                    [--shape square|prefill] [--profile PATH] [--save-profile PATH] [--json PATH]\n",
+               msg);
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (k == "--help" || k == "-h") usage("budgeted chunking on the CPU backend");
+    if (k == "--quick") {
+      a.quick = true;
+      continue;
+    }
+    if (i + 1 >= argc) usage(("missing value after " + k).c_str());
+    const std::string v = argv[++i];
+    if (k == "--threads") a.threads = std::stoi(v);
+    else if (k == "--shape") a.shape = v;
+    else if (k == "--profile") a.profile = v;
+    else if (k == "--save-profile") a.save_profile = v;
+    else if (k == "--json") a.json = v;
+    else if (k == "--budgets") {
+      a.budgets.clear();
+      std::stringstream ss(v);
+      std::string item;
+      while (std::getline(ss, item, ',')) a.budgets.push_back(std::stod(item));
+    } else usage(("unknown option " + k).c_str());
+  }
+  return a;
+}
+
+struct Run {
+  std::string label;
+  double budget_ms = 0;
+  longattn::RunReport rep;
+  double cpu_ms = 0;  // process CPU time of the call, all threads
+};
+
+struct Stats {
+  std::size_t subs = 0;
+  double max_ms = 0, median_ms = 0;
+  int misses_after_first = 0, misses = 0;
+};
+
+Stats stats(const Run& r) {
+  Stats s;
+  std::vector<double> t;
+  for (std::size_t i = 0; i < r.rep.submissions.size(); ++i) {
+    const double ms = r.rep.submissions[i].measured_ms;
+    t.push_back(ms);
+    s.max_ms = std::max(s.max_ms, ms);
+    if (r.budget_ms > 0 && ms > r.budget_ms) {
+      ++s.misses;
+      if (i > 0) ++s.misses_after_first;
+    }
+  }
+  s.subs = t.size();
+  s.median_ms = lb::median(t);
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const std::int64_t f = a.quick ? 4 : 1;
+  std::vector<Shape> shapes;
+  if (a.shape.empty() || a.shape == "square") shapes.push_back({"square", 1, 32, 8, 16384 / f, 16384 / f, 128});
+  if (a.shape.empty() || a.shape == "prefill") shapes.push_back({"prefill", 1, 32, 8, 2048 / f, 65536 / f, 128});
+  if (shapes.empty()) usage("--shape must be square or prefill");
+
+  longattn::DeviceProfile prof = a.profile.empty() ? longattn::default_profile(longattn::BackendKind::cpu)
+                                                    : longattn::DeviceProfile::load(a.profile);
+  std::printf("longattn CPU backend, budgeted chunking, %s, %d threads, float32, causal, B=1 Hq=32 Hkv=8 D=128%s\n",
+              lb::cpu_model().c_str(), threads, a.quick ? " (--quick shapes)" : "");
+  std::printf("profile: %s\n", a.profile.empty() ? "default guess, refined by each run" : a.profile.c_str());
+
+  nlohmann::json out_json = nlohmann::json::array();
+  for (const Shape& sh : shapes) {
+    const auto dt = longattn::DType::float32;
+    lb::Buffer q = lb::random_buffer(dt, sh.B * sh.Hq * sh.Lq * sh.D, 11);
+    lb::Buffer k = lb::random_buffer(dt, sh.B * sh.Hkv * sh.Lk * sh.D, 12);
+    lb::Buffer v = lb::random_buffer(dt, sh.B * sh.Hkv * sh.Lk * sh.D, 13);
+    lb::Buffer o = lb::random_buffer(dt, sh.B * sh.Hq * sh.Lq * sh.D, 14);
+    const auto qv = longattn::contiguous(q.data(), dt, {sh.B, sh.Hq, sh.Lq, sh.D});
+    const auto kv = longattn::contiguous(k.data(), dt, {sh.B, sh.Hkv, sh.Lk, sh.D});
+    const auto vv = longattn::contiguous(v.data(), dt, {sh.B, sh.Hkv, sh.Lk, sh.D});
+    const auto ov = longattn::contiguous(o.data(), dt, {sh.B, sh.Hq, sh.Lq, sh.D});
+    const double flops = lb::attention_flops(sh.B, sh.Hq, sh.D, sh.D, sh.Lq, sh.Lk, true);
+
+    auto run = [&](const std::string& label, double budget, longattn::DeviceProfile& profile) {
+      longattn::AttentionOptions opt;
+      opt.causal = true;
+      opt.threads = threads;
+      opt.profile = &profile;
+      opt.policy.budget_ms = budget;
+      Run r{label, budget, {}, 0};
+      opt.report = &r.rep;
+      const double c0 = lb::cpu_ms();
+      longattn::attention(qv, kv, vv, ov, opt);
+      r.cpu_ms = lb::cpu_ms() - c0;
+      return r;
+    };
+
+    std::printf("\n%s: Lq=%lld Lk=%lld, %.3g GFLOP\n", sh.name.c_str(), static_cast<long long>(sh.Lq),
+                static_cast<long long>(sh.Lk), flops / 1e9);
+    std::printf("%-12s %6s %9s %10s %9s %13s %7s %7s %10s %9s %9s %9s %12s\n", "budget ms", "subs", "max ms",
+                "median ms", "max/bud", "miss>1st/all", "replan", "query", "total ms", "overhead", "GFLOP/s", "cpu s",
+                "cpu overhead");
+    double single_ms = 0, single_cpu_ms = 0;
+    auto report = [&](const Run& r) {
+      const Stats s = stats(r);
+      const double overhead = single_ms > 0 ? r.rep.wall_ms / single_ms - 1 : 0;
+      char ratio[32] = "-";
+      if (r.budget_ms > 0) std::snprintf(ratio, sizeof ratio, "%.2f", s.max_ms / r.budget_ms);
+      char miss[32] = "-";
+      if (r.budget_ms > 0) std::snprintf(miss, sizeof miss, "%d/%d", s.misses_after_first, s.misses);
+      const double cpu_overhead = single_cpu_ms > 0 ? r.cpu_ms / single_cpu_ms - 1 : 0;
+      std::printf("%-12s %6zu %9.1f %10.1f %9s %13s %7d %7lld %10.0f %8.1f%% %9.1f %9.1f %11.1f%%\n", r.label.c_str(),
+                  s.subs, s.max_ms, s.median_ms, ratio, miss, r.rep.replans,
+                  static_cast<long long>(r.rep.plan.query_rows), r.rep.wall_ms, 100 * overhead,
+                  flops / (r.rep.wall_ms * 1e6), r.cpu_ms / 1e3, 100 * cpu_overhead);
+      std::fflush(stdout);
+      nlohmann::json e{{"shape", sh.name},
+                       {"Lq", sh.Lq},
+                       {"Lk", sh.Lk},
+                       {"label", r.label},
+                       {"budget_ms", r.budget_ms},
+                       {"submissions", s.subs},
+                       {"max_ms", s.max_ms},
+                       {"median_ms", s.median_ms},
+                       {"misses_after_first", s.misses_after_first},
+                       {"misses", s.misses},
+                       {"replans", r.rep.replans},
+                       {"query_rows", r.rep.plan.query_rows},
+                       {"chunk_keys", r.rep.plan.chunk_keys},
+                       {"wall_ms", r.rep.wall_ms},
+                       {"total_ms", r.rep.total_ms},
+                       {"overhead", overhead},
+                       {"cpu_ms", r.cpu_ms},
+                       {"cpu_overhead", cpu_overhead},
+                       {"threads", threads}};
+      std::vector<double> measured, predicted;
+      std::vector<std::size_t> dispatches;
+      for (const auto& sr : r.rep.submissions) {
+        measured.push_back(sr.measured_ms);
+        predicted.push_back(sr.predicted_ms);
+        dispatches.push_back(sr.dispatches);
+      }
+      e["measured_ms"] = measured;
+      e["predicted_ms"] = predicted;
+      e["dispatches"] = dispatches;
+      out_json.push_back(e);
+      if (!a.json.empty()) std::ofstream(a.json) << out_json.dump(1) << "\n";  // keep partial results
+    };
+
+    const Run single = run("single pass", 0, prof);
+    single_ms = single.rep.wall_ms;
+    single_cpu_ms = single.cpu_ms;
+    report(single);
+    // Cold: a budgeted run on a fresh copy of the starting profile, so its
+    // first submission shows the calibration from the default guess.
+    if (a.profile.empty()) {
+      longattn::DeviceProfile fresh = longattn::default_profile(longattn::BackendKind::cpu);
+      const double b = a.budgets.size() > 1 ? a.budgets[1] : a.budgets.front();
+      report(run(std::to_string(static_cast<int>(b)) + " (cold)", b, fresh));
+    }
+    for (double b : a.budgets) report(run(std::to_string(static_cast<int>(b)), b, prof));
+    std::fflush(stdout);
+  }
+  std::printf("\nprofile after the runs:");
+  for (const auto& [key, g] : prof.gflops) std::printf(" %s=%.1f GFLOP/s", key.c_str(), g);
+  std::printf("\n");
+  if (!a.save_profile.empty()) prof.save(a.save_profile);
+  return 0;
+}

@@ -1,0 +1,218 @@
+// CUDA backend benchmark: the cases (bfloat16, B = 1, Hq = 32,
+// Hkv = 8), timed with CUDA events around longattn::attention, warmed up,
+// median of repeats, inputs rotated over several buffers so that L2 does not
+// flatter. Prints one line per case and writes a CSV that sdpa_bench.py reads
+// (it runs PyTorch on the same shapes and prints the combined table).
+//
+//   bench_gpu [--csv FILE] [--filter SUBSTRING] [--quick]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench/cases.hpp"
+#include "longattn/longattn.hpp"
+
+namespace {
+
+using longattn::DType;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+struct BenchCase {
+  std::string group;  // "square", "long", "oneshot", "decode", "f32"
+  std::int64_t D, Lq, Lk;
+  bool causal;
+  double budget_ms = 0;  // > 0: budgeted run (also timed single-pass for the overhead)
+  DType dtype = DType::bfloat16;
+};
+
+std::vector<BenchCase> cases() {
+  std::vector<BenchCase> c;
+  for (std::int64_t D : {64, 128, 256})
+    for (std::int64_t L : {4096, 16384})
+      for (bool causal : {false, true}) c.push_back({"square", D, L, L, causal});
+  for (std::int64_t Lq : {2048, 8192})
+    for (std::int64_t Lk : {65536, 131072, 262144}) c.push_back({"long", 128, Lq, Lk, true, 50});
+  c.push_back({"oneshot", 128, 131072, 131072, true, 50});
+  for (std::int64_t Lk : {4096, 32768, 131072, 1048576}) c.push_back({"decode", 128, 1, Lk, false});
+  // The float32 path (CUDA cores), for the record.
+  c.push_back({"f32", 128, 4096, 4096, true, 0, DType::float32});
+  return c;
+}
+
+struct Buffers {
+  std::vector<void*> q, k, v, o;
+  ~Buffers() {
+    for (auto* vec : {&q, &k, &v, &o})
+      for (void* p : *vec) (void)cudaFree(p);
+  }
+};
+
+void fill_random(void* p, std::size_t n, unsigned seed, DType t) {
+  // Host-generated values in [-1.5, 1.5), copied once; cheap next to the runs.
+  std::vector<std::uint16_t> h(n);
+  std::vector<float> hf(t == DType::float32 ? n : 0);
+  std::uint32_t x = seed * 2654435761u + 12345u;
+  for (std::size_t i = 0; i < n; ++i) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    float f = (static_cast<float>(x >> 8) / 16777216.0f * 3.0f) - 1.5f;
+    std::uint32_t u;
+    if (t == DType::float32) {
+      hf[i] = f;
+      continue;
+    }
+    std::memcpy(&u, &f, 4);
+    h[i] = static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+  if (t == DType::float32)
+    check(cudaMemcpy(p, hf.data(), n * 4, cudaMemcpyHostToDevice), "upload");
+  else
+    check(cudaMemcpy(p, h.data(), n * 2, cudaMemcpyHostToDevice), "upload");
+}
+
+struct Result {
+  double ms = 0;
+  longattn::RunReport report;
+};
+
+Result time_case(const BenchCase& bc, double budget_ms, int sets, Buffers& buf) {
+  const std::int64_t Hq = 32, Hkv = 8;
+  const auto dev = longattn::Device::cuda;
+  cudaEvent_t a, b;
+  check(cudaEventCreate(&a), "event");
+  check(cudaEventCreate(&b), "event");
+  auto run_once = [&](int s, longattn::RunReport* rep) {
+    const auto q = longattn::contiguous(buf.q[s], bc.dtype, {1, Hq, bc.Lq, bc.D}, dev);
+    const auto k = longattn::contiguous(buf.k[s], bc.dtype, {1, Hkv, bc.Lk, bc.D}, dev);
+    const auto v = longattn::contiguous(buf.v[s], bc.dtype, {1, Hkv, bc.Lk, bc.D}, dev);
+    const auto o = longattn::contiguous(buf.o[s], bc.dtype, {1, Hq, bc.Lq, bc.D}, dev);
+    longattn::AttentionOptions opt;
+    opt.causal = bc.causal;
+    opt.backend = longattn::BackendKind::cuda;
+    opt.report = rep;
+    if (budget_ms > 0) {
+      opt.policy.budget_ms = budget_ms;
+    } else {
+      opt.policy.budget_ms = 0;
+      opt.policy.chunk_threshold_keys = 0;
+    }
+    longattn::attention(q, k, v, o, opt);
+  };
+  // Warm-up (also estimates the time per call).
+  check(cudaEventRecord(a), "record");
+  run_once(0, nullptr);
+  check(cudaEventRecord(b), "record");
+  check(cudaEventSynchronize(b), "sync");
+  float est = 0;
+  check(cudaEventElapsedTime(&est, a, b), "elapsed");
+  const int reps = std::clamp(static_cast<int>(1500.0 / std::max(est, 0.01f)), 3, 50);
+  std::vector<double> times;
+  Result r;
+  for (int i = 0; i < reps; ++i) {
+    longattn::RunReport rep;
+    check(cudaEventRecord(a), "record");
+    run_once(i % sets, &rep);
+    check(cudaEventRecord(b), "record");
+    check(cudaEventSynchronize(b), "sync");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
+    times.push_back(ms);
+    if (i == reps - 1) r.report = rep;
+  }
+  std::sort(times.begin(), times.end());
+  r.ms = times[times.size() / 2];
+  (void)cudaEventDestroy(a);
+  (void)cudaEventDestroy(b);
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string csv_path, filter;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
+    else if (!std::strcmp(argv[i], "--quick")) quick = true;
+  }
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  std::ofstream csv;
+  if (!csv_path.empty()) {
+    csv.open(csv_path);
+    csv << "group,D,Lq,Lk,causal,ms,tflops,gbps,budget_ms,budget_total_ms,submissions,worst_after_first_ms,"
+           "overhead_pct,dispatches,query_rows,chunk_keys,replans\n";
+  }
+  const std::int64_t Hq = 32, Hkv = 8;
+  for (const BenchCase& bc : cases()) {
+    char name[128];
+    std::snprintf(name, sizeof name, "%s d%lld q%lld k%lld %s", bc.group.c_str(), static_cast<long long>(bc.D),
+                  static_cast<long long>(bc.Lq), static_cast<long long>(bc.Lk), bc.causal ? "causal" : "full");
+    if (!filter.empty() && std::string(name).find(filter) == std::string::npos) continue;
+    if (quick && (bc.group == "oneshot" || bc.Lk > 131072)) continue;
+    try {
+      const std::size_t qn = static_cast<std::size_t>(Hq * bc.Lq * bc.D), kn = static_cast<std::size_t>(Hkv * bc.Lk * bc.D);
+      const std::size_t es = longattn::dtype_size(bc.dtype);
+      const double set_bytes = static_cast<double>(es * (2 * qn + 2 * kn));
+      const int sets = std::clamp(static_cast<int>(std::ceil(256e6 / set_bytes)), 1, 4);
+      Buffers buf;
+      for (int s = 0; s < sets; ++s) {
+        for (auto [vec, n] : {std::pair{&buf.q, qn}, {&buf.k, kn}, {&buf.v, kn}, {&buf.o, qn}}) {
+          void* p = nullptr;
+          check(cudaMalloc(&p, n * es), "cudaMalloc");
+          vec->push_back(p);
+        }
+        fill_random(buf.q[s], qn, 1 + 7 * s, bc.dtype);
+        fill_random(buf.k[s], kn, 2 + 7 * s, bc.dtype);
+        fill_random(buf.v[s], kn, 3 + 7 * s, bc.dtype);
+      }
+      const Result single = time_case(bc, 0, sets, buf);
+      const double flops = longattn::bench::attention_flops(1, Hq, bc.D, bc.D, bc.Lq, bc.Lk, bc.causal);
+      const double tflops = flops / single.ms * 1e-9;
+      const double gbps = 2.0 * static_cast<double>(kn * es) / single.ms * 1e-6;  // K and V bytes once
+      double btotal = 0, worst = 0, overhead = 0;
+      std::size_t nsub = 0, ndisp = 0;
+      std::int64_t qrows = 0, ckeys = 0;
+      int replans = 0;
+      if (bc.budget_ms > 0) {
+        const Result bud = time_case(bc, bc.budget_ms, sets, buf);
+        btotal = bud.ms;
+        nsub = bud.report.submissions.size();
+        for (std::size_t i = 1; i < nsub; ++i) worst = std::max(worst, bud.report.submissions[i].measured_ms);
+        overhead = (bud.ms / single.ms - 1.0) * 100.0;
+        ndisp = bud.report.plan.num_dispatches();
+        qrows = bud.report.plan.query_rows;
+        ckeys = bud.report.plan.chunk_keys;
+        replans = bud.report.replans;
+      }
+      std::printf("%-36s %10.3f ms %8.1f TFLOP/s %8.1f GB/s", name, single.ms, tflops, gbps);
+      if (bc.budget_ms > 0)
+        std::printf("  | budget %.0f ms: %.3f ms total, %zu submissions, worst after first %.1f ms, overhead %+.1f%% "
+                    "(plan: %zu dispatches, %lld query rows x %lld keys, %d replans)",
+                    bc.budget_ms, btotal, nsub, worst, overhead, ndisp, static_cast<long long>(qrows),
+                    static_cast<long long>(ckeys), replans);
+      std::printf("\n");
+      std::fflush(stdout);
+      if (csv.is_open())
+        csv << bc.group << ',' << bc.D << ',' << bc.Lq << ',' << bc.Lk << ',' << (bc.causal ? 1 : 0) << ','
+            << single.ms << ',' << tflops << ',' << gbps << ',' << bc.budget_ms << ',' << btotal << ',' << nsub
+            << ',' << worst << ',' << overhead << ',' << ndisp << ',' << qrows << ',' << ckeys << ',' << replans
+            << '\n';
+    } catch (const std::exception& e) {
+      std::printf("%-36s FAILED: %s\n", name, e.what());
+      (void)cudaGetLastError();
+    }
+  }
+  return 0;
+}

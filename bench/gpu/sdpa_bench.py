@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""PyTorch SDPA on the cases bench_gpu ran, the card's measured ceilings, and
+one combined table (printed last, also written as Markdown).
+
+  sdpa_bench.py --longattn bench_longattn.csv [--out table.md]
+
+Same shapes (bfloat16, B = 1, Hq = 32, Hkv = 8), same FLOP count (4 B Hq D x
+visible pairs, bottom-right causal), CUDA-event timing, warm-up, median.
+Backends: FLASH_ATTENTION and CUDNN_ATTENTION, each forced alone; a backend
+that refuses a case prints "n/a".
+"""
+import argparse
+import csv
+import datetime
+import math
+import statistics
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+HQ, HKV = 32, 8
+
+
+def visible_pairs(lq, lk, causal):
+    if not causal:
+        return lq * lk
+    rows = min(lq, lk)
+    return rows * ((lk - rows + 1) + lk) / 2.0
+
+
+def bench(fn, budget_ms=1500.0):
+    fn()
+    torch.cuda.synchronize()
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record(); fn(); b.record(); b.synchronize()
+    est = max(a.elapsed_time(b), 0.01)
+    reps = max(3, min(50, int(budget_ms / est)))
+    times = []
+    for _ in range(reps):
+        a.record(); fn(); b.record(); b.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
+
+
+def sdpa_ms(backend, d, lq, lk, causal):
+    q = torch.randn(1, HQ, lq, d, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16)
+    kwargs = {}
+    if causal and lq == lk:
+        kwargs["is_causal"] = True
+    elif causal:
+        from torch.nn.attention.bias import causal_lower_right
+        kwargs["attn_mask"] = causal_lower_right(lq, lk)
+    try:
+        with sdpa_kernel([backend]):
+            fn = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True, **kwargs)
+            return bench(fn)
+    except Exception:
+        pass
+    # Some backends lack GQA support: expand K/V once, outside the timing.
+    k2 = k.repeat_interleave(HQ // HKV, dim=1)
+    v2 = v.repeat_interleave(HQ // HKV, dim=1)
+    try:
+        with sdpa_kernel([backend]):
+            fn = lambda: F.scaled_dot_product_attention(q, k2, v2, **kwargs)
+            return bench(fn)
+    except Exception as e:
+        print(f"  {backend.name} d{d} q{lq} k{lk} causal={causal}: n/a ({str(e).splitlines()[0][:100]})")
+        return None
+    finally:
+        del k2, v2
+
+
+def decode_ms(lk, d=128):
+    q = torch.randn(1, HQ, 1, d, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16)
+    best = None
+    for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
+        try:
+            with sdpa_kernel([backend]):
+                t = bench(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
+            best = t if best is None else min(best, t)
+        except Exception:
+            pass
+    return best
+
+
+def ceilings():
+    n = 1 << 30
+    x = torch.empty(n, dtype=torch.uint8, device="cuda")
+    y = torch.empty_like(x)
+    x.random_(0, 255)
+    copy = bench(lambda: y.copy_(x))
+    copy_gbs = 2 * n / copy * 1e-6
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    mm = bench(lambda: a @ b)
+    mm_tflops = 2 * 8192 ** 3 / mm * 1e-9
+    del x, y, a, b
+    return copy_gbs, mm_tflops
+
+
+def fmt(x, spec="{:.0f}"):
+    return "n/a" if x is None else spec.format(x)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--longattn", required=True)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    rows = list(csv.DictReader(open(args.longattn)))
+    name = torch.cuda.get_device_name(0)
+    copy_gbs, mm_tflops = ceilings()
+    print(f"ceilings on {name}: copy {copy_gbs:.0f} GB/s (read + write), bf16 matmul 8192^3 {mm_tflops:.0f} TFLOP/s")
+
+    lines = []
+    lines.append(f"card: {name}; date: {datetime.date.today()}; torch {torch.__version__}; "
+                 f"ceilings: bf16 matmul {mm_tflops:.0f} TFLOP/s, copy {copy_gbs:.0f} GB/s")
+    lines.append("")
+    lines.append("| case | longattn ms | longattn TFLOP/s | FA2 TFLOP/s | cuDNN TFLOP/s | vs FA2 | vs cuDNN | budget 50 ms: total ms, subs, worst after 1st, overhead |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    dec = []
+    for r in rows:
+        d, lq, lk, causal = int(r["D"]), int(r["Lq"]), int(r["Lk"]), r["causal"] == "1"
+        ms = float(r["ms"])
+        if r["group"] == "decode":
+            t = decode_ms(lk, d)
+            kv_bytes = 2 * HKV * lk * d * 2
+            dec.append((lk, ms, float(r["gbps"]), t, None if t is None else kv_bytes / t * 1e-6))
+            continue
+        flops = 4 * HQ * d * visible_pairs(lq, lk, causal)
+        if r["group"] == "f32":  # float32 path of longattn; SDPA's fused kernels take 16-bit only
+            lines.append(f"| f32 d{d} q{lq} k{lk} {'causal' if causal else 'full'} (float32 path) | {ms:.2f} | "
+                         f"{flops / ms * 1e-9:.1f} | n/a | n/a | | | |")
+            continue
+        fa = sdpa_ms(SDPBackend.FLASH_ATTENTION, d, lq, lk, causal)
+        cu = sdpa_ms(SDPBackend.CUDNN_ATTENTION, d, lq, lk, causal)
+        tf = flops / ms * 1e-9
+        tfa = None if fa is None else flops / fa * 1e-9
+        tcu = None if cu is None else flops / cu * 1e-9
+        budget = ""
+        if float(r["budget_ms"]) > 0:
+            budget = (f"{float(r['budget_total_ms']):.1f} ms, {r['submissions']}, "
+                      f"{float(r['worst_after_first_ms']):.1f} ms, {float(r['overhead_pct']):+.1f}%")
+        label = f"{r['group']} d{d} q{lq} k{lk} {'causal' if causal else 'full'}"
+        lines.append(f"| {label} | {ms:.2f} | {tf:.0f} | {fmt(tfa)} | {fmt(tcu)} | "
+                     f"{fmt(None if tfa is None else tf / tfa, '{:.2f}x')} | "
+                     f"{fmt(None if tcu is None else tf / tcu, '{:.2f}x')} | {budget} |")
+        print(lines[-1], flush=True)
+    if dec:
+        lines.append("")
+        lines.append(f"Decode (Lq = 1, Hq = 32, Hkv = 8, D = 128): K+V bytes once over time; copy ceiling {copy_gbs:.0f} GB/s")
+        lines.append("")
+        lines.append("| Lk | longattn us | longattn GB/s | % of copy | best torch us | torch GB/s |")
+        lines.append("|---|---|---|---|---|---|")
+        for lk, ms, gbps, t, tg in dec:
+            lines.append(f"| {lk} | {ms * 1e3:.1f} | {gbps:.0f} | {100 * gbps / copy_gbs:.0f}% | "
+                         f"{fmt(None if t is None else t * 1e3, '{:.1f}')} | {fmt(tg)} |")
+    text = "\n".join(lines)
+    if args.out:
+        open(args.out, "w").write(text + "\n")
+    print("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

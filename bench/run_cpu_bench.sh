@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Builds the CPU benches (Release), installs the peer (PyTorch, CPU) into a
+# venv, runs bench_cpu and peer_torch.py on the same cases, inputs and
+# thread count, prints both tables side by side, then runs bench_budget.
+# This is what produced docs/BENCHMARKS.md's CPU sections.
+#
+#   bench/run_cpu_bench.sh [--threads N] [--reps N] [--quick] [--skip-peer]
+#                          [--skip-budget] [--wait-idle]
+#
+# --quick: fewer repetitions and bench_budget --quick (smoke test, minutes).
+# --wait-idle: wait (up to ~10 min) for the 1-minute load average to fall
+#   below 0.7 before measuring; the load is printed either way.
+# Env: BUILD_DIR (default build-cpu-bench), VENV (default build-peer-venv),
+#      PYTHON (to create the venv, default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+THREADS=$(nproc)
+REPS=5
+QUICK=0
+SKIP_PEER=0
+SKIP_BUDGET=0
+WAIT_IDLE=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --threads) THREADS=$2; shift 2 ;;
+    --reps) REPS=$2; shift 2 ;;
+    --quick) QUICK=1; REPS=2; shift ;;
+    --skip-peer) SKIP_PEER=1; shift ;;
+    --skip-budget) SKIP_BUDGET=1; shift ;;
+    --wait-idle) WAIT_IDLE=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "run_cpu_bench.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+BUILD_DIR=${BUILD_DIR:-build-cpu-bench}
+VENV=${VENV:-build-peer-venv}
+OUT=$BUILD_DIR/results
+mkdir -p "$OUT"
+
+echo "== build ($BUILD_DIR, Release)"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGATTN_CUDA=OFF \
+  -DLONGATTN_BUILD_TESTS=OFF -DLONGATTN_BUILD_TOOLS=OFF >/dev/null
+ninja -C "$BUILD_DIR" bench_cpu bench_budget >/dev/null
+
+# The peer. PyTorch's CPU-only index is tried first; without it, PyPI's torch
+# wheel is CUDA-linked and pulls several GB of nvidia-* wheels. We install it
+# --no-deps plus its pure-Python deps and the four CUDA libraries its
+# libtorch.so links at load time (cusparselt, nvshmem, cufile, nccl); the rest
+# (cudart, cublas, cudnn, ...) must come from a system CUDA 13 or, failing
+# that, the full `pip install torch`.
+torch_ok() { "$VENV/bin/python" -c "import torch, numpy, torch.nn.functional as F; F.scaled_dot_product_attention(torch.ones(1,1,1,4), torch.ones(1,1,1,4), torch.ones(1,1,1,4))" >/dev/null 2>&1; }
+install_peer() {
+  [[ -x $VENV/bin/python ]] || "${PYTHON:-python3}" -m venv "$VENV"
+  local pip="$VENV/bin/pip install --quiet --disable-pip-version-check"
+  torch_ok && return 0
+  echo "== installing the peer (torch, numpy) into $VENV"
+  $pip numpy
+  timeout 120 $pip torch --index-url https://download.pytorch.org/whl/cpu 2>/dev/null && torch_ok && return 0
+  $pip --no-deps torch && $pip filelock typing_extensions sympy networkx jinja2 fsspec mpmath MarkupSafe &&
+    $pip --no-deps nvidia-cusparselt-cu13 nvidia-nvshmem-cu13 nvidia-cufile nvidia-nccl-cu13 && torch_ok && return 0
+  $pip torch && torch_ok && return 0
+  echo "run_cpu_bench.sh: torch cannot be installed or imported here:" >&2
+  "$VENV/bin/python" -c "import torch" >&2 || true
+  return 1
+}
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+if [[ $WAIT_IDLE == 1 ]]; then
+  for _ in $(seq 40); do
+    awk -v l="$(load1)" 'BEGIN { exit !(l < 0.7) }' && break
+    echo "load average $(load1), waiting for < 0.7"; sleep 15
+  done
+fi
+echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $THREADS; $(date); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "== load before: $(uptime)"
+
+"$BUILD_DIR/bench/bench_cpu" --emit-cases "$OUT/cases.json"
+"$BUILD_DIR/bench/bench_cpu" --threads "$THREADS" --reps "$REPS" --json "$OUT/longattn.json" --csv "$OUT/longattn.csv"
+echo "== load: $(uptime)"
+if [[ $SKIP_PEER == 0 ]]; then
+  install_peer
+  "$VENV/bin/python" bench/peer_torch.py --cases "$OUT/cases.json" --threads "$THREADS" --reps "$REPS" \
+    --json "$OUT/torch.json" --csv "$OUT/torch.csv"
+  echo "== load: $(uptime)"
+  "$VENV/bin/python" - "$OUT/longattn.json" "$OUT/torch.json" <<'PY'
+import json, sys
+la = {r["name"]: r for r in json.load(open(sys.argv[1]))["results"]}
+pt = json.load(open(sys.argv[2]))
+print(f"\n| case | dtype | mask | longattn ms | longattn GFLOP/s | {pt['implementation']} ms | GFLOP/s | longattn / peer speed | GFLOP per CPU-s, longattn / peer | checksums |")
+print("|---|---|---|---:|---:|---:|---:|---:|---|---|")
+for r in pt["results"]:
+    l = la.get(r["name"])
+    if not l:
+        continue
+    same = abs(l["checksum"] - r["checksum"]) <= 1e-3 * max(1.0, abs(r["checksum"])) * (1 if r["dtype"] == "float32" else 50)
+    print(f"| {r['name']} | {r['dtype']} | {'causal' if r['causal'] else 'none'} | {l['median_ms']:.0f} | {l['gflops']:.1f} "
+          f"| {r['median_ms']:.0f} | {r['gflops']:.1f} | {r['median_ms'] / l['median_ms']:.2f}x "
+          f"| {l['flops'] / l['cpu_ms'] / 1e6:.1f} / {r['flops'] / r['cpu_ms'] / 1e6:.1f} | {'agree' if same else 'DIFFER'} |")
+PY
+fi
+if [[ $SKIP_BUDGET == 0 ]]; then
+  echo
+  "$BUILD_DIR/bench/bench_budget" --threads "$THREADS" $([[ $QUICK == 1 ]] && echo --quick) \
+    --json "$OUT/budget.json" --save-profile "$OUT/cpu_profile.json"
+  echo "== load after: $(uptime)"
+fi
