@@ -94,8 +94,21 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
   const Problem& p = c.p;
   const std::int64_t qt = std::max<std::int64_t>(1, c.prof.query_tile);
   if (pol.fixed_query_rows > 0) return std::min({pol.fixed_query_rows, rows_left, max_rows_ws});
-  const std::int64_t fill = ceil_div(std::max<std::int64_t>(1, c.prof.fill_rows), p.B * p.Hq);
-  std::int64_t g = std::min({ceil_div(fill, qt) * qt, rows_left, max_rows_ws});
+  // Wave quantization: a dispatch runs B*Hq*ceil(G/qt) tiles, fill_rows/qt
+  // at a time. 17 tiles of 32 heads on a 264-tile device take 3 waves but do
+  // the work of 2.06, so heights are chosen as whole tiles with the most work
+  // per wave: of T in [T/2, T] the best T / waves(T), ties to the larger.
+  const std::int64_t heads = p.B * p.Hq;
+  const std::int64_t wave = std::max<std::int64_t>(1, c.prof.fill_rows / qt);
+  auto best_tiles = [&](std::int64_t top) {
+    auto waves = [&](std::int64_t t) { return ceil_div(heads * t, wave); };
+    std::int64_t best = top;
+    for (std::int64_t t = top - 1; t >= std::max<std::int64_t>(1, top / 2); --t)
+      if (t * waves(best) > best * waves(t)) best = t;
+    return best;
+  };
+  const std::int64_t fill = ceil_div(std::max<std::int64_t>(1, c.prof.fill_rows), heads);
+  std::int64_t g = std::min({best_tiles(ceil_div(fill, qt)) * qt, rows_left, max_rows_ws});
   if (pol.fixed_chunk_keys > 0 || !std::isfinite(c.target_ms)) {
     // No time limit on a group: the tallest group the workspace allows keeps
     // the number of dispatches (and state passes) lowest.
@@ -122,17 +135,19 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
     while (g > 1 && !tile_fits(g)) g = g > qt ? (g / 2 + qt - 1) / qt * qt : g / 2;
     return std::max<std::int64_t>(1, g);
   }
-  const std::int64_t cap = std::min(rows_left, p.Lq);
+  const std::int64_t cap = std::min({rows_left, p.Lq, max_rows_ws});
   std::int64_t lo = g, hi = g;
   while (hi < cap && whole_fits(std::min(cap, hi * 2))) hi = std::min(cap, hi * 2);
-  if (hi == cap || hi == lo) return std::min(hi, rows_left);
-  std::int64_t top = std::min(cap, hi * 2);  // does not fit
-  while (top - hi > qt) {
-    const std::int64_t mid = hi + (top - hi) / 2 / qt * qt;
-    if (mid <= hi) break;
-    (whole_fits(mid) ? hi : top) = mid;
+  if (hi == cap) return hi;  // the rest of the rows fit in one group
+  if (hi > lo) {
+    std::int64_t top = std::min(cap, hi * 2);  // does not fit
+    while (top - hi > qt) {
+      const std::int64_t mid = hi + (top - hi) / 2 / qt * qt;
+      if (mid <= hi) break;
+      (whole_fits(mid) ? hi : top) = mid;
+    }
   }
-  return std::min(hi, rows_left);
+  return hi >= qt ? best_tiles(hi / qt) * qt : hi;
 }
 
 }  // namespace
