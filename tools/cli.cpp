@@ -70,7 +70,8 @@ void add_policy_options(CLI::App& app, PolicyArgs& p) {
   app.add_option("--profile", p.profile_path,
                  "device profile to plan with (from `longattn calibrate`)");
   app.add_option("--device", p.device, "backend: auto (CUDA when built and present), cpu, cuda")
-      ->transform(CLI::CheckedTransformer(kDevices, CLI::ignore_case));
+      ->transform(
+          CLI::CheckedTransformer(kDevices, CLI::ignore_case).description("{auto,cpu,cuda}"));
   app.add_option("--threads", p.threads, "CPU threads; 0 = all")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -181,7 +182,8 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
   auto* cal_cmd = app.add_subcommand("calibrate", "measure this device's profile and save it");
   cal_cmd->add_option("--out,-o", cal.out_path, "where to save the profile")->capture_default_str();
   cal_cmd->add_option("--device", cal.device, "auto, cpu or cuda")
-      ->transform(CLI::CheckedTransformer(kDevices, CLI::ignore_case));
+      ->transform(
+          CLI::CheckedTransformer(kDevices, CLI::ignore_case).description("{auto,cpu,cuda}"));
   cal_cmd->add_option("--threads", cal.threads, "CPU threads; 0 = all")
       ->check(CLI::NonNegativeNumber);
   cal_cmd->add_option("--dtypes", cal.dtypes, "dtypes to measure")
