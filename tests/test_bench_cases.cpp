@@ -32,8 +32,10 @@ TEST(BenchCases, FlopCountMatchesADirectCount) {
         for (std::int64_t i = 0; i < lq; ++i)
           pairs += causal ? static_cast<double>(std::clamp<std::int64_t>(i + lk - lq + 1, 0, lk))
                           : static_cast<double>(lk);
-        EXPECT_EQ(longattn::bench::visible_pairs(lq, lk, causal), pairs) << lq << "x" << lk << " " << causal;
-        EXPECT_EQ(longattn::bench::attention_flops(2, 3, 64, 32, lq, lk, causal), 2.0 * 6 * 96 * pairs);
+        EXPECT_EQ(longattn::bench::visible_pairs(lq, lk, causal), pairs)
+            << lq << "x" << lk << " " << causal;
+        EXPECT_EQ(longattn::bench::attention_flops(2, 3, 64, 32, lq, lk, causal),
+                  2.0 * 6 * 96 * pairs);
       }
 }
 

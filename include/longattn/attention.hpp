@@ -42,19 +42,19 @@ enum class BackendKind : std::uint8_t { automatic, cpu, cuda };
 const char* backend_name(BackendKind b);
 
 struct AttentionOptions {
-  std::optional<double> scale;      // default 1/sqrt(D)
-  bool causal = false;              // bottom-right aligned
-  TensorView mask;                  // optional boolean or additive mask (see above)
-  TensorView sinks;                 // optional float32 [Hq]
-  TensorView lse;                   // optional output, float32 [B, Hq, Lq], base e
-  Policy policy = default_policy(); // how to split the work
+  std::optional<double> scale;                   // default 1/sqrt(D)
+  bool causal = false;                           // bottom-right aligned
+  TensorView mask;                               // optional boolean or additive mask (see above)
+  TensorView sinks;                              // optional float32 [Hq]
+  TensorView lse;                                // optional output, float32 [B, Hq, Lq], base e
+  Policy policy = default_policy();              // how to split the work
   BackendKind backend = BackendKind::automatic;  // automatic: by q.device
-  DeviceProfile* profile = nullptr; // used and refined in place; nullptr: the process-wide one
-  int threads = 0;                  // CPU threads; 0 = all hardware threads
-  void* cuda_stream = nullptr;      // cudaStream_t for the CUDA backend; nullptr = default
-  bool host_wait = true;            // CUDA: host waits at each submission boundary
-  ProgressCallback progress;        // called between submissions; may cancel
-  RunReport* report = nullptr;      // filled when non-null
+  DeviceProfile* profile = nullptr;  // used and refined in place; nullptr: the process-wide one
+  int threads = 0;                   // CPU threads; 0 = all hardware threads
+  void* cuda_stream = nullptr;       // cudaStream_t for the CUDA backend; nullptr = default
+  bool host_wait = true;             // CUDA: host waits at each submission boundary
+  ProgressCallback progress;         // called between submissions; may cancel
+  RunReport* report = nullptr;       // filled when non-null
 
   // 200 ms per submission (under every OS watchdog in DESIGN.md, with
   // margin), safety 0.8, 1 GiB of running state at most.
@@ -63,8 +63,8 @@ struct AttentionOptions {
 
 // Exact attention; routes to one single-pass dispatch or a budgeted chunked
 // plan. Throws Cancelled (carrying the partial report) if `progress` stops it.
-void attention(const TensorView& q, const TensorView& k, const TensorView& v,
-               const TensorView& out, const AttentionOptions& options = {});
+void attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+               const AttentionOptions& options = {});
 
 // The plan attention() would run, without running it. Only shapes, dtypes
 // and options are read; data pointers may be null.

@@ -42,29 +42,29 @@ struct Submission {
 
 // How to split the work.
 struct Policy {
-  double budget_ms = 0;                 // per-submission time budget; 0 = none
-  double safety = 0.8;                  // plan to budget * safety
+  double budget_ms = 0;                   // per-submission time budget; 0 = none
+  double safety = 0.8;                    // plan to budget * safety
   std::int64_t chunk_threshold_keys = 0;  // Lk >= this forces chunking; 0 = never
   std::int64_t workspace_limit_bytes = std::int64_t{1} << 30;  // running-state memory cap
-  std::int64_t fixed_chunk_keys = 0;    // > 0: use exactly this key-chunk length
-  std::int64_t fixed_query_rows = 0;    // > 0: use exactly this query-group height
+  std::int64_t fixed_chunk_keys = 0;  // > 0: use exactly this key-chunk length
+  std::int64_t fixed_query_rows = 0;  // > 0: use exactly this query-group height
 };
 
 // Measured speed of one backend on this machine. Rates are keyed by
 // "dtype/d<head_dim>/<causal|full|masked>"; a missing key falls back to the
 // dtype's entry ("bfloat16"), then to `default_gflops`. All times in milliseconds.
 struct DeviceProfile {
-  std::string backend = "cpu";            // "cpu" or "cuda"
-  std::string device_name;                // human-readable, for reports
-  std::map<std::string, double> gflops;   // achieved GFLOP/s per key
-  double default_gflops = 50.0;           // used when no key matches
-  double dispatch_overhead_ms = 0.02;     // fixed cost per dispatch
-  double submission_overhead_ms = 0.05;   // fixed cost per submission (commit + wait)
-  double state_gbps = 20.0;               // running-state read/write bandwidth, GB/s
-  std::int64_t fill_rows = 256;           // rows (B*Hq*queries) needed to keep the device busy
-  std::int64_t query_tile = 48;           // kernel's query tile: group heights round to it
-  std::int64_t key_tile = 64;             // kernel's key tile: chunk lengths round to it
-  int samples = 0;                        // how many measurements refined it
+  std::string backend = "cpu";           // "cpu" or "cuda"
+  std::string device_name;               // human-readable, for reports
+  std::map<std::string, double> gflops;  // achieved GFLOP/s per key
+  double default_gflops = 50.0;          // used when no key matches
+  double dispatch_overhead_ms = 0.02;    // fixed cost per dispatch
+  double submission_overhead_ms = 0.05;  // fixed cost per submission (commit + wait)
+  double state_gbps = 20.0;              // running-state read/write bandwidth, GB/s
+  std::int64_t fill_rows = 256;          // rows (B*Hq*queries) needed to keep the device busy
+  std::int64_t query_tile = 48;          // kernel's query tile: group heights round to it
+  std::int64_t key_tile = 64;            // kernel's key tile: chunk lengths round to it
+  int samples = 0;                       // how many measurements refined it
 
   static std::string rate_key(DType dtype, std::int64_t head_dim, bool causal, bool masked);
   double rate_gflops(const std::string& key) const;
@@ -75,14 +75,14 @@ struct DeviceProfile {
 };
 
 struct Plan {
-  bool chunked = false;                 // false: one single_pass dispatch
+  bool chunked = false;  // false: one single_pass dispatch
   std::vector<Submission> submissions;
-  std::int64_t query_rows = 0;          // query-group height (rows per group)
-  std::int64_t chunk_keys = 0;          // nominal key-chunk length (0 if single pass)
-  std::int64_t workspace_bytes = 0;     // running-state memory the plan needs
+  std::int64_t query_rows = 0;       // query-group height (rows per group)
+  std::int64_t chunk_keys = 0;       // nominal key-chunk length (0 if single pass)
+  std::int64_t workspace_bytes = 0;  // running-state memory the plan needs
   double total_flops = 0;
   double predicted_ms = 0;
-  std::string reason;                   // why this route ("fits budget", ...)
+  std::string reason;  // why this route ("fits budget", ...)
 
   std::size_t num_dispatches() const;
 };
@@ -97,15 +97,15 @@ struct SubmissionReport {
 
 struct RunReport {
   std::string backend;
-  Plan plan;                               // the plan as finally executed (after re-plans)
+  Plan plan;  // the plan as finally executed (after re-plans)
   std::vector<SubmissionReport> submissions;
   double total_flops = 0;
-  double total_ms = 0;                     // sum of measured submission times
-  double wall_ms = 0;                      // host wall time of the whole call
+  double total_ms = 0;  // sum of measured submission times
+  double wall_ms = 0;   // host wall time of the whole call
   double budget_ms = 0;
-  int budget_misses = 0;                   // submissions whose measured time > budget
-  int replans = 0;                         // how often the remaining work was re-planned
-  bool completed = false;                  // false if cancelled
+  int budget_misses = 0;   // submissions whose measured time > budget
+  int replans = 0;         // how often the remaining work was re-planned
+  bool completed = false;  // false if cancelled
   // Query ranges [q0, q1) whose output rows (all b, h) are final. When a run
   // is cancelled, rows outside these ranges were not written.
   std::vector<std::pair<std::int64_t, std::int64_t>> finished_rows;

@@ -29,12 +29,12 @@ const char* device_name(Device d);
 // with rank < 4 are ignored. A view with data == nullptr is "absent" where
 // the API allows an optional tensor.
 struct TensorView {
-  void* data = nullptr;              // first element; may be const in spirit
-  DType dtype = DType::float32;      // element type
-  int rank = 0;                      // number of meaningful dims, 0..4
+  void* data = nullptr;                   // first element; may be const in spirit
+  DType dtype = DType::float32;           // element type
+  int rank = 0;                           // number of meaningful dims, 0..4
   std::array<std::int64_t, 4> shape{};    // sizes, outermost first
   std::array<std::int64_t, 4> strides{};  // element strides; may be 0 to broadcast
-  Device device = Device::cpu;       // where data lives
+  Device device = Device::cpu;            // where data lives
 
   bool present() const { return data != nullptr || numel() > 0; }
   std::int64_t numel() const;
@@ -45,13 +45,13 @@ struct TensorView {
 TensorView contiguous(void* data, DType dtype, std::array<std::int64_t, 4> shape,
                       Device device = Device::cpu);
 // A contiguous view of rank 1..4; shape entries past `rank` are ignored.
-TensorView contiguous(void* data, DType dtype, int rank,
-                      std::array<std::int64_t, 4> shape, Device device = Device::cpu);
+TensorView contiguous(void* data, DType dtype, int rank, std::array<std::int64_t, 4> shape,
+                      Device device = Device::cpu);
 
 // A logical [B, H, L, D] view of memory laid out as [B, L, H, D] (the layout
 // many inference engines keep their KV cache in): same elements, permuted
 // strides, no copy.
-TensorView bhld_from_blhd(void* data, DType dtype, std::int64_t B, std::int64_t L,
-                          std::int64_t H, std::int64_t D, Device device = Device::cpu);
+TensorView bhld_from_blhd(void* data, DType dtype, std::int64_t B, std::int64_t L, std::int64_t H,
+                          std::int64_t D, Device device = Device::cpu);
 
 }  // namespace longattn

@@ -15,7 +15,9 @@ BackendKind resolve(BackendKind b, const TensorView& q) {
   return q.device == Device::cuda ? BackendKind::cuda : BackendKind::cpu;
 }
 
-int hardware_threads() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
+int hardware_threads() {
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
 
 // Starting points before any measurement; the executor refines them. The
 // CPU numbers are per thread (scaled by the thread count); the CUDA ones are
@@ -80,16 +82,19 @@ DeviceProfile default_profile(BackendKind backend) {
   return pp.of(backend == BackendKind::automatic ? BackendKind::cpu : backend);
 }
 
-Plan plan_attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
-                    const AttentionOptions& options) {
-  const core::Problem p = core::validate_attention(q, k, v, out, options, "longattn::plan_attention", false);
-  const DeviceProfile prof = options.profile ? *options.profile : default_profile(resolve(options.backend, q));
+Plan plan_attention(const TensorView& q, const TensorView& k, const TensorView& v,
+                    const TensorView& out, const AttentionOptions& options) {
+  const core::Problem p =
+      core::validate_attention(q, k, v, out, options, "longattn::plan_attention", false);
+  const DeviceProfile prof =
+      options.profile ? *options.profile : default_profile(resolve(options.backend, q));
   return core::make_plan(p, prof, options.policy);
 }
 
 void attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
                const AttentionOptions& options) {
-  const core::Problem p = core::validate_attention(q, k, v, out, options, "longattn::attention", true);
+  const core::Problem p =
+      core::validate_attention(q, k, v, out, options, "longattn::attention", true);
   const BackendKind kind = resolve(options.backend, q);
   auto backend = make_backend(kind, options);
 

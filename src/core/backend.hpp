@@ -18,9 +18,9 @@ namespace longattn::core {
 // (b, h). Layout: row r of head (b, h) is index (b * Hq + h) * rows + r.
 // m is in base-2 units (see state.hpp). Lives where the backend computes.
 struct StateView {
-  float* m = nullptr;  // [B, Hq, rows]
-  float* l = nullptr;  // [B, Hq, rows]
-  float* o = nullptr;  // [B, Hq, rows, Dv], unnormalized
+  float* m = nullptr;     // [B, Hq, rows]
+  float* l = nullptr;     // [B, Hq, rows]
+  float* o = nullptr;     // [B, Hq, rows, Dv], unnormalized
   std::int64_t q0 = 0;    // query row of state row 0: the dispatch's rect.q0 (set by the executor)
   std::int64_t rows = 0;  // group height the state was allocated for
 };
@@ -49,9 +49,9 @@ class Backend {
 };
 
 struct BackendConfig {
-  int threads = 0;             // CPU
-  void* cuda_stream = nullptr; // CUDA
-  bool host_wait = true;       // CUDA
+  int threads = 0;              // CPU
+  void* cuda_stream = nullptr;  // CUDA
+  bool host_wait = true;        // CUDA
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const BackendConfig& cfg);

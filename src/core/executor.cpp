@@ -32,10 +32,12 @@ void add_finished(RunReport& r, std::int64_t q0, std::int64_t q1) {
 
 // Blend a measured rate into the profile. A key's first sample counts
 // fully (within 64x of the guess); later ones as a moving average, and one
-// sample moves the rate by at most 4x either way, so a single submission slowed by another process (or
-// by thread start-up) cannot shatter the rest of the plan into slivers.
-void refine(DeviceProfile& prof, const Problem& p, double flops, double measured_ms, double fixed_ms) {
-  const std::string key = DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);
+// sample moves the rate by at most 4x either way, so a single submission slowed by another process
+// (or by thread start-up) cannot shatter the rest of the plan into slivers.
+void refine(DeviceProfile& prof, const Problem& p, double flops, double measured_ms,
+            double fixed_ms) {
+  const std::string key =
+      DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);
   const auto it = prof.gflops.find(key);
   const double prior = it != prof.gflops.end() ? it->second : prof.rate_gflops(key);
   // A submission whose time is small next to its fixed costs says more about
@@ -87,7 +89,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
       state.s.q0 = d.rect.q0;  // a dispatch always spans its whole query group
       be.dispatch(p, d, state.s);
       cur = advance(d);
-      if (d.mode == Mode::single_pass || d.mode == Mode::finalize) add_finished(report, d.rect.q0, d.rect.q1);
+      if (d.mode == Mode::single_pass || d.mode == Mode::finalize)
+        add_finished(report, d.rect.q0, d.rect.q1);
       sr.flops += d.flops;
       ++sr.dispatches;
     }
@@ -99,7 +102,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
       sr.measured_ms = *t;
       sr.over_budget = policy.budget_ms > 0 && *t > policy.budget_ms;
       refine(profile, p, sr.flops, *t,
-             profile.submission_overhead_ms + profile.dispatch_overhead_ms * static_cast<double>(sr.dispatches));
+             profile.submission_overhead_ms +
+                 profile.dispatch_overhead_ms * static_cast<double>(sr.dispatches));
     } else {
       pending.push_back(report.submissions.size());
     }
@@ -109,13 +113,16 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
     // matter: over the per-submission target, or under half the prediction.
     const bool more = next < todo.size();
     const bool over = t && target > 0 && *t > target;
-    const bool under = t && target > 0 && *t < 0.5 * sr.predicted_ms && todo.size() - next >= 2 && speedups < 4;
+    const bool under =
+        t && target > 0 && *t < 0.5 * sr.predicted_ms && todo.size() - next >= 2 && speedups < 4;
     if (more && (over || under)) {
       Policy again = policy;
       if (state.s.rows > 0)  // stay within the state already allocated
-        again.workspace_limit_bytes = std::min(policy.workspace_limit_bytes, state.s.rows * state_row_bytes(p));
+        again.workspace_limit_bytes =
+            std::min(policy.workspace_limit_bytes, state.s.rows * state_row_bytes(p));
       Plan rest = make_plan(p, profile, again, cur);
-      if (rest.workspace_bytes > 0 && state.s.rows == 0) state.s = be.alloc_state(p, rest.query_rows);
+      if (rest.workspace_bytes > 0 && state.s.rows == 0)
+        state.s = be.alloc_state(p, rest.query_rows);
       todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(next), todo.end());
       todo.insert(todo.end(), rest.submissions.begin(), rest.submissions.end());
       ++report.replans;
@@ -127,9 +134,11 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
       report.completed = false;
       report.plan = plan;
       report.plan.submissions = done;
-      report.wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
-      throw Cancelled("[longattn::attention] cancelled by the progress callback after " + std::to_string(next) +
-                          " of " + std::to_string(todo.size()) +
+      report.wall_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start)
+              .count();
+      throw Cancelled("[longattn::attention] cancelled by the progress callback after " +
+                          std::to_string(next) + " of " + std::to_string(todo.size()) +
                           " submissions; only report.finished_rows of the output were written",
                       std::move(report));
     }
@@ -150,7 +159,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   report.plan.predicted_ms = 0;
   for (const Submission& s : report.plan.submissions) report.plan.predicted_ms += s.predicted_ms;
   report.completed = true;
-  report.wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+  report.wall_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
   return report;
 }
 

@@ -19,7 +19,8 @@ inline float bf16_to_float(std::uint16_t h) {
 inline std::uint16_t float_to_bf16(float f) {
   std::uint32_t u;
   std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40);  // quiet NaN
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<std::uint16_t>((u >> 16) | 0x40);  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return static_cast<std::uint16_t>(u >> 16);
 }
@@ -53,7 +54,7 @@ inline std::uint16_t float_to_fp16(float f) {
   std::memcpy(&u, &f, 4);
   const std::uint16_t sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
   const std::uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u);  // NaN
+  if (a > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u);   // NaN
   if (a >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // overflow -> inf
   if (a < 0x38800000u) {  // subnormal or zero in fp16: round via float add trick
     float t;
@@ -69,20 +70,32 @@ inline std::uint16_t float_to_fp16(float f) {
 
 inline float load_as_float(const void* base, std::int64_t index, DType t) {
   switch (t) {
-    case DType::float32: return static_cast<const float*>(base)[index];
-    case DType::float16: return fp16_to_float(static_cast<const std::uint16_t*>(base)[index]);
-    case DType::bfloat16: return bf16_to_float(static_cast<const std::uint16_t*>(base)[index]);
-    case DType::boolean: return static_cast<const std::uint8_t*>(base)[index] ? 1.f : 0.f;
+    case DType::float32:
+      return static_cast<const float*>(base)[index];
+    case DType::float16:
+      return fp16_to_float(static_cast<const std::uint16_t*>(base)[index]);
+    case DType::bfloat16:
+      return bf16_to_float(static_cast<const std::uint16_t*>(base)[index]);
+    case DType::boolean:
+      return static_cast<const std::uint8_t*>(base)[index] ? 1.f : 0.f;
   }
   return 0.f;
 }
 
 inline void store_from_float(void* base, std::int64_t index, DType t, float v) {
   switch (t) {
-    case DType::float32: static_cast<float*>(base)[index] = v; return;
-    case DType::float16: static_cast<std::uint16_t*>(base)[index] = float_to_fp16(v); return;
-    case DType::bfloat16: static_cast<std::uint16_t*>(base)[index] = float_to_bf16(v); return;
-    case DType::boolean: static_cast<std::uint8_t*>(base)[index] = v != 0.f; return;
+    case DType::float32:
+      static_cast<float*>(base)[index] = v;
+      return;
+    case DType::float16:
+      static_cast<std::uint16_t*>(base)[index] = float_to_fp16(v);
+      return;
+    case DType::bfloat16:
+      static_cast<std::uint16_t*>(base)[index] = float_to_bf16(v);
+      return;
+    case DType::boolean:
+      static_cast<std::uint8_t*>(base)[index] = v != 0.f;
+      return;
   }
 }
 

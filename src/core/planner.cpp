@@ -50,11 +50,13 @@ struct Costs {
   const DeviceProfile& prof;
   double ms_per_flop;
   double target_ms;  // per-submission limit, budget * safety; inf without budget
-  std::int64_t max_chunk = 0;  // > 0: keys per dispatch capped (chunk_threshold_keys forced chunking)
+  std::int64_t max_chunk =
+      0;  // > 0: keys per dispatch capped (chunk_threshold_keys forced chunking)
 
   double dispatch(const Rect& r, Mode m) const {
     const double rows = static_cast<double>(r.q1 - r.q0);
-    const double state_once = rows * static_cast<double>(state_row_bytes(p)) / (prof.state_gbps * 1e6);
+    const double state_once =
+        rows * static_cast<double>(state_row_bytes(p)) / (prof.state_gbps * 1e6);
     double state = 0;
     if (m == Mode::accumulate || m == Mode::finalize) state += state_once;  // read
     if (m == Mode::init || m == Mode::accumulate) state += state_once;      // write
@@ -120,7 +122,8 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
   auto whole_fits = [&](std::int64_t h) {
     const std::int64_t q0 = p.Lq - h;  // the last group sees the most keys
     if (c.max_chunk > 0 && group_key_end(p, p.Lq) > c.max_chunk) return false;
-    return c.dispatch({q0, p.Lq, 0, group_key_end(p, p.Lq)}, Mode::single_pass) <= c.dispatch_target();
+    return c.dispatch({q0, p.Lq, 0, group_key_end(p, p.Lq)}, Mode::single_pass) <=
+           c.dispatch_target();
   };
   if (!whole_fits(g)) {
     // Even one key tile over a full-device group may be over budget (a tiny
@@ -130,7 +133,8 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
     // that sees anything sees it.
     auto tile_fits = [&](std::int64_t h) {
       const std::int64_t kend = group_key_end(p, p.Lq);
-      return c.dispatch({p.Lq - h, p.Lq, 0, std::min(kt, kend)}, Mode::accumulate) <= c.dispatch_target();
+      return c.dispatch({p.Lq - h, p.Lq, 0, std::min(kt, kend)}, Mode::accumulate) <=
+             c.dispatch_target();
     };
     while (g > 1 && !tile_fits(g)) g = g > qt ? (g / 2 + qt - 1) / qt * qt : g / 2;
     return std::max<std::int64_t>(1, g);
@@ -160,10 +164,12 @@ double predict_dispatch_ms(const Problem& p, const DeviceProfile& profile, const
   return c.dispatch(r, m);
 }
 
-Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol, const Cursor& from) {
+Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol,
+               const Cursor& from) {
   Plan plan;
   const double rate = profile.rate_gflops(rate_key_of(p));
-  const double target = pol.budget_ms > 0 ? pol.budget_ms * pol.safety : std::numeric_limits<double>::infinity();
+  const double target =
+      pol.budget_ms > 0 ? pol.budget_ms * pol.safety : std::numeric_limits<double>::infinity();
   // A key length at or over the threshold forces chunking, in chunks of at
   // most the threshold.
   const bool forced_keys = pol.chunk_threshold_keys > 0 && p.Lk >= pol.chunk_threshold_keys;
@@ -179,7 +185,9 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
   if (fresh && !fixed && !forced_keys && single_ms <= target) {
     plan.chunked = false;
     plan.query_rows = p.Lq;
-    plan.submissions.push_back({{{all, Mode::single_pass, p.flops(0, p.Lq, 0, p.Lk), single_ms - profile.submission_overhead_ms}}, single_ms});
+    plan.submissions.push_back({{{all, Mode::single_pass, p.flops(0, p.Lq, 0, p.Lk),
+                                  single_ms - profile.submission_overhead_ms}},
+                                single_ms});
     plan.total_flops = plan.submissions[0].dispatches[0].flops;
     plan.predicted_ms = single_ms;
     why << "single pass: predicted " << single_ms << " ms"
@@ -188,28 +196,38 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
     return plan;
   }
   plan.chunked = true;
-  if (forced_keys) why << "chunked: Lk = " << p.Lk << " >= threshold " << pol.chunk_threshold_keys;
-  else if (fixed) why << "chunked: fixed chunk/group size requested";
-  else if (fresh) why << "chunked: single pass predicted " << single_ms << " ms > budget*safety " << target << " ms";
-  else why << "re-planned from query row " << from.q_begin;
+  if (forced_keys)
+    why << "chunked: Lk = " << p.Lk << " >= threshold " << pol.chunk_threshold_keys;
+  else if (fixed)
+    why << "chunked: fixed chunk/group size requested";
+  else if (fresh)
+    why << "chunked: single pass predicted " << single_ms << " ms > budget*safety " << target
+        << " ms";
+  else
+    why << "re-planned from query row " << from.q_begin;
 
   // A budget so small against the work that the plan itself would not fit
   // in memory is refused rather than attempted.
   constexpr double kMaxDispatches = 1e7;
   if (std::isfinite(target) && pol.fixed_chunk_keys == 0 && pol.fixed_query_rows == 0) {
-    const double est = (p.flops(0, p.Lq, 0, p.Lk) * c.ms_per_flop) / std::max(1e-9, c.dispatch_target());
+    const double est =
+        (p.flops(0, p.Lq, 0, p.Lk) * c.ms_per_flop) / std::max(1e-9, c.dispatch_target());
     if (est > kMaxDispatches || c.dispatch_target() <= 0)
       throw InvalidArgument("[longattn::plan] policy.budget_ms = " + std::to_string(pol.budget_ms) +
-                            " is too small for this problem on this device (about " + std::to_string(est) +
-                            " dispatches; overheads " + std::to_string(profile.submission_overhead_ms) + " ms)");
+                            " is too small for this problem on this device (about " +
+                            std::to_string(est) + " dispatches; overheads " +
+                            std::to_string(profile.submission_overhead_ms) + " ms)");
   }
 
   // 2. Workspace bound on the group height.
   const std::int64_t row_bytes = state_row_bytes(p);
-  const std::int64_t max_rows_ws = std::max<std::int64_t>(0, pol.workspace_limit_bytes / std::max<std::int64_t>(1, row_bytes));
+  const std::int64_t max_rows_ws =
+      std::max<std::int64_t>(0, pol.workspace_limit_bytes / std::max<std::int64_t>(1, row_bytes));
   if (max_rows_ws < 1)
-    throw InvalidArgument("[longattn::plan] policy.workspace_limit_bytes = " + std::to_string(pol.workspace_limit_bytes) +
-                          " is below the running state of one query row (" + std::to_string(row_bytes) + " bytes)");
+    throw InvalidArgument("[longattn::plan] policy.workspace_limit_bytes = " +
+                          std::to_string(pol.workspace_limit_bytes) +
+                          " is below the running state of one query row (" +
+                          std::to_string(row_bytes) + " bytes)");
 
   // 3. Walk the query groups (outer) and their key chunks (inner).
   std::vector<Dispatch> dispatches;
@@ -239,12 +257,14 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
         k1 = c.max_chunk > 0 ? std::min(kend, k + c.max_chunk) : kend;
       } else {
         const std::int64_t cap = c.max_chunk > 0 ? std::min(kend, k + c.max_chunk) : kend;
-        k1 = chunk_end(c, q0, q1, k, cap, cap == kend ? (started ? Mode::finalize : Mode::single_pass)
-                                                       : (started ? Mode::accumulate : Mode::init),
+        k1 = chunk_end(c, q0, q1, k, cap,
+                       cap == kend ? (started ? Mode::finalize : Mode::single_pass)
+                                   : (started ? Mode::accumulate : Mode::init),
                        started ? Mode::accumulate : Mode::init, key_tile);
       }
       const bool last = k1 == kend;
-      const Mode m = started ? (last ? Mode::finalize : Mode::accumulate) : (last ? Mode::single_pass : Mode::init);
+      const Mode m = started ? (last ? Mode::finalize : Mode::accumulate)
+                             : (last ? Mode::single_pass : Mode::init);
       const Rect r{q0, q1, k, k1};
       dispatches.push_back({r, m, p.flops(r.q0, r.q1, r.k0, r.k1), c.dispatch(r, m)});
       if (m != Mode::single_pass) max_state_rows = std::max(max_state_rows, q1 - q0);
@@ -273,7 +293,8 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
     const bool one_per_submission = !std::isfinite(target);
     const double limit = guessed && plan.submissions.empty() ? target / 4 : target;
     if (!cur.dispatches.empty() &&
-        (one_per_submission || cur.predicted_ms + d.predicted_ms + profile.submission_overhead_ms > limit))
+        (one_per_submission ||
+         cur.predicted_ms + d.predicted_ms + profile.submission_overhead_ms > limit))
       flush();
     cur.dispatches.push_back(d);
     cur.predicted_ms += d.predicted_ms;

@@ -1,8 +1,8 @@
 // Pair and FLOP counts under the causal rule (shared by planner, executor,
 // reports and benchmarks, so every TFLOP/s figure uses the same count).
-#include <algorithm>
-
 #include "core/problem.hpp"
+
+#include <algorithm>
 
 namespace longattn::core {
 

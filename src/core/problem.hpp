@@ -14,34 +14,41 @@ enum class MaskKind : std::uint8_t { none, boolean, additive };
 
 struct Problem {
   // Sizes.
-  std::int64_t B = 0;    // batch
-  std::int64_t Hq = 0;   // query heads
-  std::int64_t Hkv = 0;  // key/value heads; Hq % Hkv == 0
-  std::int64_t Lq = 0;   // queries
-  std::int64_t Lk = 0;   // keys (may be 0)
-  std::int64_t D = 0;    // q/k head dim
-  std::int64_t Dv = 0;   // v/out head dim
+  std::int64_t B = 0;      // batch
+  std::int64_t Hq = 0;     // query heads
+  std::int64_t Hkv = 0;    // key/value heads; Hq % Hkv == 0
+  std::int64_t Lq = 0;     // queries
+  std::int64_t Lk = 0;     // keys (may be 0)
+  std::int64_t D = 0;      // q/k head dim
+  std::int64_t Dv = 0;     // v/out head dim
   std::int64_t group = 1;  // Hq / Hkv: query heads per KV head
 
   DType dtype = DType::float32;  // of q, k, v, out
   Device device = Device::cpu;
 
   // Tensors, strides in elements, dims in [B, H, L, D] order.
-  const void* q = nullptr;  std::int64_t q_stride[4] = {};
-  const void* k = nullptr;  std::int64_t k_stride[4] = {};
-  const void* v = nullptr;  std::int64_t v_stride[4] = {};
-  void* o = nullptr;        std::int64_t o_stride[4] = {};
-  float* lse = nullptr;     std::int64_t lse_stride[3] = {};  // optional [B,Hq,Lq]
+  const void* q = nullptr;
+  std::int64_t q_stride[4] = {};
+  const void* k = nullptr;
+  std::int64_t k_stride[4] = {};
+  const void* v = nullptr;
+  std::int64_t v_stride[4] = {};
+  void* o = nullptr;
+  std::int64_t o_stride[4] = {};
+  float* lse = nullptr;
+  std::int64_t lse_stride[3] = {};  // optional [B,Hq,Lq]
 
   // Masking. causal_offset = Lk - Lq: query i sees keys j <= i + causal_offset.
   bool causal = false;
   std::int64_t causal_offset = 0;
   MaskKind mask_kind = MaskKind::none;
   DType mask_dtype = DType::boolean;
-  const void* mask = nullptr;  std::int64_t mask_stride[4] = {};  // 0 on broadcast dims
+  const void* mask = nullptr;
+  std::int64_t mask_stride[4] = {};  // 0 on broadcast dims
 
   // Sinks: float32 [Hq], natural-log units; nullptr = none.
-  const float* sinks = nullptr;  std::int64_t sinks_stride = 1;
+  const float* sinks = nullptr;
+  std::int64_t sinks_stride = 1;
 
   float scale = 1.f;       // softmax scale on q.k
   float scale_log2 = 1.f;  // scale * log2(e): kernels work in base 2
@@ -62,7 +69,7 @@ struct Problem {
 // Checks every argument; throws InvalidArgument / Unsupported naming the
 // argument and value. `op` prefixes the messages ("longattn::attention").
 Problem validate_attention(const TensorView& q, const TensorView& k, const TensorView& v,
-                           const TensorView& out, const AttentionOptions& options,
-                           const char* op, bool need_data);
+                           const TensorView& out, const AttentionOptions& options, const char* op,
+                           bool need_data);
 
 }  // namespace longattn::core

@@ -9,7 +9,9 @@ namespace longattn {
 
 std::string DeviceProfile::rate_key(DType dtype, std::int64_t head_dim, bool causal, bool masked) {
   return std::string(dtype_name(dtype)) + "/d" + std::to_string(head_dim) + "/" +
-         (masked ? "masked" : causal ? "causal" : "full");
+         (masked   ? "masked"
+          : causal ? "causal"
+                   : "full");
 }
 
 double DeviceProfile::rate_gflops(const std::string& key) const {
@@ -34,7 +36,8 @@ void DeviceProfile::save(const std::string& path) const {
                       {"key_tile", key_tile},
                       {"samples", samples}};
   std::ofstream f(path);
-  if (!f) throw IoError("[longattn::DeviceProfile::save] cannot open path = '" + path + "' for writing");
+  if (!f)
+    throw IoError("[longattn::DeviceProfile::save] cannot open path = '" + path + "' for writing");
   f << j.dump(2) << '\n';
   if (!f) throw IoError("[longattn::DeviceProfile::save] write to path = '" + path + "' failed");
 }
@@ -46,8 +49,8 @@ DeviceProfile DeviceProfile::load(const std::string& path) {
   try {
     const nlohmann::json j = nlohmann::json::parse(f);
     if (j.value("format", "") != "longattn-profile-1")
-      throw IoError("[longattn::DeviceProfile::load] path = '" + path + "' is not a longattn profile (format = '" +
-                    j.value("format", "") + "')");
+      throw IoError("[longattn::DeviceProfile::load] path = '" + path +
+                    "' is not a longattn profile (format = '" + j.value("format", "") + "')");
     p.backend = j.at("backend").get<std::string>();
     p.device_name = j.value("device_name", "");
     p.gflops = j.at("gflops").get<std::map<std::string, double>>();
@@ -60,19 +63,21 @@ DeviceProfile DeviceProfile::load(const std::string& path) {
     p.key_tile = j.value("key_tile", p.key_tile);
     p.samples = j.value("samples", 0);
   } catch (const nlohmann::json::exception& e) {
-    throw IoError("[longattn::DeviceProfile::load] path = '" + path + "' is malformed: " + e.what());
+    throw IoError("[longattn::DeviceProfile::load] path = '" + path +
+                  "' is malformed: " + e.what());
   }
   auto positive = [&](double v, const char* name) {
     if (!(v > 0) || !std::isfinite(v))
-      throw IoError("[longattn::DeviceProfile::load] path = '" + path + "': " + name + " = " + std::to_string(v) +
-                    " must be positive");
+      throw IoError("[longattn::DeviceProfile::load] path = '" + path + "': " + name + " = " +
+                    std::to_string(v) + " must be positive");
   };
   positive(p.default_gflops, "default_gflops");
   positive(p.state_gbps, "state_gbps");
   for (const auto& [k, v] : p.gflops) positive(v, ("gflops[" + k + "]").c_str());
-  if (p.dispatch_overhead_ms < 0 || p.submission_overhead_ms < 0 || p.fill_rows < 1 || p.query_tile < 1 ||
-      p.key_tile < 1)
-    throw IoError("[longattn::DeviceProfile::load] path = '" + path + "': overheads must be >= 0 and tiles >= 1");
+  if (p.dispatch_overhead_ms < 0 || p.submission_overhead_ms < 0 || p.fill_rows < 1 ||
+      p.query_tile < 1 || p.key_tile < 1)
+    throw IoError("[longattn::DeviceProfile::load] path = '" + path +
+                  "': overheads must be >= 0 and tiles >= 1");
   return p;
 }
 

@@ -1,28 +1,37 @@
 // TensorView helpers and dtype names.
+#include "longattn/tensor.hpp"
+
 #include <cstdint>
 #include <sstream>
 
 #include "longattn/attention.hpp"
-#include "longattn/tensor.hpp"
 
 namespace longattn {
 
 std::size_t dtype_size(DType t) {
   switch (t) {
-    case DType::float32: return 4;
-    case DType::float16: return 2;
-    case DType::bfloat16: return 2;
-    case DType::boolean: return 1;
+    case DType::float32:
+      return 4;
+    case DType::float16:
+      return 2;
+    case DType::bfloat16:
+      return 2;
+    case DType::boolean:
+      return 1;
   }
   throw InvalidArgument("[longattn::dtype_size] unknown dtype " + std::to_string(int(t)));
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::float32: return "float32";
-    case DType::float16: return "float16";
-    case DType::bfloat16: return "bfloat16";
-    case DType::boolean: return "boolean";
+    case DType::float32:
+      return "float32";
+    case DType::float16:
+      return "float16";
+    case DType::bfloat16:
+      return "bfloat16";
+    case DType::boolean:
+      return "boolean";
   }
   return "unknown";
 }
@@ -31,19 +40,26 @@ const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 
 const char* backend_name(BackendKind b) {
   switch (b) {
-    case BackendKind::automatic: return "auto";
-    case BackendKind::cpu: return "cpu";
-    case BackendKind::cuda: return "cuda";
+    case BackendKind::automatic:
+      return "auto";
+    case BackendKind::cpu:
+      return "cpu";
+    case BackendKind::cuda:
+      return "cuda";
   }
   return "unknown";
 }
 
 const char* mode_name(Mode m) {
   switch (m) {
-    case Mode::single_pass: return "single_pass";
-    case Mode::init: return "init";
-    case Mode::accumulate: return "accumulate";
-    case Mode::finalize: return "finalize";
+    case Mode::single_pass:
+      return "single_pass";
+    case Mode::init:
+      return "init";
+    case Mode::accumulate:
+      return "accumulate";
+    case Mode::finalize:
+      return "finalize";
   }
   return "unknown";
 }
@@ -60,7 +76,8 @@ std::int64_t TensorView::numel() const {
 std::string TensorView::shape_string() const {
   std::ostringstream s;
   s << '[';
-  for (int i = 0; i < rank && i < 4; ++i) s << (i ? ", " : "") << shape[static_cast<std::size_t>(i)];
+  for (int i = 0; i < rank && i < 4; ++i)
+    s << (i ? ", " : "") << shape[static_cast<std::size_t>(i)];
   s << ']';
   return s.str();
 }

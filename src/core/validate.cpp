@@ -39,7 +39,8 @@ struct Checker {
     }
   }
 
-  void dim(const TensorView& t, const char* name, int i, std::int64_t want, const char* what) const {
+  void dim(const TensorView& t, const char* name, int i, std::int64_t want,
+           const char* what) const {
     const auto got = t.shape[static_cast<std::size_t>(i)];
     if (got != want) fail(name, ".shape[", i, "] = ", got, " but must equal ", what, " = ", want);
   }
@@ -47,7 +48,8 @@ struct Checker {
   // Bytes spanned by the view, [0, extent). Throws when it overflows int64.
   std::int64_t extent_bytes(const TensorView& t, const char* name) const {
     for (int i = 0; i < t.rank; ++i)
-      if (t.shape[static_cast<std::size_t>(i)] == 0) return 0;  // empty: no bytes, however large the rest
+      if (t.shape[static_cast<std::size_t>(i)] == 0)
+        return 0;  // empty: no bytes, however large the rest
     std::int64_t n = 1;
     for (int i = 0; i < t.rank; ++i)
       if (__builtin_mul_overflow(n, t.shape[static_cast<std::size_t>(i)], &n))
@@ -73,7 +75,9 @@ struct Checker {
   }
 };
 
-bool is_float(DType t) { return t == DType::float32 || t == DType::float16 || t == DType::bfloat16; }
+bool is_float(DType t) {
+  return t == DType::float32 || t == DType::float16 || t == DType::bfloat16;
+}
 
 struct Span {
   const char* name;
@@ -91,9 +95,12 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
   c.rank(v, "v", 4);
   c.rank(out, "out", 4);
 
-  if (!is_float(q.dtype)) c.fail("q.dtype = ", dtype_name(q.dtype), " must be float32, float16 or bfloat16");
-  if (k.dtype != q.dtype) c.fail("k.dtype = ", dtype_name(k.dtype), " differs from q.dtype = ", dtype_name(q.dtype));
-  if (v.dtype != q.dtype) c.fail("v.dtype = ", dtype_name(v.dtype), " differs from q.dtype = ", dtype_name(q.dtype));
+  if (!is_float(q.dtype))
+    c.fail("q.dtype = ", dtype_name(q.dtype), " must be float32, float16 or bfloat16");
+  if (k.dtype != q.dtype)
+    c.fail("k.dtype = ", dtype_name(k.dtype), " differs from q.dtype = ", dtype_name(q.dtype));
+  if (v.dtype != q.dtype)
+    c.fail("v.dtype = ", dtype_name(v.dtype), " differs from q.dtype = ", dtype_name(q.dtype));
   if (out.dtype != q.dtype)
     c.fail("out.dtype = ", dtype_name(out.dtype), " differs from q.dtype = ", dtype_name(q.dtype));
 
@@ -122,11 +129,15 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
   if (p.Hq % p.Hkv != 0) c.fail("k.shape[1] = ", p.Hkv, " does not divide q.shape[1] = ", p.Hq);
   p.group = p.Hq / p.Hkv;
   if (p.D < 1 || p.D > 256) c.fail("q.shape[3] = ", p.D, " (head dim) must be in [1, 256]");
-  if (p.Dv < 1 || p.Dv > 256) c.fail("v.shape[3] = ", p.Dv, " (value head dim) must be in [1, 256]");
+  if (p.Dv < 1 || p.Dv > 256)
+    c.fail("v.shape[3] = ", p.Dv, " (value head dim) must be in [1, 256]");
 
   for (const auto* t : {&k, &v, &out})
     if (t->device != q.device)
-      c.fail(t == &k ? "k" : t == &v ? "v" : "out", ".device = ", device_name(t->device),
+      c.fail(t == &k   ? "k"
+             : t == &v ? "v"
+                       : "out",
+             ".device = ", device_name(t->device),
              " differs from q.device = ", device_name(q.device));
 
   std::vector<Span> inputs;
@@ -162,13 +173,15 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
     else
       c.fail("mask.dtype = ", dtype_name(m.dtype), " must be boolean or a float type");
     if (m.device != q.device)
-      c.fail("mask.device = ", device_name(m.device), " differs from q.device = ", device_name(q.device));
+      c.fail("mask.device = ", device_name(m.device),
+             " differs from q.device = ", device_name(q.device));
     const std::int64_t full[4] = {p.B, p.Hq, p.Lq, p.Lk};
     const char* dims[4] = {"B", "Hq", "Lq", "Lk"};
     for (int i = 0; i < 4; ++i) {
       const auto u = static_cast<std::size_t>(i);
       if (m.shape[u] != 1 && m.shape[u] != full[i])
-        c.fail("mask.shape[", i, "] = ", m.shape[u], " does not broadcast to ", dims[i], " = ", full[i]);
+        c.fail("mask.shape[", i, "] = ", m.shape[u], " does not broadcast to ", dims[i], " = ",
+               full[i]);
       p.mask_stride[i] = m.shape[u] == 1 ? 0 : m.strides[u];
     }
     inputs.push_back(span(m, "mask"));
@@ -180,10 +193,12 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
   if (opt.sinks.present()) {
     const TensorView& s = opt.sinks;
     c.rank(s, "sinks", 1);
-    if (s.dtype != DType::float32) c.fail("sinks.dtype = ", dtype_name(s.dtype), " must be float32");
+    if (s.dtype != DType::float32)
+      c.fail("sinks.dtype = ", dtype_name(s.dtype), " must be float32");
     c.dim(s, "sinks", 0, p.Hq, "q.shape[1]");
     if (s.device != q.device)
-      c.fail("sinks.device = ", device_name(s.device), " differs from q.device = ", device_name(q.device));
+      c.fail("sinks.device = ", device_name(s.device),
+             " differs from q.device = ", device_name(q.device));
     inputs.push_back(span(s, "sinks"));
     p.sinks = static_cast<const float*>(s.data);
     p.sinks_stride = s.strides[0];
@@ -199,7 +214,8 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
     c.dim(l, "lse", 1, p.Hq, "q.shape[1]");
     c.dim(l, "lse", 2, p.Lq, "q.shape[2]");
     if (l.device != q.device)
-      c.fail("lse.device = ", device_name(l.device), " differs from q.device = ", device_name(q.device));
+      c.fail("lse.device = ", device_name(l.device),
+             " differs from q.device = ", device_name(q.device));
     for (int i = 0; i < 3; ++i) {
       const auto u = static_cast<std::size_t>(i);
       if (l.shape[u] > 1 && l.strides[u] == 0)
@@ -208,7 +224,8 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
       p.lse_stride[i] = l.strides[u];
     }
     const Span ls = span(l, "lse");
-    if (ls.begin < out_span.end && out_span.begin < ls.end && ls.end > ls.begin && out_span.end > out_span.begin)
+    if (ls.begin < out_span.end && out_span.begin < ls.end && ls.end > ls.begin &&
+        out_span.end > out_span.begin)
       c.fail("lse overlaps out in memory");
     outputs.push_back(ls);
     p.lse = static_cast<float*>(l.data);
@@ -228,29 +245,38 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
   const Policy& pol = opt.policy;
   if (!(pol.budget_ms >= 0) || !std::isfinite(pol.budget_ms))
     c.fail("policy.budget_ms = ", pol.budget_ms, " must be finite and >= 0 (0 = no budget)");
-  if (!(pol.safety > 0 && pol.safety <= 1)) c.fail("policy.safety = ", pol.safety, " must be in (0, 1]");
+  if (!(pol.safety > 0 && pol.safety <= 1))
+    c.fail("policy.safety = ", pol.safety, " must be in (0, 1]");
   if (pol.chunk_threshold_keys < 0)
     c.fail("policy.chunk_threshold_keys = ", pol.chunk_threshold_keys, " must be >= 0");
   if (pol.workspace_limit_bytes < 0)
     c.fail("policy.workspace_limit_bytes = ", pol.workspace_limit_bytes, " must be >= 0");
-  if (pol.fixed_chunk_keys < 0) c.fail("policy.fixed_chunk_keys = ", pol.fixed_chunk_keys, " must be >= 0");
-  if (pol.fixed_query_rows < 0) c.fail("policy.fixed_query_rows = ", pol.fixed_query_rows, " must be >= 0");
-  if (opt.threads < 0) c.fail("threads = ", opt.threads, " must be >= 0 (0 = all hardware threads)");
+  if (pol.fixed_chunk_keys < 0)
+    c.fail("policy.fixed_chunk_keys = ", pol.fixed_chunk_keys, " must be >= 0");
+  if (pol.fixed_query_rows < 0)
+    c.fail("policy.fixed_query_rows = ", pol.fixed_query_rows, " must be >= 0");
+  if (opt.threads < 0)
+    c.fail("threads = ", opt.threads, " must be >= 0 (0 = all hardware threads)");
 
   // Backend.
   BackendKind be = opt.backend;
-  if (be == BackendKind::automatic) be = q.device == Device::cuda ? BackendKind::cuda : BackendKind::cpu;
+  if (be == BackendKind::automatic)
+    be = q.device == Device::cuda ? BackendKind::cuda : BackendKind::cpu;
   if (be == BackendKind::cpu && q.device != Device::cpu)
     c.fail("backend = cpu but q.device = ", device_name(q.device));
   if (be == BackendKind::cuda) {
     if (q.device != Device::cuda) c.fail("backend = cuda but q.device = ", device_name(q.device));
     const auto dims = cuda_head_dims();
-    if (dims.empty()) c.unsupported("backend = cuda but this build of longattn has no CUDA backend");
-    if (p.D != p.Dv) c.unsupported("v.shape[3] = ", p.Dv, " differs from q.shape[3] = ", p.D, ": the CUDA backend needs Dv = D");
+    if (dims.empty())
+      c.unsupported("backend = cuda but this build of longattn has no CUDA backend");
+    if (p.D != p.Dv)
+      c.unsupported("v.shape[3] = ", p.Dv, " differs from q.shape[3] = ", p.D,
+                    ": the CUDA backend needs Dv = D");
     if (std::find(dims.begin(), dims.end(), p.D) == dims.end()) {
       std::ostringstream s;
       for (auto d : dims) s << ' ' << d;
-      c.unsupported("q.shape[3] = ", p.D, " is not a CUDA head dim of this build (built:", s.str(), ")");
+      c.unsupported("q.shape[3] = ", p.D, " is not a CUDA head dim of this build (built:", s.str(),
+                    ")");
     }
   }
 

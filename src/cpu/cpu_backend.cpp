@@ -13,7 +13,8 @@ namespace {
 bool have_avx2() {
 #if defined(LONGATTN_HAVE_AVX2_KERNEL)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
 #else
   return false;
 #endif
@@ -22,12 +23,15 @@ bool have_avx2() {
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const BackendConfig& cfg)
-      : threads_(cfg.threads > 0 ? cfg.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
+      : threads_(cfg.threads > 0
+                     ? cfg.threads
+                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
         avx2_(have_avx2()) {}
 
   std::string name() const override { return "cpu"; }
   std::string device_name() const override {
-    return std::string("CPU (") + std::to_string(threads_) + " threads, " + (avx2_ ? "AVX2" : "portable") + " kernel)";
+    return std::string("CPU (") + std::to_string(threads_) + " threads, " +
+           (avx2_ ? "AVX2" : "portable") + " kernel)";
   }
 
   StateView alloc_state(const Problem& p, std::int64_t rows) override {
@@ -37,7 +41,8 @@ class CpuBackend final : public Backend {
       l_.assign(static_cast<std::size_t>(heads), 0.f);
       o_.assign(static_cast<std::size_t>(heads * p.Dv), 0.f);
     } catch (const std::bad_alloc&) {
-      throw OutOfMemory("[longattn::attention] running state of " + std::to_string(heads * (p.Dv + 2) * 4) +
+      throw OutOfMemory("[longattn::attention] running state of " +
+                        std::to_string(heads * (p.Dv + 2) * 4) +
                         " bytes could not be allocated on the host");
     }
     return {m_.data(), l_.data(), o_.data(), 0, rows};
@@ -57,7 +62,8 @@ class CpuBackend final : public Backend {
       cpu::run_rect_generic(p, d.rect, d.mode, state, threads_);
   }
   std::optional<double> end_submission() override {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_)
+        .count();
   }
   std::vector<double> finish() override { return {}; }
 
@@ -70,6 +76,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(const BackendConfig& cfg) { return std::make_unique<CpuBackend>(cfg); }
+std::unique_ptr<Backend> make_cpu_backend(const BackendConfig& cfg) {
+  return std::make_unique<CpuBackend>(cfg);
+}
 
 }  // namespace longattn::core

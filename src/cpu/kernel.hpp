@@ -7,8 +7,10 @@
 
 namespace longattn::cpu {
 
-void run_rect_avx2(const core::Problem& p, const Rect& r, Mode mode, const core::StateView& st, int threads);
-void run_rect_generic(const core::Problem& p, const Rect& r, Mode mode, const core::StateView& st, int threads);
+void run_rect_avx2(const core::Problem& p, const Rect& r, Mode mode, const core::StateView& st,
+                   int threads);
+void run_rect_generic(const core::Problem& p, const Rect& r, Mode mode, const core::StateView& st,
+                      int threads);
 
 // Rows of one work item: the query heads of one KV head times a run of
 // queries, so that K and V are packed once for all heads that read them.

@@ -4,7 +4,8 @@
 #include "cpu/kernel_impl.hpp"
 
 namespace longattn::cpu {
-void run_rect_avx2(const core::Problem& p, const Rect& r, Mode mode, const core::StateView& st, int threads) {
+void run_rect_avx2(const core::Problem& p, const Rect& r, Mode mode, const core::StateView& st,
+                   int threads) {
   avx2_impl::run_rect(p, r, mode, st, threads);
 }
 }  // namespace longattn::cpu

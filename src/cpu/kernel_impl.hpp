@@ -10,14 +10,14 @@
 //   O += P . V                            (the same FMA kernel)
 // Never an Lq x Lk matrix: S is R x 64. K and V are converted to float32 and
 // packed once per item and tile, for all the query heads that read them.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <utility>
 #include <vector>
-
-#include <omp.h>
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -81,8 +81,8 @@ inline float exp2s(float x) { return x == -INFINITY ? 0.f : std::exp2(x); }
 // C[6 x 16] (+)= A[6 x K] . B[K x 16]; A row-major (lda), B row-major (ldb).
 // 12 accumulators + 2 B vectors + 1 broadcast fill the 16 AVX registers.
 template <bool kAccumulate>
-inline void micro_6x16(int K, const float* A, std::int64_t lda, const float* Bm, std::int64_t ldb, float* C,
-                       std::int64_t ldc) {
+inline void micro_6x16(int K, const float* A, std::int64_t lda, const float* Bm, std::int64_t ldb,
+                       float* C, std::int64_t ldc) {
   v8f c[6][2];
   for (int r = 0; r < 6; ++r) {
     c[r][0] = kAccumulate ? load8(C + r * ldc) : splat(0.f);
@@ -104,14 +104,16 @@ inline void micro_6x16(int K, const float* A, std::int64_t lda, const float* Bm,
 
 // C[M x N] (+)= A[M x K] . B[K x N] with M % 6 == 0, N % 16 == 0.
 template <bool kAccumulate>
-void gemm(int M, int N, int K, const float* A, std::int64_t lda, const float* Bm, std::int64_t ldb, float* C,
-          std::int64_t ldc) {
+void gemm(int M, int N, int K, const float* A, std::int64_t lda, const float* Bm, std::int64_t ldb,
+          float* C, std::int64_t ldc) {
   for (int j = 0; j < N; j += 16)
-    for (int i = 0; i < M; i += 6) micro_6x16<kAccumulate>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+    for (int i = 0; i < M; i += 6)
+      micro_6x16<kAccumulate>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
 }
 
 // n elements of a strided row of `t` -> contiguous float32.
-inline void convert_row(const void* base, std::int64_t off, std::int64_t stride, DType t, int n, float* dst) {
+inline void convert_row(const void* base, std::int64_t off, std::int64_t stride, DType t, int n,
+                        float* dst) {
   if (stride == 1) {
     switch (t) {
       case DType::float32:
@@ -130,19 +132,22 @@ inline void convert_row(const void* base, std::int64_t off, std::int64_t stride,
         int i = 0;
 #if defined(__F16C__)
         for (; i + 8 <= n; i += 8)
-          _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+          _mm256_storeu_ps(
+              dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
 #endif
         for (; i < n; ++i) dst[i] = core::fp16_to_float(s[i]);
         return;
       }
-      default: break;
+      default:
+        break;
     }
   }
   for (int i = 0; i < n; ++i) dst[i] = core::load_as_float(base, off + i * stride, t);
 }
 
 // dst[d * ldd + j] = src[j * lds + d] for j < rows, d < cols (a transpose).
-inline void transpose(const float* src, std::int64_t lds, int rows, int cols, float* dst, std::int64_t ldd) {
+inline void transpose(const float* src, std::int64_t lds, int rows, int cols, float* dst,
+                      std::int64_t ldd) {
   int j = 0;
 #if defined(__AVX2__)
   for (; j + 8 <= rows; j += 8) {
@@ -158,10 +163,11 @@ inline void transpose(const float* src, std::int64_t lds, int rows, int cols, fl
       const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
       const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
       const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-      const __m256 o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
-                           _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
-                           _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
-                           _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+      const __m256 o[8] = {
+          _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+          _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+          _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+          _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
       for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (d + i) * ldd + j, o[i]);
     }
     for (; d < cols; ++d)
@@ -204,7 +210,8 @@ class Rectangle {
     s.o.assign(R * static_cast<std::size_t>(dvp_), 0.f);
     s.kt.assign(D * kKeyTile, 0.f);
     s.v.assign(static_cast<std::size_t>(kKeyTile) * static_cast<std::size_t>(dvp_), 0.f);
-    s.tmp.assign(static_cast<std::size_t>(kKeyTile) * std::max(D, static_cast<std::size_t>(p_.Dv)), 0.f);
+    s.tmp.assign(static_cast<std::size_t>(kKeyTile) * std::max(D, static_cast<std::size_t>(p_.Dv)),
+                 0.f);
     s.m.assign(R, -INFINITY);
     s.l.assign(R, 0.f);
   }
@@ -221,8 +228,8 @@ class Rectangle {
     for (std::int64_t kb = r_.k0; kb < k_end; kb += kKeyTile) {
       const int nk = static_cast<int>(std::min<std::int64_t>(kKeyTile, k_end - kb));
       pack_k(it, kb, nk, s);
-      gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(), kKeyTile, s.s.data(),
-                  kKeyTile);
+      gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
+                  kKeyTile, s.s.data(), kKeyTile);
       mask_tile(it, nrow_q, kb, nk, kb + nk > all_see, s);
       if (!softmax_tile(nk, s)) continue;  // every row fully masked here
       const auto [v, ldv] = pack_v(it, kb, nk, s);
@@ -251,7 +258,8 @@ class Rectangle {
         std::fill(dst, dst + D, 0.f);
         continue;
       }
-      const std::int64_t off = it.b * p_.q_stride[0] + head(it, r) * p_.q_stride[1] + query(it, r) * p_.q_stride[2];
+      const std::int64_t off =
+          it.b * p_.q_stride[0] + head(it, r) * p_.q_stride[1] + query(it, r) * p_.q_stride[2];
       convert_row(p_.q, off, p_.q_stride[3], p_.dtype, D, dst);
       for (int d = 0; d < D; ++d) dst[d] *= p_.scale_log2;
     }
@@ -300,7 +308,8 @@ class Rectangle {
       for (std::int64_t d = 0; d < p_.Dv; ++d)
         core::store_from_float(p_.o, off + d * p_.o_stride[3], p_.dtype, o[d] * inv);
       if (p_.lse)
-        p_.lse[it.b * p_.lse_stride[0] + h * p_.lse_stride[1] + i * p_.lse_stride[2]] = core::lse_base_e(m, l);
+        p_.lse[it.b * p_.lse_stride[0] + h * p_.lse_stride[1] + i * p_.lse_stride[2]] =
+            core::lse_base_e(m, l);
     }
   }
 
@@ -310,14 +319,16 @@ class Rectangle {
     const int D = static_cast<int>(p_.D);
     const std::int64_t base = it.b * p_.k_stride[0] + it.g * p_.k_stride[1];
     if (p_.dtype == DType::float32 && p_.k_stride[3] == 1) {
-      transpose(static_cast<const float*>(p_.k) + base + kb * p_.k_stride[2], p_.k_stride[2], nk, D, s.kt.data(),
-                kKeyTile);
+      transpose(static_cast<const float*>(p_.k) + base + kb * p_.k_stride[2], p_.k_stride[2], nk, D,
+                s.kt.data(), kKeyTile);
       if (nk < kKeyTile)
-        for (int d = 0; d < D; ++d) std::fill(s.kt.data() + d * kKeyTile + nk, s.kt.data() + (d + 1) * kKeyTile, 0.f);
+        for (int d = 0; d < D; ++d)
+          std::fill(s.kt.data() + d * kKeyTile + nk, s.kt.data() + (d + 1) * kKeyTile, 0.f);
       return;
     }
     for (int j = 0; j < nk; ++j)
-      convert_row(p_.k, base + (kb + j) * p_.k_stride[2], p_.k_stride[3], p_.dtype, D, s.tmp.data() + j * D);
+      convert_row(p_.k, base + (kb + j) * p_.k_stride[2], p_.k_stride[3], p_.dtype, D,
+                  s.tmp.data() + j * D);
     if (nk < kKeyTile) std::fill(s.tmp.begin() + nk * D, s.tmp.begin() + kKeyTile * D, 0.f);
     transpose(s.tmp.data(), D, kKeyTile, D, s.kt.data(), kKeyTile);
   }
@@ -325,20 +336,23 @@ class Rectangle {
   // V rows [kb, kb + nk) as float32 with dvp columns: a pointer and row
   // stride. Contiguous float32 rows whose width is already a multiple of 16
   // are read in place; anything else is converted into the scratch tile.
-  std::pair<const float*, std::int64_t> pack_v(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
+  std::pair<const float*, std::int64_t> pack_v(const Item& it, std::int64_t kb, int nk,
+                                               Scratch& s) const {
     const std::int64_t base = it.b * p_.v_stride[0] + it.g * p_.v_stride[1];
     if (p_.dtype == DType::float32 && p_.v_stride[3] == 1 && p_.Dv == dvp_)
       return {static_cast<const float*>(p_.v) + base + kb * p_.v_stride[2], p_.v_stride[2]};
     for (int j = 0; j < nk; ++j) {
       float* dst = s.v.data() + j * dvp_;
-      convert_row(p_.v, base + (kb + j) * p_.v_stride[2], p_.v_stride[3], p_.dtype, static_cast<int>(p_.Dv), dst);
+      convert_row(p_.v, base + (kb + j) * p_.v_stride[2], p_.v_stride[3], p_.dtype,
+                  static_cast<int>(p_.Dv), dst);
     }
     return {s.v.data(), dvp_};
   }
 
   // Scores past nk, hidden by the causal rule, or dropped by the mask array
   // become -inf; an additive mask is added in base 2.
-  void mask_tile(const Item& it, int nrow_q, std::int64_t kb, int nk, bool causal_edge, Scratch& s) const {
+  void mask_tile(const Item& it, int nrow_q, std::int64_t kb, int nk, bool causal_edge,
+                 Scratch& s) const {
     const bool array = p_.mask_kind != MaskKind::none;
     for (int r = 0; r < rows_pad_; ++r) {
       float* row = s.s.data() + r * kKeyTile;
@@ -353,7 +367,8 @@ class Rectangle {
         std::fill(row + visible, row + nk, -INFINITY);
       }
       if (!array) continue;
-      const std::int64_t moff = it.b * p_.mask_stride[0] + head(it, r) * p_.mask_stride[1] + i * p_.mask_stride[2];
+      const std::int64_t moff =
+          it.b * p_.mask_stride[0] + head(it, r) * p_.mask_stride[1] + i * p_.mask_stride[2];
       const std::int64_t ms = p_.mask_stride[3];
       if (p_.mask_kind == MaskKind::boolean) {
         const auto* mk = static_cast<const std::uint8_t*>(p_.mask) + moff;
@@ -361,7 +376,8 @@ class Rectangle {
           if (!mk[(kb + j) * ms]) row[j] = -INFINITY;
       } else {
         for (int j = 0; j < nk; ++j)
-          row[j] += core::load_as_float(p_.mask, moff + (kb + j) * ms, p_.mask_dtype) * core::kLog2e;
+          row[j] +=
+              core::load_as_float(p_.mask, moff + (kb + j) * ms, p_.mask_dtype) * core::kLog2e;
       }
     }
   }
@@ -426,7 +442,8 @@ class Rectangle {
 
 }  // namespace
 
-void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const StateView& st, int threads) {
+void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const StateView& st,
+                           int threads) {
   if (p.B == 0 || r.q1 <= r.q0) return;
   const Rectangle rect(p, r, mode, st);
   const std::int64_t per_head = rect.items_per_head();

@@ -35,8 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   using namespace longattn;
   Reader r{data, size};
   const std::int64_t Hkv = r.in(1, 8);
-  plantest::Shape s{r.in(1, 4), Hkv * r.in(1, 8), r.in(1, 1 << 18), r.in(0, 1 << 18), r.in(1, 256), r.in(1, 256),
-                   r.in(0, 1) == 1};
+  plantest::Shape s{r.in(1, 4),   Hkv * r.in(1, 8), r.in(1, 1 << 18), r.in(0, 1 << 18),
+                    r.in(1, 256), r.in(1, 256),     r.in(0, 1) == 1};
   DeviceProfile prof;
   prof.default_gflops = std::pow(10.0, r.real(-1, 6));
   prof.dispatch_overhead_ms = r.real(0, 1);
@@ -48,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Policy pol;
   pol.budget_ms = r.in(0, 3) == 0 ? 0 : std::pow(10.0, r.real(-2, 4));
   pol.safety = r.real(0.05, 1.0);
-  pol.workspace_limit_bytes = r.in(0, 1) ? (std::int64_t{1} << r.in(8, 31)) : (std::int64_t{1} << 30);
+  pol.workspace_limit_bytes =
+      r.in(0, 1) ? (std::int64_t{1} << r.in(8, 31)) : (std::int64_t{1} << 30);
   const int mode = static_cast<int>(r.in(0, 5));
   if (mode == 1) pol.chunk_threshold_keys = r.in(1, 1 << 18);
   if (mode == 2) pol.fixed_chunk_keys = r.in(1, 1 << 16);
@@ -61,7 +62,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const DType t = static_cast<DType>(r.in(0, 2));
   Plan plan;
   try {
-    plan = plan_attention(contiguous(nullptr, t, {s.B, s.Hq, s.Lq, s.D}), contiguous(nullptr, t, {s.B, Hkv, s.Lk, s.D}),
+    plan = plan_attention(contiguous(nullptr, t, {s.B, s.Hq, s.Lq, s.D}),
+                          contiguous(nullptr, t, {s.B, Hkv, s.Lk, s.D}),
                           contiguous(nullptr, t, {s.B, Hkv, s.Lk, s.Dv}),
                           contiguous(nullptr, t, {s.B, s.Hq, s.Lq, s.Dv}), o);
   } catch (const Error&) {

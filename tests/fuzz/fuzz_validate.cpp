@@ -48,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     bool sane = true;
     for (int i = 0; i < t.rank && i < 4; ++i) {
       const auto u = static_cast<std::size_t>(i);
-      if (t.shape[u] < 0 || t.strides[u] < 0 || t.shape[u] > 64 || t.strides[u] > 4096) sane = false;
+      if (t.shape[u] < 0 || t.strides[u] < 0 || t.shape[u] > 64 || t.strides[u] > 4096)
+        sane = false;
       if (sane && t.shape[u] > 0) extent += (t.shape[u] - 1) * t.strides[u];
     }
     if (sane && !(allow_null && r.in(0, 7) == 0)) {
@@ -59,7 +60,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   };
   std::vector<std::vector<std::uint8_t>> store;
   store.reserve(16);
-  TensorView q = make(4, true, store), k = make(4, true, store), v = make(4, true, store), o = make(4, true, store);
+  TensorView q = make(4, true, store), k = make(4, true, store), v = make(4, true, store),
+             o = make(4, true, store);
   AttentionOptions opt;
   opt.causal = r.in(0, 1) == 1;
   if (r.in(0, 2) == 0) opt.mask = make(4, true, store);
@@ -71,8 +73,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   opt.policy.fixed_chunk_keys = r.in(-1, 8);
   opt.threads = static_cast<int>(r.in(-1, 2));
   // Keep the work tiny so the fuzzer stays fast.
-  const double work = double(q.shape[0]) * double(q.shape[1]) * double(q.shape[2]) * double(k.shape[2]) *
-                      double(q.shape[3] + v.shape[3]);
+  const double work = double(q.shape[0]) * double(q.shape[1]) * double(q.shape[2]) *
+                      double(k.shape[2]) * double(q.shape[3] + v.shape[3]);
   if (!(work < 1e6)) return 0;
   try {
     attention(q, k, v, o, opt);

@@ -17,6 +17,7 @@ int main() {
   const double w = std::exp(1.0) / (std::exp(1.0) + 1.0);
   const double want0 = w * 1 + (1 - w) * 3, want1 = w * 2 + (1 - w) * 4;
   const bool ok = std::fabs(o[0] - want0) < 1e-5 && std::fabs(o[1] - want1) < 1e-5;
-  std::printf("consumer: o = [%.6f, %.6f], want [%.6f, %.6f]: %s\n", o[0], o[1], want0, want1, ok ? "ok" : "WRONG");
+  std::printf("consumer: o = [%.6f, %.6f], want [%.6f, %.6f]: %s\n", o[0], o[1], want0, want1,
+              ok ? "ok" : "WRONG");
   return ok ? 0 : 1;
 }

@@ -31,7 +31,8 @@ inline std::int64_t visible_end(const Shape& s, std::int64_t i) {
   return std::clamp<std::int64_t>(i + (s.Lk - s.Lq) + 1, 0, s.Lk);
 }
 
-inline std::string check_plan(const Shape& s, const Plan& plan, const Policy& pol, std::int64_t key_tile) {
+inline std::string check_plan(const Shape& s, const Plan& plan, const Policy& pol,
+                              std::int64_t key_tile) {
   std::ostringstream err;
   std::int64_t next_q = 0, group_q1 = -1, next_k = 0;
   std::size_t chunks_in_group = 0;
@@ -40,7 +41,8 @@ inline std::string check_plan(const Shape& s, const Plan& plan, const Policy& po
     if (group_q1 < 0) return true;
     const std::int64_t want = visible_end(s, group_q1 - 1);
     if (next_k != want && !(want == 0 && next_k == 0)) {
-      err << "group ending at q=" << group_q1 << " covers keys [0," << next_k << ") but sees [0," << want << ")";
+      err << "group ending at q=" << group_q1 << " covers keys [0," << next_k << ") but sees [0,"
+          << want << ")";
       return false;
     }
     if (chunks_in_group > 1 && last_mode != Mode::finalize) {
@@ -78,16 +80,19 @@ inline std::string check_plan(const Shape& s, const Plan& plan, const Policy& po
       } else {
         if (r.q1 != group_q1 || r.q0 != next_q - (group_q1 - r.q0) || last_mode == Mode::finalize ||
             last_mode == Mode::single_pass) {
-          err << "continuation " << mode_name(d.mode) << " q[" << r.q0 << "," << r.q1 << ") outside a live group";
+          err << "continuation " << mode_name(d.mode) << " q[" << r.q0 << "," << r.q1
+              << ") outside a live group";
           return err.str();
         }
       }
       if (r.k0 != next_k) {
-        err << "chunk q[" << r.q0 << "," << r.q1 << ") starts at key " << r.k0 << ", expected " << next_k;
+        err << "chunk q[" << r.q0 << "," << r.q1 << ") starts at key " << r.k0 << ", expected "
+            << next_k;
         return err.str();
       }
       if (r.k1 > r.k0 && visible_end(s, r.q1 - 1) <= r.k0) {
-        err << "rect q[" << r.q0 << "," << r.q1 << ") k[" << r.k0 << "," << r.k1 << ") is fully hidden by causal";
+        err << "rect q[" << r.q0 << "," << r.q1 << ") k[" << r.k0 << "," << r.k1
+            << ") is fully hidden by causal";
         return err.str();
       }
       if (d.mode == Mode::single_pass && chunks_in_group != 0) return "single_pass inside a group";
@@ -98,11 +103,12 @@ inline std::string check_plan(const Shape& s, const Plan& plan, const Policy& po
     const bool unsplittable = sub.dispatches.size() == 1 &&
                               sub.dispatches[0].rect.k1 - sub.dispatches[0].rect.k0 <= key_tile &&
                               sub.dispatches[0].rect.q1 - sub.dispatches[0].rect.q0 <= 1;
-    if (sum > target * (1 + 1e-9) + 1e-12 && !unsplittable && sub.predicted_ms > target * (1 + 1e-9)) {
+    if (sum > target * (1 + 1e-9) + 1e-12 && !unsplittable &&
+        sub.predicted_ms > target * (1 + 1e-9)) {
       err << "submission predicted " << sub.predicted_ms << " ms > target " << target << " ms with "
           << sub.dispatches.size() << " dispatches, first q[" << sub.dispatches[0].rect.q0 << ","
-          << sub.dispatches[0].rect.q1 << ") k[" << sub.dispatches[0].rect.k0 << "," << sub.dispatches[0].rect.k1
-          << ") " << mode_name(sub.dispatches[0].mode);
+          << sub.dispatches[0].rect.q1 << ") k[" << sub.dispatches[0].rect.k0 << ","
+          << sub.dispatches[0].rect.k1 << ") " << mode_name(sub.dispatches[0].mode);
       return err.str();
     }
   }

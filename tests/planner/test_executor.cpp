@@ -49,7 +49,8 @@ TEST(Executor, ReportAddsUpAndMatchesThePlan) {
   const auto& c = d.c;
   const double off = double(c.Lk - c.Lq);
   double pairs = 0;
-  for (std::int64_t i = 0; i < c.Lq; ++i) pairs += std::clamp(double(i) + off + 1, 0.0, double(c.Lk));
+  for (std::int64_t i = 0; i < c.Lq; ++i)
+    pairs += std::clamp(double(i) + off + 1, 0.0, double(c.Lk));
   EXPECT_NEAR(flops, 4.0 * double(c.B * c.Hq * c.D) * pairs, 1e-6 * flops);
   EXPECT_NEAR(rep.total_flops, flops, 1e-9 * flops);
   ASSERT_EQ(rep.finished_rows.size(), 1u);
@@ -130,7 +131,8 @@ TEST(Executor, CancelStopsBetweenSubmissionsAndSaysWhatWasWritten) {
             ASSERT_NEAR(got[idx], want[idx], 1e-4) << "row " << i;
             ++fin;
           } else {
-            ASSERT_TRUE(std::isnan(got[idx])) << "row " << i << " was written but not reported finished";
+            ASSERT_TRUE(std::isnan(got[idx]))
+                << "row " << i << " was written but not reported finished";
             ++untouched;
           }
         }
@@ -188,8 +190,9 @@ TEST(DeviceProfileFile, BadFilesGiveTypedErrorsNamingThePath) {
   expect_io("garbage.json", "{not json");
   expect_io("wrongformat.json", R"({"format": "something-else"})");
   expect_io("truncated.json", R"({"format": "longattn-profile-1", "backend": "cpu"})");
-  expect_io("negative.json",
-            R"({"format": "longattn-profile-1", "backend": "cpu", "gflops": {}, "default_gflops": -1,
+  expect_io(
+      "negative.json",
+      R"({"format": "longattn-profile-1", "backend": "cpu", "gflops": {}, "default_gflops": -1,
                 "dispatch_overhead_ms": 0, "submission_overhead_ms": 0, "state_gbps": 1, "fill_rows": 1})");
   EXPECT_THROW(DeviceProfile().save(dir + "/no/such/dir/p.json"), IoError);
 }

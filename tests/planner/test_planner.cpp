@@ -26,25 +26,34 @@ Drawn draw(std::mt19937_64& g) {
     return std::uniform_int_distribution<std::int64_t>(lo, hi)(g);
   };
   auto pick_log = [&](std::int64_t lo, std::int64_t hi) {
-    const double x = std::uniform_real_distribution<double>(std::log(double(lo)), std::log(double(hi) + 1))(g);
+    const double x =
+        std::uniform_real_distribution<double>(std::log(double(lo)), std::log(double(hi) + 1))(g);
     return std::min(hi, static_cast<std::int64_t>(std::exp(x)));
   };
   Drawn d;
   const std::int64_t Hkv = pick(1, 8);
-  d.shape = {pick(1, 4), Hkv * pick(1, 8), pick_log(1, 1 << 17), pick(0, 3) == 0 ? pick(0, 64) : pick_log(1, 1 << 17),
-             pick(1, 256), pick(1, 256), pick(0, 1) == 1};
+  d.shape = {pick(1, 4),           Hkv * pick(1, 8),
+             pick_log(1, 1 << 17), pick(0, 3) == 0 ? pick(0, 64) : pick_log(1, 1 << 17),
+             pick(1, 256),         pick(1, 256),
+             pick(0, 1) == 1};
   d.dtype = static_cast<DType>(pick(0, 2));
-  d.profile.default_gflops = std::exp(std::uniform_real_distribution<double>(std::log(1.0), std::log(1e6))(g));
+  d.profile.default_gflops =
+      std::exp(std::uniform_real_distribution<double>(std::log(1.0), std::log(1e6))(g));
   d.profile.dispatch_overhead_ms = std::uniform_real_distribution<double>(0, 0.5)(g);
   d.profile.submission_overhead_ms = std::uniform_real_distribution<double>(0, 0.5)(g);
-  d.profile.state_gbps = std::exp(std::uniform_real_distribution<double>(std::log(1.0), std::log(3000.0))(g));
+  d.profile.state_gbps =
+      std::exp(std::uniform_real_distribution<double>(std::log(1.0), std::log(3000.0))(g));
   d.profile.fill_rows = pick_log(64, 1 << 16);
   d.profile.query_tile = pick(1, 4) * 16;
   d.profile.key_tile = pick(1, 4) * 32;
   const int mode = static_cast<int>(pick(0, 9));
-  d.policy.budget_ms = mode == 0 ? 0 : std::exp(std::uniform_real_distribution<double>(std::log(0.05), std::log(5000.0))(g));
+  d.policy.budget_ms =
+      mode == 0
+          ? 0
+          : std::exp(std::uniform_real_distribution<double>(std::log(0.05), std::log(5000.0))(g));
   d.policy.safety = std::uniform_real_distribution<double>(0.3, 1.0)(g);
-  d.policy.workspace_limit_bytes = pick(0, 3) == 0 ? pick_log(1 << 16, 1 << 24) : (std::int64_t{1} << 30);
+  d.policy.workspace_limit_bytes =
+      pick(0, 3) == 0 ? pick_log(1 << 16, 1 << 24) : (std::int64_t{1} << 30);
   if (mode == 1) d.policy.chunk_threshold_keys = pick_log(1, 1 << 20);
   if (mode == 2) d.policy.fixed_chunk_keys = pick_log(1, 1 << 16);
   if (mode == 3) d.policy.fixed_query_rows = pick_log(1, 1 << 12);
@@ -76,8 +85,10 @@ TEST(PlannerProperties, RandomProblemsAndPolicies) {
     // Keep each plan small enough to check quickly (the planner refuses
     // budgets that would need over 10 million dispatches).
     const auto& s = d.shape;
-    const double flops = 2.0 * double(s.B * s.Hq) * double(s.D + s.Dv) * double(s.Lq) * double(s.Lk);
-    if (d.policy.budget_ms > 0 && flops / (d.profile.default_gflops * 1e6) / d.policy.budget_ms > 2e3) {
+    const double flops =
+        2.0 * double(s.B * s.Hq) * double(s.D + s.Dv) * double(s.Lq) * double(s.Lk);
+    if (d.policy.budget_ms > 0 &&
+        flops / (d.profile.default_gflops * 1e6) / d.policy.budget_ms > 2e3) {
       ++skipped;
       continue;
     }
@@ -88,22 +99,26 @@ TEST(PlannerProperties, RandomProblemsAndPolicies) {
       // Refusals: a workspace limit below one query row's state, or a budget
       // below the fixed overheads.
       const std::string w = e.what();
-      ASSERT_TRUE(w.find("workspace_limit_bytes") != std::string::npos || w.find("budget_ms") != std::string::npos) << w;
+      ASSERT_TRUE(w.find("workspace_limit_bytes") != std::string::npos ||
+                  w.find("budget_ms") != std::string::npos)
+          << w;
       ++rejected;
       continue;
     }
     Policy check = d.policy;
     if (d.fixed) check.budget_ms = 0;  // a fixed split may exceed the budget by request
     const std::string err = plantest::check_plan(d.shape, plan, check, d.profile.key_tile);
-    ASSERT_EQ(err, "") << "trial " << t << ": B=" << d.shape.B << " Hq=" << d.shape.Hq << " Lq=" << d.shape.Lq
-                       << " Lk=" << d.shape.Lk << " D=" << d.shape.D << " causal=" << d.shape.causal
-                       << " Dv=" << d.shape.Dv << " budget=" << d.policy.budget_ms << " safety=" << d.policy.safety
-                       << " ws=" << d.policy.workspace_limit_bytes << " thr=" << d.policy.chunk_threshold_keys
+    ASSERT_EQ(err, "") << "trial " << t << ": B=" << d.shape.B << " Hq=" << d.shape.Hq
+                       << " Lq=" << d.shape.Lq << " Lk=" << d.shape.Lk << " D=" << d.shape.D
+                       << " causal=" << d.shape.causal << " Dv=" << d.shape.Dv
+                       << " budget=" << d.policy.budget_ms << " safety=" << d.policy.safety
+                       << " ws=" << d.policy.workspace_limit_bytes
+                       << " thr=" << d.policy.chunk_threshold_keys
                        << " rate=" << d.profile.default_gflops << " fill=" << d.profile.fill_rows
                        << " qt=" << d.profile.query_tile << " kt=" << d.profile.key_tile
-                       << " ovh=" << d.profile.dispatch_overhead_ms << "/" << d.profile.submission_overhead_ms
-                       << " gbps=" << d.profile.state_gbps << " ("
-                       << plan.reason << ")";
+                       << " ovh=" << d.profile.dispatch_overhead_ms << "/"
+                       << d.profile.submission_overhead_ms << " gbps=" << d.profile.state_gbps
+                       << " (" << plan.reason << ")";
     (plan.chunked ? chunked : single)++;
   }
   // The draw must exercise both routes, or the property says little.
