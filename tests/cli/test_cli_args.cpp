@@ -97,7 +97,7 @@ TEST_F(CliBadFiles, GoodFilesRun) {
 }
 
 TEST_F(CliBadFiles, BadFilesExitOneNamingThePath) {
-  const std::vector<float> z(64, 0.f);
+  const std::vector<float> z(2 * 8 * 8, 0.f);  // large enough for every shape written below
   // Wrong shape: q's head dim differs from k's.
   write_npy(dir.file("q_dim.npy"), DType::float32, std::vector<std::int64_t>{1, 2, 8, 8}, z.data());
   // Wrong rank.
