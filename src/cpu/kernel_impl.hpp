@@ -460,9 +460,11 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
     // scheduling balances them.
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t n = 0; n < n_items; ++n) {
-      // Largest work first: iterate query runs from the bottom.
-      const std::int64_t run = per_head - 1 - n / (p.B * p.Hkv);
-      const std::int64_t bg = n % (p.B * p.Hkv);
+      // KV head outermost, so that the threads share one head's K and V in
+      // cache (all heads' float32 K/V outgrow the L3 at long lengths); within
+      // a head, the largest causal runs first.
+      const std::int64_t bg = n / per_head;
+      const std::int64_t run = per_head - 1 - n % per_head;
       rect.run({bg / p.Hkv, bg % p.Hkv, rect.run_start(run)}, s);
     }
   }

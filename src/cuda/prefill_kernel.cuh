@@ -59,8 +59,10 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
 
   extern __shared__ uint4 smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);
-  T* sK = sQ + BM * LDS;
-  T* sV = sK + BN * LDS;
+  constexpr int ST = cfg.stages;
+  static_assert(ST == 1 || ST == 2);
+  T* const sK0 = sQ + BM * LDS;       // ST K buffers
+  T* const sV0 = sK0 + ST * BN * LDS;  // ST V buffers
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane >> 2, t4 = lane & 3;
@@ -116,19 +118,41 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   if (t_beg < t_end) {
     load_tile<T, D, LDS, BM, NT>(sQ, qg, p.q_s[2], p.q_s[3], qt1 - qt0, p.vec_q, tid);
     const i64 kt = p.k0 + t_beg * BN;
-    load_tile<T, D, LDS, BN, NT>(sK, kg + kt * p.k_s[2], p.k_s[2], p.k_s[3], kend - kt, p.vec_k, tid);
+    load_tile<T, D, LDS, BN, NT>(sK0, kg + kt * p.k_s[2], p.k_s[2], p.k_s[3], kend - kt, p.vec_k, tid);
     cp_async_commit();
+    if constexpr (ST == 2) {
+      load_tile<T, D, LDS, BN, NT>(sV0, vg + kt * p.v_s[2], p.v_s[2], p.v_s[3], kend - kt, p.vec_v, tid);
+      cp_async_commit();
+    }
   }
 
   std::uint32_t qf[cfg.q_in_regs ? KS : 1][4];
   const T* sQw = sQ + (warp * WR + (lane & 15)) * LDS + (lane >> 4) * 8;
 
+  // Commit groups, in order. ST == 1: [Q K(0)], then per tile [V(i)],
+  // [K(i+1)]. ST == 2: [Q K(0)], [V(0)], then per tile [K(i+1)], [V(i+1)]
+  // (possibly empty), so "all but the newest group" is always the tile the
+  // next step reads.
   for (i64 it = t_beg; it < t_end; ++it) {
     const i64 kt = p.k0 + it * BN;
-    cp_async_wait_all();
-    __syncthreads();  // K(it) (and Q) landed; every warp is done with V(it-1)
-    load_tile<T, D, LDS, BN, NT>(sV, vg + kt * p.v_s[2], p.v_s[2], p.v_s[3], kend - kt, p.vec_v, tid);
-    cp_async_commit();
+    const int buf = ST == 2 ? static_cast<int>((it - t_beg) & 1) : 0;
+    T* const sK = sK0 + buf * BN * LDS;
+    T* const sV = sV0 + buf * BN * LDS;
+    if constexpr (ST == 2) {
+      cp_async_wait_group<1>();
+      __syncthreads();  // K(it) (and Q) landed; every warp is done with tile it-1's buffers
+      if (it + 1 < t_end) {
+        const i64 kn = kt + BN;
+        load_tile<T, D, LDS, BN, NT>(sK0 + (buf ^ 1) * BN * LDS, kg + kn * p.k_s[2], p.k_s[2], p.k_s[3],
+                                     kend - kn, p.vec_k, tid);
+      }
+      cp_async_commit();
+    } else {
+      cp_async_wait_all();
+      __syncthreads();  // K(it) (and Q) landed; every warp is done with V(it-1)
+      load_tile<T, D, LDS, BN, NT>(sV, vg + kt * p.v_s[2], p.v_s[2], p.v_s[3], kend - kt, p.vec_v, tid);
+      cp_async_commit();
+    }
 
     if constexpr (cfg.q_in_regs) {
       if (it == t_beg) {
@@ -235,13 +259,24 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       }
     }
 
-    cp_async_wait_all();
-    __syncthreads();  // V(it) landed; every warp is done with K(it)
-    if (it + 1 < t_end) {
-      const i64 kn = kt + BN;
-      load_tile<T, D, LDS, BN, NT>(sK, kg + kn * p.k_s[2], p.k_s[2], p.k_s[3], kend - kn, p.vec_k, tid);
+    if constexpr (ST == 2) {
+      cp_async_wait_group<1>();
+      __syncthreads();  // V(it) landed; the other V buffer (tile it-1) is free
+      if (it + 1 < t_end) {
+        const i64 kn = kt + BN;
+        load_tile<T, D, LDS, BN, NT>(sV0 + (buf ^ 1) * BN * LDS, vg + kn * p.v_s[2], p.v_s[2], p.v_s[3],
+                                     kend - kn, p.vec_v, tid);
+      }
+      cp_async_commit();
+    } else {
+      cp_async_wait_all();
+      __syncthreads();  // V(it) landed; every warp is done with K(it)
+      if (it + 1 < t_end) {
+        const i64 kn = kt + BN;
+        load_tile<T, D, LDS, BN, NT>(sK, kg + kn * p.k_s[2], p.k_s[2], p.k_s[3], kend - kn, p.vec_k, tid);
+      }
+      cp_async_commit();
     }
-    cp_async_commit();
 
     // O += P V, with P's accumulator layout reused as the A fragment.
 #pragma unroll
