@@ -16,7 +16,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <utility>
 #include <vector>
 
 #if defined(__AVX2__)
@@ -180,6 +179,12 @@ inline void transpose(const float* src, std::int64_t lds, int rows, int cols, fl
 
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
+// Row strides of the packed K^T and V tiles, padded by 16 floats: at 64 or
+// 128 floats (256 or 512 bytes) the 16-column panel the FMA kernel walks
+// down would map every row into the same few L1 sets and evict itself.
+constexpr int kKtStride = kKeyTile + 16;
+inline int v_stride(int dvp) { return dvp + 16; }
+
 // Per-thread scratch, sized once per call.
 struct Scratch {
   std::vector<float> q, s, o, kt, v, tmp, m, l;
@@ -208,8 +213,8 @@ class Rectangle {
     s.q.assign(R * D, 0.f);
     s.s.assign(R * kKeyTile, 0.f);
     s.o.assign(R * static_cast<std::size_t>(dvp_), 0.f);
-    s.kt.assign(D * kKeyTile, 0.f);
-    s.v.assign(static_cast<std::size_t>(kKeyTile) * static_cast<std::size_t>(dvp_), 0.f);
+    s.kt.assign(D * kKtStride, 0.f);
+    s.v.assign(static_cast<std::size_t>(kKeyTile) * static_cast<std::size_t>(v_stride(dvp_)), 0.f);
     s.tmp.assign(static_cast<std::size_t>(kKeyTile) * std::max(D, static_cast<std::size_t>(p_.Dv)),
                  0.f);
     s.m.assign(R, -INFINITY);
@@ -229,11 +234,12 @@ class Rectangle {
       const int nk = static_cast<int>(std::min<std::int64_t>(kKeyTile, k_end - kb));
       pack_k(it, kb, nk, s);
       gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
-                  kKeyTile, s.s.data(), kKeyTile);
+                  kKtStride, s.s.data(), kKeyTile);
       mask_tile(it, nrow_q, kb, nk, kb + nk > all_see, s);
       if (!softmax_tile(nk, s)) continue;  // every row fully masked here
-      const auto [v, ldv] = pack_v(it, kb, nk, s);
-      gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, v, ldv, s.o.data(), dvp_);
+      pack_v(it, kb, nk, s);
+      gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), v_stride(dvp_), s.o.data(),
+                 dvp_);
     }
     if (mode_ == Mode::single_pass || mode_ == Mode::finalize)
       write_out(it, nrow_q, s);
@@ -320,33 +326,27 @@ class Rectangle {
     const std::int64_t base = it.b * p_.k_stride[0] + it.g * p_.k_stride[1];
     if (p_.dtype == DType::float32 && p_.k_stride[3] == 1) {
       transpose(static_cast<const float*>(p_.k) + base + kb * p_.k_stride[2], p_.k_stride[2], nk, D,
-                s.kt.data(), kKeyTile);
+                s.kt.data(), kKtStride);
       if (nk < kKeyTile)
         for (int d = 0; d < D; ++d)
-          std::fill(s.kt.data() + d * kKeyTile + nk, s.kt.data() + (d + 1) * kKeyTile, 0.f);
+          std::fill(s.kt.data() + d * kKtStride + nk, s.kt.data() + d * kKtStride + kKeyTile, 0.f);
       return;
     }
     for (int j = 0; j < nk; ++j)
       convert_row(p_.k, base + (kb + j) * p_.k_stride[2], p_.k_stride[3], p_.dtype, D,
                   s.tmp.data() + j * D);
     if (nk < kKeyTile) std::fill(s.tmp.begin() + nk * D, s.tmp.begin() + kKeyTile * D, 0.f);
-    transpose(s.tmp.data(), D, kKeyTile, D, s.kt.data(), kKeyTile);
+    transpose(s.tmp.data(), D, kKeyTile, D, s.kt.data(), kKtStride);
   }
 
-  // V rows [kb, kb + nk) as float32 with dvp columns: a pointer and row
-  // stride. Contiguous float32 rows whose width is already a multiple of 16
-  // are read in place; anything else is converted into the scratch tile.
-  std::pair<const float*, std::int64_t> pack_v(const Item& it, std::int64_t kb, int nk,
-                                               Scratch& s) const {
+  // V rows [kb, kb + nk) as float32, dvp columns, padded row stride. Always
+  // copied, even for float32: the caller's row stride is usually a power of
+  // two, the conflicting case kKtStride's comment describes.
+  void pack_v(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
     const std::int64_t base = it.b * p_.v_stride[0] + it.g * p_.v_stride[1];
-    if (p_.dtype == DType::float32 && p_.v_stride[3] == 1 && p_.Dv == dvp_)
-      return {static_cast<const float*>(p_.v) + base + kb * p_.v_stride[2], p_.v_stride[2]};
-    for (int j = 0; j < nk; ++j) {
-      float* dst = s.v.data() + j * dvp_;
+    for (int j = 0; j < nk; ++j)
       convert_row(p_.v, base + (kb + j) * p_.v_stride[2], p_.v_stride[3], p_.dtype,
-                  static_cast<int>(p_.Dv), dst);
-    }
-    return {s.v.data(), dvp_};
+                  static_cast<int>(p_.Dv), s.v.data() + j * v_stride(dvp_));
   }
 
   // Scores past nk, hidden by the causal rule, or dropped by the mask array
