@@ -4,6 +4,10 @@
 #include <new>
 #include <thread>
 
+#if defined(LONGATTN_HAVE_AVX2_KERNEL)
+#include <cpuid.h>
+#endif
+
 #include "core/backend.hpp"
 #include "cpu/kernel.hpp"
 
@@ -12,9 +16,12 @@ namespace {
 
 bool have_avx2() {
 #if defined(LONGATTN_HAVE_AVX2_KERNEL)
+  // F16C through cpuid (leaf 1, ECX bit 29): clang has no "f16c" name for
+  // __builtin_cpu_supports.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  return f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
   return false;
 #endif
