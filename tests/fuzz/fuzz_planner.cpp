@@ -2,8 +2,11 @@
 // plan_attention(); every plan must satisfy the invariants of
 // tests/planner/plan_invariants.hpp, and the only acceptable failure is a
 // typed longattn::Error.
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "longattn/longattn.hpp"
 #include "plan_invariants.hpp"
