@@ -208,7 +208,7 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
 
   // A budget so small against the work that the plan itself would not fit
   // in memory is refused rather than attempted.
-  constexpr double kMaxDispatches = 1e7;
+  constexpr double kMaxDispatches = 1 << 20;
   if (std::isfinite(target) && pol.fixed_chunk_keys == 0 && pol.fixed_query_rows == 0) {
     const double est =
         (p.flops(0, p.Lq, 0, p.Lk) * c.ms_per_flop) / std::max(1e-9, c.dispatch_target());
@@ -267,6 +267,14 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
                              : (last ? Mode::single_pass : Mode::init);
       const Rect r{q0, q1, k, k1};
       dispatches.push_back({r, m, p.flops(r.q0, r.q1, r.k0, r.k1), c.dispatch(r, m)});
+      if (static_cast<double>(dispatches.size()) >
+          kMaxDispatches)  // fixed sizes can ask for any count
+        throw InvalidArgument(
+            "[longattn::plan] the plan needs more than " + std::to_string(dispatches.size() - 1) +
+            " dispatches (policy.budget_ms = " + std::to_string(pol.budget_ms) +
+            ", policy.fixed_chunk_keys = " + std::to_string(pol.fixed_chunk_keys) +
+            ", policy.fixed_query_rows = " + std::to_string(pol.fixed_query_rows) +
+            "): raise the budget or the chunk sizes");
       if (m != Mode::single_pass) max_state_rows = std::max(max_state_rows, q1 - q0);
       nominal_chunk = std::max(nominal_chunk, k1 - k);
       started = true;

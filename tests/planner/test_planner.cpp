@@ -83,7 +83,7 @@ TEST(PlannerProperties, RandomProblemsAndPolicies) {
   for (int t = 0; t < n; ++t) {
     Drawn d = draw(g);
     // Keep each plan small enough to check quickly (the planner refuses
-    // budgets that would need over 10 million dispatches).
+    // budgets that would need over 2^20 dispatches).
     const auto& s = d.shape;
     const double flops =
         2.0 * double(s.B * s.Hq) * double(s.D + s.Dv) * double(s.Lq) * double(s.Lk);
