@@ -58,19 +58,20 @@ TEST(Executor, ReportAddsUpAndMatchesThePlan) {
 }
 
 TEST(Executor, ReplansAfterAnOvershootAndStaysExact) {
-  // A profile that believes the CPU is a million times faster than it is:
-  // the first submission overshoots its budget, the executor re-plans the
-  // rest from what it measured, and the result is still exact.
+  // A profile that believes this CPU does 1000 GFLOP/s (2 cores give
+  // 10-150, less under sanitizers): the first submission, planned to a
+  // quarter of the 2 ms budget, takes far longer; the executor learns the
+  // rate from it, re-plans the rest, and the result is still exact.
   lt::Case c = medium_case();
-  c.Lq = lt::small_tests() ? 128 : 512;
-  c.Lk = lt::small_tests() ? 512 : 4096;
+  c.Lq = 512;
+  c.Lk = 4096;
   lt::CaseData d(c);
   DeviceProfile prof = default_profile(BackendKind::cpu);
   prof.gflops.clear();
-  prof.default_gflops = 1e9;
+  prof.default_gflops = 1000;
   prof.fill_rows = 1;
-  prof.submission_overhead_ms = 0;
-  prof.dispatch_overhead_ms = 0.6;  // at most two dispatches per submission
+  prof.submission_overhead_ms = 0.01;
+  prof.dispatch_overhead_ms = 0.01;
   RunReport rep;
   AttentionOptions o;
   o.policy.budget_ms = 2;
@@ -82,7 +83,7 @@ TEST(Executor, ReplansAfterAnOvershootAndStaysExact) {
   EXPECT_TRUE(r.ok) << r.message;
   EXPECT_GE(rep.replans, 1);
   EXPECT_GT(rep.submissions.size(), 1u);
-  EXPECT_LT(prof.rate_gflops(DeviceProfile::rate_key(c.dtype, c.D, true, false)), 1e7)
+  EXPECT_LT(prof.rate_gflops(DeviceProfile::rate_key(c.dtype, c.D, true, false)), 500)
       << "the profile must learn the measured rate";
   EXPECT_GT(prof.samples, 0);
 }
