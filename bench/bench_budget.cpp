@@ -22,12 +22,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bench/bench_util.hpp"
 #include "bench/cases.hpp"
@@ -50,10 +49,12 @@ struct Args {
 };
 
 [[noreturn]] void usage(const char* msg) {
-  std::fprintf(stderr,
-               "bench_budget: %s\nusage: bench_budget [--quick] [--threads N] [--budgets 10,50,200]\n"
-               "                    [--shape square|prefill] [--profile PATH] [--save-profile PATH] [--json PATH]\n",
-               msg);
+  std::fprintf(
+      stderr,
+      "bench_budget: %s\nusage: bench_budget [--quick] [--threads N] [--budgets 10,50,200]\n"
+      "                    [--shape square|prefill] [--profile PATH] [--save-profile PATH] [--json "
+      "PATH]\n",
+      msg);
   std::exit(2);
 }
 
@@ -68,17 +69,23 @@ Args parse(int argc, char** argv) {
     }
     if (i + 1 >= argc) usage(("missing value after " + k).c_str());
     const std::string v = argv[++i];
-    if (k == "--threads") a.threads = std::stoi(v);
-    else if (k == "--shape") a.shape = v;
-    else if (k == "--profile") a.profile = v;
-    else if (k == "--save-profile") a.save_profile = v;
-    else if (k == "--json") a.json = v;
+    if (k == "--threads")
+      a.threads = std::stoi(v);
+    else if (k == "--shape")
+      a.shape = v;
+    else if (k == "--profile")
+      a.profile = v;
+    else if (k == "--save-profile")
+      a.save_profile = v;
+    else if (k == "--json")
+      a.json = v;
     else if (k == "--budgets") {
       a.budgets.clear();
       std::stringstream ss(v);
       std::string item;
       while (std::getline(ss, item, ',')) a.budgets.push_back(std::stod(item));
-    } else usage(("unknown option " + k).c_str());
+    } else
+      usage(("unknown option " + k).c_str());
   }
   return a;
 }
@@ -117,18 +124,26 @@ Stats stats(const Run& r) {
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
-  const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = a.threads > 0
+                          ? a.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::int64_t f = a.quick ? 4 : 1;
   std::vector<Shape> shapes;
-  if (a.shape.empty() || a.shape == "square") shapes.push_back({"square", 1, 32, 8, 16384 / f, 16384 / f, 128});
-  if (a.shape.empty() || a.shape == "prefill") shapes.push_back({"prefill", 1, 32, 8, 2048 / f, 65536 / f, 128});
+  if (a.shape.empty() || a.shape == "square")
+    shapes.push_back({"square", 1, 32, 8, 16384 / f, 16384 / f, 128});
+  if (a.shape.empty() || a.shape == "prefill")
+    shapes.push_back({"prefill", 1, 32, 8, 2048 / f, 65536 / f, 128});
   if (shapes.empty()) usage("--shape must be square or prefill");
 
-  longattn::DeviceProfile prof = a.profile.empty() ? longattn::default_profile(longattn::BackendKind::cpu)
-                                                    : longattn::DeviceProfile::load(a.profile);
-  std::printf("longattn CPU backend, budgeted chunking, %s, %d threads, float32, causal, B=1 Hq=32 Hkv=8 D=128%s\n",
-              lb::cpu_model().c_str(), threads, a.quick ? " (--quick shapes)" : "");
-  std::printf("profile: %s\n", a.profile.empty() ? "default guess, refined by each run" : a.profile.c_str());
+  longattn::DeviceProfile prof = a.profile.empty()
+                                     ? longattn::default_profile(longattn::BackendKind::cpu)
+                                     : longattn::DeviceProfile::load(a.profile);
+  std::printf(
+      "longattn CPU backend, budgeted chunking, %s, %d threads, float32, causal, B=1 Hq=32 Hkv=8 "
+      "D=128%s\n",
+      lb::cpu_model().c_str(), threads, a.quick ? " (--quick shapes)" : "");
+  std::printf("profile: %s\n",
+              a.profile.empty() ? "default guess, refined by each run" : a.profile.c_str());
 
   nlohmann::json out_json = nlohmann::json::array();
   for (const Shape& sh : shapes) {
@@ -157,11 +172,11 @@ int main(int argc, char** argv) {
       return r;
     };
 
-    std::printf("\n%s: Lq=%lld Lk=%lld, %.3g GFLOP\n", sh.name.c_str(), static_cast<long long>(sh.Lq),
-                static_cast<long long>(sh.Lk), flops / 1e9);
-    std::printf("%-12s %6s %9s %10s %9s %13s %7s %7s %10s %9s %9s %9s %12s\n", "budget ms", "subs", "max ms",
-                "median ms", "max/bud", "miss>1st/all", "replan", "query", "total ms", "overhead", "GFLOP/s", "cpu s",
-                "cpu overhead");
+    std::printf("\n%s: Lq=%lld Lk=%lld, %.3g GFLOP\n", sh.name.c_str(),
+                static_cast<long long>(sh.Lq), static_cast<long long>(sh.Lk), flops / 1e9);
+    std::printf("%-12s %6s %9s %10s %9s %13s %7s %7s %10s %9s %9s %9s %12s\n", "budget ms", "subs",
+                "max ms", "median ms", "max/bud", "miss>1st/all", "replan", "query", "total ms",
+                "overhead", "GFLOP/s", "cpu s", "cpu overhead");
     double single_ms = 0, single_cpu_ms = 0;
     auto report = [&](const Run& r) {
       const Stats s = stats(r);
@@ -169,12 +184,14 @@ int main(int argc, char** argv) {
       char ratio[32] = "-";
       if (r.budget_ms > 0) std::snprintf(ratio, sizeof ratio, "%.2f", s.max_ms / r.budget_ms);
       char miss[32] = "-";
-      if (r.budget_ms > 0) std::snprintf(miss, sizeof miss, "%d/%d", s.misses_after_first, s.misses);
+      if (r.budget_ms > 0)
+        std::snprintf(miss, sizeof miss, "%d/%d", s.misses_after_first, s.misses);
       const double cpu_overhead = single_cpu_ms > 0 ? r.cpu_ms / single_cpu_ms - 1 : 0;
-      std::printf("%-12s %6zu %9.1f %10.1f %9s %13s %7d %7lld %10.0f %8.1f%% %9.1f %9.1f %11.1f%%\n", r.label.c_str(),
-                  s.subs, s.max_ms, s.median_ms, ratio, miss, r.rep.replans,
-                  static_cast<long long>(r.rep.plan.query_rows), r.rep.wall_ms, 100 * overhead,
-                  flops / (r.rep.wall_ms * 1e6), r.cpu_ms / 1e3, 100 * cpu_overhead);
+      std::printf(
+          "%-12s %6zu %9.1f %10.1f %9s %13s %7d %7lld %10.0f %8.1f%% %9.1f %9.1f %11.1f%%\n",
+          r.label.c_str(), s.subs, s.max_ms, s.median_ms, ratio, miss, r.rep.replans,
+          static_cast<long long>(r.rep.plan.query_rows), r.rep.wall_ms, 100 * overhead,
+          flops / (r.rep.wall_ms * 1e6), r.cpu_ms / 1e3, 100 * cpu_overhead);
       std::fflush(stdout);
       nlohmann::json e{{"shape", sh.name},
                        {"Lq", sh.Lq},
@@ -206,7 +223,8 @@ int main(int argc, char** argv) {
       e["predicted_ms"] = predicted;
       e["dispatches"] = dispatches;
       out_json.push_back(e);
-      if (!a.json.empty()) std::ofstream(a.json) << out_json.dump(1) << "\n";  // keep partial results
+      if (!a.json.empty())
+        std::ofstream(a.json) << out_json.dump(1) << "\n";  // keep partial results
     };
 
     const Run single = run("single pass", 0, prof);

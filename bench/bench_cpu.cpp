@@ -8,11 +8,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bench/bench_util.hpp"
 #include "bench/cases.hpp"
@@ -32,7 +31,8 @@ struct Args {
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
-               "bench_cpu: %s\nusage: bench_cpu [--threads N] [--reps N] [--warmup N] [--sets N] [--filter S]\n"
+               "bench_cpu: %s\nusage: bench_cpu [--threads N] [--reps N] [--warmup N] [--sets N] "
+               "[--filter S]\n"
                "                 [--json PATH] [--csv PATH] [--emit-cases PATH]\n",
                msg);
   std::exit(2);
@@ -45,24 +45,41 @@ Args parse(int argc, char** argv) {
     if (k == "--help" || k == "-h") usage("time longattn's CPU backend on bench/cases.hpp");
     if (i + 1 >= argc) usage(("missing value after " + k).c_str());
     const std::string v = argv[++i];
-    if (k == "--threads") a.threads = std::stoi(v);
-    else if (k == "--reps") a.reps = std::stoi(v);
-    else if (k == "--warmup") a.warmup = std::stoi(v);
-    else if (k == "--sets") a.sets = std::stoi(v);
-    else if (k == "--filter") a.filter = v;
-    else if (k == "--json") a.json = v;
-    else if (k == "--csv") a.csv = v;
-    else if (k == "--emit-cases") a.emit_cases = v;
-    else usage(("unknown option " + k).c_str());
+    if (k == "--threads")
+      a.threads = std::stoi(v);
+    else if (k == "--reps")
+      a.reps = std::stoi(v);
+    else if (k == "--warmup")
+      a.warmup = std::stoi(v);
+    else if (k == "--sets")
+      a.sets = std::stoi(v);
+    else if (k == "--filter")
+      a.filter = v;
+    else if (k == "--json")
+      a.json = v;
+    else if (k == "--csv")
+      a.csv = v;
+    else if (k == "--emit-cases")
+      a.emit_cases = v;
+    else
+      usage(("unknown option " + k).c_str());
   }
-  if (a.reps < 1 || a.sets < 1 || a.warmup < 0) usage("--reps and --sets must be >= 1, --warmup >= 0");
+  if (a.reps < 1 || a.sets < 1 || a.warmup < 0)
+    usage("--reps and --sets must be >= 1, --warmup >= 0");
   return a;
 }
 
 nlohmann::json case_json(const lb::Case& c) {
-  return {{"name", std::string(c.name)}, {"B", c.B},   {"Hq", c.Hq}, {"Hkv", c.Hkv},
-          {"Lq", c.Lq},                  {"Lk", c.Lk}, {"D", c.D},   {"causal", c.causal},
-          {"dtype", longattn::dtype_name(c.dtype)}, {"flops", lb::attention_flops(c)}};
+  return {{"name", std::string(c.name)},
+          {"B", c.B},
+          {"Hq", c.Hq},
+          {"Hkv", c.Hkv},
+          {"Lq", c.Lq},
+          {"Lk", c.Lk},
+          {"D", c.D},
+          {"causal", c.causal},
+          {"dtype", longattn::dtype_name(c.dtype)},
+          {"flops", lb::attention_flops(c)}};
 }
 
 struct Row {
@@ -110,8 +127,9 @@ Row run_case(const lb::Case& c, const Args& a, int threads) {
     call(0);
     if (w == 0) row.checksum = lb::checksum(out);  // output on input set 0
   }
-  if (rep.plan.chunked) std::fprintf(stderr, "warning: %s ran chunked (%s)\n", std::string(c.name).c_str(),
-                                     rep.plan.reason.c_str());
+  if (rep.plan.chunked)
+    std::fprintf(stderr, "warning: %s ran chunked (%s)\n", std::string(c.name).c_str(),
+                 rep.plan.reason.c_str());
   for (int r = 0; r < a.reps; ++r) {
     const auto [t, cpu] = call(r % a.sets);
     row.times.push_back(t);
@@ -128,7 +146,9 @@ Row run_case(const lb::Case& c, const Args& a, int threads) {
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
-  const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = a.threads > 0
+                          ? a.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
   if (!a.emit_cases.empty()) {
     nlohmann::json cases = nlohmann::json::array();
@@ -137,19 +157,23 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  std::printf("longattn CPU backend, %s, %d threads, single pass (budget none), median of %d (+%d warmup), %d input sets\n",
-              lb::cpu_model().c_str(), threads, a.reps, a.warmup, a.sets);
-  std::printf("%-22s %-9s %-7s %-28s %10s %10s %9s %10s %12s\n", "case", "dtype", "mask", "B,Hq,Hkv,Lq,Lk,D",
-              "ms(median)", "ms(min)", "GFLOP/s", "cpu-ms", "GFLOP/cpu-s");
+  std::printf(
+      "longattn CPU backend, %s, %d threads, single pass (budget none), median of %d (+%d warmup), "
+      "%d input sets\n",
+      lb::cpu_model().c_str(), threads, a.reps, a.warmup, a.sets);
+  std::printf("%-22s %-9s %-7s %-28s %10s %10s %9s %10s %12s\n", "case", "dtype", "mask",
+              "B,Hq,Hkv,Lq,Lk,D", "ms(median)", "ms(min)", "GFLOP/s", "cpu-ms", "GFLOP/cpu-s");
   std::vector<Row> rows;
   for (const lb::Case& c : lb::kCpuCases) {
     if (!a.filter.empty() && std::string(c.name).find(a.filter) == std::string::npos) continue;
     Row r = run_case(c, a, threads);
-    const std::string shape = std::to_string(c.B) + "," + std::to_string(c.Hq) + "," + std::to_string(c.Hkv) + "," +
-                              std::to_string(c.Lq) + "," + std::to_string(c.Lk) + "," + std::to_string(c.D);
-    std::printf("%-22s %-9s %-7s %-28s %10.1f %10.1f %9.1f %10.1f %12.1f\n", std::string(c.name).c_str(),
-                longattn::dtype_name(c.dtype), c.causal ? "causal" : "none", shape.c_str(), r.median_ms, r.min_ms,
-                r.gflops, r.cpu_ms, lb::attention_flops(c) / (r.cpu_ms * 1e6));
+    const std::string shape = std::to_string(c.B) + "," + std::to_string(c.Hq) + "," +
+                              std::to_string(c.Hkv) + "," + std::to_string(c.Lq) + "," +
+                              std::to_string(c.Lk) + "," + std::to_string(c.D);
+    std::printf("%-22s %-9s %-7s %-28s %10.1f %10.1f %9.1f %10.1f %12.1f\n",
+                std::string(c.name).c_str(), longattn::dtype_name(c.dtype),
+                c.causal ? "causal" : "none", shape.c_str(), r.median_ms, r.min_ms, r.gflops,
+                r.cpu_ms, lb::attention_flops(c) / (r.cpu_ms * 1e6));
     std::fflush(stdout);
     rows.push_back(std::move(r));
   }
@@ -178,9 +202,10 @@ int main(int argc, char** argv) {
     std::ofstream f(a.csv);
     f << "impl,case,dtype,causal,B,Hq,Hkv,Lq,Lk,D,threads,median_ms,min_ms,gflops\n";
     for (const Row& r : rows)
-      f << "longattn," << r.c->name << "," << longattn::dtype_name(r.c->dtype) << "," << r.c->causal << "," << r.c->B
-        << "," << r.c->Hq << "," << r.c->Hkv << "," << r.c->Lq << "," << r.c->Lk << "," << r.c->D << "," << threads
-        << "," << r.median_ms << "," << r.min_ms << "," << r.gflops << "\n";
+      f << "longattn," << r.c->name << "," << longattn::dtype_name(r.c->dtype) << "," << r.c->causal
+        << "," << r.c->B << "," << r.c->Hq << "," << r.c->Hkv << "," << r.c->Lq << "," << r.c->Lk
+        << "," << r.c->D << "," << threads << "," << r.median_ms << "," << r.min_ms << ","
+        << r.gflops << "\n";
   }
   return 0;
 }

@@ -61,14 +61,16 @@ inline Buffer random_buffer(DType dtype, std::int64_t n, std::uint64_t seed) {
   } else {
     auto* p = reinterpret_cast<std::uint16_t*>(b.bytes.data());
 #pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) p[i] = float_to_bf16(random_value(seed, static_cast<std::uint64_t>(i)));
+    for (std::int64_t i = 0; i < n; ++i)
+      p[i] = float_to_bf16(random_value(seed, static_cast<std::uint64_t>(i)));
   }
   return b;
 }
 
 inline double to_double(const Buffer& b, std::int64_t i) {
   if (b.dtype == DType::float32) return reinterpret_cast<const float*>(b.bytes.data())[i];
-  const std::uint32_t u = static_cast<std::uint32_t>(reinterpret_cast<const std::uint16_t*>(b.bytes.data())[i]) << 16;
+  const std::uint32_t u =
+      static_cast<std::uint32_t>(reinterpret_cast<const std::uint16_t*>(b.bytes.data())[i]) << 16;
   float f;
   std::memcpy(&f, &u, 4);
   return f;
@@ -90,7 +92,9 @@ inline double median(std::vector<double> v) {
 }
 
 inline double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 // CPU time of the whole process (all threads), in ms. Beside wall time it

@@ -47,9 +47,10 @@ constexpr double visible_pairs(std::int64_t Lq, std::int64_t Lk, bool causal) {
 
 // FLOPs of one attention call: 2*D for Q.K^T plus 2*Dv for P.V per visible
 // pair and (batch, query head); with Dv = D that is 4*B*Hq*D*pairs.
-constexpr double attention_flops(std::int64_t B, std::int64_t Hq, std::int64_t D, std::int64_t Dv, std::int64_t Lq,
-                                 std::int64_t Lk, bool causal) {
-  return 2.0 * static_cast<double>(B * Hq) * static_cast<double>(D + Dv) * visible_pairs(Lq, Lk, causal);
+constexpr double attention_flops(std::int64_t B, std::int64_t Hq, std::int64_t D, std::int64_t Dv,
+                                 std::int64_t Lq, std::int64_t Lk, bool causal) {
+  return 2.0 * static_cast<double>(B * Hq) * static_cast<double>(D + Dv) *
+         visible_pairs(Lq, Lk, causal);
 }
 
 constexpr double attention_flops(const Case& c) {

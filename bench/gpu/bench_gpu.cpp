@@ -141,28 +141,35 @@ int main(int argc, char** argv) {
   std::string csv_path, filter;
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
-    else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
-    else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--csv") && i + 1 < argc)
+      csv_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc)
+      filter = argv[++i];
+    else if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
   }
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
   std::ofstream csv;
   if (!csv_path.empty()) {
     csv.open(csv_path);
-    csv << "group,D,Lq,Lk,causal,ms,tflops,gbps,budget_ms,budget_total_ms,submissions,worst_after_first_ms,"
+    csv << "group,D,Lq,Lk,causal,ms,tflops,gbps,budget_ms,budget_total_ms,submissions,worst_after_"
+           "first_ms,"
            "overhead_pct,dispatches,query_rows,chunk_keys,replans\n";
   }
   const std::int64_t Hq = 32, Hkv = 8;
   for (const BenchCase& bc : cases()) {
     char name[128];
-    std::snprintf(name, sizeof name, "%s d%lld q%lld k%lld %s", bc.group.c_str(), static_cast<long long>(bc.D),
-                  static_cast<long long>(bc.Lq), static_cast<long long>(bc.Lk), bc.causal ? "causal" : "full");
+    std::snprintf(name, sizeof name, "%s d%lld q%lld k%lld %s", bc.group.c_str(),
+                  static_cast<long long>(bc.D), static_cast<long long>(bc.Lq),
+                  static_cast<long long>(bc.Lk), bc.causal ? "causal" : "full");
     if (!filter.empty() && std::string(name).find(filter) == std::string::npos) continue;
     if (quick && (bc.group == "oneshot" || bc.Lk > 131072)) continue;
     try {
-      const std::size_t qn = static_cast<std::size_t>(Hq * bc.Lq * bc.D), kn = static_cast<std::size_t>(Hkv * bc.Lk * bc.D);
+      const std::size_t qn = static_cast<std::size_t>(Hq * bc.Lq * bc.D),
+                        kn = static_cast<std::size_t>(Hkv * bc.Lk * bc.D);
       const std::size_t es = longattn::dtype_size(bc.dtype);
       const double set_bytes = static_cast<double>(es * (2 * qn + 2 * kn));
       const int sets = std::clamp(static_cast<int>(std::ceil(256e6 / set_bytes)), 1, 4);
@@ -178,9 +185,11 @@ int main(int argc, char** argv) {
         fill_random(buf.v[s], kn, 3 + 7 * s, bc.dtype);
       }
       const Result single = time_case(bc, 0, sets, buf);
-      const double flops = longattn::bench::attention_flops(1, Hq, bc.D, bc.D, bc.Lq, bc.Lk, bc.causal);
+      const double flops =
+          longattn::bench::attention_flops(1, Hq, bc.D, bc.D, bc.Lq, bc.Lk, bc.causal);
       const double tflops = flops / single.ms * 1e-9;
-      const double gbps = 2.0 * static_cast<double>(kn * es) / single.ms * 1e-6;  // K and V bytes once
+      const double gbps =
+          2.0 * static_cast<double>(kn * es) / single.ms * 1e-6;  // K and V bytes once
       double btotal = 0, worst = 0, overhead = 0;
       std::size_t nsub = 0, ndisp = 0;
       std::int64_t qrows = 0, ckeys = 0;
@@ -189,7 +198,8 @@ int main(int argc, char** argv) {
         const Result bud = time_case(bc, bc.budget_ms, sets, buf);
         btotal = bud.ms;
         nsub = bud.report.submissions.size();
-        for (std::size_t i = 1; i < nsub; ++i) worst = std::max(worst, bud.report.submissions[i].measured_ms);
+        for (std::size_t i = 1; i < nsub; ++i)
+          worst = std::max(worst, bud.report.submissions[i].measured_ms);
         overhead = (bud.ms / single.ms - 1.0) * 100.0;
         ndisp = bud.report.plan.num_dispatches();
         qrows = bud.report.plan.query_rows;
@@ -198,17 +208,19 @@ int main(int argc, char** argv) {
       }
       std::printf("%-36s %10.3f ms %8.1f TFLOP/s %8.1f GB/s", name, single.ms, tflops, gbps);
       if (bc.budget_ms > 0)
-        std::printf("  | budget %.0f ms: %.3f ms total, %zu submissions, worst after first %.1f ms, overhead %+.1f%% "
-                    "(plan: %zu dispatches, %lld query rows x %lld keys, %d replans)",
-                    bc.budget_ms, btotal, nsub, worst, overhead, ndisp, static_cast<long long>(qrows),
-                    static_cast<long long>(ckeys), replans);
+        std::printf(
+            "  | budget %.0f ms: %.3f ms total, %zu submissions, worst after first %.1f ms, "
+            "overhead %+.1f%% "
+            "(plan: %zu dispatches, %lld query rows x %lld keys, %d replans)",
+            bc.budget_ms, btotal, nsub, worst, overhead, ndisp, static_cast<long long>(qrows),
+            static_cast<long long>(ckeys), replans);
       std::printf("\n");
       std::fflush(stdout);
       if (csv.is_open())
-        csv << bc.group << ',' << bc.D << ',' << bc.Lq << ',' << bc.Lk << ',' << (bc.causal ? 1 : 0) << ','
-            << single.ms << ',' << tflops << ',' << gbps << ',' << bc.budget_ms << ',' << btotal << ',' << nsub
-            << ',' << worst << ',' << overhead << ',' << ndisp << ',' << qrows << ',' << ckeys << ',' << replans
-            << '\n';
+        csv << bc.group << ',' << bc.D << ',' << bc.Lq << ',' << bc.Lk << ',' << (bc.causal ? 1 : 0)
+            << ',' << single.ms << ',' << tflops << ',' << gbps << ',' << bc.budget_ms << ','
+            << btotal << ',' << nsub << ',' << worst << ',' << overhead << ',' << ndisp << ','
+            << qrows << ',' << ckeys << ',' << replans << '\n';
     } catch (const std::exception& e) {
       std::printf("%-36s FAILED: %s\n", name, e.what());
       (void)cudaGetLastError();

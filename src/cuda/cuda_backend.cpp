@@ -44,9 +44,9 @@ void* device_alloc(std::size_t bytes, const char* what) {
   const cudaError_t e = cudaMalloc(&ptr, bytes);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();  // clear the sticky-free error so later calls work
-    const std::string msg = "[longattn::cuda] cudaMalloc(" + std::to_string(bytes) + " bytes) for " +
-                            what + " failed: " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) +
-                            ")";
+    const std::string msg = "[longattn::cuda] cudaMalloc(" + std::to_string(bytes) +
+                            " bytes) for " + what + " failed: " + cudaGetErrorName(e) + " (" +
+                            cudaGetErrorString(e) + ")";
     if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
     throw BackendError(msg);
   }
@@ -197,7 +197,8 @@ class CudaBackend final : public Backend {
       check_cuda(cudaEventCreate(&b), "cudaEventCreate");
       events_.emplace_back(a, b);
     }
-    check_cuda(cudaEventRecord(events_[next_event_].first, stream_), "cudaEventRecord(submission start)");
+    check_cuda(cudaEventRecord(events_[next_event_].first, stream_),
+               "cudaEventRecord(submission start)");
   }
 
   void dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
@@ -210,11 +211,24 @@ class CudaBackend final : public Backend {
     k.k0 = r.k0;
     k.k1 = r.k1;
     switch (d.mode) {
-      case Mode::single_pass: k.in_mode = InMode::sinks; k.out_mode = OutMode::final; break;
-      case Mode::init: k.in_mode = InMode::sinks; k.out_mode = OutMode::state; break;
-      case Mode::accumulate: k.in_mode = InMode::load; k.out_mode = OutMode::state; break;
-      case Mode::finalize: k.in_mode = InMode::load; k.out_mode = OutMode::final; break;
-      default: throw BackendError("[longattn::cuda] dispatch: unknown mode");
+      case Mode::single_pass:
+        k.in_mode = InMode::sinks;
+        k.out_mode = OutMode::final;
+        break;
+      case Mode::init:
+        k.in_mode = InMode::sinks;
+        k.out_mode = OutMode::state;
+        break;
+      case Mode::accumulate:
+        k.in_mode = InMode::load;
+        k.out_mode = OutMode::state;
+        break;
+      case Mode::finalize:
+        k.in_mode = InMode::load;
+        k.out_mode = OutMode::final;
+        break;
+      default:
+        throw BackendError("[longattn::cuda] dispatch: unknown mode");
     }
     if (d.mode != Mode::single_pass) {
       k.st_m = state.m;
@@ -260,25 +274,30 @@ class CudaBackend final : public Backend {
     // (4 for the memory-bound vector kernel), keep each split >= min_units
     // key units, and stay inside the workspace.
     std::int64_t splits = 1;
-    const std::int64_t target = (k.kind == KernelKind::vector ? 4 : 2) * static_cast<std::int64_t>(sms_);
+    const std::int64_t target =
+        (k.kind == KernelKind::vector ? 4 : 2) * static_cast<std::int64_t>(sms_);
     if (base_blocks < target && key_units >= 2 * min_units) {
       splits = std::min(ceil_div(target, base_blocks), key_units / min_units);
-      const std::int64_t row_bytes = p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
+      const std::int64_t row_bytes =
+          p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
       splits = std::min(splits, static_cast<std::int64_t>(kWorkspaceBytes) / row_bytes);
       splits = std::clamp<std::int64_t>(splits, 1, cuda::kMaxSplits);
     }
     // Wave quantization: 320 equal blocks on 264 slots run as two waves, the
     // second 21% full. Splitting keys 3 ways gives 960 blocks in 4 waves,
     // 91% full. Only for blocks of equal work, and only when it gains > 5%.
-    if (splits == 1 && uniform && resident > 0 && base_blocks >= resident && key_units >= 4 * min_units) {
+    if (splits == 1 && uniform && resident > 0 && base_blocks >= resident &&
+        key_units >= 4 * min_units) {
       auto fill = [&](std::int64_t s) {
         const std::int64_t n = base_blocks * s;
         return static_cast<double>(n) / static_cast<double>(ceil_div(n, resident) * resident);
       };
-      const std::int64_t row_bytes = p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
+      const std::int64_t row_bytes =
+          p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
       std::int64_t best = 1;
       for (std::int64_t s = 2; s <= 4; ++s)
-        if (key_units / s >= min_units && s * row_bytes <= static_cast<std::int64_t>(kWorkspaceBytes) &&
+        if (key_units / s >= min_units &&
+            s * row_bytes <= static_cast<std::int64_t>(kWorkspaceBytes) &&
             fill(s) > fill(best) + 0.05)
           best = s;
       splits = best;
@@ -316,7 +335,8 @@ class CudaBackend final : public Backend {
   std::vector<double> finish() override {
     check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     std::vector<double> times;
-    for (std::size_t i = 0; i < next_event_; ++i) times.push_back(elapsed(events_[i].first, events_[i].second));
+    for (std::size_t i = 0; i < next_event_; ++i)
+      times.push_back(elapsed(events_[i].first, events_[i].second));
     next_event_ = 0;
     return times;
   }
@@ -349,8 +369,9 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendConfig& cfg) {
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
     (void)cudaGetLastError();
-    throw Unsupported(std::string("[longattn::cuda] no CUDA device is available (cudaGetDeviceCount: ") +
-                      (e != cudaSuccess ? cudaGetErrorName(e) : "0 devices") + ")");
+    throw Unsupported(
+        std::string("[longattn::cuda] no CUDA device is available (cudaGetDeviceCount: ") +
+        (e != cudaSuccess ? cudaGetErrorName(e) : "0 devices") + ")");
   }
   return std::make_unique<CudaBackend>(cfg);
 }

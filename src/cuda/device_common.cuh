@@ -20,20 +20,32 @@ using i64 = std::int64_t;
 template <typename T>
 __device__ __forceinline__ float to_f(T x);
 template <>
-__device__ __forceinline__ float to_f<float>(float x) { return x; }
+__device__ __forceinline__ float to_f<float>(float x) {
+  return x;
+}
 template <>
-__device__ __forceinline__ float to_f<__half>(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_f<__half>(__half x) {
+  return __half2float(x);
+}
 template <>
-__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
 
 template <typename T>
 __device__ __forceinline__ T from_f(float x);
 template <>
-__device__ __forceinline__ float from_f<float>(float x) { return x; }
+__device__ __forceinline__ float from_f<float>(float x) {
+  return x;
+}
 template <>
-__device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
+__device__ __forceinline__ __half from_f<__half>(float x) {
+  return __float2half_rn(x);
+}
 template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
 
 // Two floats packed into one 32-bit register of two 16-bit values (the
 // lower-indexed element in the low half), as mma.sync operands expect.
@@ -67,9 +79,15 @@ __device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, 
   if (p.mask_kind == 1) return static_cast<const std::uint8_t*>(p.mask)[off] ? 0.f : -INFINITY;
   float x;
   switch (p.mask_dtype) {
-    case 0: x = static_cast<const float*>(p.mask)[off]; break;
-    case 1: x = __half2float(static_cast<const __half*>(p.mask)[off]); break;
-    default: x = __bfloat162float(static_cast<const __nv_bfloat16*>(p.mask)[off]); break;
+    case 0:
+      x = static_cast<const float*>(p.mask)[off];
+      break;
+    case 1:
+      x = __half2float(static_cast<const __half*>(p.mask)[off]);
+      break;
+    default:
+      x = __bfloat162float(static_cast<const __nv_bfloat16*>(p.mask)[off]);
+      break;
   }
   return x * core::kLog2e;
 }
@@ -120,8 +138,8 @@ __device__ __forceinline__ void initial_ml(const KernelParams& p, InMode mode, i
 }
 
 // Writes (m, l) of a row in out mode `mode` (one thread per row).
-__device__ __forceinline__ void store_ml(const KernelParams& p, OutMode mode, int split, i64 b, i64 h,
-                                         i64 q, float m, float l) {
+__device__ __forceinline__ void store_ml(const KernelParams& p, OutMode mode, int split, i64 b,
+                                         i64 h, i64 q, float m, float l) {
   if (mode == OutMode::final) {
     if (p.lse) p.lse[b * p.lse_s[0] + h * p.lse_s[1] + q * p.lse_s[2]] = core::lse_base_e(m, l);
   } else if (mode == OutMode::state) {
@@ -136,8 +154,8 @@ __device__ __forceinline__ void store_ml(const KernelParams& p, OutMode mode, in
 }
 
 // Address of o[d] of a row in out mode state / partial (float32).
-__device__ __forceinline__ float* o_slot(const KernelParams& p, OutMode mode, int split, i64 b, i64 h,
-                                         i64 q) {
+__device__ __forceinline__ float* o_slot(const KernelParams& p, OutMode mode, int split, i64 b,
+                                         i64 h, i64 q) {
   if (mode == OutMode::state) return p.st_o + state_row(p, b, h, q) * p.D;
   return p.part_o + partial_row(p, split, b, h, q) * p.D;
 }
@@ -180,8 +198,8 @@ __device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const v
 
 // D = A(16x16, row) * B(16x8, col) + D, float32 accumulators.
 template <typename T>
-__device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
-                                         std::uint32_t b1);
+__device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)[4],
+                                         std::uint32_t b0, std::uint32_t b1);
 template <>
 __device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], const std::uint32_t (&a)[4],
                                                         std::uint32_t b0, std::uint32_t b1) {

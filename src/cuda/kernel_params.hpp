@@ -39,11 +39,16 @@ struct KernelParams {
   std::int64_t B = 0, Hq = 0, Hkv = 0, group = 1, Lq = 0, Lk = 0, D = 0;
 
   // Tensors; element strides in [B, H, L, D] order.
-  const void* q = nullptr;  std::int64_t q_s[4] = {};
-  const void* k = nullptr;  std::int64_t k_s[4] = {};
-  const void* v = nullptr;  std::int64_t v_s[4] = {};
-  void* o = nullptr;        std::int64_t o_s[4] = {};
-  float* lse = nullptr;     std::int64_t lse_s[3] = {};  // optional, base e
+  const void* q = nullptr;
+  std::int64_t q_s[4] = {};
+  const void* k = nullptr;
+  std::int64_t k_s[4] = {};
+  const void* v = nullptr;
+  std::int64_t v_s[4] = {};
+  void* o = nullptr;
+  std::int64_t o_s[4] = {};
+  float* lse = nullptr;
+  std::int64_t lse_s[3] = {};  // optional, base e
 
   // Whether q / k / v rows can be read 16 bytes at a time: last stride 1,
   // the other strides multiples of 16 bytes, base pointer 16-byte aligned.
@@ -56,10 +61,12 @@ struct KernelParams {
   std::int64_t causal_offset = 0;  // Lk - Lq
   std::int32_t mask_kind = 0;
   std::int32_t mask_dtype = 0;
-  const void* mask = nullptr;  std::int64_t mask_s[4] = {};
+  const void* mask = nullptr;
+  std::int64_t mask_s[4] = {};
 
-  const float* sinks = nullptr;  std::int64_t sinks_stride = 1;  // base e
-  float scale_log2 = 1.f;  // softmax scale * log2(e)
+  const float* sinks = nullptr;
+  std::int64_t sinks_stride = 1;  // base e
+  float scale_log2 = 1.f;         // softmax scale * log2(e)
 
   // The rectangle [q0, q1) x [k0, k1).
   std::int64_t q0 = 0, q1 = 0, k0 = 0, k1 = 0;

@@ -18,7 +18,8 @@ constexpr int kMaxChunks = 8;  // D / 32
 // w sums splits w, w + 4, ... for all dims (independent loads in flight; a
 // single warp looping over every split was latency-bound, ~100 us on decode),
 // and the four partial sums add up.
-__global__ void __launch_bounds__(kMergeWarps * 32) merge_kernel(const __grid_constant__ KernelParams p) {
+__global__ void __launch_bounds__(kMergeWarps * 32)
+    merge_kernel(const __grid_constant__ KernelParams p) {
   __shared__ float fac[kMaxSplits];
   __shared__ float red[2][kMergeWarps];
   __shared__ float part[kMergeWarps][kMaxChunks * 32];
@@ -79,9 +80,15 @@ __global__ void __launch_bounds__(kMergeWarps * 32) merge_kernel(const __grid_co
       const i64 off = b * p.o_s[0] + h * p.o_s[1] + q * p.o_s[2] + d * p.o_s[3];
       const float x = O * inv;
       switch (p.dtype) {
-        case 0: static_cast<float*>(p.o)[off] = x; break;
-        case 1: static_cast<__half*>(p.o)[off] = __float2half_rn(x); break;
-        default: static_cast<__nv_bfloat16*>(p.o)[off] = __float2bfloat16_rn(x); break;
+        case 0:
+          static_cast<float*>(p.o)[off] = x;
+          break;
+        case 1:
+          static_cast<__half*>(p.o)[off] = __float2half_rn(x);
+          break;
+        default:
+          static_cast<__nv_bfloat16*>(p.o)[off] = __float2bfloat16_rn(x);
+          break;
       }
     }
   }

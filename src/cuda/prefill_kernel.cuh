@@ -25,8 +25,8 @@ namespace longattn::cuda {
 // kLds); rows >= nvalid become zeros (so that padding keys never carry NaN
 // into P V). `vec`: 16-byte cp.async; else element loads with any strides.
 template <typename T, int D, int kLds, int kRows, int kThreads>
-__device__ __forceinline__ void load_tile(T* s, const T* g, i64 row_stride, i64 col_stride, i64 nvalid,
-                                          bool vec, int tid) {
+__device__ __forceinline__ void load_tile(T* s, const T* g, i64 row_stride, i64 col_stride,
+                                          i64 nvalid, bool vec, int tid) {
   constexpr int C = D / 8;
   for (int idx = tid; idx < kRows * C; idx += kThreads) {
     const int r = idx / C, c = idx % C;
@@ -51,9 +51,9 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   constexpr int MT = cfg.m_tiles, WR = 16 * MT;  // m-tiles and rows per warp
   constexpr int BM = cfg.block_m, BN = cfg.block_n, NT = cfg.warps * 32;
   constexpr int LDS = D + 8;
-  constexpr int KS = D / 16;   // k-steps of Q K^T
-  constexpr int NS = BN / 8;   // n-tiles of S
-  constexpr int NO = D / 8;    // n-tiles of O
+  constexpr int KS = D / 16;  // k-steps of Q K^T
+  constexpr int NS = BN / 8;  // n-tiles of S
+  constexpr int NO = D / 8;   // n-tiles of O
   static_assert(BM == WR * cfg.warps && D % 16 == 0 && BN % 16 == 0);
   static_assert(!cfg.q_in_regs || MT == 1);
 
@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   T* sQ = reinterpret_cast<T*>(smem_raw);
   constexpr int ST = cfg.stages;
   static_assert(ST == 1 || ST == 2);
-  T* const sK0 = sQ + BM * LDS;       // ST K buffers
+  T* const sK0 = sQ + BM * LDS;        // ST K buffers
   T* const sV0 = sK0 + ST * BN * LDS;  // ST V buffers
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -109,7 +109,8 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       for (int nt = 0; nt < NO; ++nt) {
         float2 x = make_float2(0.f, 0.f);
         if (in_mode == InMode::load && q < qt1)
-          x = *reinterpret_cast<const float2*>(p.st_o + state_row(p, b, h, q) * D + nt * 8 + 2 * t4);
+          x = *reinterpret_cast<const float2*>(p.st_o + state_row(p, b, h, q) * D + nt * 8 +
+                                               2 * t4);
         acc[mt][nt][2 * i] = x.x;
         acc[mt][nt][2 * i + 1] = x.y;
       }
@@ -118,10 +119,12 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   if (t_beg < t_end) {
     load_tile<T, D, LDS, BM, NT>(sQ, qg, p.q_s[2], p.q_s[3], qt1 - qt0, p.vec_q, tid);
     const i64 kt = p.k0 + t_beg * BN;
-    load_tile<T, D, LDS, BN, NT>(sK0, kg + kt * p.k_s[2], p.k_s[2], p.k_s[3], kend - kt, p.vec_k, tid);
+    load_tile<T, D, LDS, BN, NT>(sK0, kg + kt * p.k_s[2], p.k_s[2], p.k_s[3], kend - kt, p.vec_k,
+                                 tid);
     cp_async_commit();
     if constexpr (ST == 2) {
-      load_tile<T, D, LDS, BN, NT>(sV0, vg + kt * p.v_s[2], p.v_s[2], p.v_s[3], kend - kt, p.vec_v, tid);
+      load_tile<T, D, LDS, BN, NT>(sV0, vg + kt * p.v_s[2], p.v_s[2], p.v_s[3], kend - kt, p.vec_v,
+                                   tid);
       cp_async_commit();
     }
   }
@@ -143,14 +146,15 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       __syncthreads();  // K(it) (and Q) landed; every warp is done with tile it-1's buffers
       if (it + 1 < t_end) {
         const i64 kn = kt + BN;
-        load_tile<T, D, LDS, BN, NT>(sK0 + (buf ^ 1) * BN * LDS, kg + kn * p.k_s[2], p.k_s[2], p.k_s[3],
-                                     kend - kn, p.vec_k, tid);
+        load_tile<T, D, LDS, BN, NT>(sK0 + (buf ^ 1) * BN * LDS, kg + kn * p.k_s[2], p.k_s[2],
+                                     p.k_s[3], kend - kn, p.vec_k, tid);
       }
       cp_async_commit();
     } else {
       cp_async_wait_all();
       __syncthreads();  // K(it) (and Q) landed; every warp is done with V(it-1)
-      load_tile<T, D, LDS, BN, NT>(sV, vg + kt * p.v_s[2], p.v_s[2], p.v_s[3], kend - kt, p.vec_v, tid);
+      load_tile<T, D, LDS, BN, NT>(sV, vg + kt * p.v_s[2], p.v_s[2], p.v_s[3], kend - kt, p.vec_v,
+                                   tid);
       cp_async_commit();
     }
 
@@ -165,7 +169,8 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < NS; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+      for (int nt = 0; nt < NS; ++nt)
+        s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
       std::uint32_t a[MT][4];
@@ -236,7 +241,8 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       for (int i = 0; i < 2; ++i) {
         float mx = -INFINITY;
 #pragma unroll
-        for (int nt = 0; nt < NS; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * i], s[mt][nt][2 * i + 1]));
+        for (int nt = 0; nt < NS; ++nt)
+          mx = fmaxf(mx, fmaxf(s[mt][nt][2 * i], s[mt][nt][2 * i + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float m_new = fmaxf(m[mt][i], mx);
@@ -264,8 +270,8 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       __syncthreads();  // V(it) landed; the other V buffer (tile it-1) is free
       if (it + 1 < t_end) {
         const i64 kn = kt + BN;
-        load_tile<T, D, LDS, BN, NT>(sV0 + (buf ^ 1) * BN * LDS, vg + kn * p.v_s[2], p.v_s[2], p.v_s[3],
-                                     kend - kn, p.vec_v, tid);
+        load_tile<T, D, LDS, BN, NT>(sV0 + (buf ^ 1) * BN * LDS, vg + kn * p.v_s[2], p.v_s[2],
+                                     p.v_s[3], kend - kn, p.vec_v, tid);
       }
       cp_async_commit();
     } else {
@@ -273,7 +279,8 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       __syncthreads();  // V(it) landed; every warp is done with K(it)
       if (it + 1 < t_end) {
         const i64 kn = kt + BN;
-        load_tile<T, D, LDS, BN, NT>(sK, kg + kn * p.k_s[2], p.k_s[2], p.k_s[3], kend - kn, p.vec_k, tid);
+        load_tile<T, D, LDS, BN, NT>(sK, kg + kn * p.k_s[2], p.k_s[2], p.k_s[3], kend - kn, p.vec_k,
+                                     tid);
       }
       cp_async_commit();
     }
@@ -341,8 +348,8 @@ void allow_prefill_smem() {
   check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
   const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
   if (!(done.load(std::memory_order_acquire) & bit)) {
-    check_cuda(cudaFuncSetAttribute(prefill_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    tc_smem_bytes(D)),
+    check_cuda(cudaFuncSetAttribute(prefill_kernel<T, D>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, tc_smem_bytes(D)),
                "cudaFuncSetAttribute(prefill_kernel)");
     done.fetch_or(bit, std::memory_order_acq_rel);
   }
@@ -352,8 +359,8 @@ template <typename T, int D>
 int prefill_blocks_per_sm() {
   allow_prefill_smem<T, D>();
   int n = 0;
-  check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, prefill_kernel<T, D>, tc_config(D).warps * 32,
-                                                           tc_smem_bytes(D)),
+  check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                 &n, prefill_kernel<T, D>, tc_config(D).warps * 32, tc_smem_bytes(D)),
              "cudaOccupancyMaxActiveBlocksPerMultiprocessor(prefill_kernel)");
   return n;
 }

@@ -31,7 +31,8 @@ struct Raw8<float> {
 };
 
 template <typename T>
-__device__ __forceinline__ void load_raw(Raw8<T>& r, const T* ptr, i64 col_stride, bool vec, bool valid) {
+__device__ __forceinline__ void load_raw(Raw8<T>& r, const T* ptr, i64 col_stride, bool vec,
+                                         bool valid) {
   if (!valid) {
     r = Raw8<T>{};
   } else if (vec) {
@@ -52,8 +53,14 @@ __device__ __forceinline__ void load_raw(Raw8<T>& r, const T* ptr, i64 col_strid
 template <typename T>
 __device__ __forceinline__ void to_floats(const Raw8<T>& r, float (&x)[8]) {
   if constexpr (sizeof(T) == 4) {
-    x[0] = r.a.x; x[1] = r.a.y; x[2] = r.a.z; x[3] = r.a.w;
-    x[4] = r.b.x; x[5] = r.b.y; x[6] = r.b.z; x[7] = r.b.w;
+    x[0] = r.a.x;
+    x[1] = r.a.y;
+    x[2] = r.a.z;
+    x[3] = r.a.w;
+    x[4] = r.b.x;
+    x[5] = r.b.y;
+    x[6] = r.b.z;
+    x[7] = r.b.w;
   } else {
     const T* h = reinterpret_cast<const T*>(&r.a);
 #pragma unroll
@@ -62,12 +69,13 @@ __device__ __forceinline__ void to_floats(const Raw8<T>& r, float (&x)[8]) {
 }
 
 template <typename T, int D, int R>
-__global__ void __launch_bounds__(kVecWarps * 32, 2) vector_kernel(const __grid_constant__ KernelParams p) {
-  constexpr int LPK = vec_lanes_per_key(D);  // lanes per key
-  constexpr int KPW = 32 / LPK;              // lane groups per warp
+__global__ void __launch_bounds__(kVecWarps * 32, 2)
+    vector_kernel(const __grid_constant__ KernelParams p) {
+  constexpr int LPK = vec_lanes_per_key(D);                               // lanes per key
+  constexpr int KPW = 32 / LPK;                                           // lane groups per warp
   constexpr int NB = vec_keys_per_group(R, static_cast<int>(sizeof(T)));  // keys per group per step
-  constexpr int G = kVecWarps * KPW;         // lane groups per block
-  constexpr int KSTEP = G * NB;              // keys per block per step
+  constexpr int G = kVecWarps * KPW;                                      // lane groups per block
+  constexpr int KSTEP = G * NB;                                           // keys per block per step
   constexpr int NT = kVecWarps * 32;
 
   __shared__ float sm_m[G][R], sm_l[G][R];
@@ -218,8 +226,8 @@ __global__ void __launch_bounds__(kVecWarps * 32, 2) vector_kernel(const __grid_
   // threads still reading the old ones (in place, accumulate mode).
   __shared__ float sm_m0[R], sm_l0[R];
   if (tid < R && p0 + tid < P)
-    initial_ml(p, in_mode, b, hkv * p.group + (p0 + tid) % p.group, p.q0 + (p0 + tid) / p.group, sm_m0[tid],
-               sm_l0[tid]);
+    initial_ml(p, in_mode, b, hkv * p.group + (p0 + tid) % p.group, p.q0 + (p0 + tid) / p.group,
+               sm_m0[tid], sm_l0[tid]);
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     if (c == 0) {
@@ -275,10 +283,14 @@ void launch_vector_rows(const KernelParams& p, cudaStream_t stream) {
 template <typename T, int D>
 void launch_vector(const KernelParams& p, cudaStream_t stream) {
   switch (p.rows_per_block) {
-    case 1: return launch_vector_rows<T, D, 1>(p, stream);
-    case 2: return launch_vector_rows<T, D, 2>(p, stream);
-    case 4: return launch_vector_rows<T, D, 4>(p, stream);
-    case 8: return launch_vector_rows<T, D, 8>(p, stream);
+    case 1:
+      return launch_vector_rows<T, D, 1>(p, stream);
+    case 2:
+      return launch_vector_rows<T, D, 2>(p, stream);
+    case 4:
+      return launch_vector_rows<T, D, 4>(p, stream);
+    case 8:
+      return launch_vector_rows<T, D, 8>(p, stream);
     default:
       throw BackendError("[longattn::cuda] vector kernel: rows_per_block = " +
                          std::to_string(p.rows_per_block) + " is not 1, 2, 4 or 8");

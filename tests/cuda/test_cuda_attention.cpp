@@ -52,7 +52,8 @@ TEST_F(CudaAttention, LengthsAroundTiles) {
 
 TEST_F(CudaAttention, MoreQueriesThanKeysCausal) {
   for (DType t : kDtypes)
-    for (auto [Lq, Lk] : {std::pair<std::int64_t, std::int64_t>{5, 3}, {97, 48}, {130, 64}, {200, 1}}) {
+    for (auto [Lq, Lk] :
+         {std::pair<std::int64_t, std::int64_t>{5, 3}, {97, 48}, {130, 64}, {200, 1}}) {
       Case c;
       c.Hq = 3, c.Hkv = 1, c.Lq = Lq, c.Lk = Lk, c.D = 128;
       c.dtype = t;
@@ -178,7 +179,8 @@ TEST_F(CudaAttention, ChunkedEqualsSinglePass) {
   std::uint64_t seed = 900;
   for (DType t : kDtypes)
     for (bool causal : {false, true})
-      for (auto [chunk, rows] : {std::pair<std::int64_t, std::int64_t>{64, 0}, {100, 48}, {17, 5}}) {
+      for (auto [chunk, rows] :
+           {std::pair<std::int64_t, std::int64_t>{64, 0}, {100, 48}, {17, 5}}) {
         Case c;
         c.B = 1, c.Hq = 4, c.Hkv = 1, c.Lq = 96, c.Lk = 333, c.D = 128;
         c.dtype = t;

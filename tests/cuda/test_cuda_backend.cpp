@@ -1,9 +1,8 @@
 // The CUDA Backend itself: availability, errors (out of memory names the call
 // and the bytes, unsupported head dims), timing without host waits, and the
 // element-wise load path for strides that 16-byte loads cannot serve.
-#include <gtest/gtest.h>
-
 #include <cuda_runtime.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
@@ -100,8 +99,10 @@ TEST_F(CudaBackend, ElementStridedLayouts) {
             const std::int64_t bb = i / (H * L), hh = (i / L) % H, ll = i % L;
             const std::int64_t src = bb * b.view.strides[0] + hh * b.view.strides[1] +
                                      ll * b.view.strides[2] + x * b.view.strides[3];
-            std::memcpy(host.data() + static_cast<std::size_t>(i * D * 2 + 2 * x) * es,
-                        static_cast<const std::byte*>(b.view.data) + static_cast<std::size_t>(src) * es, es);
+            std::memcpy(
+                host.data() + static_cast<std::size_t>(i * D * 2 + 2 * x) * es,
+                static_cast<const std::byte*>(b.view.data) + static_cast<std::size_t>(src) * es,
+                es);
           }
         void* p = nullptr;
         EXPECT_EQ(cudaMalloc(&p, host.size()), cudaSuccess);
@@ -115,16 +116,19 @@ TEST_F(CudaBackend, ElementStridedLayouts) {
       const auto q = strided(d.q, Hq, Lq), k = strided(d.k, Hkv, Lk), v = strided(d.v, Hkv, Lk);
       void* out = nullptr;
       ASSERT_EQ(cudaMalloc(&out, d.out.bytes.size()), cudaSuccess);
-      ASSERT_EQ(cudaMemcpy(out, d.out.bytes.data(), d.out.bytes.size(), cudaMemcpyHostToDevice), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(out, d.out.bytes.data(), d.out.bytes.size(), cudaMemcpyHostToDevice),
+                cudaSuccess);
       longattn::AttentionOptions o;
       o.backend = longattn::BackendKind::cuda;
       o.causal = true;
       o.scale = c.effective_scale();
       longattn::attention(q, k, v, d.out.view_at(out, longattn::Device::cuda), o);
-      ASSERT_EQ(cudaMemcpy(d.out.bytes.data(), out, d.out.bytes.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(d.out.bytes.data(), out, d.out.bytes.size(), cudaMemcpyDeviceToHost),
+                cudaSuccess);
       for (void* p : {q.data, k.data, v.data, out}) (void)cudaFree(p);
       const auto m = lt::metric(d.out.read(), d.expected().o);
-      EXPECT_LE(m.err, lt::tolerance(t)) << c.name() << " " << m.describe_worst(d.out.read(), d.expected().o);
+      EXPECT_LE(m.err, lt::tolerance(t))
+          << c.name() << " " << m.describe_worst(d.out.read(), d.expected().o);
     }
 }
 

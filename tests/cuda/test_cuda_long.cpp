@@ -21,7 +21,8 @@ using longattn::DType;
 struct DeviceArray {
   void* p = nullptr;
   explicit DeviceArray(std::size_t bytes) {
-    if (cudaMalloc(&p, bytes) != cudaSuccess) throw std::runtime_error("cudaMalloc " + std::to_string(bytes));
+    if (cudaMalloc(&p, bytes) != cudaSuccess)
+      throw std::runtime_error("cudaMalloc " + std::to_string(bytes));
   }
   ~DeviceArray() { (void)cudaFree(p); }
 };
@@ -38,11 +39,13 @@ class CudaLong : public lt::gpu::CudaTest {};
 
 TEST_F(CudaLong, CausalPrefillOneMillionTokensBudgeted) {
   const char* on = std::getenv("LONGATTN_CUDA_LONG");
-  if (on == nullptr || std::string(on) != "1") GTEST_SKIP() << "set LONGATTN_CUDA_LONG=1 to run (~22 GB, ~30 s)";
+  if (on == nullptr || std::string(on) != "1")
+    GTEST_SKIP() << "set LONGATTN_CUDA_LONG=1 to run (~22 GB, ~30 s)";
   std::int64_t L = 1048576;
   if (const char* l = std::getenv("LONGATTN_CUDA_LONG_L")) L = std::atoll(l);
   const std::int64_t Hq = 32, Hkv = 8, D = 128;
-  const std::size_t nq = static_cast<std::size_t>(Hq * L * D), nk = static_cast<std::size_t>(Hkv * L * D);
+  const std::size_t nq = static_cast<std::size_t>(Hq * L * D),
+                    nk = static_cast<std::size_t>(Hkv * L * D);
   DeviceArray q(nq * 2), k(nk * 2), v(nk * 2), o(nq * 2), lse(static_cast<std::size_t>(Hq * L) * 4);
   ASSERT_EQ(lt::gpu::fill_uniform_bf16(q.p, nq, 1, 1.7f), cudaSuccess);
   ASSERT_EQ(lt::gpu::fill_uniform_bf16(k.p, nk, 2, 1.7f), cudaSuccess);
@@ -68,11 +71,12 @@ TEST_F(CudaLong, CausalPrefillOneMillionTokensBudgeted) {
   double worst_after_first = 0;
   for (std::size_t i = 1; i < report.submissions.size(); ++i)
     worst_after_first = std::max(worst_after_first, report.submissions[i].measured_ms);
-  std::printf("[long] L=%lld: %zu submissions, %zu dispatches, GPU %.1f ms, wall %.1f ms, %.1f TFLOP/s, "
-              "budget misses %d, worst submission after the first %.1f ms, replans %d\n",
-              static_cast<long long>(L), report.submissions.size(), report.plan.num_dispatches(),
-              report.total_ms, report.wall_ms, report.total_flops / report.total_ms * 1e-9,
-              report.budget_misses, worst_after_first, report.replans);
+  std::printf(
+      "[long] L=%lld: %zu submissions, %zu dispatches, GPU %.1f ms, wall %.1f ms, %.1f TFLOP/s, "
+      "budget misses %d, worst submission after the first %.1f ms, replans %d\n",
+      static_cast<long long>(L), report.submissions.size(), report.plan.num_dispatches(),
+      report.total_ms, report.wall_ms, report.total_flops / report.total_ms * 1e-9,
+      report.budget_misses, worst_after_first, report.replans);
   EXPECT_TRUE(report.completed);
   EXPECT_LE(worst_after_first, 100.0);
 
@@ -81,13 +85,20 @@ TEST_F(CudaLong, CausalPrefillOneMillionTokensBudgeted) {
   double worst = 0;
   for (std::int64_t h : {0, 13, 31}) {
     const std::int64_t hk = h / (Hq / Hkv);
-    const auto K = download_bf16(static_cast<std::uint16_t*>(k.p) + hk * L * D, static_cast<std::size_t>(L * D));
-    const auto V = download_bf16(static_cast<std::uint16_t*>(v.p) + hk * L * D, static_cast<std::size_t>(L * D));
-    for (std::int64_t i : {std::int64_t{0}, std::int64_t{1}, std::int64_t{4097}, L / 2 + 7, L - 1}) {
-      const auto Q = download_bf16(static_cast<std::uint16_t*>(q.p) + (h * L + i) * D, static_cast<std::size_t>(D));
-      const auto O = download_bf16(static_cast<std::uint16_t*>(o.p) + (h * L + i) * D, static_cast<std::size_t>(D));
+    const auto K = download_bf16(static_cast<std::uint16_t*>(k.p) + hk * L * D,
+                                 static_cast<std::size_t>(L * D));
+    const auto V = download_bf16(static_cast<std::uint16_t*>(v.p) + hk * L * D,
+                                 static_cast<std::size_t>(L * D));
+    for (std::int64_t i :
+         {std::int64_t{0}, std::int64_t{1}, std::int64_t{4097}, L / 2 + 7, L - 1}) {
+      const auto Q = download_bf16(static_cast<std::uint16_t*>(q.p) + (h * L + i) * D,
+                                   static_cast<std::size_t>(D));
+      const auto O = download_bf16(static_cast<std::uint16_t*>(o.p) + (h * L + i) * D,
+                                   static_cast<std::size_t>(D));
       float got_lse = 0;
-      ASSERT_EQ(cudaMemcpy(&got_lse, static_cast<float*>(lse.p) + h * L + i, 4, cudaMemcpyDeviceToHost), cudaSuccess);
+      ASSERT_EQ(
+          cudaMemcpy(&got_lse, static_cast<float*>(lse.p) + h * L + i, 4, cudaMemcpyDeviceToHost),
+          cudaSuccess);
       std::vector<double> s(static_cast<std::size_t>(i + 1));
       double mx = -std::numeric_limits<double>::infinity();
       for (std::int64_t j = 0; j <= i; ++j) {
@@ -106,12 +117,14 @@ TEST_F(CudaLong, CausalPrefillOneMillionTokensBudgeted) {
       double err = std::abs(got_lse - (mx + std::log(sum)));
       double big = 1;
       for (std::int64_t d = 0; d < D; ++d) big = std::max(big, std::abs(want[d] / sum));
-      for (std::int64_t d = 0; d < D; ++d) err = std::max(err, std::abs(O[d] - want[d] / sum) / big);
+      for (std::int64_t d = 0; d < D; ++d)
+        err = std::max(err, std::abs(O[d] - want[d] / sum) / big);
       worst = std::max(worst, err);
       EXPECT_LE(err, lt::tolerance(DType::bfloat16)) << "row " << i << " head " << h;
     }
   }
-  std::printf("[long] sampled rows: worst error %.2e (tolerance %.2e)\n", worst, lt::tolerance(DType::bfloat16));
+  std::printf("[long] sampled rows: worst error %.2e (tolerance %.2e)\n", worst,
+              lt::tolerance(DType::bfloat16));
 }
 
 }  // namespace
