@@ -12,8 +12,8 @@ namespace longattn::cuda {
 
 inline void check_cuda(cudaError_t e, const char* call) {
   if (e == cudaSuccess) return;
-  const std::string msg = std::string("[longattn::cuda] ") + call + " failed: " + cudaGetErrorName(e) +
-                          " (" + cudaGetErrorString(e) + ")";
+  const std::string msg = std::string("[longattn::cuda] ") + call +
+                          " failed: " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
   if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
   throw BackendError(msg);
 }
