@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -119,6 +120,7 @@ KernelParams make_params(const Problem& p) {
 struct DeviceInfo {
   std::string name;
   int sms = 1;
+  bool hopper = false;  // compute capability 9.0 and this build has sm_90a code
   std::vector<float*> free_workspaces;
 };
 std::mutex g_mutex;
@@ -133,6 +135,9 @@ DeviceInfo& device_info(int device) {  // g_mutex held
   info.name = std::string(prop.name) + " (device " + std::to_string(device) + ", " +
               std::to_string(prop.multiProcessorCount) + " SMs)";
   info.sms = prop.multiProcessorCount;
+#ifdef LONGATTN_CUDA_SM90A
+  info.hopper = prop.major == 9 && prop.minor == 0;
+#endif
   return g_devices.emplace(device, std::move(info)).first->second;
 }
 
@@ -145,6 +150,7 @@ class CudaBackend final : public Backend {
     DeviceInfo& info = device_info(device_);
     device_name_ = info.name;
     sms_ = info.sms;
+    hopper_ = info.hopper;
     if (!info.free_workspaces.empty()) {
       workspace_ = info.free_workspaces.back();
       info.free_workspaces.pop_back();
@@ -258,12 +264,19 @@ class CudaBackend final : public Backend {
         throw Unsupported("[longattn::cuda] B * Hkv = " + std::to_string(p.B * p.Hkv) +
                           " exceeds the grid limit 65535");
     } else {
-      k.kind = KernelKind::tensor_core;
-      const cuda::TcConfig cfg = cuda::tc_config(static_cast<int>(p.D));
-      base_blocks = ceil_div(nq, cfg.block_m) * p.B * p.Hq;
-      key_units = ceil_div(keys, cfg.block_n);
+      const int hd = static_cast<int>(p.D);
+      if (use_wgmma(p, k)) {
+        k.kind = KernelKind::wgmma;
+        base_blocks = ceil_div(nq, cuda::hopper_config(hd).block_m) * p.B * p.Hq;
+        key_units = ceil_div(keys, cuda::hopper_config(hd).block_n);
+        resident = sms_;  // one block per SM (launch bounds)
+      } else {
+        k.kind = KernelKind::tensor_core;
+        base_blocks = ceil_div(nq, cuda::tc_config(hd).block_m) * p.B * p.Hq;
+        key_units = ceil_div(keys, cuda::tc_config(hd).block_n);
+        resident = tc_blocks_per_sm(entry) * sms_;
+      }
       min_units = 4;
-      resident = tc_blocks_per_sm(entry) * sms_;
       uniform = !p.causal || keys >= 4 * nq;
       if (p.B * p.Hq > 65535)
         throw Unsupported("[longattn::cuda] B * Hq = " + std::to_string(p.B * p.Hq) +
@@ -313,6 +326,17 @@ class CudaBackend final : public Backend {
     if (splits > 1) cuda::launch_merge(k, stream_);
   }
 
+  // The Hopper kernel serves 16-bit prefill at D in {64, 128, 256} without
+  // array masks, on rows TMA can read (16-byte aligned, unit last stride);
+  // everything else, or LONGATTN_CUDA_PREFILL=mma, takes the mma.sync kernel.
+  bool use_wgmma(const Problem& p, const KernelParams& k) const {
+    if (!hopper_ || !cuda::hopper_head_dim(static_cast<int>(p.D)) || k.mask_kind != 0 ||
+        !k.vec_q || !k.vec_k || !k.vec_v)
+      return false;
+    const char* env = std::getenv("LONGATTN_CUDA_PREFILL");
+    return env == nullptr || std::string(env) != "mma";
+  }
+
   // Resident tensor-core blocks per SM for this (dtype, head_dim), cached.
   std::int64_t tc_blocks_per_sm(const cuda::LauncherEntry& e) {
     const int key = e.dtype * 1024 + e.head_dim;
@@ -352,6 +376,7 @@ class CudaBackend final : public Backend {
   bool host_wait_ = true;
   int device_ = 0;
   int sms_ = 1;
+  bool hopper_ = false;
   std::string device_name_;
   float* workspace_ = nullptr;
   std::vector<float*> states_;

@@ -30,6 +30,9 @@ enum class KernelKind : std::int32_t {
   tensor_core = 0,  // prefill: mma.sync m16n8k16, float16 / bfloat16
   vector = 1,       // decode and float32: CUDA cores, the query heads of a
                     // GQA group packed so each K/V row is read once
+  wgmma = 2,        // prefill on sm_90a: TMA + warpgroup MMA (hopper_kernel.cuh);
+                    // the launcher falls back to tensor_core when TMA cannot
+                    // describe the layout
 };
 
 struct KernelParams {
@@ -82,7 +85,8 @@ struct KernelParams {
 
   // Split-K partial workspace: `splits` slots of N = B*Hq*(q1-q0) rows each;
   // row (b, h, q) of slot s at s*N + (b*Hq + h)*(q1-q0) + q - q0.
-  // part_m[s*N + r], part_l[...], part_o[(s*N + r) * D + d].
+  // part_m[s*N + r], part_l[...], part_o[(s*N + r) * D + d]; part_o is
+  // 16-byte aligned (the merge kernel reads it as float4, D % 4 == 0).
   float* part_m = nullptr;
   float* part_l = nullptr;
   float* part_o = nullptr;
@@ -127,9 +131,38 @@ constexpr int tc_smem_bytes(int d) {
   return (tc_config(d).block_m + 2 * tc_config(d).stages * tc_config(d).block_n) * (d + 8) * 2;
 }
 
+// Hopper prefill (hopper_kernel.cuh): one producer warpgroup streams Q, K
+// and V tiles with TMA into `stages`-deep K/V buffers; two consumer
+// warpgroups own 64 query rows each (block_m 128) and run S = Q K^T and
+// O += P V on wgmma. Head dims with 64-element (128-byte) column blocks only.
+// block_n 128 for D <= 128; D = 256 takes 64-key tiles, since its O
+// accumulators (128 registers a thread) leave room for a 64-wide S only.
+struct HopperConfig {
+  int block_m;
+  int block_n;
+  int stages;
+};
+constexpr bool hopper_head_dim(int d) { return d == 64 || d == 128 || d == 256; }
+constexpr HopperConfig hopper_config(int d) {
+  return d <= 128 ? HopperConfig{128, 128, 2} : HopperConfig{128, 64, 2};
+}
+constexpr int kHopperThreads = 384;
+constexpr int hopper_smem_bytes(int d) {
+  // Q tile + stages x (K and V tiles) + barriers, + 1024 for aligning the
+  // base to the 128-byte swizzle's 1024-byte pattern.
+  return (hopper_config(d).block_m + 2 * hopper_config(d).stages * hopper_config(d).block_n) * d *
+             2 +
+         256 + 1024;
+}
+
 // Vector kernel: 4 warps; a lane holds 8 dims of a key, so a key spans
 // lanes_per_key lanes (D / 8 rounded up to a power of 2).
 constexpr int kVecWarps = 4;
+// Vector-kernel blocks resident per SM: the kernel's __launch_bounds__
+// minimum, so the compiler caps registers to fit it (ptxas, sm_90a: 229
+// registers for bfloat16 D = 128 with 4 rows, no spills; a minimum of 3
+// spills there). The host sizes split-K to waves of sms x this many blocks.
+constexpr int kVecBlocksPerSm = 2;
 constexpr int vec_lanes_per_key(int d) {
   int n = 1;
   while (n * 8 < d) n *= 2;

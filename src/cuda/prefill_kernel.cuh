@@ -18,6 +18,7 @@
 
 #include "cuda/check.hpp"
 #include "cuda/device_common.cuh"
+#include "cuda/tile_softmax.cuh"
 
 namespace longattn::cuda {
 
@@ -96,24 +97,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       const i64 q = qt0 + warp * WR + mt * 16 + g + 8 * i;
-      if (q < qt1) {
-        initial_ml(p, in_mode, b, h, q, m[mt][i], l[mt][i]);
-      } else {
-        m[mt][i] = -INFINITY;
-        l[mt][i] = 0.f;
-      }
-      // l is a per-thread partial sum over this thread's columns, reduced
-      // over the quad at the end; only one lane of the quad carries l_init.
-      if (t4 != 0) l[mt][i] = 0.f;
-#pragma unroll
-      for (int nt = 0; nt < NO; ++nt) {
-        float2 x = make_float2(0.f, 0.f);
-        if (in_mode == InMode::load && q < qt1)
-          x = *reinterpret_cast<const float2*>(p.st_o + state_row(p, b, h, q) * D + nt * 8 +
-                                               2 * t4);
-        acc[mt][nt][2 * i] = x.x;
-        acc[mt][nt][2 * i + 1] = x.y;
-      }
+      init_row(p, in_mode, b, h, q, q < qt1, t4, i, m[mt][i], l[mt][i], acc[mt]);
     }
 
   if (t_beg < t_end) {
@@ -206,17 +190,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           const i64 q = qt0 + warp * WR + mt * 16 + g + 8 * i;
-          i64 lim = q < qt1 ? kend : kt;  // rows past the rectangle see nothing
-          if (p.causal) lim = min(lim, q + p.causal_offset + 1);
-          const int ncol = static_cast<int>(max(i64{0}, min(lim - kt, i64{BN})));
-#pragma unroll
-          for (int nt = 0; nt < NS; ++nt)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int col = nt * 8 + 2 * t4 + e;
-              float& x = s[mt][nt][2 * i + e];
-              x = col < ncol ? x * p.scale_log2 : -INFINITY;
-            }
+          limit_row(s[mt], i, t4, visible_cols<BN>(p, q, qt1, kend, kt), p.scale_log2);
         }
       } else if (need_mask) {
 #pragma unroll
@@ -234,35 +208,8 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
           for (int e = 0; e < 4; ++e) s[mt][nt][e] *= p.scale_log2;
       }
 
-      // Online softmax, base 2. A row that has seen only masked keys keeps
-      // m = -inf; we then subtract 0 instead of m so that 2^(-inf - -inf)
-      // never turns into NaN.
 #pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < NS; ++nt)
-          mx = fmaxf(mx, fmaxf(s[mt][nt][2 * i], s[mt][nt][2 * i + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m[mt][i], mx);
-        const float alpha = m_new == -INFINITY ? 0.f : fast_exp2(m[mt][i] - m_new);
-        const float ms = m_new == -INFINITY ? 0.f : m_new;
-        m[mt][i] = m_new;
-        float sum = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < NS; ++nt) {
-          s[mt][nt][2 * i] = fast_exp2(s[mt][nt][2 * i] - ms);
-          s[mt][nt][2 * i + 1] = fast_exp2(s[mt][nt][2 * i + 1] - ms);
-          sum += s[mt][nt][2 * i] + s[mt][nt][2 * i + 1];
-        }
-        l[mt][i] = l[mt][i] * alpha + sum;
-#pragma unroll
-        for (int nt = 0; nt < NO; ++nt) {
-          acc[mt][nt][2 * i] *= alpha;
-          acc[mt][nt][2 * i + 1] *= alpha;
-        }
-      }
+      for (int i = 0; i < 2; ++i) softmax_row(s[mt], acc[mt], i, m[mt][i], l[mt][i]);
     }
 
     if constexpr (ST == 2) {
@@ -290,12 +237,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
     for (int kk = 0; kk < BN / 16; ++kk) {
       std::uint32_t a[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        a[mt][0] = pack2<T>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-        a[mt][1] = pack2<T>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-        a[mt][2] = pack2<T>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-        a[mt][3] = pack2<T>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-      }
+      for (int mt = 0; mt < MT; ++mt) pack_p<T>(s[mt], kk, a[mt]);
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         std::uint32_t vb[4];
@@ -315,28 +257,8 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      float li = l[mt][i];
-      li += __shfl_xor_sync(0xffffffffu, li, 1);
-      li += __shfl_xor_sync(0xffffffffu, li, 2);
       const i64 q = qt0 + warp * WR + mt * 16 + g + 8 * i;
-      if (q >= qt1) continue;
-      if (t4 == 0) store_ml(p, out_mode, split, b, h, q, m[mt][i], li);
-      if (out_mode == OutMode::final) {
-        const float inv = core::inv_sum(li);
-        T* orow = out_row<T>(p, b, h, q);
-#pragma unroll
-        for (int nt = 0; nt < NO; ++nt) {
-          const i64 d = nt * 8 + 2 * t4;
-          orow[d * p.o_s[3]] = from_f<T>(acc[mt][nt][2 * i] * inv);
-          orow[(d + 1) * p.o_s[3]] = from_f<T>(acc[mt][nt][2 * i + 1] * inv);
-        }
-      } else {
-        float* os = o_slot(p, out_mode, split, b, h, q);
-#pragma unroll
-        for (int nt = 0; nt < NO; ++nt)
-          *reinterpret_cast<float2*>(os + nt * 8 + 2 * t4) =
-              make_float2(acc[mt][nt][2 * i], acc[mt][nt][2 * i + 1]);
-      }
+      store_row<T>(p, out_mode, split, b, h, q, q < qt1, t4, i, m[mt][i], l[mt][i], acc[mt]);
     }
 }
 

@@ -42,6 +42,7 @@ configure_file(${_la_cuda_dir}/registry.cpp.in ${_la_gen_dir}/registry.cpp @ONLY
 target_sources(longattn PRIVATE
   ${_la_cuda_dir}/cuda_backend.cpp
   ${_la_cuda_dir}/merge_kernel.cu
+  ${_la_cuda_dir}/tensor_map.cpp
   ${_la_gen_dir}/registry.cpp
   ${_la_sources})
 # The CUDA sources are C++17: CMake 3.25 does not know how to ask nvcc for
@@ -51,4 +52,8 @@ set_target_properties(longattn PROPERTIES
   CUDA_ARCHITECTURES "${LONGATTN_CUDA_ARCHS}"
   CUDA_RUNTIME_LIBRARY Shared)
 target_link_libraries(longattn PUBLIC CUDA::cudart)
+# The host picks the Hopper kernel only when its sm_90a code is in the binary.
+if("90a" IN_LIST LONGATTN_CUDA_ARCHS)
+  target_compile_definitions(longattn PRIVATE LONGATTN_CUDA_SM90A)
+endif()
 target_compile_options(longattn PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo --expt-relaxed-constexpr>)

@@ -69,7 +69,7 @@ __device__ __forceinline__ void to_floats(const Raw8<T>& r, float (&x)[8]) {
 }
 
 template <typename T, int D, int R>
-__global__ void __launch_bounds__(kVecWarps * 32, 2)
+__global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
     vector_kernel(const __grid_constant__ KernelParams p) {
   constexpr int LPK = vec_lanes_per_key(D);                               // lanes per key
   constexpr int KPW = 32 / LPK;                                           // lane groups per warp

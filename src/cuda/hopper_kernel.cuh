@@ -1,0 +1,229 @@
+// Hopper prefill kernel (sm_90a): TMA + warpgroup MMA, FlashAttention-3's
+// warp-specialized shape without its intra-warpgroup software pipelining.
+//
+// One block = 128 query rows of one (b, h) against its split of the
+// rectangle's key tiles; 3 warpgroups:
+//   producer (warpgroup 0, one thread): Q once, then per key tile K(i) and
+//     V(i) into `stages` ring buffers, each completing on a "full" mbarrier
+//     and reused after the consumers arrive on its "empty" mbarrier;
+//   consumers (warpgroups 1, 2; 64 rows each), per key tile:
+//     S = Q K^T        wgmma, A and B from shared memory
+//     softmax          the same row steps as the mma.sync kernel (tile_softmax.cuh)
+//     O += P V         wgmma, P from registers, V from shared memory (transposed)
+// The two consumers run unsynchronized, so one's softmax overlaps the
+// other's matrix products. Registers move from the producer (40) to the
+// consumers (232): O is 64 (D = 128) or 128 (D = 256) floats a thread.
+//
+// Shared memory tiles are rows of 64 16-bit elements (128 bytes), written
+// by TMA with the 128-byte swizzle that wgmma descriptors read; a D-wide
+// tile is D / 64 such column blocks, one after another.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+
+#include "cuda/check.hpp"
+#include "cuda/device_common.cuh"
+#include "cuda/sm90.cuh"
+#include "cuda/tensor_map.hpp"
+#include "cuda/tile_softmax.cuh"
+#include "cuda/wgmma.cuh"
+
+namespace longattn::cuda {
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kHopperThreads, 1)
+    hopper_kernel(const __grid_constant__ KernelParams p, const __grid_constant__ CUtensorMap tq,
+                  const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr HopperConfig cfg = hopper_config(D);
+  constexpr int BM = cfg.block_m, BN = cfg.block_n, ST = cfg.stages;
+  constexpr int CB = D / 64;  // 128-byte column blocks
+  constexpr int NS = BN / 8, NO = D / 8;
+  constexpr std::uint32_t kQBytes = BM * D * 2, kKVBytes = BN * D * 2;
+  static_assert(BM == 128 && D % 64 == 0 && BN % 16 == 0);
+
+  extern __shared__ uint4 hopper_smem[];
+  const std::uint32_t sQ = (smem_addr(hopper_smem) + 1023u) & ~1023u;
+  const std::uint32_t sK = sQ + kQBytes, sV = sK + ST * kKVBytes;
+  const std::uint32_t bars = sV + ST * kKVBytes;
+  const std::uint32_t q_full = bars;
+  auto k_full = [&](int s) { return bars + 8u * (1 + s); };
+  auto v_full = [&](int s) { return bars + 8u * (1 + ST + s); };
+  auto k_empty = [&](int s) { return bars + 8u * (1 + 2 * ST + s); };
+  auto v_empty = [&](int s) { return bars + 8u * (1 + 3 * ST + s); };
+
+  const i64 bh = blockIdx.y, b = bh / p.Hq, h = bh % p.Hq, hkv = h / p.group;
+  // Heaviest causal tiles (last rows) first, for load balance.
+  const i64 qt0 = p.q0 + static_cast<i64>(gridDim.x - 1 - blockIdx.x) * BM;
+  const i64 qt1 = min(qt0 + BM, p.q1);
+  const int split = blockIdx.z;
+  i64 kend = p.k1;
+  if (p.causal) kend = min(kend, max(p.k0, qt1 - 1 + p.causal_offset + 1));
+  const i64 ntiles = kend > p.k0 ? (kend - p.k0 + BN - 1) / BN : 0;
+  const i64 per = (ntiles + p.splits - 1) / p.splits;
+  const i64 t_beg = min(ntiles, split * per), t_end = min(ntiles, t_beg + per);
+  const i64 kfull = p.causal ? min(p.k1, qt0 + p.causal_offset + 1) : p.k1;
+
+  if (threadIdx.x == 0) {
+    sm90::mbar_init(q_full, 1);
+    for (int s = 0; s < ST; ++s) {
+      sm90::mbar_init(k_full(s), 1);
+      sm90::mbar_init(v_full(s), 1);
+      // Lane 0 of each of the 8 consumer warps arrives once it is done.
+      sm90::mbar_init(k_empty(s), 8);
+      sm90::mbar_init(v_empty(s), 8);
+    }
+    sm90::fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int wg = threadIdx.x / 128;
+  if (wg == 0) {
+    sm90::reg_dealloc<40>();
+    if (threadIdx.x == 0 && t_beg < t_end) {
+      const int ib = static_cast<int>(b), ih = static_cast<int>(h), ikv = static_cast<int>(hkv);
+      sm90::mbar_arrive_expect_tx(q_full, kQBytes);
+#pragma unroll
+      for (int cb = 0; cb < CB; ++cb)
+        sm90::tma_load_4d(sQ + cb * BM * 128, &tq, q_full, cb * 64, static_cast<int>(qt0), ih, ib);
+      for (i64 it = t_beg; it < t_end; ++it) {
+        const int n = static_cast<int>(it - t_beg), s = n % ST;
+        const std::uint32_t ph = (n / ST) & 1;
+        const int kt = static_cast<int>(p.k0 + it * BN);
+        // A fresh barrier counts as having completed the phase before its
+        // first, so the first pass over the ring does not wait.
+        sm90::mbar_wait(k_empty(s), ph ^ 1);
+        sm90::mbar_arrive_expect_tx(k_full(s), kKVBytes);
+#pragma unroll
+        for (int cb = 0; cb < CB; ++cb)
+          sm90::tma_load_4d(sK + s * kKVBytes + cb * BN * 128, &tk, k_full(s), cb * 64, kt, ikv, ib);
+        sm90::mbar_wait(v_empty(s), ph ^ 1);
+        sm90::mbar_arrive_expect_tx(v_full(s), kKVBytes);
+#pragma unroll
+        for (int cb = 0; cb < CB; ++cb)
+          sm90::tma_load_4d(sV + s * kKVBytes + cb * BN * 128, &tv, v_full(s), cb * 64, kt, ikv, ib);
+      }
+    }
+    return;
+  }
+
+  sm90::reg_alloc<232>();
+  const int cw = wg - 1;  // consumer warpgroup: rows [64 cw, 64 cw + 64) of the tile
+  const int ctid = threadIdx.x % 128, lane = threadIdx.x % 32;
+  const int g = lane >> 2, t4 = lane & 3;
+  const InMode in_mode = p.splits > 1 ? InMode::empty : p.in_mode;
+  const OutMode out_mode = p.splits > 1 ? OutMode::partial : p.out_mode;
+  i64 q[2];
+  float m[2], l[2];
+  float acc[NO][4];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    q[i] = qt0 + cw * 64 + (ctid / 32) * 16 + g + 8 * i;
+    init_row(p, in_mode, b, h, q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
+  }
+
+  if (t_beg < t_end) sm90::mbar_wait(q_full, 0);
+  const std::uint32_t sQw = sQ + cw * 64 * 128;
+  for (i64 it = t_beg; it < t_end; ++it) {
+    const int n = static_cast<int>(it - t_beg), s = n % ST;
+    const std::uint32_t ph = (n / ST) & 1;
+    const i64 kt = p.k0 + it * BN;
+
+    float sc[NS][4];
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+    sm90::mbar_wait(k_full(s), ph);
+    sm90::fence_operands(sc);
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      const std::uint32_t off = (ks % 4) * 32u;  // 16 elements along the 128-byte row
+      const std::uint64_t da = sm90::desc_sw128(sQw + (ks / 4) * BM * 128 + off, 16, 1024);
+      const std::uint64_t db =
+          sm90::desc_sw128(sK + s * kKVBytes + (ks / 4) * BN * 128 + off, 16, 1024);
+      wgmma_ss<T, BN>(sc, da, db, 1);
+    }
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    sm90::fence_operands(sc);
+    if (lane == 0) sm90::mbar_arrive(k_empty(s));
+
+    // Scale to base 2; mask only tiles that cross the causal diagonal or
+    // the rectangle's key end.
+    if (kt + BN > kfull) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+        limit_row(sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt), p.scale_log2);
+    } else {
+#pragma unroll
+      for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) sc[nt][e] *= p.scale_log2;
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) softmax_row(sc, acc, i, m[i], l[i]);
+
+    std::uint32_t pa[BN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) pack_p<T>(sc, kk, pa[kk]);
+    sm90::mbar_wait(v_full(s), ph);
+    sm90::fence_operands(acc);
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      // V is [keys][D] with D contiguous: the MN-major B operand. 16 keys
+      // per step (two 8-row groups, 1024 bytes apart); column blocks of 64
+      // are BN rows (BN * 128 bytes) apart.
+      const std::uint64_t db = sm90::desc_sw128(sV + s * kKVBytes + kk * 16 * 128, BN * 128, 1024);
+      wgmma_rs<T, D>(acc, pa[kk], db);
+    }
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    sm90::fence_operands(acc);
+    if (lane == 0) sm90::mbar_arrive(v_empty(s));
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+    store_row<T>(p, out_mode, split, b, h, q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
+#endif
+}
+
+template <typename T, int D>
+void allow_hopper_smem() {
+  static std::atomic<std::uint64_t> done{0};
+  int dev = 0;
+  check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
+  const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
+  if (!(done.load(std::memory_order_acquire) & bit)) {
+    check_cuda(cudaFuncSetAttribute(hopper_kernel<T, D>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    hopper_smem_bytes(D)),
+               "cudaFuncSetAttribute(hopper_kernel)");
+    done.fetch_or(bit, std::memory_order_acq_rel);
+  }
+}
+
+// Launches the kernel; false (nothing launched) when TMA cannot describe
+// the tensors, so the caller runs the mma.sync kernel instead.
+template <typename T, int D>
+bool launch_hopper(const KernelParams& p, cudaStream_t stream) {
+  constexpr HopperConfig cfg = hopper_config(D);
+  CUtensorMap tq, tk, tv;
+  // K and V rows at or past k1 read as zeros, like the mma.sync kernel's
+  // zero fill, so that keys outside the rectangle never reach P V.
+  if (!encode_rows_map(&tq, p.q, p.B, p.Hq, p.Lq, D, p.q_s, cfg.block_m) ||
+      !encode_rows_map(&tk, p.k, p.B, p.Hkv, p.k1, D, p.k_s, cfg.block_n) ||
+      !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, D, p.v_s, cfg.block_n))
+    return false;
+  allow_hopper_smem<T, D>();
+  const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + cfg.block_m - 1) / cfg.block_m),
+                  static_cast<unsigned>(p.B * p.Hq), static_cast<unsigned>(p.splits));
+  hopper_kernel<T, D><<<grid, kHopperThreads, hopper_smem_bytes(D), stream>>>(p, tq, tk, tv);
+  check_cuda(cudaGetLastError(), "hopper_kernel launch");
+  return true;
+}
+
+}  // namespace longattn::cuda

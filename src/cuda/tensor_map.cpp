@@ -1,0 +1,60 @@
+// Encodes TMA tensor maps through the driver entry point that the runtime
+// hands out, so the library does not link libcuda directly.
+#include "cuda/tensor_map.hpp"
+
+#include <cuda_runtime.h>
+#include <cudaTypedefs.h>
+
+#include <cstdint>
+#include <mutex>
+
+namespace longattn::cuda {
+namespace {
+
+PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* ptr = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000, cudaEnableDefault,
+                                         &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(ptr);
+    else
+      (void)cudaGetLastError();
+  });
+  return fn;
+}
+
+}  // namespace
+
+bool encode_rows_map(CUtensorMap* map, const void* base, std::int64_t B, std::int64_t H,
+                     std::int64_t rows, std::int64_t D, const std::int64_t (&stride)[4],
+                     int box_rows) {
+  const auto fn = encode_fn();
+  constexpr std::int64_t es = 2;  // float16 / bfloat16
+  if (fn == nullptr || reinterpret_cast<std::uintptr_t>(base) % 16 != 0 || stride[3] != 1 || rows < 1 || rows >= (std::int64_t{1} << 31) || B < 1 ||
+      H < 1)
+    return false;
+  // A dimension of size 1 is never stepped over, so its stride is free;
+  // give it one the driver accepts (a multiple of 16 bytes).
+  const std::int64_t sl = stride[2] * es;
+  const std::int64_t sh = H > 1 ? stride[1] * es : sl * rows;
+  const std::int64_t sb = B > 1 ? stride[0] * es : sh * H;
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(D), static_cast<cuuint64_t>(rows),
+                              static_cast<cuuint64_t>(H), static_cast<cuuint64_t>(B)};
+  for (std::int64_t s : {sl, sh, sb})
+    if (s <= 0 || s % 16 != 0) return false;
+  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(sl), static_cast<cuuint64_t>(sh),
+                                 static_cast<cuuint64_t>(sb)};
+  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(box_rows), 1, 1};
+  const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
+  // The element type only sizes the copy (no conversion), so bfloat16 maps
+  // serve float16 tensors too.
+  return fn(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void*>(base), dims, strides, box,
+            elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+}  // namespace longattn::cuda

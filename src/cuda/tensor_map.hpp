@@ -1,0 +1,21 @@
+// TMA tensor maps for the Hopper prefill kernel: a [B, H, L, D] tensor of
+// 16-bit elements with any element strides, described as a 4-d map
+// (D, L, H, B) whose box is 64 columns x `box_rows` rows of one (b, h),
+// landing in shared memory with the 128-byte swizzle.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstdint>
+
+namespace longattn::cuda {
+
+// Fills `map`; false when the driver cannot describe this layout (strides
+// not multiples of 16 bytes, misaligned base, sizes past its limits) or the
+// driver entry point is missing. The caller then uses another kernel.
+// `rows` bounds the L dimension: rows at or past it read as zeros.
+bool encode_rows_map(CUtensorMap* map, const void* base, std::int64_t B, std::int64_t H,
+                     std::int64_t rows, std::int64_t D, const std::int64_t (&stride)[4],
+                     int box_rows);
+
+}  // namespace longattn::cuda

@@ -1,0 +1,133 @@
+// The per-row steps of the online softmax on a tile held in tensor-core
+// accumulator layout, shared by both prefill kernels (mma.sync and wgmma):
+// s[nt][e] of a thread (lane = 4 g + t4) is row g + 8 (e / 2), column
+// 8 nt + 2 t4 + (e % 2). Row i in {0, 1} below means row g + 8 i; a quad of
+// four lanes holds a whole row between them.
+//
+//   init_row:    the row's starting (m, l, o): empty, sinks or a loaded state
+//   limit_row:   scale to base 2, -inf past the row's last visible column
+//   softmax_row: m' = max(m, rowmax), P = 2^(s - m'), l and O rescaled
+//   pack_p:      P as the A fragment of the P V product
+//   store_row:   final output + LSE, running state, or split-K partial
+#pragma once
+
+#include "cuda/device_common.cuh"
+
+namespace longattn::cuda {
+
+// l is kept as a per-thread partial sum over the thread's columns and reduced
+// over the quad at the end, so only lane t4 == 0 starts from the initial l.
+template <int NO>
+__device__ __forceinline__ void init_row(const KernelParams& p, InMode mode, i64 b, i64 h, i64 q,
+                                         bool valid, int t4, int i, float& m, float& l,
+                                         float (&acc)[NO][4]) {
+  if (valid) {
+    initial_ml(p, mode, b, h, q, m, l);
+  } else {
+    m = -INFINITY;
+    l = 0.f;
+  }
+  if (t4 != 0) l = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < NO; ++nt) {
+    float2 x = make_float2(0.f, 0.f);
+    if (mode == InMode::load && valid)
+      x = *reinterpret_cast<const float2*>(p.st_o + state_row(p, b, h, q) * NO * 8 + nt * 8 +
+                                           2 * t4);
+    acc[nt][2 * i] = x.x;
+    acc[nt][2 * i + 1] = x.y;
+  }
+}
+
+// Columns of row q visible in the BN-key tile at kt: up to the tile's key
+// end `kend` and the causal diagonal; none for rows past the rectangle.
+template <int BN>
+__device__ __forceinline__ int visible_cols(const KernelParams& p, i64 q, i64 qt1, i64 kend,
+                                            i64 kt) {
+  i64 lim = q < qt1 ? kend : kt;
+  if (p.causal) lim = min(lim, q + p.causal_offset + 1);
+  return static_cast<int>(max(i64{0}, min(lim - kt, i64{BN})));
+}
+
+// Columns at or past `ncol` (the causal diagonal or the rectangle's end)
+// become -inf; the rest are scaled to base 2.
+template <int NS>
+__device__ __forceinline__ void limit_row(float (&s)[NS][4], int i, int t4, int ncol,
+                                          float scale_log2) {
+#pragma unroll
+  for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& x = s[nt][2 * i + e];
+      x = nt * 8 + 2 * t4 + e < ncol ? x * scale_log2 : -INFINITY;
+    }
+}
+
+// Online softmax, base 2. A row that has seen only masked keys keeps
+// m = -inf; we then subtract 0 instead of m so that 2^(-inf - -inf) never
+// turns into NaN.
+template <int NS, int NO>
+__device__ __forceinline__ void softmax_row(float (&s)[NS][4], float (&acc)[NO][4], int i,
+                                            float& m, float& l) {
+  float mx = -INFINITY;
+#pragma unroll
+  for (int nt = 0; nt < NS; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * i], s[nt][2 * i + 1]));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  const float m_new = fmaxf(m, mx);
+  const float alpha = m_new == -INFINITY ? 0.f : fast_exp2(m - m_new);
+  const float ms = m_new == -INFINITY ? 0.f : m_new;
+  m = m_new;
+  float sum = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < NS; ++nt) {
+    s[nt][2 * i] = fast_exp2(s[nt][2 * i] - ms);
+    s[nt][2 * i + 1] = fast_exp2(s[nt][2 * i + 1] - ms);
+    sum += s[nt][2 * i] + s[nt][2 * i + 1];
+  }
+  l = l * alpha + sum;
+#pragma unroll
+  for (int nt = 0; nt < NO; ++nt) {
+    acc[nt][2 * i] *= alpha;
+    acc[nt][2 * i + 1] *= alpha;
+  }
+}
+
+// Keys [16 kk, 16 kk + 16) of P as the m16n8k16 A fragment (rows g, g + 8).
+template <typename T, int NS>
+__device__ __forceinline__ void pack_p(const float (&s)[NS][4], int kk, std::uint32_t (&a)[4]) {
+  a[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+  a[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+  a[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+  a[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+}
+
+// Writes row i; every lane of the quad must call it (the l reduction
+// shuffles), `valid` says whether the row is inside the rectangle.
+template <typename T, int NO>
+__device__ __forceinline__ void store_row(const KernelParams& p, OutMode mode, int split, i64 b,
+                                          i64 h, i64 q, bool valid, int t4, int i, float m, float l,
+                                          const float (&acc)[NO][4]) {
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+  if (!valid) return;
+  if (t4 == 0) store_ml(p, mode, split, b, h, q, m, l);
+  if (mode == OutMode::final) {
+    const float inv = core::inv_sum(l);
+    T* orow = out_row<T>(p, b, h, q);
+#pragma unroll
+    for (int nt = 0; nt < NO; ++nt) {
+      const i64 d = nt * 8 + 2 * t4;
+      orow[d * p.o_s[3]] = from_f<T>(acc[nt][2 * i] * inv);
+      orow[(d + 1) * p.o_s[3]] = from_f<T>(acc[nt][2 * i + 1] * inv);
+    }
+  } else {
+    float* os = o_slot(p, mode, split, b, h, q);
+#pragma unroll
+    for (int nt = 0; nt < NO; ++nt)
+      *reinterpret_cast<float2*>(os + nt * 8 + 2 * t4) =
+          make_float2(acc[nt][2 * i], acc[nt][2 * i + 1]);
+  }
+}
+
+}  // namespace longattn::cuda
