@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
+#include <string>
+#include <tuple>
 
 #include "cuda_harness.hpp"
 
@@ -19,9 +22,23 @@ using lt::gpu::CudaTest;
 
 const DType kDtypes[] = {DType::float32, DType::float16, DType::bfloat16};
 
-class CudaAttention : public CudaTest {};
+// Every case runs on each prefill kernel the device has: "auto" takes the
+// Hopper (wgmma) kernel where it applies, "mma" forces the mma.sync kernel
+// (LONGATTN_CUDA_PREFILL, read per dispatch by the CUDA backend).
+class CudaAttention : public CudaTest, public ::testing::WithParamInterface<const char*> {
+ protected:
+  void SetUp() override {
+    CudaTest::SetUp();
+    setenv("LONGATTN_CUDA_PREFILL", GetParam(), 1);
+  }
+  void TearDown() override { unsetenv("LONGATTN_CUDA_PREFILL"); }
+};
+INSTANTIATE_TEST_SUITE_P(Kernels, CudaAttention, ::testing::Values("auto", "mma"),
+                         [](const ::testing::TestParamInfo<const char*>& i) {
+                           return std::string(i.param);
+                         });
 
-TEST_F(CudaAttention, EveryDtypeAndHeadDim) {
+TEST_P(CudaAttention, EveryDtypeAndHeadDim) {
   std::uint64_t seed = 1;
   for (std::int64_t D : lt::gpu::built_head_dims())
     for (DType t : kDtypes)
@@ -35,7 +52,7 @@ TEST_F(CudaAttention, EveryDtypeAndHeadDim) {
       }
 }
 
-TEST_F(CudaAttention, LengthsAroundTiles) {
+TEST_P(CudaAttention, LengthsAroundTiles) {
   std::uint64_t seed = 100;
   for (DType t : {DType::bfloat16, DType::float16, DType::float32})
     for (std::int64_t Lq : {1, 2, 15, 63, 64, 65, 130})
@@ -50,7 +67,7 @@ TEST_F(CudaAttention, LengthsAroundTiles) {
         }
 }
 
-TEST_F(CudaAttention, MoreQueriesThanKeysCausal) {
+TEST_P(CudaAttention, MoreQueriesThanKeysCausal) {
   for (DType t : kDtypes)
     for (auto [Lq, Lk] :
          {std::pair<std::int64_t, std::int64_t>{5, 3}, {97, 48}, {130, 64}, {200, 1}}) {
@@ -63,7 +80,7 @@ TEST_F(CudaAttention, MoreQueriesThanKeysCausal) {
     }
 }
 
-TEST_F(CudaAttention, MaskKinds) {
+TEST_P(CudaAttention, MaskKinds) {
   std::uint64_t seed = 300;
   for (DType t : kDtypes)
     for (MaskKind mk : {MaskKind::boolean, MaskKind::additive})
@@ -82,7 +99,7 @@ TEST_F(CudaAttention, MaskKinds) {
         }
 }
 
-TEST_F(CudaAttention, AdditiveMaskDtypesAndStrideZero) {
+TEST_P(CudaAttention, AdditiveMaskDtypesAndStrideZero) {
   std::uint64_t seed = 400;
   for (DType mt : kDtypes)
     for (bool stride0 : {false, true}) {
@@ -98,7 +115,7 @@ TEST_F(CudaAttention, AdditiveMaskDtypesAndStrideZero) {
     }
 }
 
-TEST_F(CudaAttention, FullyMaskedRowsGiveZeroAndMinusInf) {
+TEST_P(CudaAttention, FullyMaskedRowsGiveZeroAndMinusInf) {
   for (DType t : kDtypes)
     for (bool sinks : {false, true}) {
       Case c;
@@ -128,7 +145,7 @@ TEST_F(CudaAttention, FullyMaskedRowsGiveZeroAndMinusInf) {
     }
 }
 
-TEST_F(CudaAttention, Sinks) {
+TEST_P(CudaAttention, Sinks) {
   std::uint64_t seed = 600;
   for (DType t : kDtypes)
     for (bool causal : {false, true})
@@ -146,7 +163,7 @@ TEST_F(CudaAttention, Sinks) {
       }
 }
 
-TEST_F(CudaAttention, GqaRatios) {
+TEST_P(CudaAttention, GqaRatios) {
   std::uint64_t seed = 700;
   for (std::int64_t ratio : {1, 2, 4, 8, 32})
     for (std::int64_t Lq : {1, 3, 40})
@@ -160,7 +177,7 @@ TEST_F(CudaAttention, GqaRatios) {
       }
 }
 
-TEST_F(CudaAttention, Layouts) {
+TEST_P(CudaAttention, Layouts) {
   std::uint64_t seed = 800;
   for (Layout l : {Layout::blhd, Layout::cache_slice, Layout::cache_slice_blhd})
     for (DType t : kDtypes)
@@ -175,7 +192,35 @@ TEST_F(CudaAttention, Layouts) {
       }
 }
 
-TEST_F(CudaAttention, ChunkedEqualsSinglePass) {
+// Shapes aimed at the Hopper kernel's tiles (128 query rows, 128 or 64 keys,
+// D / 64 column blocks): several query tiles, key ends inside a tile,
+// bottom-right causal with Lq < Lk, GQA, sinks, permuted and cache-slice
+// layouts (TMA maps with non-monotonic strides and offset bases).
+TEST_P(CudaAttention, HopperTileShapes) {
+  std::uint64_t seed = 1300;
+  for (std::int64_t D : {64, 128, 256}) {
+    const auto dims = lt::gpu::built_head_dims();
+    if (std::find(dims.begin(), dims.end(), D) == dims.end()) continue;
+    for (DType t : {DType::bfloat16, DType::float16})
+      for (auto [Lq, Lk, causal] : {std::tuple<std::int64_t, std::int64_t, bool>{300, 1000, true},
+                                    {257, 257, true},
+                                    {129, 700, false},
+                                    {128, 64, false}})
+        for (Layout l : {Layout::bhld, Layout::blhd, Layout::cache_slice_blhd}) {
+          Case c;
+          c.B = 2, c.Hq = 8, c.Hkv = 2, c.Lq = Lq, c.Lk = Lk, c.D = D;
+          c.dtype = t;
+          c.causal = causal;
+          c.layout = l;
+          c.sinks = Lq == 257;
+          c.qk_std = D == 256 ? 3.0 : 1.0;
+          c.seed = ++seed;
+          check_cuda(c);
+        }
+  }
+}
+
+TEST_P(CudaAttention, ChunkedEqualsSinglePass) {
   std::uint64_t seed = 900;
   for (DType t : kDtypes)
     for (bool causal : {false, true})
@@ -209,7 +254,7 @@ TEST_F(CudaAttention, ChunkedEqualsSinglePass) {
       }
 }
 
-TEST_F(CudaAttention, SplitKDecodeAndPrefill) {
+TEST_P(CudaAttention, SplitKDecodeAndPrefill) {
   std::uint64_t seed = 1000;
   // Decode: few rows, many keys -> the vector kernel split over keys.
   for (DType t : kDtypes)
@@ -236,7 +281,7 @@ TEST_F(CudaAttention, SplitKDecodeAndPrefill) {
   }
 }
 
-TEST_F(CudaAttention, LargeLogitsAndSmallScale) {
+TEST_P(CudaAttention, LargeLogitsAndSmallScale) {
   std::uint64_t seed = 1100;
   for (DType t : kDtypes) {
     Case c;
@@ -250,7 +295,7 @@ TEST_F(CudaAttention, LargeLogitsAndSmallScale) {
   }
 }
 
-TEST_F(CudaAttention, MatchesCpuBackend) {
+TEST_P(CudaAttention, MatchesCpuBackend) {
   std::uint64_t seed = 1200;
   for (DType t : kDtypes) {
     Case c;
