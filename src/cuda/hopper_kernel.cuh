@@ -1,5 +1,6 @@
-// Hopper prefill kernel (sm_90a): TMA + warpgroup MMA, FlashAttention-3's
-// warp-specialized shape without its intra-warpgroup software pipelining.
+// Hopper prefill kernel (sm_90a): TMA + warpgroup MMA in FlashAttention-3's
+// warp-specialized shape, with its intra-warpgroup overlap of softmax and
+// P V (not its ping-pong scheduling between the two consumer warpgroups).
 //
 // One block = 128 query rows of one (b, h) against its split of the
 // rectangle's key tiles; 3 warpgroups:
@@ -10,6 +11,7 @@
 //     S = Q K^T        wgmma, A and B from shared memory
 //     softmax          the same row steps as the mma.sync kernel (tile_softmax.cuh)
 //     O += P V         wgmma, P from registers, V from shared memory (transposed)
+//   with softmax(i) overlapping P(i-1) V(i-1) where HopperConfig::overlap.
 // The two consumers run unsynchronized, so one's softmax overlaps the
 // other's matrix products. Registers move from the producer (40) to the
 // consumers (232): O is 64 (D = 128) or 128 (D = 256) floats a thread.
@@ -98,12 +100,14 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         sm90::mbar_arrive_expect_tx(k_full(s), kKVBytes);
 #pragma unroll
         for (int cb = 0; cb < CB; ++cb)
-          sm90::tma_load_4d(sK + s * kKVBytes + cb * BN * 128, &tk, k_full(s), cb * 64, kt, ikv, ib);
+          sm90::tma_load_4d(sK + s * kKVBytes + cb * BN * 128, &tk, k_full(s), cb * 64, kt, ikv,
+                            ib);
         sm90::mbar_wait(v_empty(s), ph ^ 1);
         sm90::mbar_arrive_expect_tx(v_full(s), kKVBytes);
 #pragma unroll
         for (int cb = 0; cb < CB; ++cb)
-          sm90::tma_load_4d(sV + s * kKVBytes + cb * BN * 128, &tv, v_full(s), cb * 64, kt, ikv, ib);
+          sm90::tma_load_4d(sV + s * kKVBytes + cb * BN * 128, &tv, v_full(s), cb * 64, kt, ikv,
+                            ib);
       }
     }
     return;
@@ -124,34 +128,34 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     init_row(p, in_mode, b, h, q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
   }
 
-  if (t_beg < t_end) sm90::mbar_wait(q_full, 0);
   const std::uint32_t sQw = sQ + cw * 64 * 128;
-  for (i64 it = t_beg; it < t_end; ++it) {
-    const int n = static_cast<int>(it - t_beg), s = n % ST;
-    const std::uint32_t ph = (n / ST) & 1;
-    const i64 kt = p.k0 + it * BN;
-
-    float sc[NS][4];
-#pragma unroll
-    for (int nt = 0; nt < NS; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
-    sm90::mbar_wait(k_full(s), ph);
-    sm90::fence_operands(sc);
-    sm90::wgmma_fence();
+  // S = Q K^T for the K tile in stage s (issued, not waited for).
+  auto issue_s = [&](float(&sc)[NS][4], int s) {
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
       const std::uint32_t off = (ks % 4) * 32u;  // 16 elements along the 128-byte row
       const std::uint64_t da = sm90::desc_sw128(sQw + (ks / 4) * BM * 128 + off, 16, 1024);
       const std::uint64_t db =
           sm90::desc_sw128(sK + s * kKVBytes + (ks / 4) * BN * 128 + off, 16, 1024);
-      wgmma_ss<T, BN>(sc, da, db, 1);
+      wgmma_ss<T, BN>(sc, da, db, ks > 0);
     }
     sm90::wgmma_commit();
-    sm90::wgmma_wait<0>();
-    sm90::fence_operands(sc);
-    if (lane == 0) sm90::mbar_arrive(k_empty(s));
-
-    // Scale to base 2; mask only tiles that cross the causal diagonal or
-    // the rectangle's key end.
+  };
+  // O += P V for the V tile in stage s (issued, not waited for).
+  auto issue_pv = [&](std::uint32_t(&pa)[BN / 16][4], int s) {
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      // V is [keys][D] with D contiguous: the MN-major B operand. 16 keys
+      // per step (two 8-row groups, 1024 bytes apart); column blocks of 64
+      // are BN rows (BN * 128 bytes) apart.
+      const std::uint64_t db = sm90::desc_sw128(sV + s * kKVBytes + kk * 16 * 128, BN * 128, 1024);
+      wgmma_rs<T, D>(acc, pa[kk], db);
+    }
+    sm90::wgmma_commit();
+  };
+  // Scale to base 2; mask only tiles that cross the causal diagonal or the
+  // rectangle's key end. Then P = 2^(S - m'); returns each row's alpha.
+  auto softmax = [&](float(&sc)[NS][4], i64 kt, float(&alpha)[2]) {
     if (kt + BN > kfull) {
 #pragma unroll
       for (int i = 0; i < 2; ++i)
@@ -163,27 +167,95 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         for (int e = 0; e < 4; ++e) sc[nt][e] *= p.scale_log2;
     }
 #pragma unroll
-    for (int i = 0; i < 2; ++i) softmax_row(sc, acc, i, m[i], l[i]);
+    for (int i = 0; i < 2; ++i) alpha[i] = softmax_row_p(sc, i, m[i], l[i]);
+  };
+  auto stage_of = [&](i64 it, int& s, std::uint32_t& ph) {
+    const int n = static_cast<int>(it - t_beg);
+    s = n % ST;
+    ph = (n / ST) & 1;
+  };
 
-    std::uint32_t pa[BN / 16][4];
+  // Software pipeline within the warpgroup (FlashAttention-3's intra-
+  // warpgroup overlap): per tile i, S(i) = Q K(i)^T and O += P(i-1) V(i-1)
+  // are issued together; softmax(i) starts as soon as S(i) is back, while
+  // P(i-1) V(i-1) still runs on the tensor cores; only the rescale of O
+  // waits for that product (cfg.overlap; otherwise tile by tile). Registers
+  // an issued wgmma still reads or writes (sc, acc, pa) are pinned with
+  // fence_operands until its wait.
+  float sc[NS][4];
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) pack_p<T>(sc, kk, pa[kk]);
+  for (int nt = 0; nt < NS; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+  std::uint32_t pa[BN / 16][4];
+  float alpha[2];
+  // S(it) to completion, then its softmax (P in sc, alpha per row).
+  auto s_step = [&](i64 it) {
+    int s;
+    std::uint32_t ph;
+    stage_of(it, s, ph);
+    sm90::mbar_wait(k_full(s), ph);
+    sm90::fence_operands(sc);
+    sm90::wgmma_fence();
+    issue_s(sc, s);
+    sm90::wgmma_wait<0>();
+    sm90::fence_operands(sc);
+    if (lane == 0) sm90::mbar_arrive(k_empty(s));
+    softmax(sc, p.k0 + it * BN, alpha);
+  };
+  // O += P(it) V(it) to completion.
+  auto pv_step = [&](i64 it) {
+    int s;
+    std::uint32_t ph;
+    stage_of(it, s, ph);
     sm90::mbar_wait(v_full(s), ph);
     sm90::fence_operands(acc);
     sm90::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-      // V is [keys][D] with D contiguous: the MN-major B operand. 16 keys
-      // per step (two 8-row groups, 1024 bytes apart); column blocks of 64
-      // are BN rows (BN * 128 bytes) apart.
-      const std::uint64_t db = sm90::desc_sw128(sV + s * kKVBytes + kk * 16 * 128, BN * 128, 1024);
-      wgmma_rs<T, D>(acc, pa[kk], db);
-    }
-    sm90::wgmma_commit();
+    issue_pv(pa, s);
     sm90::wgmma_wait<0>();
     sm90::fence_operands(acc);
+    sm90::fence_operands(pa);
     if (lane == 0) sm90::mbar_arrive(v_empty(s));
+  };
+  // O rescaled for the new row maxima; P packed as the next A operand.
+  auto finish_p = [&] {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) rescale_row(acc, i, alpha[i]);
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) pack_p<T>(sc, kk, pa[kk]);
+  };
+
+  if (t_beg < t_end) {
+    sm90::mbar_wait(q_full, 0);
+    s_step(t_beg);
+    finish_p();
   }
+  for (i64 it = t_beg + 1; it < t_end; ++it) {
+    if constexpr (!cfg.overlap) {
+      pv_step(it - 1);
+      s_step(it);
+    } else {
+      int s, ps;
+      std::uint32_t ph, pph;
+      stage_of(it, s, ph);
+      stage_of(it - 1, ps, pph);
+      sm90::mbar_wait(k_full(s), ph);
+      sm90::mbar_wait(v_full(ps), pph);
+      sm90::fence_operands(sc);
+      sm90::fence_operands(acc);
+      sm90::wgmma_fence();
+      issue_s(sc, s);
+      issue_pv(pa, ps);
+      sm90::wgmma_wait<1>();  // S(it) is back; P V still running
+      sm90::fence_operands(sc);
+      if (lane == 0) sm90::mbar_arrive(k_empty(s));
+      softmax(sc, p.k0 + it * BN, alpha);
+      sm90::wgmma_wait<0>();
+      sm90::fence_operands(acc);
+      sm90::fence_operands(pa);
+      if (lane == 0) sm90::mbar_arrive(v_empty(ps));
+    }
+    finish_p();
+  }
+  if (t_beg < t_end) pv_step(t_end - 1);
 
 #pragma unroll
   for (int i = 0; i < 2; ++i)
@@ -198,10 +270,10 @@ void allow_hopper_smem() {
   check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
   const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
   if (!(done.load(std::memory_order_acquire) & bit)) {
-    check_cuda(cudaFuncSetAttribute(hopper_kernel<T, D>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    hopper_smem_bytes(D)),
-               "cudaFuncSetAttribute(hopper_kernel)");
+    check_cuda(
+        cudaFuncSetAttribute(hopper_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             hopper_smem_bytes(D)),
+        "cudaFuncSetAttribute(hopper_kernel)");
     done.fetch_or(bit, std::memory_order_acq_rel);
   }
 }

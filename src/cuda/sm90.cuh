@@ -54,8 +54,7 @@ __device__ __forceinline__ void tma_load_4d(std::uint32_t dst, const CUtensorMap
       : "memory");
 }
 __device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
-  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<std::uint64_t>(map))
-               : "memory");
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<std::uint64_t>(map)) : "memory");
 }
 
 // ---- warpgroup MMA ordering --------------------------------------------------
@@ -80,6 +79,14 @@ __device__ __forceinline__ void fence_operands(float (&x)[R][C]) {
   for (int i = 0; i < R; ++i)
 #pragma unroll
     for (int j = 0; j < C; ++j) asm volatile("" : "+f"(x[i][j])::"memory");
+}
+// The same for A fragments in registers, which wgmma reads until its wait.
+template <int R, int C>
+__device__ __forceinline__ void fence_operands(std::uint32_t (&x)[R][C]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i)
+#pragma unroll
+    for (int j = 0; j < C; ++j) asm volatile("" : "+r"(x[i][j])::"memory");
 }
 
 // Shared-memory matrix descriptor for the 128-byte swizzle (the layout TMA

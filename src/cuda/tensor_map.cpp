@@ -2,8 +2,8 @@
 // hands out, so the library does not link libcuda directly.
 #include "cuda/tensor_map.hpp"
 
-#include <cuda_runtime.h>
 #include <cudaTypedefs.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 #include <mutex>
@@ -34,8 +34,8 @@ bool encode_rows_map(CUtensorMap* map, const void* base, std::int64_t B, std::in
                      int box_rows) {
   const auto fn = encode_fn();
   constexpr std::int64_t es = 2;  // float16 / bfloat16
-  if (fn == nullptr || reinterpret_cast<std::uintptr_t>(base) % 16 != 0 || stride[3] != 1 || rows < 1 || rows >= (std::int64_t{1} << 31) || B < 1 ||
-      H < 1)
+  if (fn == nullptr || reinterpret_cast<std::uintptr_t>(base) % 16 != 0 || stride[3] != 1 ||
+      rows < 1 || rows >= (std::int64_t{1} << 31) || B < 1 || H < 1)
     return false;
   // A dimension of size 1 is never stepped over, so its stride is free;
   // give it one the driver accepts (a multiple of 16 bytes).

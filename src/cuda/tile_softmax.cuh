@@ -7,6 +7,7 @@
 //   init_row:    the row's starting (m, l, o): empty, sinks or a loaded state
 //   limit_row:   scale to base 2, -inf past the row's last visible column
 //   softmax_row: m' = max(m, rowmax), P = 2^(s - m'), l and O rescaled
+//                (softmax_row_p + rescale_row, for kernels that overlap them)
 //   pack_p:      P as the A fragment of the P V product
 //   store_row:   final output + LSE, running state, or split-K partial
 #pragma once
@@ -63,12 +64,12 @@ __device__ __forceinline__ void limit_row(float (&s)[NS][4], int i, int t4, int 
     }
 }
 
-// Online softmax, base 2. A row that has seen only masked keys keeps
-// m = -inf; we then subtract 0 instead of m so that 2^(-inf - -inf) never
-// turns into NaN.
-template <int NS, int NO>
-__device__ __forceinline__ void softmax_row(float (&s)[NS][4], float (&acc)[NO][4], int i,
-                                            float& m, float& l) {
+// Online softmax, base 2: m' = max(m, rowmax), P = 2^(s - m'), l rescaled
+// and summed; returns alpha = 2^(m - m') for rescaling O. A row that has
+// seen only masked keys keeps m = -inf; we then subtract 0 instead of m so
+// that 2^(-inf - -inf) never turns into NaN.
+template <int NS>
+__device__ __forceinline__ float softmax_row_p(float (&s)[NS][4], int i, float& m, float& l) {
   float mx = -INFINITY;
 #pragma unroll
   for (int nt = 0; nt < NS; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * i], s[nt][2 * i + 1]));
@@ -86,11 +87,23 @@ __device__ __forceinline__ void softmax_row(float (&s)[NS][4], float (&acc)[NO][
     sum += s[nt][2 * i] + s[nt][2 * i + 1];
   }
   l = l * alpha + sum;
+  return alpha;
+}
+
+template <int NO>
+__device__ __forceinline__ void rescale_row(float (&acc)[NO][4], int i, float alpha) {
 #pragma unroll
   for (int nt = 0; nt < NO; ++nt) {
     acc[nt][2 * i] *= alpha;
     acc[nt][2 * i + 1] *= alpha;
   }
+}
+
+// Both steps at once, for kernels that finish P V before the next tile.
+template <int NS, int NO>
+__device__ __forceinline__ void softmax_row(float (&s)[NS][4], float (&acc)[NO][4], int i, float& m,
+                                            float& l) {
+  rescale_row(acc, i, softmax_row_p(s, i, m, l));
 }
 
 // Keys [16 kk, 16 kk + 16) of P as the m16n8k16 A fragment (rows g, g + 8).
