@@ -1,20 +1,21 @@
 // Hopper prefill kernel (sm_90a): TMA + warpgroup MMA in FlashAttention-3's
 // warp-specialized shape, with its intra-warpgroup overlap of softmax and
-// P V (not its ping-pong scheduling between the two consumer warpgroups).
+// P V (not its ping-pong scheduling between consumer warpgroups).
 //
-// One block = 128 query rows of one (b, h) against its split of the
-// rectangle's key tiles; 3 warpgroups:
+// One block = block_m query rows of one (b, h) against its split of the
+// rectangle's key tiles; 1 + block_m / 64 warpgroups:
 //   producer (warpgroup 0, one thread): Q once, then per key tile K(i) and
 //     V(i) into `stages` ring buffers, each completing on a "full" mbarrier
 //     and reused after the consumers arrive on its "empty" mbarrier;
-//   consumers (warpgroups 1, 2; 64 rows each), per key tile:
+//   consumers (warpgroups 1.., 64 rows each), per key tile:
 //     S = Q K^T        wgmma, A and B from shared memory
 //     softmax          the same row steps as the mma.sync kernel (tile_softmax.cuh)
 //     O += P V         wgmma, P from registers, V from shared memory (transposed)
 //   with softmax(i) overlapping P(i-1) V(i-1) where HopperConfig::overlap.
-// The two consumers run unsynchronized, so one's softmax overlaps the
-// other's matrix products. Registers move from the producer (40) to the
-// consumers (232): O is 64 (D = 128) or 128 (D = 256) floats a thread.
+// The consumers run unsynchronized, so one's softmax overlaps another's
+// matrix products. Registers move from the producer to the consumers
+// (40 -> 232 with two consumers): O is 64 (D = 128) or 128 (D = 256)
+// floats a thread.
 //
 // Shared memory tiles are rows of 64 16-bit elements (128 bytes), written
 // by TMA with the 128-byte swizzle that wgmma descriptors read; a D-wide
@@ -35,7 +36,7 @@
 namespace longattn::cuda {
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kHopperThreads, 1)
+__global__ void __launch_bounds__(hopper_threads(D), 1)
     hopper_kernel(const __grid_constant__ KernelParams p, const __grid_constant__ CUtensorMap tq,
                   const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -44,7 +45,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   constexpr int CB = D / 64;  // 128-byte column blocks
   constexpr int NS = BN / 8, NO = D / 8;
   constexpr std::uint32_t kQBytes = BM * D * 2, kKVBytes = BN * D * 2;
-  static_assert(BM == 128 && D % 64 == 0 && BN % 16 == 0);
+  constexpr int CW = hopper_consumers(D);
+  static_assert(BM == 64 * CW && (CW == 2 || CW == 3) && D % 64 == 0 && BN % 16 == 0);
+  // Registers a thread: the producer gives up what the consumers take,
+  // within the SM's 64K: 128 x 40 + 256 x 232, or 128 x 24 + 384 x 160.
+  constexpr int kProducerRegs = CW == 2 ? 40 : 24, kConsumerRegs = CW == 2 ? 232 : 160;
 
   extern __shared__ uint4 hopper_smem[];
   const std::uint32_t sQ = (smem_addr(hopper_smem) + 1023u) & ~1023u;
@@ -73,9 +78,9 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     for (int s = 0; s < ST; ++s) {
       sm90::mbar_init(k_full(s), 1);
       sm90::mbar_init(v_full(s), 1);
-      // Lane 0 of each of the 8 consumer warps arrives once it is done.
-      sm90::mbar_init(k_empty(s), 8);
-      sm90::mbar_init(v_empty(s), 8);
+      // Lane 0 of each consumer warp arrives once it is done.
+      sm90::mbar_init(k_empty(s), 4 * CW);
+      sm90::mbar_init(v_empty(s), 4 * CW);
     }
     sm90::fence_barrier_init();
   }
@@ -83,7 +88,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 
   const int wg = threadIdx.x / 128;
   if (wg == 0) {
-    sm90::reg_dealloc<40>();
+    sm90::reg_dealloc<kProducerRegs>();
     if (threadIdx.x == 0 && t_beg < t_end) {
       const int ib = static_cast<int>(b), ih = static_cast<int>(h), ikv = static_cast<int>(hkv);
       sm90::mbar_arrive_expect_tx(q_full, kQBytes);
@@ -113,7 +118,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     return;
   }
 
-  sm90::reg_alloc<232>();
+  sm90::reg_alloc<kConsumerRegs>();
   const int cw = wg - 1;  // consumer warpgroup: rows [64 cw, 64 cw + 64) of the tile
   const int ctid = threadIdx.x % 128, lane = threadIdx.x % 32;
   const int g = lane >> 2, t4 = lane & 3;
@@ -293,7 +298,7 @@ bool launch_hopper(const KernelParams& p, cudaStream_t stream) {
   allow_hopper_smem<T, D>();
   const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + cfg.block_m - 1) / cfg.block_m),
                   static_cast<unsigned>(p.B * p.Hq), static_cast<unsigned>(p.splits));
-  hopper_kernel<T, D><<<grid, kHopperThreads, hopper_smem_bytes(D), stream>>>(p, tq, tk, tv);
+  hopper_kernel<T, D><<<grid, hopper_threads(D), hopper_smem_bytes(D), stream>>>(p, tq, tk, tv);
   check_cuda(cudaGetLastError(), "hopper_kernel launch");
   return true;
 }

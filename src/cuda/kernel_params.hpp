@@ -132,16 +132,19 @@ constexpr int tc_smem_bytes(int d) {
 }
 
 // Hopper prefill (hopper_kernel.cuh): one producer warpgroup streams Q, K
-// and V tiles with TMA into `stages`-deep K/V buffers; two consumer
-// warpgroups own 64 query rows each (block_m 128) and run S = Q K^T and
-// O += P V on wgmma. Head dims with 64-element (128-byte) column blocks only.
+// and V tiles with TMA into `stages`-deep K/V buffers; consumer
+// warpgroups own 64 query rows each (block_m 128: two, 192: three) and run
+// S = Q K^T and O += P V on wgmma. Head dims with 64-element (128-byte) column blocks only.
 // block_n 128 for D <= 128; D = 256 takes 64-key tiles, since its O
 // accumulators (128 registers a thread) leave room for a 64-wide S only.
 //
 // `overlap`: run softmax(i) while P(i-1) V(i-1) is on the tensor cores
 // (see the kernel). Measured on H200 (2026-11-27, 16K square, bf16): D = 128
 // 543 -> 585 TFLOP/s, D = 256 593 -> 606; D = 64 400 -> 374, so off there
-// (its short products leave too little to hide the softmax behind).
+// (its short products leave too little to hide the softmax behind). D = 64
+// instead takes three consumer warpgroups (block_m 192, FlashAttention-3's
+// d64 shape), so more softmax runs beside other warpgroups' products:
+// 400 -> 470 TFLOP/s; its O and S fit the 128 registers that allows.
 struct HopperConfig {
   int block_m;
   int block_n;
@@ -150,10 +153,12 @@ struct HopperConfig {
 };
 constexpr bool hopper_head_dim(int d) { return d == 64 || d == 128 || d == 256; }
 constexpr HopperConfig hopper_config(int d) {
-  if (d <= 64) return HopperConfig{128, 128, 2, false};
+  if (d <= 64) return HopperConfig{192, 128, 2, false};
   return d <= 128 ? HopperConfig{128, 128, 2, true} : HopperConfig{128, 64, 2, true};
 }
-constexpr int kHopperThreads = 384;
+// A producer warpgroup + one consumer warpgroup per 64 query rows.
+constexpr int hopper_consumers(int d) { return hopper_config(d).block_m / 64; }
+constexpr int hopper_threads(int d) { return 128 * (1 + hopper_consumers(d)); }
 constexpr int hopper_smem_bytes(int d) {
   // Q tile + stages x (K and V tiles) + barriers, + 1024 for aligning the
   // base to the 128-byte swizzle's 1024-byte pattern.
