@@ -2,7 +2,20 @@
 // Hkv = 8), timed with CUDA events around longattn::attention, warmed up,
 // median of repeats, inputs rotated over several buffers so that L2 does not
 // flatter. Prints one line per case and writes a CSV that sdpa_bench.py reads
-// (it runs PyTorch on the same shapes and prints the combined table).
+// (it runs PyTorch on the same shapes, by the same methods, and prints the
+// combined table).
+//
+// Two timing methods, the same for both libraries:
+// - prefill rows (milliseconds to seconds a call): each call between two
+//   events with a host sync after it, so that a budgeted run's report and
+//   its measured total belong to one call;
+// - decode rows (microseconds a call): the standard back-to-back method.
+//   After warm-up, N calls are enqueued back to back on the default stream,
+//   each between its own start/end event pair, with no host sync in
+//   between; one sync at the end; the median per-call time. A call's time
+//   covers what the GPU spent on it, plus any wait for the host to enqueue
+//   it when the host is the bottleneck. Decode rows also print the share of
+//   the device's copy bandwidth (K and V bytes once over the call's time).
 //
 //   bench_gpu [--csv FILE] [--filter SUBSTRING] [--quick]
 #include <cuda_runtime.h>
@@ -84,32 +97,92 @@ struct Result {
   longattn::RunReport report;
 };
 
-Result time_case(const BenchCase& bc, double budget_ms, int sets, Buffers& buf) {
+// One longattn call on buffer set `s` (default stream). Without a budget
+// and a report the call is untimed inside the library: only enqueued.
+void run_once(const BenchCase& bc, double budget_ms, Buffers& buf, int s,
+              longattn::RunReport* rep) {
   const std::int64_t Hq = 32, Hkv = 8;
   const auto dev = longattn::Device::cuda;
+  const auto q = longattn::contiguous(buf.q[s], bc.dtype, {1, Hq, bc.Lq, bc.D}, dev);
+  const auto k = longattn::contiguous(buf.k[s], bc.dtype, {1, Hkv, bc.Lk, bc.D}, dev);
+  const auto v = longattn::contiguous(buf.v[s], bc.dtype, {1, Hkv, bc.Lk, bc.D}, dev);
+  const auto o = longattn::contiguous(buf.o[s], bc.dtype, {1, Hq, bc.Lq, bc.D}, dev);
+  longattn::AttentionOptions opt;
+  opt.causal = bc.causal;
+  opt.backend = longattn::BackendKind::cuda;
+  opt.report = rep;
+  if (budget_ms > 0) {
+    opt.policy.budget_ms = budget_ms;
+  } else {
+    opt.policy.budget_ms = 0;
+    opt.policy.chunk_threshold_keys = 0;
+  }
+  longattn::attention(q, k, v, o, opt);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// The back-to-back method (header comment), for any enqueueing call `fn(i)`:
+// calls until ~1.5 s of device time, 20 to 400 of them.
+template <typename Fn>
+double time_back_to_back(Fn&& fn) {
+  for (int i = 0; i < 3; ++i) fn(i);  // warm-up
   cudaEvent_t a, b;
   check(cudaEventCreate(&a), "event");
   check(cudaEventCreate(&b), "event");
-  auto run_once = [&](int s, longattn::RunReport* rep) {
-    const auto q = longattn::contiguous(buf.q[s], bc.dtype, {1, Hq, bc.Lq, bc.D}, dev);
-    const auto k = longattn::contiguous(buf.k[s], bc.dtype, {1, Hkv, bc.Lk, bc.D}, dev);
-    const auto v = longattn::contiguous(buf.v[s], bc.dtype, {1, Hkv, bc.Lk, bc.D}, dev);
-    const auto o = longattn::contiguous(buf.o[s], bc.dtype, {1, Hq, bc.Lq, bc.D}, dev);
-    longattn::AttentionOptions opt;
-    opt.causal = bc.causal;
-    opt.backend = longattn::BackendKind::cuda;
-    opt.report = rep;
-    if (budget_ms > 0) {
-      opt.policy.budget_ms = budget_ms;
-    } else {
-      opt.policy.budget_ms = 0;
-      opt.policy.chunk_threshold_keys = 0;
-    }
-    longattn::attention(q, k, v, o, opt);
-  };
+  check(cudaEventRecord(a), "record");
+  for (int i = 0; i < 5; ++i) fn(i);
+  check(cudaEventRecord(b), "record");
+  check(cudaEventSynchronize(b), "sync");
+  float est = 0;
+  check(cudaEventElapsedTime(&est, a, b), "elapsed");
+  (void)cudaEventDestroy(a);
+  (void)cudaEventDestroy(b);
+  const int reps = std::clamp(static_cast<int>(1500.0 / std::max(est / 5, 1e-3f)), 20, 400);
+  std::vector<cudaEvent_t> ev(2 * static_cast<std::size_t>(reps));
+  for (auto& e : ev) check(cudaEventCreate(&e), "event");
+  for (int i = 0; i < reps; ++i) {
+    check(cudaEventRecord(ev[2 * i]), "record");
+    fn(i);
+    check(cudaEventRecord(ev[2 * i + 1]), "record");
+  }
+  check(cudaDeviceSynchronize(), "sync");
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) {
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]), "elapsed");
+    times.push_back(ms);
+  }
+  for (auto& e : ev) (void)cudaEventDestroy(e);
+  return median(std::move(times));
+}
+
+// Device copy bandwidth, read + write bytes over time (1 GiB,
+// cudaMemcpyAsync device to device, back to back): the decode ceiling.
+double copy_gbps() {
+  const std::size_t n = std::size_t{1} << 30;
+  void *x = nullptr, *y = nullptr;
+  check(cudaMalloc(&x, n), "cudaMalloc");
+  check(cudaMalloc(&y, n), "cudaMalloc");
+  check(cudaMemset(x, 1, n), "cudaMemset");
+  const double ms = time_back_to_back(
+      [&](int) { check(cudaMemcpyAsync(y, x, n, cudaMemcpyDeviceToDevice), "cudaMemcpyAsync"); });
+  (void)cudaFree(x);
+  (void)cudaFree(y);
+  return 2.0 * static_cast<double>(n) / ms * 1e-6;
+}
+
+// Prefill rows: each call between two events, host sync after each.
+Result time_case(const BenchCase& bc, double budget_ms, int sets, Buffers& buf) {
+  cudaEvent_t a, b;
+  check(cudaEventCreate(&a), "event");
+  check(cudaEventCreate(&b), "event");
   // Warm-up (also estimates the time per call).
   check(cudaEventRecord(a), "record");
-  run_once(0, nullptr);
+  run_once(bc, budget_ms, buf, 0, nullptr);
   check(cudaEventRecord(b), "record");
   check(cudaEventSynchronize(b), "sync");
   float est = 0;
@@ -120,7 +193,7 @@ Result time_case(const BenchCase& bc, double budget_ms, int sets, Buffers& buf) 
   for (int i = 0; i < reps; ++i) {
     longattn::RunReport rep;
     check(cudaEventRecord(a), "record");
-    run_once(i % sets, &rep);
+    run_once(bc, budget_ms, buf, i % sets, &rep);
     check(cudaEventRecord(b), "record");
     check(cudaEventSynchronize(b), "sync");
     float ms = 0;
@@ -128,8 +201,7 @@ Result time_case(const BenchCase& bc, double budget_ms, int sets, Buffers& buf) 
     times.push_back(ms);
     if (i == reps - 1) r.report = rep;
   }
-  std::sort(times.begin(), times.end());
-  r.ms = times[times.size() / 2];
+  r.ms = median(std::move(times));
   (void)cudaEventDestroy(a);
   (void)cudaEventDestroy(b);
   return r;
@@ -152,12 +224,14 @@ int main(int argc, char** argv) {
   check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
   std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
               prop.l2CacheSize >> 20);
+  const double copy = copy_gbps();
+  std::printf("copy ceiling: %.0f GB/s (1 GiB device to device, back to back)\n", copy);
   std::ofstream csv;
   if (!csv_path.empty()) {
     csv.open(csv_path);
     csv << "group,D,Lq,Lk,causal,ms,tflops,gbps,budget_ms,budget_total_ms,submissions,worst_after_"
            "first_ms,"
-           "overhead_pct,dispatches,query_rows,chunk_keys,replans\n";
+           "overhead_pct,dispatches,query_rows,chunk_keys,replans,timing,copy_gbps\n";
   }
   const std::int64_t Hq = 32, Hkv = 8;
   for (const BenchCase& bc : cases()) {
@@ -184,7 +258,12 @@ int main(int argc, char** argv) {
         fill_random(buf.k[s], kn, 2 + 7 * s, bc.dtype);
         fill_random(buf.v[s], kn, 3 + 7 * s, bc.dtype);
       }
-      const Result single = time_case(bc, 0, sets, buf);
+      const bool decode = bc.group == "decode";
+      Result single;
+      if (decode)
+        single.ms = time_back_to_back([&](int i) { run_once(bc, 0, buf, i % sets, nullptr); });
+      else
+        single = time_case(bc, 0, sets, buf);
       const double flops =
           longattn::bench::attention_flops(1, Hq, bc.D, bc.D, bc.Lq, bc.Lk, bc.causal);
       const double tflops = flops / single.ms * 1e-9;
@@ -207,6 +286,9 @@ int main(int argc, char** argv) {
         replans = bud.report.replans;
       }
       std::printf("%-36s %10.3f ms %8.1f TFLOP/s %8.1f GB/s", name, single.ms, tflops, gbps);
+      if (decode)
+        std::printf(" (%.0f%% of copy, back-to-back %.1f us a call)", 100.0 * gbps / copy,
+                    single.ms * 1e3);
       if (bc.budget_ms > 0)
         std::printf(
             "  | budget %.0f ms: %.3f ms total, %zu submissions, worst after first %.1f ms, "
@@ -220,7 +302,8 @@ int main(int argc, char** argv) {
         csv << bc.group << ',' << bc.D << ',' << bc.Lq << ',' << bc.Lk << ',' << (bc.causal ? 1 : 0)
             << ',' << single.ms << ',' << tflops << ',' << gbps << ',' << bc.budget_ms << ','
             << btotal << ',' << nsub << ',' << worst << ',' << overhead << ',' << ndisp << ','
-            << qrows << ',' << ckeys << ',' << replans << '\n';
+            << qrows << ',' << ckeys << ',' << replans << ',' << (decode ? "b2b" : "sync") << ','
+            << copy << '\n';
     } catch (const std::exception& e) {
       std::printf("%-36s FAILED: %s\n", name, e.what());
       (void)cudaGetLastError();

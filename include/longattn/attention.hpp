@@ -51,10 +51,23 @@ struct AttentionOptions {
   BackendKind backend = BackendKind::automatic;  // automatic: by q.device
   DeviceProfile* profile = nullptr;  // used and refined in place; nullptr: the process-wide one
   int threads = 0;                   // CPU threads; 0 = all hardware threads
-  void* cuda_stream = nullptr;       // cudaStream_t for the CUDA backend; nullptr = default
-  bool host_wait = true;             // CUDA: host waits at each submission boundary
-  ProgressCallback progress;         // called between submissions; may cancel
-  RunReport* report = nullptr;       // filled when non-null
+  // CUDA: the stream the kernels go on (cudaStream_t; nullptr = the legacy
+  // default stream). A call with neither `report` nor `progress` set whose
+  // plan is one submission of single-pass dispatches, predicted within a
+  // quarter of budget * safety (decode, short prefill), is only enqueued
+  // there and returns at once, as CUDA libraries do: the output is ready
+  // when the stream reaches that point, and the inputs must stay alive
+  // until then. Such calls are not timed, so they do not refine the device
+  // profile. Every other call runs timed submissions and has finished when
+  // attention() returns.
+  void* cuda_stream = nullptr;
+  // CUDA, timed calls: the host waits at each submission boundary (the
+  // submission's time is known at once, so the rest can be re-planned);
+  // false: submissions are timed by events read at the end. Untimed calls
+  // (above) never wait.
+  bool host_wait = true;
+  ProgressCallback progress;    // called between submissions; may cancel
+  RunReport* report = nullptr;  // filled when non-null
 
   // 200 ms per submission (under every OS watchdog in DESIGN.md, with
   // margin), safety 0.8, 1 GiB of running state at most.

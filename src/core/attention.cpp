@@ -101,8 +101,21 @@ void attention(const TensorView& q, const TensorView& k, const TensorView& v, co
   // The process-wide profile is copied in, refined by the run, and copied
   // back, so concurrent calls never plan from a half-updated profile.
   DeviceProfile local = options.profile ? *options.profile : default_profile(kind);
-  if (local.device_name.empty()) local.device_name = backend->device_name();
   const Plan plan = core::make_plan(p, local, options.policy);
+
+  // A CUDA call that asks for no report and no progress, with a small
+  // single-pass plan (decode, short prefill), is only enqueued on the
+  // caller's stream, as CUDA libraries do: no events, no host wait (whatever
+  // host_wait says); the output is ready when the stream gets there. Nothing
+  // is measured, so the profile is left as it was. CPU calls are
+  // synchronous anyway, so they keep timing and refining.
+  if (kind == BackendKind::cuda && !options.report && !options.progress &&
+      core::enqueueable(plan, options.policy)) {
+    core::enqueue(p, *backend, plan);
+    return;
+  }
+
+  if (local.device_name.empty()) local.device_name = backend->device_name();
   auto write_back = [&] {
     if (options.profile) {
       *options.profile = local;

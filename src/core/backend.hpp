@@ -39,6 +39,9 @@ class Backend {
 
   virtual void begin_submission() = 0;
   // Runs (or enqueues) one dispatch. `state` is ignored in single_pass mode.
+  // A dispatch outside begin/end_submission (the executor's enqueue path)
+  // is untimed: the CUDA backend only launches it on its stream, and
+  // nothing waits for it.
   virtual void dispatch(const Problem& p, const Dispatch& d, const StateView& state) = 0;
   // Commits the submission. Returns its measured time in ms when known now
   // (the CPU always, CUDA when waiting on the host), else nullopt.

@@ -7,6 +7,11 @@
 //  - asks the progress callback whether to go on.
 // The running state is allocated once, before the first dispatch, so an
 // allocation failure leaves the caller's output untouched.
+//
+// enqueue() is the other path, for calls that want no measurement (decode):
+// the dispatches of a one-submission, stateless plan go to the backend
+// without begin/end_submission or finish, so a GPU backend neither records
+// events nor waits.
 #include "core/executor.hpp"
 
 #include <algorithm>
@@ -162,6 +167,28 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   report.wall_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
   return report;
+}
+
+bool enqueueable(const Plan& plan, const Policy& policy) {
+  if (plan.submissions.size() != 1 || plan.workspace_bytes > 0) return false;
+  for (const Dispatch& d : plan.submissions.front().dispatches)
+    if (d.mode != Mode::single_pass) return false;
+  return policy.budget_ms <= 0 || plan.predicted_ms <= 0.25 * policy.budget_ms * policy.safety;
+}
+
+void enqueue(const Problem& p, Backend& be, const Plan& plan) {
+  // Checked before the first launch, so a misuse writes nothing.
+  if (plan.submissions.size() != 1 || plan.workspace_bytes > 0)
+    throw InvalidArgument("[longattn::attention] enqueue: the plan has " +
+                          std::to_string(plan.submissions.size()) + " submissions and " +
+                          std::to_string(plan.workspace_bytes) +
+                          " bytes of running state; only one stateless submission runs untimed");
+  const std::vector<Dispatch>& ds = plan.submissions.front().dispatches;
+  for (const Dispatch& d : ds)
+    if (d.mode != Mode::single_pass)
+      throw InvalidArgument(std::string("[longattn::attention] enqueue: a ") + mode_name(d.mode) +
+                            " dispatch needs a running state; only single-pass plans run untimed");
+  for (const Dispatch& d : ds) be.dispatch(p, d, StateView{});
 }
 
 }  // namespace longattn::core

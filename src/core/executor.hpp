@@ -1,6 +1,6 @@
 // The executor: runs a plan on a backend submission by submission, measures
 // each, refines the device profile, re-plans when a submission overshoots,
-// and reports.
+// and reports. Or, for a plan that needs none of that, only enqueues it.
 #pragma once
 
 #include "core/backend.hpp"
@@ -13,5 +13,20 @@ namespace longattn::core {
 // `profile` with what it measured. Throws Cancelled if `progress` says stop.
 RunReport execute(const Problem& p, Backend& backend, DeviceProfile& profile, const Policy& policy,
                   const ProgressCallback& progress, Plan plan);
+
+// Whether `plan` may run untimed (enqueue): one submission, no running state
+// (every dispatch single-pass), and, under a budget, predicted within a
+// quarter of budget * safety. The last condition keeps the budget safe
+// without a measurement: a rate guessed up to 4x too fast (the planner's
+// own margin for a first submission) still lands within budget, and plans
+// closer to the budget go through execute(), whose measurement corrects
+// the profile.
+bool enqueueable(const Plan& plan, const Policy& policy);
+
+// Runs an enqueueable plan's dispatches outside any submission: nothing is
+// timed or awaited (the CUDA backend only launches on its stream, and the
+// result is ready when the stream gets there), so nothing refines the
+// profile and there is no report.
+void enqueue(const Problem& p, Backend& backend, const Plan& plan);
 
 }  // namespace longattn::core

@@ -1,7 +1,9 @@
 // The CUDA backend: one kernel launch per dispatch on the caller's stream
 // (plus a split-K merge when a dispatch alone would not fill the GPU),
 // submissions bracketed by events, the float32 running state in device
-// memory.
+// memory. Dispatches outside a submission (the executor's enqueue path) are
+// only launched: no events and no host synchronization anywhere, so a
+// decode step costs its launches and nothing more.
 //
 // Kernel choice per dispatch (all in device code under src/cuda/):
 // - float16 / bfloat16 with more than 8 packed rows (query heads of a KV
@@ -9,14 +11,17 @@
 // - up to 8 packed rows (decode), and every float32 problem: the vector
 //   kernel, which reads each K/V row once for the whole GQA group.
 // Either is split over the keys (split-K) when its grid is smaller than the
-// GPU; the splits' partial states go to a fixed workspace allocated with the
-// backend, so a dispatch never allocates.
+// GPU; the splits' partial states go to a workspace that belongs to the
+// stream (StreamWorkspace), so a dispatch allocates only when its stream
+// first needs more than before.
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
+#include <bit>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -35,8 +40,16 @@ using cuda::KernelKind;
 using cuda::KernelParams;
 using cuda::OutMode;
 
-// Split-K workspace: enough for 32 splits of 32 heads x 64 rows x D 256.
+// Largest split-K workspace one dispatch may use: enough for 32 splits of
+// 32 heads x 64 rows x D 256. Decode (32 splits x 32 rows x D 128) uses
+// about 0.5 MB.
 constexpr std::size_t kWorkspaceBytes = std::size_t{64} << 20;
+// Streams whose workspace is kept; the least recently used beyond this is
+// dropped (freed once no backend holds it), so an application that makes a
+// stream per request does not accumulate memory. Decode needs ~0.5 MB a
+// stream; an application cycling through more streams than this pays a
+// cudaMalloc and a synchronizing cudaFree per split-K call.
+constexpr std::size_t kCachedStreams = 32;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
@@ -112,23 +125,59 @@ KernelParams make_params(const Problem& p) {
   return k;
 }
 
-// What the backend needs from each device, looked up once per process
-// (attention() makes a backend per call; cudaGetDeviceProperties and a 64 MB
-// cudaMalloc per call would dominate a 50 us decode), and a free list of
-// split-K workspaces: a backend takes one for its lifetime, so concurrent
-// calls on different streams never share one.
+// What the backend needs from each device, looked up once per process:
+// attention() makes a backend per call, and cudaGetDeviceProperties per call
+// would dominate a decode step.
 struct DeviceInfo {
   std::string name;
   int sms = 1;
   bool hopper = false;  // compute capability 9.0 and this build has sm_90a code
-  std::vector<float*> free_workspaces;
 };
-std::mutex g_mutex;
-std::map<int, DeviceInfo> g_devices;
 
-DeviceInfo& device_info(int device) {  // g_mutex held
-  auto it = g_devices.find(device);
-  if (it != g_devices.end()) return it->second;
+// The split-K partials of one stream. Work on one stream runs in order, so
+// the next call on that stream may reuse the memory without waiting for the
+// last one: no cudaStreamSynchronize per call. A backend holds its stream's
+// workspace (shared_ptr) for its lifetime; one that grows or is evicted from
+// the cache is freed when its last holder lets go, and cudaFree waits for
+// the device first, so kernels still reading it finish.
+struct StreamWorkspace {
+  // Held from a dispatch's first launch to its merge launch: two host
+  // threads on one stream must not interleave their kernels in between.
+  std::mutex launch;
+  float* ptr = nullptr;
+  std::size_t bytes = 0;
+  StreamWorkspace() = default;
+  StreamWorkspace(const StreamWorkspace&) = delete;
+  StreamWorkspace& operator=(const StreamWorkspace&) = delete;
+  ~StreamWorkspace() {
+    if (ptr != nullptr) (void)cudaFree(ptr);  // destructors must not throw
+  }
+};
+
+struct CachedWorkspace {
+  std::shared_ptr<StreamWorkspace> ws;
+  std::uint64_t last_use = 0;
+};
+
+// Workspaces are keyed by (device, stream id): CUDA never reuses a stream id,
+// unlike a stream handle, so the pending work of a destroyed stream never
+// shares memory with a new stream that got the same handle.
+struct Registry {
+  std::mutex mu;
+  std::map<int, DeviceInfo> devices;
+  std::map<std::pair<int, unsigned long long>, CachedWorkspace> workspaces;
+  std::uint64_t uses = 0;
+};
+// Never destroyed: a static destructor would call cudaFree after the CUDA
+// runtime has shut down.
+Registry& registry() {
+  static auto* r = new Registry;
+  return *r;
+}
+
+const DeviceInfo& device_info(Registry& r, int device) {  // r.mu held
+  auto it = r.devices.find(device);
+  if (it != r.devices.end()) return it->second;
   cudaDeviceProp prop{};
   check_cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
   DeviceInfo info;
@@ -138,38 +187,107 @@ DeviceInfo& device_info(int device) {  // g_mutex held
 #ifdef LONGATTN_CUDA_SM90A
   info.hopper = prop.major == 9 && prop.minor == 0;
 #endif
-  return g_devices.emplace(device, std::move(info)).first->second;
+  return r.devices.emplace(device, std::move(info)).first->second;
+}
+
+// The workspace of (device, stream), at least `bytes` large.
+std::shared_ptr<StreamWorkspace> stream_workspace(int device, cudaStream_t stream,
+                                                  std::size_t bytes) {
+  unsigned long long id = 0;
+  check_cuda(cudaStreamGetId(stream, &id), "cudaStreamGetId");
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  CachedWorkspace& c = r.workspaces[{device, id}];
+  c.last_use = ++r.uses;
+  if (!c.ws || c.ws->bytes < bytes) {
+    auto ws = std::make_shared<StreamWorkspace>();
+    ws->bytes = std::max(std::bit_ceil(bytes), std::size_t{1} << 20);
+    ws->ptr = static_cast<float*>(device_alloc(ws->bytes, "the split-K workspace"));
+    c.ws = std::move(ws);  // the smaller one goes when its last holder does
+  }
+  std::shared_ptr<StreamWorkspace> ws = c.ws;
+  if (r.workspaces.size() > kCachedStreams) {
+    auto lru = std::min_element(
+        r.workspaces.begin(), r.workspaces.end(),
+        [](const auto& a, const auto& b) { return a.second.last_use < b.second.last_use; });
+    r.workspaces.erase(lru);
+  }
+  return ws;
+}
+
+// Split-K of the vector kernel, which is memory-bound: what counts is that
+// every SM streams K/V with as many loads in flight as it holds, from the
+// kernel's start to its end. Blocks of equal work are best as whole waves
+// of the resident slots (sms x kVecBlocksPerSm): a partial last wave leaves
+// SMs with fewer loads in flight, and every extra wave repeats the blocks'
+// ramp (query load, first K/V round trip, in-block merge) and adds partials
+// for the merge kernel to read.
+//
+// Worked example, the decode benchmark on an H100: B = 1, Hkv = 8, one
+// query, 4 query heads per KV head packed into one 4-row block: 8 blocks
+// unsplit, on 132 x 2 = 264 slots. Lk = 32768 is 1024 steps of 32 keys
+// (4 warps x 2 lane groups x 4 keys). s = 33 fills one wave exactly; the
+// kernel gives each split ceil(1024 / 33) = 32 steps, so 32 splits do all
+// the work: 256 blocks in one wave (97% of the slots), each streaming 1024
+// keys (0.5 MB of K and V), and the merge reads 32 partials a row. (The
+// rule before, 4 x 132 blocks, gave 64 splits in two waves: twice the ramps
+// and the partials.) Lk = 1M: 33 splits of 993 steps, one wave.
+//
+// `base` blocks unsplit, `steps` key steps; each split keeps at least
+// `min_steps`, at most `max_splits` splits. The count fills the fewest waves
+// (up to 4) whose fill is within 5% of the best: the most splits that fit
+// those waves. B = 2 decode: 16 splits, one wave 97% full, rather than 33
+// for two full waves; B = 48 (384 blocks): 2 splits, three waves 97% full.
+std::int64_t vector_splits(std::int64_t base, std::int64_t steps, std::int64_t min_steps,
+                           std::int64_t slots, std::int64_t max_splits) {
+  base = std::max<std::int64_t>(1, base);
+  const std::int64_t most =
+      std::min({max_splits, steps / std::max<std::int64_t>(1, min_steps), 4 * slots / base});
+  auto fill = [&](std::int64_t s) {
+    const std::int64_t n = base * s;
+    return static_cast<double>(n) / static_cast<double>(ceil_div(n, slots) * slots);
+  };
+  double top = fill(1);
+  for (std::int64_t s = 2; s <= most; ++s) top = std::max(top, fill(s));
+  std::int64_t best = 1;
+  for (std::int64_t waves = 1; waves <= 4; ++waves) {
+    const std::int64_t s = std::min(most, waves * slots / base);
+    if (s >= 1 && fill(s) >= 0.95 * top) {
+      best = s;
+      break;
+    }
+  }
+  // Whole steps per split, as the kernel divides them: no split left empty.
+  const std::int64_t per = std::max<std::int64_t>(1, ceil_div(steps, best));
+  return std::max<std::int64_t>(1, ceil_div(steps, per));
 }
 
 class CudaBackend final : public Backend {
  public:
+  // Cheap: the device's properties are cached, the events are made by the
+  // first begin_submission, the workspace is taken by the first split-K
+  // dispatch.
   explicit CudaBackend(const BackendConfig& cfg)
       : stream_(static_cast<cudaStream_t>(cfg.cuda_stream)), host_wait_(cfg.host_wait) {
     check_cuda(cudaGetDevice(&device_), "cudaGetDevice");
-    std::lock_guard<std::mutex> lock(g_mutex);
-    DeviceInfo& info = device_info(device_);
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    const DeviceInfo& info = device_info(r, device_);
     device_name_ = info.name;
     sms_ = info.sms;
     hopper_ = info.hopper;
-    if (!info.free_workspaces.empty()) {
-      workspace_ = info.free_workspaces.back();
-      info.free_workspaces.pop_back();
-    } else {
-      workspace_ = static_cast<float*>(device_alloc(kWorkspaceBytes, "the split-K workspace"));
-    }
   }
 
+  // No stream synchronization: the workspace stays with its stream (the
+  // next user is ordered after this call's kernels), cudaFree of a running
+  // state waits for the device by itself, and CUDA defers destroying an
+  // event still pending. Errors are dropped: destructors must not throw.
   ~CudaBackend() override {
-    // Destructors must not throw: errors here are dropped.
-    (void)cudaStreamSynchronize(stream_);
     for (auto& s : states_) (void)cudaFree(s);
     for (auto& [a, b] : events_) {
       (void)cudaEventDestroy(a);
       (void)cudaEventDestroy(b);
     }
-    // Back to the free list: work in flight on it has finished (synchronized above).
-    std::lock_guard<std::mutex> lock(g_mutex);
-    g_devices[device_].free_workspaces.push_back(workspace_);
   }
 
   std::string name() const override { return "cuda"; }
@@ -246,7 +364,7 @@ class CudaBackend final : public Backend {
 
     const std::int64_t nq = r.q1 - r.q0, keys = std::max<std::int64_t>(0, r.k1 - r.k0);
     const std::int64_t packed = p.group * nq;
-    std::int64_t base_blocks = 0, key_units = 0, min_units = 1;
+    std::int64_t base_blocks = 0, key_units = 0, min_units = 1, splits = 1;
     std::int64_t resident = 0;  // tensor-core blocks resident on the GPU at once
     bool uniform = false;       // blocks do about the same work (no causal diagonal)
     if (p.dtype == DType::float32 || packed <= 8) {
@@ -263,6 +381,12 @@ class CudaBackend final : public Backend {
       if (p.B * p.Hkv > 65535)
         throw Unsupported("[longattn::cuda] B * Hkv = " + std::to_string(p.B * p.Hkv) +
                           " exceeds the grid limit 65535");
+      const std::int64_t row_bytes =
+          p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
+      splits = vector_splits(
+          base_blocks, key_units, min_units, std::int64_t{cuda::kVecBlocksPerSm} * sms_,
+          std::min<std::int64_t>(cuda::kMaxSplits,
+                                 static_cast<std::int64_t>(kWorkspaceBytes) / row_bytes));
     } else {
       const int hd = static_cast<int>(p.D);
       if (use_wgmma(p, k)) {
@@ -283,13 +407,11 @@ class CudaBackend final : public Backend {
                           " exceeds the grid limit 65535");
     }
 
-    // Split-K when the grid would leave SMs idle: aim for ~2 waves of blocks
-    // (4 for the memory-bound vector kernel), keep each split >= min_units
-    // key units, and stay inside the workspace.
-    std::int64_t splits = 1;
-    const std::int64_t target =
-        (k.kind == KernelKind::vector ? 4 : 2) * static_cast<std::int64_t>(sms_);
-    if (base_blocks < target && key_units >= 2 * min_units) {
+    // Split-K when the grid would leave SMs idle (the vector kernel's splits
+    // are chosen above): aim for ~2 waves of blocks, keep each split >=
+    // min_units key units, and stay inside the workspace.
+    const std::int64_t target = 2 * static_cast<std::int64_t>(sms_);
+    if (k.kind != KernelKind::vector && base_blocks < target && key_units >= 2 * min_units) {
       splits = std::min(ceil_div(target, base_blocks), key_units / min_units);
       const std::int64_t row_bytes =
           p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
@@ -316,22 +438,35 @@ class CudaBackend final : public Backend {
       splits = best;
     }
     k.splits = static_cast<std::int32_t>(splits);
-    if (splits > 1) {
-      const std::int64_t n = p.B * p.Hq * nq;
-      k.part_m = workspace_;
-      k.part_l = workspace_ + splits * n;
-      k.part_o = workspace_ + 2 * splits * n;
+    if (splits == 1) {
+      entry.launch(k, stream_);
+      return;
     }
+    const std::int64_t n = p.B * p.Hq * nq;
+    const std::int64_t o_at = (2 * splits * n + 3) / 4 * 4;  // part_o 16-byte aligned
+    StreamWorkspace& ws =
+        workspace(static_cast<std::size_t>(o_at + splits * n * p.D) * sizeof(float));
+    k.part_m = ws.ptr;
+    k.part_l = ws.ptr + splits * n;
+    k.part_o = ws.ptr + o_at;
+    std::lock_guard<std::mutex> hold(ws.launch);
     entry.launch(k, stream_);
-    if (splits > 1) cuda::launch_merge(k, stream_);
+    cuda::launch_merge(k, stream_);
+  }
+
+  // This stream's split-K workspace, at least `bytes` large.
+  StreamWorkspace& workspace(std::size_t bytes) {
+    if (!workspace_ || workspace_->bytes < bytes)
+      workspace_ = stream_workspace(device_, stream_, bytes);
+    return *workspace_;
   }
 
   // The Hopper kernel serves 16-bit prefill at D in {64, 128, 256} without
   // array masks, on rows TMA can read (16-byte aligned, unit last stride);
   // everything else, or LONGATTN_CUDA_PREFILL=mma, takes the mma.sync kernel.
   bool use_wgmma(const Problem& p, const KernelParams& k) const {
-    if (!hopper_ || !cuda::hopper_head_dim(static_cast<int>(p.D)) || k.mask_kind != 0 ||
-        !k.vec_q || !k.vec_k || !k.vec_v)
+    if (!hopper_ || !cuda::hopper_head_dim(static_cast<int>(p.D)) || k.mask_kind != 0 || !k.vec_q ||
+        !k.vec_k || !k.vec_v)
       return false;
     const char* env = std::getenv("LONGATTN_CUDA_PREFILL");
     return env == nullptr || std::string(env) != "mma";
@@ -378,7 +513,7 @@ class CudaBackend final : public Backend {
   int sms_ = 1;
   bool hopper_ = false;
   std::string device_name_;
-  float* workspace_ = nullptr;
+  std::shared_ptr<StreamWorkspace> workspace_;  // taken by the first split-K dispatch
   std::vector<float*> states_;
   std::map<int, std::int64_t> occupancy_;
   // (start, end) event pairs; [0, next_event_) are submissions not yet

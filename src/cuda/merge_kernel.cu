@@ -3,80 +3,119 @@
 // result (final O / LSE, or the running state).
 #include <cuda_runtime.h>
 
+#include <cstdint>
+#include <string>
+
 #include "cuda/check.hpp"
 #include "cuda/device_common.cuh"
 
 namespace longattn::cuda {
 namespace {
 
-constexpr int kMergeWarps = 4;
-constexpr int kMaxChunks = 8;  // D / 32
+constexpr int kMergeThreads = 256;
+constexpr int kMergeWarps = kMergeThreads / 32;
+static_assert(kMaxSplits <= kMergeThreads, "thread s holds split s's (m, l)");
 
 // One block per row, so that the row's (m, l) is read and rewritten by one
 // block with a barrier in between (several blocks per row raced on it in
-// accumulate mode). The factors of all splits go to shared memory once; warp
-// w sums splits w, w + 4, ... for all dims (independent loads in flight; a
-// single warp looping over every split was latency-bound, ~100 us on decode),
-// and the four partial sums add up.
-__global__ void __launch_bounds__(kMergeWarps * 32)
+// accumulate mode). Every split-K decode call runs this after the vector
+// kernel, so its latency is part of every decode step: the partials (still
+// in L2) are read in two dependent rounds, not one round per split.
+//  1. Thread s < S loads split s's (m, l): block max M, the factors
+//     2^(m_s - M) to shared memory, block sum of the scaled l.
+//  2. The o rows as float4: thread t owns dims 4c..4c+3 (c = t % (D/4)) of
+//     the splits t / (D/4) + j * lanes, and issues four loads before the
+//     first add. (A single warp looping over every split was latency-bound,
+//     ~100 us on decode; four warps with one 4-byte load per split in flight
+//     still waited one L2 round trip per split per warp.)
+//  3. The lanes' sums add up through shared memory, with the initial state.
+__global__ void __launch_bounds__(kMergeThreads)
     merge_kernel(const __grid_constant__ KernelParams p) {
   __shared__ float fac[kMaxSplits];
-  __shared__ float red[2][kMergeWarps];
-  __shared__ float part[kMergeWarps][kMaxChunks * 32];
+  __shared__ float red_m[kMergeWarps], red_l[kMergeWarps];
+  __shared__ float4 part[kMergeThreads];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const i64 nq = p.q1 - p.q0, N = p.B * p.Hq * nq;
   const i64 r = blockIdx.x;
   const i64 bh = r / nq, b = bh / p.Hq, h = bh % p.Hq, q = p.q0 + r % nq;
   const int S = p.splits;
-  const int chunks = static_cast<int>((p.D + 31) / 32);
 
   float m0, l0;
   initial_ml(p, p.in_mode, b, h, q, m0, l0);
-  float M = m0;
-  for (int s = tid; s < S; s += kMergeWarps * 32) M = fmaxf(M, p.part_m[s * N + r]);
+  const bool mine = tid < S;
+  const float ms = mine ? p.part_m[tid * N + r] : -INFINITY;
+  const float ls = mine ? p.part_l[tid * N + r] : 0.f;
+  float M = fmaxf(ms, m0);
 #pragma unroll
   for (int off = 16; off >= 1; off /= 2) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
-  if (lane == 0) red[0][warp] = M;
+  if (lane == 0) red_m[warp] = M;
   __syncthreads();
-  M = fmaxf(fmaxf(red[0][0], red[0][1]), fmaxf(red[0][2], red[0][3]));
+  M = red_m[0];
+#pragma unroll
+  for (int w = 1; w < kMergeWarps; ++w) M = fmaxf(M, red_m[w]);
   // Factors onto the common max; all zero when every part is empty (no NaN).
-  float L = 0.f;
-  for (int s = tid; s < S; s += kMergeWarps * 32) {
-    const float f = M == -INFINITY ? 0.f : exp2f(p.part_m[s * N + r] - M);
-    fac[s] = f;
-    L += f * p.part_l[s * N + r];
-  }
+  const float f = M == -INFINITY ? 0.f : exp2f(ms - M);
+  if (mine) fac[tid] = f;
+  float L = f * ls;
 #pragma unroll
   for (int off = 16; off >= 1; off /= 2) L += __shfl_xor_sync(0xffffffffu, L, off);
-  if (lane == 0) red[1][warp] = L;
-  __syncthreads();
+  if (lane == 0) red_l[warp] = L;
+  __syncthreads();  // also publishes fac
   const float f0 = M == -INFINITY ? 0.f : exp2f(m0 - M);
-  L = red[1][0] + red[1][1] + red[1][2] + red[1][3] + l0 * f0;
+  L = l0 * f0;
+#pragma unroll
+  for (int w = 0; w < kMergeWarps; ++w) L += red_l[w];
 
-  float acc[kMaxChunks];
+  const int cols = static_cast<int>(p.D / 4);  // float4 columns (launch_merge checks D % 4)
+  const int lanes = kMergeThreads / cols;      // splits read side by side
+  const int c = tid % cols, sl = tid / cols;
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+  auto add = [&](float fs, const float4& x) {
+    acc.x = fmaf(fs, x.x, acc.x);
+    acc.y = fmaf(fs, x.y, acc.y);
+    acc.z = fmaf(fs, x.z, acc.z);
+    acc.w = fmaf(fs, x.w, acc.w);
+  };
+  if (sl < lanes) {
+    // Row (s, r) of part_o starts at float4 (s * N + r) * cols.
+    const float4* po = reinterpret_cast<const float4*>(p.part_o) + r * cols + c;
+    const i64 split_stride = N * cols;
+    int s = sl;
+    for (; s + 3 * lanes < S; s += 4 * lanes) {
+      float4 x[4];
 #pragma unroll
-  for (int c = 0; c < kMaxChunks; ++c) acc[c] = 0.f;
-  for (int s = warp; s < S; s += kMergeWarps) {
-    const float f = fac[s];
-    const float* po = p.part_o + (s * N + r) * p.D;
+      for (int u = 0; u < 4; ++u) x[u] = po[(s + u * lanes) * split_stride];
 #pragma unroll
-    for (int c = 0; c < kMaxChunks; ++c)
-      if (c < chunks && c * 32 + lane < p.D) acc[c] += f * po[c * 32 + lane];
+      for (int u = 0; u < 4; ++u) add(fac[s + u * lanes], x[u]);
+    }
+    for (; s < S; s += lanes) add(fac[s], po[s * split_stride]);
   }
-#pragma unroll
-  for (int c = 0; c < kMaxChunks; ++c) part[warp][c * 32 + lane] = acc[c];
+  part[tid] = acc;
   __syncthreads();
 
   float* st_o = p.in_mode == InMode::load || p.out_mode == OutMode::state
                     ? p.st_o + state_row(p, b, h, q) * p.D
                     : nullptr;
   const float inv = core::inv_sum(L);
-  for (i64 d = tid; d < p.D; d += kMergeWarps * 32) {
-    float O = part[0][d] + part[1][d] + part[2][d] + part[3][d];
-    if (p.in_mode == InMode::load) O += st_o[d] * f0;
-    if (p.out_mode == OutMode::state) {
-      st_o[d] = O;
-    } else {
+  for (int c4 = tid; c4 < cols; c4 += kMergeThreads) {
+    float4 sum = part[c4];
+    for (int j = 1; j < lanes; ++j) {
+      const float4 y = part[j * cols + c4];
+      sum.x += y.x;
+      sum.y += y.y;
+      sum.z += y.z;
+      sum.w += y.w;
+    }
+    const float o4[4] = {sum.x, sum.y, sum.z, sum.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const i64 d = 4 * c4 + e;
+      float O = o4[e];
+      if (p.in_mode == InMode::load) O += st_o[d] * f0;
+      if (p.out_mode == OutMode::state) {
+        st_o[d] = O;
+        continue;
+      }
       const i64 off = b * p.o_s[0] + h * p.o_s[1] + q * p.o_s[2] + d * p.o_s[3];
       const float x = O * inv;
       switch (p.dtype) {
@@ -99,9 +138,15 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
 }  // namespace
 
 void launch_merge(const KernelParams& p, void* stream) {
+  if (p.D % 4 != 0 || p.D > 4 * kMergeThreads || p.splits > kMaxSplits ||
+      reinterpret_cast<std::uintptr_t>(p.part_o) % 16 != 0)
+    throw BackendError("[longattn::cuda] merge_kernel: D = " + std::to_string(p.D) +
+                       ", splits = " + std::to_string(p.splits) +
+                       " or an unaligned part_o (needs D % 4 == 0, splits <= " +
+                       std::to_string(kMaxSplits) + ", 16-byte alignment)");
   const long long N = p.B * p.Hq * (p.q1 - p.q0);
   const dim3 grid(static_cast<unsigned>(N));
-  merge_kernel<<<grid, kMergeWarps * 32, 0, static_cast<cudaStream_t>(stream)>>>(p);
+  merge_kernel<<<grid, kMergeThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
   check_cuda(cudaGetLastError(), "merge_kernel launch");
 }
 

@@ -2,7 +2,6 @@
 
 #include <cuda_runtime.h>
 
-#include <map>
 #include <stdexcept>
 
 #include "core/backend.hpp"
@@ -29,32 +28,54 @@ std::string why_no_device() {
   return {};
 }
 
-void run_cuda(CaseData& d, longattn::AttentionOptions base) {
-  std::map<const Buffer*, void*> dev;
-  auto release = [&] {
-    for (auto& [b, p] : dev) (void)cudaFree(p);
-  };
+DeviceCase::DeviceCase(CaseData& d) : d_(d) {
   try {
     for (Buffer* b : d.buffers()) {
       void* p = nullptr;
       check(cudaMalloc(&p, b->bytes.size()), "cudaMalloc");
-      dev[b] = p;
+      dev_.emplace_back(b, p);
       check(cudaMemcpy(p, b->bytes.data(), b->bytes.size(), cudaMemcpyHostToDevice), "upload");
     }
-    const Tensors t =
-        d.views_at([&](const Buffer& b) { return dev.at(&b); }, longattn::Device::cuda);
-    base.backend = longattn::BackendKind::cuda;
-    longattn::attention(t.q, t.k, t.v, t.out, d.options(t, base));
-    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-    for (Buffer* b : {&d.out, &d.lse})
-      if (b->present())
-        check(cudaMemcpy(b->bytes.data(), dev.at(b), b->bytes.size(), cudaMemcpyDeviceToHost),
-              "download");
   } catch (...) {
-    release();
+    for (auto& [b, p] : dev_) (void)cudaFree(p);
     throw;
   }
-  release();
+  views_ = d.views_at(
+      [&](const Buffer& b) {
+        for (auto& [hb, p] : dev_)
+          if (hb == &b) return p;
+        throw std::runtime_error("test harness: buffer without a device copy");
+      },
+      longattn::Device::cuda);
+}
+
+DeviceCase::~DeviceCase() {
+  for (auto& [b, p] : dev_) (void)cudaFree(p);
+}
+
+void DeviceCase::attention(longattn::AttentionOptions base) const {
+  base.backend = longattn::BackendKind::cuda;
+  longattn::attention(views_.q, views_.k, views_.v, views_.out, d_.options(views_, base));
+}
+
+void DeviceCase::reset_outputs() {
+  d_.reset_outputs();
+  for (auto& [b, p] : dev_)
+    if (b == &d_.out || b == &d_.lse)
+      check(cudaMemcpy(p, b->bytes.data(), b->bytes.size(), cudaMemcpyHostToDevice), "upload");
+}
+
+void DeviceCase::download() {
+  for (auto& [b, p] : dev_)
+    if (b == &d_.out || b == &d_.lse)
+      check(cudaMemcpy(b->bytes.data(), p, b->bytes.size(), cudaMemcpyDeviceToHost), "download");
+}
+
+void run_cuda(CaseData& d, longattn::AttentionOptions base) {
+  DeviceCase dc(d);
+  dc.attention(base);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  dc.download();
 }
 
 Comparison check_cuda(const Case& c, const longattn::AttentionOptions& base) {

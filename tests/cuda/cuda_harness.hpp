@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support/support.hpp"
@@ -23,6 +24,31 @@ class CudaTest : public ::testing::Test {
     const std::string why = why_no_device();
     if (!why.empty()) GTEST_SKIP() << "no CUDA device: " << why;
   }
+};
+
+// Every buffer of a CaseData mirrored in device memory (the whole
+// allocation, as on the host), for calls whose timing the test controls:
+// attention() only enqueues on the stream in `base.cuda_stream` when the
+// call is untimed, so download() must come after that stream has finished.
+class DeviceCase {
+ public:
+  explicit DeviceCase(CaseData& d);
+  ~DeviceCase();
+  DeviceCase(const DeviceCase&) = delete;
+  DeviceCase& operator=(const DeviceCase&) = delete;
+
+  // longattn::attention on the device views, backend = cuda, with the
+  // case's options on top of `base`.
+  void attention(longattn::AttentionOptions base = {}) const;
+  // Outputs back to NaN + guard, on the host and the device.
+  void reset_outputs();
+  // Device outputs into d.out / d.lse host bytes (synchronous cudaMemcpy).
+  void download();
+
+ private:
+  CaseData& d_;
+  std::vector<std::pair<Buffer*, void*>> dev_;
+  Tensors views_;
 };
 
 // Runs d on the GPU (backend = cuda) with `base` options; outputs land in

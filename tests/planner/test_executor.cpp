@@ -1,11 +1,17 @@
 // The executor: run reports, re-planning after an overshoot, cancellation,
-// and device profiles saved and loaded.
+// the untimed (enqueue) path, and device profiles saved and loaded.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <string>
+#include <vector>
 
+#include "core/backend.hpp"
+#include "core/executor.hpp"
+#include "core/planner.hpp"
+#include "core/problem.hpp"
 #include "support.hpp"
 
 namespace {
@@ -140,6 +146,153 @@ TEST(Executor, CancelStopsBetweenSubmissionsAndSaysWhatWasWritten) {
           }
         }
   EXPECT_GT(untouched, 0);
+}
+
+// ---- the untimed path: core::enqueueable and core::enqueue ----------------
+
+// A backend that records what the executor asks of it and runs nothing.
+class RecordingBackend final : public core::Backend {
+ public:
+  std::vector<std::string> calls;
+  std::string name() const override { return "recording"; }
+  std::string device_name() const override { return "nothing"; }
+  core::StateView alloc_state(const core::Problem&, std::int64_t rows) override {
+    calls.push_back("alloc_state");
+    state_.assign(1, 0.f);
+    return {state_.data(), state_.data(), state_.data(), 0, rows};
+  }
+  void release_state(core::StateView& s) override {
+    calls.push_back("release_state");
+    s = {};
+  }
+  void begin_submission() override { calls.push_back("begin"); }
+  void dispatch(const core::Problem&, const Dispatch& d, const core::StateView&) override {
+    calls.push_back(std::string("dispatch ") + mode_name(d.mode));
+  }
+  std::optional<double> end_submission() override {
+    calls.push_back("end");
+    return 0.05;
+  }
+  std::vector<double> finish() override {
+    calls.push_back("finish");
+    return {};
+  }
+
+ private:
+  std::vector<float> state_;
+};
+
+struct Planned {
+  core::Problem p;
+  Plan plan;
+};
+
+// The decode benchmark's shape family (Hq 32, Hkv 8, D 128, bfloat16),
+// planned with the CUDA backend's starting profile; data pointers are null
+// (nothing runs).
+Planned plan_for(std::int64_t Lq, std::int64_t Lk, const Policy& policy) {
+  const auto t = DType::bfloat16;
+  const TensorView q = contiguous(nullptr, t, {1, 32, Lq, 128});
+  const TensorView k = contiguous(nullptr, t, {1, 8, Lk, 128});
+  const TensorView out = contiguous(nullptr, t, {1, 32, Lq, 128});
+  AttentionOptions o;
+  o.policy = policy;
+  Planned r;
+  r.p = core::validate_attention(q, k, k, out, o, "test", false);
+  r.plan = core::make_plan(r.p, default_profile(BackendKind::cuda), policy);
+  return r;
+}
+
+TEST(ExecutorEnqueue, DecodeAndShortPrefillPlansAreEnqueueable) {
+  const Policy def = AttentionOptions::default_policy();
+  EXPECT_TRUE(core::enqueueable(plan_for(1, 1 << 20, def).plan, def));
+  EXPECT_TRUE(core::enqueueable(plan_for(1, 4096, def).plan, def));
+  EXPECT_TRUE(core::enqueueable(plan_for(512, 4096, def).plan, def));
+  Policy none = def;
+  none.budget_ms = 0;  // no budget: any single-pass plan
+  EXPECT_TRUE(core::enqueueable(plan_for(1, 1 << 20, none).plan, none));
+}
+
+TEST(ExecutorEnqueue, TimedPlansAreNot) {
+  const Policy def = AttentionOptions::default_policy();
+  // Chunked: several submissions, running state.
+  const Policy chunked = lt::chunked_policy(1024);
+  const Planned c = plan_for(1, 8192, chunked);
+  ASSERT_GT(c.plan.workspace_bytes, 0);
+  EXPECT_FALSE(core::enqueueable(c.plan, chunked));
+  // Single pass, one submission, but predicted beyond a quarter of
+  // budget * safety: measured, so that a wrong rate guess gets corrected.
+  const Planned big = plan_for(16384, 16384, def);
+  ASSERT_EQ(big.plan.submissions.size(), 1u) << big.plan.reason;
+  Policy tight = def;
+  tight.budget_ms = big.plan.predicted_ms * 2;  // budget * safety / 4 < predicted
+  EXPECT_FALSE(core::enqueueable(big.plan, tight));
+  tight.budget_ms = big.plan.predicted_ms * 6;  // 6 * 0.8 / 4 = 1.2 x predicted
+  EXPECT_TRUE(core::enqueueable(big.plan, tight));
+  // Hand-made: two submissions, or one stateful dispatch.
+  Plan two = plan_for(1, 4096, def).plan;
+  two.submissions.push_back(two.submissions.front());
+  EXPECT_FALSE(core::enqueueable(two, def));
+  Plan init = plan_for(1, 4096, def).plan;
+  init.submissions.front().dispatches.front().mode = Mode::init;
+  EXPECT_FALSE(core::enqueueable(init, def));
+}
+
+TEST(ExecutorEnqueue, OnlyDispatchesNoSubmissionsNoWait) {
+  // Three query groups of 100 rows, each a single pass: one submission.
+  Policy pol = AttentionOptions::default_policy();
+  pol.fixed_query_rows = 100;
+  const Planned pl = plan_for(300, 2048, pol);
+  ASSERT_TRUE(core::enqueueable(pl.plan, pol)) << pl.plan.reason;
+  ASSERT_EQ(pl.plan.num_dispatches(), 3u);
+  RecordingBackend be;
+  core::enqueue(pl.p, be, pl.plan);
+  const std::vector<std::string> want(3, "dispatch single_pass");
+  EXPECT_EQ(be.calls, want) << "no begin/end_submission (events), no finish (wait), no state";
+}
+
+TEST(ExecutorEnqueue, RefusesAChunkedPlanBeforeLaunchingAnything) {
+  const Planned c = plan_for(1, 8192, lt::chunked_policy(1024));
+  RecordingBackend be;
+  EXPECT_THROW(core::enqueue(c.p, be, c.plan), InvalidArgument);
+  EXPECT_TRUE(be.calls.empty());
+  // One submission whose second dispatch needs state: still nothing launched.
+  Plan mixed = plan_for(1, 4096, AttentionOptions::default_policy()).plan;
+  Dispatch fin = mixed.submissions.front().dispatches.front();
+  fin.mode = Mode::finalize;
+  mixed.submissions.front().dispatches.push_back(fin);
+  EXPECT_THROW(core::enqueue(c.p, be, mixed), InvalidArgument);
+  EXPECT_TRUE(be.calls.empty());
+}
+
+TEST(ExecutorEnqueue, TheTimedPathStillBracketsAndWaits) {
+  const Policy def = AttentionOptions::default_policy();
+  const Planned pl = plan_for(1, 4096, def);
+  RecordingBackend be;
+  DeviceProfile prof = default_profile(BackendKind::cuda);
+  const RunReport r = core::execute(pl.p, be, prof, def, {}, pl.plan);
+  const std::vector<std::string> want = {"begin", "dispatch single_pass", "end", "finish"};
+  EXPECT_EQ(be.calls, want);
+  ASSERT_EQ(r.submissions.size(), 1u);
+  EXPECT_EQ(r.submissions[0].measured_ms, 0.05);
+}
+
+TEST(ExecutorEnqueue, CpuCallsStayTimed) {
+  // The untimed path is for CUDA: a CPU call without a report still times
+  // its submission and refines the profile (a slow single pass, so that
+  // the measurement is not dismissed as overhead).
+  lt::Case c = medium_case();
+  c.Lq = lt::small_tests() ? 256 : 1024;
+  c.Lk = lt::small_tests() ? 1024 : 4096;
+  lt::CaseData d(c);
+  DeviceProfile prof = default_profile(BackendKind::cpu);
+  AttentionOptions o;
+  o.profile = &prof;
+  o.policy.budget_ms = 0;
+  lt::run(d, o);
+  const lt::Comparison r = lt::compare(d);
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_GT(prof.samples, 0);
 }
 
 TEST(DeviceProfileFile, SaveLoadRoundTrip) {
