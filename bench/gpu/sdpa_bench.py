@@ -10,7 +10,9 @@ the same two timing methods as bench_gpu.cpp (see its header): prefill rows
 one call between two events with a host sync after each (`bench`); decode
 rows and the copy ceiling back to back, an event pair around each call and
 one sync at the end (`bench_back_to_back`), inputs rotated over buffer sets
-as bench_gpu does. Backends: FLASH_ATTENTION and CUDNN_ATTENTION, each forced
+as bench_gpu does; decode rows also by CUDA graph replay (`bench_graph`: 20
+calls captured into one graph, replays timed back to back, median / 20).
+Backends: FLASH_ATTENTION and CUDNN_ATTENTION, each forced
 alone; a backend that refuses a case prints "n/a". Decode takes the best of
 FLASH, CUDNN and EFFICIENT.
 """
@@ -71,6 +73,34 @@ def bench_back_to_back(fn, budget_ms=1500.0):
     return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends))
 
 
+def bench_graph(fn, calls=20, reps=30):
+    """Graph method (bench_gpu.cpp's header): `calls` calls of fn(i) captured
+    into one CUDA graph, replayed back to back with an event pair around each
+    replay; median replay ms / calls."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for i in range(3):
+            fn(i)
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(calls):
+            fn(i)
+    g.replay()
+    g.replay()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for i in range(reps):
+        starts[i].record()
+        g.replay()
+        ends[i].record()
+    torch.cuda.synchronize()
+    return statistics.median(s_.elapsed_time(e) / calls for s_, e in zip(starts, ends))
+
+
 def sdpa_ms(backend, d, lq, lk, causal):
     q = torch.randn(1, HQ, lq, d, device="cuda", dtype=torch.bfloat16)
     k = torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16)
@@ -108,17 +138,24 @@ def decode_ms(lk, d=128):
     qs = [torch.randn(1, HQ, 1, d, device="cuda", dtype=torch.bfloat16) for _ in range(sets)]
     ks = [torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16) for _ in range(sets)]
     vs = [torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16) for _ in range(sets)]
-    best = None
+    best, best_graph = None, None
     for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
+        fn = lambda i: F.scaled_dot_product_attention(qs[i % sets], ks[i % sets], vs[i % sets],
+                                                      enable_gqa=True)
         try:
             with sdpa_kernel([backend]):
-                t = bench_back_to_back(lambda i: F.scaled_dot_product_attention(
-                    qs[i % sets], ks[i % sets], vs[i % sets], enable_gqa=True))
+                t = bench_back_to_back(fn)
             best = t if best is None else min(best, t)
         except Exception:
-            pass
+            continue
+        try:
+            with sdpa_kernel([backend]):
+                t = bench_graph(fn)
+            best_graph = t if best_graph is None else min(best_graph, t)
+        except Exception as e:
+            print(f"  decode k{lk} {backend.name}: graph capture failed ({str(e).splitlines()[0][:100]})")
     del qs, ks, vs
-    return best
+    return best, best_graph
 
 
 def ceilings():
@@ -161,9 +198,12 @@ def main():
         d, lq, lk, causal = int(r["D"]), int(r["Lq"]), int(r["Lk"]), r["causal"] == "1"
         ms = float(r["ms"])
         if r["group"] == "decode":
-            t = decode_ms(lk, d)
+            t, tgr = decode_ms(lk, d)
             kv_bytes = 2 * HKV * lk * d * 2
-            dec.append((lk, ms, float(r["gbps"]), t, None if t is None else kv_bytes / t * 1e-6))
+            gms = float(r.get("graph_ms") or 0) or None
+            dec.append((lk, ms, float(r["gbps"]), t, None if t is None else kv_bytes / t * 1e-6,
+                        gms, None if gms is None else kv_bytes / gms * 1e-6,
+                        tgr, None if tgr is None else kv_bytes / tgr * 1e-6))
             continue
         flops = 4 * HQ * d * visible_pairs(lq, lk, causal)
         if r["group"] == "f32":  # float32 path of longattn; SDPA's fused kernels take 16-bit only
@@ -186,16 +226,19 @@ def main():
         print(lines[-1], flush=True)
     if dec:
         lines.append("")
-        lines.append(f"Decode (Lq = 1, Hq = 32, Hkv = 8, D = 128, bf16), both libraries timed back to back "
-                     f"(event pair around each call, one sync at the end, median): K + V bytes read once "
-                     f"over the call's time; copy ceiling {copy_gbs:.0f} GB/s (torch copy_, back to back)")
+        lines.append(f"Decode (Lq = 1, Hq = 32, Hkv = 8, D = 128, bf16): K + V bytes read once over the "
+                     f"call's time, as a share of the copy ceiling {copy_gbs:.0f} GB/s (torch copy_, back to "
+                     f"back). Both libraries by both methods: back to back (event pair around each call, "
+                     f"one sync at the end, median) and CUDA graph replay (20 calls a graph, median / 20).")
         lines.append("")
-        lines.append("| Lk | longattn us | longattn GB/s | % of copy | best torch us | torch GB/s | torch % of copy |")
-        lines.append("|---|---|---|---|---|---|---|")
-        for lk, ms, gbps, t, tg in dec:
-            lines.append(f"| {lk} | {ms * 1e3:.1f} | {gbps:.0f} | {100 * gbps / copy_gbs:.0f}% | "
-                         f"{fmt(None if t is None else t * 1e3, '{:.1f}')} | {fmt(tg)} | "
-                         f"{fmt(None if tg is None else 100 * tg / copy_gbs, '{:.0f}%')} |")
+        lines.append("| Lk | longattn us (b2b) | % of copy | longattn us (graph) | % of copy | "
+                     "best torch us (b2b) | % of copy | best torch us (graph) | % of copy |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        pct = lambda g: fmt(None if g is None else 100 * g / copy_gbs, '{:.0f}%')
+        us = lambda t: fmt(None if t is None else t * 1e3, '{:.1f}')
+        for lk, ms, gbps, t, tg, gms, gg, tgr, tgg in dec:
+            lines.append(f"| {lk} | {ms * 1e3:.1f} | {pct(gbps)} | {us(gms)} | {pct(gg)} | "
+                         f"{us(t)} | {pct(tg)} | {us(tgr)} | {pct(tgg)} |")
     text = "\n".join(lines)
     if args.out:
         open(args.out, "w").write(text + "\n")
