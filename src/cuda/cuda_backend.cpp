@@ -444,14 +444,37 @@ class CudaBackend final : public Backend {
     }
     const std::int64_t n = p.B * p.Hq * nq;
     const std::int64_t o_at = (2 * splits * n + 3) / 4 * 4;  // part_o 16-byte aligned
-    StreamWorkspace& ws =
-        workspace(static_cast<std::size_t>(o_at + splits * n * p.D) * sizeof(float));
-    k.part_m = ws.ptr;
-    k.part_l = ws.ptr + splits * n;
-    k.part_o = ws.ptr + o_at;
+    const auto bytes = static_cast<std::size_t>(o_at + splits * n * p.D) * sizeof(float);
+    auto place = [&](float* base) {
+      k.part_m = base;
+      k.part_l = base + splits * n;
+      k.part_o = base + o_at;
+    };
+    if (capturing()) {
+      // Inside CUDA graph capture the stream's cached workspace cannot be
+      // used (looking it up is not allowed while capturing, and a graph may
+      // be replayed on any stream): the partials get a stream-ordered
+      // allocation instead, which capture turns into memory nodes that the
+      // graph owns.
+      void* ptr = nullptr;
+      check_cuda(cudaMallocAsync(&ptr, bytes, stream_), "cudaMallocAsync(split-K workspace)");
+      place(static_cast<float*>(ptr));
+      entry.launch(k, stream_);
+      cuda::launch_merge(k, stream_);
+      check_cuda(cudaFreeAsync(ptr, stream_), "cudaFreeAsync(split-K workspace)");
+      return;
+    }
+    StreamWorkspace& ws = workspace(bytes);
+    place(ws.ptr);
     std::lock_guard<std::mutex> hold(ws.launch);
     entry.launch(k, stream_);
     cuda::launch_merge(k, stream_);
+  }
+
+  bool capturing() const {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    check_cuda(cudaStreamIsCapturing(stream_, &st), "cudaStreamIsCapturing");
+    return st == cudaStreamCaptureStatusActive;
   }
 
   // This stream's split-K workspace, at least `bytes` large.
