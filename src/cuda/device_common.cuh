@@ -165,6 +165,37 @@ __device__ __forceinline__ T* out_row(const KernelParams& p, i64 b, i64 h, i64 q
   return static_cast<T*>(p.o) + b * p.o_s[0] + h * p.o_s[1] + q * p.o_s[2];
 }
 
+// ---- block coordinates (prefill kernels) --------------------------------------
+
+// What one prefill block covers: query tile [qt0, qt1) of head (b, h), the
+// heaviest causal tiles (last rows) first for load balance (blockIdx.x),
+// and its split's (blockIdx.z) share [t_beg, t_end) of the BN-key tiles the
+// query tile can see, which end at kend. Keys below kfull are visible to
+// every row of the tile (causally), so those tiles need no mask.
+struct TileRange {
+  i64 b, h, hkv, qt0, qt1, kend, t_beg, t_end, kfull;
+  int split;
+};
+template <int BM, int BN>
+__device__ __forceinline__ TileRange tile_range(const KernelParams& p) {
+  TileRange t;
+  const i64 bh = blockIdx.y;
+  t.b = bh / p.Hq;
+  t.h = bh % p.Hq;
+  t.hkv = t.h / p.group;
+  t.qt0 = p.q0 + static_cast<i64>(gridDim.x - 1 - blockIdx.x) * BM;
+  t.qt1 = min(t.qt0 + BM, p.q1);
+  t.split = blockIdx.z;
+  t.kend = p.k1;
+  if (p.causal) t.kend = min(t.kend, max(p.k0, t.qt1 - 1 + p.causal_offset + 1));
+  const i64 ntiles = t.kend > p.k0 ? (t.kend - p.k0 + BN - 1) / BN : 0;
+  const i64 per = (ntiles + p.splits - 1) / p.splits;
+  t.t_beg = min(ntiles, t.split * per);
+  t.t_end = min(ntiles, t.t_beg + per);
+  t.kfull = p.causal ? min(p.k1, t.qt0 + p.causal_offset + 1) : p.k1;
+  return t;
+}
+
 // ---- sm_80 primitives ------------------------------------------------------
 
 __device__ __forceinline__ std::uint32_t smem_addr(const void* p) {

@@ -61,17 +61,10 @@ __global__ void __launch_bounds__(hopper_threads(D), 1)
   auto k_empty = [&](int s) { return bars + 8u * (1 + 2 * ST + s); };
   auto v_empty = [&](int s) { return bars + 8u * (1 + 3 * ST + s); };
 
-  const i64 bh = blockIdx.y, b = bh / p.Hq, h = bh % p.Hq, hkv = h / p.group;
-  // Heaviest causal tiles (last rows) first, for load balance.
-  const i64 qt0 = p.q0 + static_cast<i64>(gridDim.x - 1 - blockIdx.x) * BM;
-  const i64 qt1 = min(qt0 + BM, p.q1);
-  const int split = blockIdx.z;
-  i64 kend = p.k1;
-  if (p.causal) kend = min(kend, max(p.k0, qt1 - 1 + p.causal_offset + 1));
-  const i64 ntiles = kend > p.k0 ? (kend - p.k0 + BN - 1) / BN : 0;
-  const i64 per = (ntiles + p.splits - 1) / p.splits;
-  const i64 t_beg = min(ntiles, split * per), t_end = min(ntiles, t_beg + per);
-  const i64 kfull = p.causal ? min(p.k1, qt0 + p.causal_offset + 1) : p.k1;
+  const TileRange tr = tile_range<BM, BN>(p);
+  const i64 b = tr.b, h = tr.h, hkv = tr.hkv, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
+  const i64 t_beg = tr.t_beg, t_end = tr.t_end, kfull = tr.kfull;
+  const int split = tr.split;
 
   if (threadIdx.x == 0) {
     sm90::mbar_init(q_full, 1);

@@ -67,20 +67,10 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane >> 2, t4 = lane & 3;
-  const i64 bh = blockIdx.y, b = bh / p.Hq, h = bh % p.Hq, hkv = h / p.group;
-  // Heaviest causal tiles (last rows) first, for load balance.
-  const i64 qt0 = p.q0 + static_cast<i64>(gridDim.x - 1 - blockIdx.x) * BM;
-  const i64 qt1 = min(qt0 + BM, p.q1);
-  const int split = blockIdx.z;
-
-  // Keys this tile can see, then this split's share of the key tiles.
-  i64 kend = p.k1;
-  if (p.causal) kend = min(kend, max(p.k0, qt1 - 1 + p.causal_offset + 1));
-  const i64 ntiles = kend > p.k0 ? (kend - p.k0 + BN - 1) / BN : 0;
-  const i64 per = (ntiles + p.splits - 1) / p.splits;
-  const i64 t_beg = min(ntiles, split * per), t_end = min(ntiles, t_beg + per);
-  // Keys below this bound are visible to every row of the tile (causally).
-  const i64 kfull = p.causal ? min(p.k1, qt0 + p.causal_offset + 1) : p.k1;
+  const TileRange tr = tile_range<BM, BN>(p);
+  const i64 b = tr.b, h = tr.h, hkv = tr.hkv, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
+  const i64 t_beg = tr.t_beg, t_end = tr.t_end, kfull = tr.kfull;
+  const int split = tr.split;
 
   const InMode in_mode = p.splits > 1 ? InMode::empty : p.in_mode;
   const OutMode out_mode = p.splits > 1 ? OutMode::partial : p.out_mode;
