@@ -19,11 +19,11 @@
 //
 //   bench_budget [--quick] [--threads N] [--budgets 10,50,200] [--shape square|prefill]
 //                [--profile PATH] [--save-profile PATH] [--json PATH]
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,44 +48,23 @@ struct Args {
   std::string shape, profile, save_profile, json;
 };
 
-[[noreturn]] void usage(const char* msg) {
-  std::fprintf(
-      stderr,
-      "bench_budget: %s\nusage: bench_budget [--quick] [--threads N] [--budgets 10,50,200]\n"
-      "                    [--shape square|prefill] [--profile PATH] [--save-profile PATH] [--json "
-      "PATH]\n",
-      msg);
-  std::exit(2);
-}
-
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--help" || k == "-h") usage("budgeted chunking on the CPU backend");
-    if (k == "--quick") {
-      a.quick = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage(("missing value after " + k).c_str());
-    const std::string v = argv[++i];
-    if (k == "--threads")
-      a.threads = std::stoi(v);
-    else if (k == "--shape")
-      a.shape = v;
-    else if (k == "--profile")
-      a.profile = v;
-    else if (k == "--save-profile")
-      a.save_profile = v;
-    else if (k == "--json")
-      a.json = v;
-    else if (k == "--budgets") {
-      a.budgets.clear();
-      std::stringstream ss(v);
-      std::string item;
-      while (std::getline(ss, item, ',')) a.budgets.push_back(std::stod(item));
-    } else
-      usage(("unknown option " + k).c_str());
+  CLI::App app{"bench_budget: budgeted chunking on the CPU backend"};
+  app.add_flag("--quick", a.quick, "lengths / 4, for smoke tests");
+  app.add_option("--threads", a.threads, "CPU threads (0 = all hardware threads)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--budgets", a.budgets, "per-submission budgets in ms")
+      ->delimiter(',')
+      ->check(CLI::Range(0.001, 1e6));
+  app.add_option("--shape", a.shape, "one shape only")->check(CLI::IsMember({"square", "prefill"}));
+  app.add_option("--profile", a.profile, "start from this saved device profile");
+  app.add_option("--save-profile", a.save_profile, "save the refined profile here");
+  app.add_option("--json", a.json, "write the runs as JSON here");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e) == 0 ? 0 : 2);  // 2: bad usage, as the longattn tool
   }
   return a;
 }
@@ -133,7 +112,6 @@ int main(int argc, char** argv) {
     shapes.push_back({"square", 1, 32, 8, 16384 / f, 16384 / f, 128});
   if (a.shape.empty() || a.shape == "prefill")
     shapes.push_back({"prefill", 1, 32, 8, 2048 / f, 65536 / f, 128});
-  if (shapes.empty()) usage("--shape must be square or prefill");
 
   longattn::DeviceProfile prof = a.profile.empty()
                                      ? longattn::default_profile(longattn::BackendKind::cpu)

@@ -4,6 +4,7 @@
 //
 //   bench_cpu [--threads N] [--reps N] [--warmup N] [--sets N] [--filter S]
 //             [--json PATH] [--csv PATH] [--emit-cases PATH]
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -29,43 +30,25 @@ struct Args {
   std::string filter, json, csv, emit_cases;
 };
 
-[[noreturn]] void usage(const char* msg) {
-  std::fprintf(stderr,
-               "bench_cpu: %s\nusage: bench_cpu [--threads N] [--reps N] [--warmup N] [--sets N] "
-               "[--filter S]\n"
-               "                 [--json PATH] [--csv PATH] [--emit-cases PATH]\n",
-               msg);
-  std::exit(2);
-}
-
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--help" || k == "-h") usage("time longattn's CPU backend on bench/cases.hpp");
-    if (i + 1 >= argc) usage(("missing value after " + k).c_str());
-    const std::string v = argv[++i];
-    if (k == "--threads")
-      a.threads = std::stoi(v);
-    else if (k == "--reps")
-      a.reps = std::stoi(v);
-    else if (k == "--warmup")
-      a.warmup = std::stoi(v);
-    else if (k == "--sets")
-      a.sets = std::stoi(v);
-    else if (k == "--filter")
-      a.filter = v;
-    else if (k == "--json")
-      a.json = v;
-    else if (k == "--csv")
-      a.csv = v;
-    else if (k == "--emit-cases")
-      a.emit_cases = v;
-    else
-      usage(("unknown option " + k).c_str());
+  CLI::App app{"bench_cpu: time longattn's CPU backend on bench/cases.hpp"};
+  app.add_option("--threads", a.threads, "CPU threads (0 = all hardware threads)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--reps", a.reps, "timed runs per case (median reported)")
+      ->check(CLI::Range(1, 1000000));
+  app.add_option("--warmup", a.warmup, "untimed runs per case first")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--sets", a.sets, "input sets rotated over the runs")->check(CLI::Range(1, 64));
+  app.add_option("--filter", a.filter, "only cases whose name contains this");
+  app.add_option("--json", a.json, "write the rows as JSON here");
+  app.add_option("--csv", a.csv, "write the rows as CSV here");
+  app.add_option("--emit-cases", a.emit_cases, "write the case list as JSON here and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e) == 0 ? 0 : 2);  // 2: bad usage, as the longattn tool
   }
-  if (a.reps < 1 || a.sets < 1 || a.warmup < 0)
-    usage("--reps and --sets must be >= 1, --warmup >= 0");
   return a;
 }
 
