@@ -26,6 +26,7 @@
 //   bench_gpu [--csv FILE] [--filter SUBSTRING] [--quick]
 #include <cuda_runtime.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -258,13 +259,14 @@ Result time_case(const BenchCase& bc, double budget_ms, int sets, Buffers& buf) 
 int main(int argc, char** argv) {
   std::string csv_path, filter;
   bool quick = false;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--csv") && i + 1 < argc)
-      csv_path = argv[++i];
-    else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc)
-      filter = argv[++i];
-    else if (!std::strcmp(argv[i], "--quick"))
-      quick = true;
+  CLI::App app{"bench_gpu: the CUDA backend on the issue's cases (sdpa_bench.py adds PyTorch)"};
+  app.add_option("--csv", csv_path, "write the rows as CSV here (sdpa_bench.py reads it)");
+  app.add_option("--filter", filter, "only cases whose name contains this");
+  app.add_flag("--quick", quick, "skip the one-shot row and keys past 131072");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
   }
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
