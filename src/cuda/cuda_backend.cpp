@@ -367,7 +367,20 @@ class CudaBackend final : public Backend {
     std::int64_t base_blocks = 0, key_units = 0, min_units = 1, splits = 1;
     std::int64_t resident = 0;  // tensor-core blocks resident on the GPU at once
     bool uniform = false;       // blocks do about the same work (no causal diagonal)
-    if (p.dtype == DType::float32 || packed <= 8) {
+    if (use_wgmma_decode(p, k, packed)) {
+      // The Hopper kernel in packed mode: one block per (b, KV head, query
+      // tile, split); memory-bound, so split-K aims for one wave below.
+      const cuda::HopperConfig cfg = cuda::hopper_decode_config(static_cast<int>(p.D));
+      k.kind = KernelKind::wgmma;
+      k.packed = 1;
+      base_blocks = ceil_div(nq, cfg.block_m / p.group) * p.B * p.Hkv;
+      key_units = ceil_div(keys, cfg.block_n);
+      min_units = 2;
+      resident = sms_;
+      if (p.B * p.Hkv > 65535)
+        throw Unsupported("[longattn::cuda] B * Hkv = " + std::to_string(p.B * p.Hkv) +
+                          " exceeds the grid limit 65535");
+    } else if (p.dtype == DType::float32 || packed <= 8) {
       k.kind = KernelKind::vector;
       int rows = 8;
       while (rows / 2 >= packed && rows > 1) rows /= 2;
@@ -416,7 +429,7 @@ class CudaBackend final : public Backend {
     // Split-K when the grid would leave SMs idle (the vector kernel's splits
     // are chosen above): aim for ~2 waves of blocks, keep each split >=
     // min_units key units, and stay inside the workspace.
-    const std::int64_t target = 2 * static_cast<std::int64_t>(sms_);
+    const std::int64_t target = (k.packed ? 1 : 2) * static_cast<std::int64_t>(sms_);
     if (k.kind != KernelKind::vector && base_blocks < target && key_units >= 2 * min_units) {
       splits = std::min(ceil_div(target, base_blocks), key_units / min_units);
       const std::int64_t row_bytes =
@@ -499,6 +512,18 @@ class CudaBackend final : public Backend {
       return false;
     const char* env = std::getenv("LONGATTN_CUDA_PREFILL");
     return env == nullptr || std::string(env) != "mma";
+  }
+
+  // Packed decode on the Hopper kernel (hopper_decode_config): the same
+  // layout conditions, a power-of-2 GQA group of at most 64 heads, at most
+  // 64 packed rows (decode, short verification steps), and, until it is
+  // measured, only with LONGATTN_CUDA_DECODE=wgmma.
+  bool use_wgmma_decode(const Problem& p, const KernelParams& k, std::int64_t packed) const {
+    if (p.dtype == DType::float32 || packed > 64 || p.group > 64 ||
+        (p.group & (p.group - 1)) != 0 || !use_wgmma(p, k))
+      return false;
+    const char* env = std::getenv("LONGATTN_CUDA_DECODE");
+    return env != nullptr && std::string(env) == "wgmma";
   }
 
   // Resident tensor-core blocks per SM for this (dtype, head_dim), cached.

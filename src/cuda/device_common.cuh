@@ -176,6 +176,19 @@ struct TileRange {
   i64 b, h, hkv, qt0, qt1, kend, t_beg, t_end, kfull;
   int split;
 };
+// The key side of a TileRange, once b, h, hkv, qt0 and qt1 are set.
+template <int BN>
+__device__ __forceinline__ void key_range(const KernelParams& p, TileRange& t) {
+  t.split = blockIdx.z;
+  t.kend = p.k1;
+  if (p.causal) t.kend = min(t.kend, max(p.k0, t.qt1 - 1 + p.causal_offset + 1));
+  const i64 ntiles = t.kend > p.k0 ? (t.kend - p.k0 + BN - 1) / BN : 0;
+  const i64 per = (ntiles + p.splits - 1) / p.splits;
+  t.t_beg = min(ntiles, t.split * per);
+  t.t_end = min(ntiles, t.t_beg + per);
+  t.kfull = p.causal ? min(p.k1, t.qt0 + p.causal_offset + 1) : p.k1;
+}
+// One head's rows (blockIdx.y = b * Hq + h), BM query rows a tile.
 template <int BM, int BN>
 __device__ __forceinline__ TileRange tile_range(const KernelParams& p) {
   TileRange t;
@@ -185,14 +198,21 @@ __device__ __forceinline__ TileRange tile_range(const KernelParams& p) {
   t.hkv = t.h / p.group;
   t.qt0 = p.q0 + static_cast<i64>(gridDim.x - 1 - blockIdx.x) * BM;
   t.qt1 = min(t.qt0 + BM, p.q1);
-  t.split = blockIdx.z;
-  t.kend = p.k1;
-  if (p.causal) t.kend = min(t.kend, max(p.k0, t.qt1 - 1 + p.causal_offset + 1));
-  const i64 ntiles = t.kend > p.k0 ? (t.kend - p.k0 + BN - 1) / BN : 0;
-  const i64 per = (ntiles + p.splits - 1) / p.splits;
-  t.t_beg = min(ntiles, t.split * per);
-  t.t_end = min(ntiles, t.t_beg + per);
-  t.kfull = p.causal ? min(p.k1, t.qt0 + p.causal_offset + 1) : p.k1;
+  key_range<BN>(p, t);
+  return t;
+}
+// Packed rows (blockIdx.y = b * Hkv + hkv): the group's heads x `qrows`
+// queries a tile; h is the group's first head.
+template <int BN>
+__device__ __forceinline__ TileRange packed_tile_range(const KernelParams& p, i64 qrows) {
+  TileRange t;
+  const i64 bk = blockIdx.y;
+  t.b = bk / p.Hkv;
+  t.hkv = bk % p.Hkv;
+  t.h = t.hkv * p.group;
+  t.qt0 = p.q0 + static_cast<i64>(gridDim.x - 1 - blockIdx.x) * qrows;
+  t.qt1 = min(t.qt0 + qrows, p.q1);
+  key_range<BN>(p, t);
   return t;
 }
 

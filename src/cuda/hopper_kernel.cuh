@@ -35,20 +35,26 @@
 
 namespace longattn::cuda {
 
-template <typename T, int D>
-__global__ void __launch_bounds__(hopper_threads(D), 1)
+// kPacked: rows are (GQA head, query) pairs of one KV head (decode; see
+// hopper_decode_config), else 64 x consumers queries of one head.
+template <typename T, int D, bool kPacked>
+constexpr HopperConfig hopper_cfg = kPacked ? hopper_decode_config(D) : hopper_config(D);
+
+template <typename T, int D, bool kPacked>
+__global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     hopper_kernel(const __grid_constant__ KernelParams p, const __grid_constant__ CUtensorMap tq,
                   const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr HopperConfig cfg = hopper_config(D);
+  constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked>;
   constexpr int BM = cfg.block_m, BN = cfg.block_n, ST = cfg.stages;
   constexpr int CB = D / 64;  // 128-byte column blocks
   constexpr int NS = BN / 8, NO = D / 8;
   constexpr std::uint32_t kQBytes = BM * D * 2, kKVBytes = BN * D * 2;
-  constexpr int CW = hopper_consumers(D);
-  static_assert(BM == 64 * CW && (CW == 2 || CW == 3) && D % 64 == 0 && BN % 16 == 0);
+  constexpr int CW = hopper_consumers(cfg);
+  static_assert(BM == 64 * CW && CW >= 1 && CW <= 3 && D % 64 == 0 && BN % 16 == 0);
   // Registers a thread: the producer gives up what the consumers take,
-  // within the SM's 64K: 128 x 40 + 256 x 232, or 128 x 24 + 384 x 160.
+  // within the SM's 64K: 128 x 40 + 256 x 232, or 128 x 24 + 384 x 160
+  // (with one consumer, 256 threads, nothing needs moving).
   constexpr int kProducerRegs = CW == 2 ? 40 : 24, kConsumerRegs = CW == 2 ? 232 : 160;
 
   extern __shared__ uint4 hopper_smem[];
@@ -61,7 +67,10 @@ __global__ void __launch_bounds__(hopper_threads(D), 1)
   auto k_empty = [&](int s) { return bars + 8u * (1 + 2 * ST + s); };
   auto v_empty = [&](int s) { return bars + 8u * (1 + 3 * ST + s); };
 
-  const TileRange tr = tile_range<BM, BN>(p);
+  // Packed: 64 / group queries of each of the group's heads; rows are
+  // head-major (row r = head (r / QT), query (r % QT)), as the Q box lands.
+  const int QT = kPacked ? BM / static_cast<int>(p.group) : BM;
+  const TileRange tr = kPacked ? packed_tile_range<BN>(p, QT) : tile_range<BM, BN>(p);
   const i64 b = tr.b, h = tr.h, hkv = tr.hkv, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
   const i64 t_beg = tr.t_beg, t_end = tr.t_end, kfull = tr.kfull;
   const int split = tr.split;
@@ -81,10 +90,12 @@ __global__ void __launch_bounds__(hopper_threads(D), 1)
 
   const int wg = threadIdx.x / 128;
   if (wg == 0) {
-    sm90::reg_dealloc<kProducerRegs>();
+    if constexpr (CW > 1) sm90::reg_dealloc<kProducerRegs>();
     if (threadIdx.x == 0 && t_beg < t_end) {
       const int ib = static_cast<int>(b), ih = static_cast<int>(h), ikv = static_cast<int>(hkv);
       sm90::mbar_arrive_expect_tx(q_full, kQBytes);
+      // Packed: the box is QT queries x group heads from head h, the
+      // group's first (tensor_map.hpp).
 #pragma unroll
       for (int cb = 0; cb < CB; ++cb)
         sm90::tma_load_4d(sQ + cb * BM * 128, &tq, q_full, cb * 64, static_cast<int>(qt0), ih, ib);
@@ -111,19 +122,26 @@ __global__ void __launch_bounds__(hopper_threads(D), 1)
     return;
   }
 
-  sm90::reg_alloc<kConsumerRegs>();
+  if constexpr (CW > 1) sm90::reg_alloc<kConsumerRegs>();
   const int cw = wg - 1;  // consumer warpgroup: rows [64 cw, 64 cw + 64) of the tile
   const int ctid = threadIdx.x % 128, lane = threadIdx.x % 32;
   const int g = lane >> 2, t4 = lane & 3;
   const InMode in_mode = p.splits > 1 ? InMode::empty : p.in_mode;
   const OutMode out_mode = p.splits > 1 ? OutMode::partial : p.out_mode;
-  i64 q[2];
+  i64 q[2], hr[2];  // query and head of the thread's two rows
   float m[2], l[2];
   float acc[NO][4];
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
-    q[i] = qt0 + cw * 64 + (ctid / 32) * 16 + g + 8 * i;
-    init_row(p, in_mode, b, h, q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
+    if constexpr (kPacked) {
+      const int r = cw * 64 + (ctid / 32) * 16 + g + 8 * i;  // head-major packed row
+      q[i] = qt0 + r % QT;
+      hr[i] = h + r / QT;
+    } else {
+      q[i] = qt0 + cw * 64 + (ctid / 32) * 16 + g + 8 * i;
+      hr[i] = h;
+    }
+    init_row(p, in_mode, b, hr[i], q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
   }
 
   const std::uint32_t sQw = sQ + cw * 64 * 128;
@@ -257,43 +275,54 @@ __global__ void __launch_bounds__(hopper_threads(D), 1)
 
 #pragma unroll
   for (int i = 0; i < 2; ++i)
-    store_row<T>(p, out_mode, split, b, h, q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
+    store_row<T>(p, out_mode, split, b, hr[i], q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
 #endif
 }
 
-template <typename T, int D>
+template <typename T, int D, bool kPacked>
 void allow_hopper_smem() {
   static std::atomic<std::uint64_t> done{0};
   int dev = 0;
   check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
   const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
   if (!(done.load(std::memory_order_acquire) & bit)) {
-    check_cuda(
-        cudaFuncSetAttribute(hopper_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             hopper_smem_bytes(D)),
-        "cudaFuncSetAttribute(hopper_kernel)");
+    check_cuda(cudaFuncSetAttribute(hopper_kernel<T, D, kPacked>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    hopper_smem_bytes(hopper_cfg<T, D, kPacked>, D)),
+               "cudaFuncSetAttribute(hopper_kernel)");
     done.fetch_or(bit, std::memory_order_acq_rel);
   }
 }
 
-// Launches the kernel; false (nothing launched) when TMA cannot describe
-// the tensors, so the caller runs the mma.sync kernel instead.
-template <typename T, int D>
-bool launch_hopper(const KernelParams& p, cudaStream_t stream) {
-  constexpr HopperConfig cfg = hopper_config(D);
+template <typename T, int D, bool kPacked>
+bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
+  constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked>;
+  const int group = static_cast<int>(p.group);
+  const int qrows = kPacked ? cfg.block_m / group : cfg.block_m;  // queries a block
   CUtensorMap tq, tk, tv;
   // K and V rows at or past k1 read as zeros, like the mma.sync kernel's
   // zero fill, so that keys outside the rectangle never reach P V.
-  if (!encode_rows_map(&tq, p.q, p.B, p.Hq, p.Lq, D, p.q_s, cfg.block_m) ||
+  if (!encode_rows_map(&tq, p.q, p.B, p.Hq, p.Lq, D, p.q_s, qrows, kPacked ? group : 1) ||
       !encode_rows_map(&tk, p.k, p.B, p.Hkv, p.k1, D, p.k_s, cfg.block_n) ||
       !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, D, p.v_s, cfg.block_n))
     return false;
-  allow_hopper_smem<T, D>();
-  const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + cfg.block_m - 1) / cfg.block_m),
-                  static_cast<unsigned>(p.B * p.Hq), static_cast<unsigned>(p.splits));
-  hopper_kernel<T, D><<<grid, hopper_threads(D), hopper_smem_bytes(D), stream>>>(p, tq, tk, tv);
+  allow_hopper_smem<T, D, kPacked>();
+  const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + qrows - 1) / qrows),
+                  static_cast<unsigned>(p.B * (kPacked ? p.Hkv : p.Hq)),
+                  static_cast<unsigned>(p.splits));
+  hopper_kernel<T, D, kPacked>
+      <<<grid, hopper_threads(cfg), hopper_smem_bytes(cfg, D), stream>>>(p, tq, tk, tv);
   check_cuda(cudaGetLastError(), "hopper_kernel launch");
   return true;
+}
+
+// Launches the kernel; false (nothing launched) when TMA cannot describe
+// the tensors, so the caller runs the mma.sync kernel (or, packed, the
+// vector kernel) instead.
+template <typename T, int D>
+bool launch_hopper(const KernelParams& p, cudaStream_t stream) {
+  return p.packed ? launch_hopper_as<T, D, true>(p, stream)
+                  : launch_hopper_as<T, D, false>(p, stream);
 }
 
 }  // namespace longattn::cuda

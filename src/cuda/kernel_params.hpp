@@ -94,6 +94,9 @@ struct KernelParams {
 
   // Vector kernel: packed rows per block (1, 2, 4 or 8).
   std::int32_t rows_per_block = 8;
+  // Hopper kernel: rows are (GQA head, query) pairs of one KV head, `group`
+  // (a power of 2 <= 64) heads x 64 / group queries a block (decode).
+  std::int32_t packed = 0;
 
   KernelKind kind = KernelKind::tensor_core;
 };
@@ -156,15 +159,25 @@ constexpr HopperConfig hopper_config(int d) {
   if (d <= 64) return HopperConfig{192, 128, 2, false};
   return d <= 128 ? HopperConfig{128, 128, 2, true} : HopperConfig{128, 64, 2, true};
 }
+// Packed mode of the same kernel (KernelParams::packed), for decode: a
+// block's 64 rows are the query heads of one KV head's GQA group times
+// 64 / group queries, so each K/V tile read serves the whole group on the
+// tensor cores (the vector kernel's packing; most of the 64 rows are empty
+// at one query, which costs tensor-core time the memory-bound loop has to
+// spare). One consumer warpgroup and a deeper ring of 64-key tiles: four
+// stages keep 4 x 32 KB (D = 128) of K and V in flight per SM without
+// registers, against the vector kernel's register-bound ~8 warps of loads.
+// Not measured yet, so off unless LONGATTN_CUDA_DECODE=wgmma.
+constexpr HopperConfig hopper_decode_config(int d) {
+  return HopperConfig{64, 64, d <= 128 ? 4 : 2, false};
+}
 // A producer warpgroup + one consumer warpgroup per 64 query rows.
-constexpr int hopper_consumers(int d) { return hopper_config(d).block_m / 64; }
-constexpr int hopper_threads(int d) { return 128 * (1 + hopper_consumers(d)); }
-constexpr int hopper_smem_bytes(int d) {
+constexpr int hopper_consumers(HopperConfig c) { return c.block_m / 64; }
+constexpr int hopper_threads(HopperConfig c) { return 128 * (1 + hopper_consumers(c)); }
+constexpr int hopper_smem_bytes(HopperConfig c, int d) {
   // Q tile + stages x (K and V tiles) + barriers, + 1024 for aligning the
   // base to the 128-byte swizzle's 1024-byte pattern.
-  return (hopper_config(d).block_m + 2 * hopper_config(d).stages * hopper_config(d).block_n) * d *
-             2 +
-         256 + 1024;
+  return (c.block_m + 2 * c.stages * c.block_n) * d * 2 + 256 + 1024;
 }
 
 // Vector kernel: 4 warps; a lane holds 8 dims of a key, so a key spans

@@ -31,7 +31,7 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
 
 bool encode_rows_map(CUtensorMap* map, const void* base, std::int64_t B, std::int64_t H,
                      std::int64_t rows, std::int64_t D, const std::int64_t (&stride)[4],
-                     int box_rows) {
+                     int box_rows, int box_heads) {
   const auto fn = encode_fn();
   constexpr std::int64_t es = 2;  // float16 / bfloat16
   if (fn == nullptr || reinterpret_cast<std::uintptr_t>(base) % 16 != 0 || stride[3] != 1 ||
@@ -48,7 +48,10 @@ bool encode_rows_map(CUtensorMap* map, const void* base, std::int64_t B, std::in
     if (s <= 0 || s % 16 != 0) return false;
   const cuuint64_t strides[3] = {static_cast<cuuint64_t>(sl), static_cast<cuuint64_t>(sh),
                                  static_cast<cuuint64_t>(sb)};
-  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(box_rows), 1, 1};
+  if (box_heads < 1 || box_heads > H || box_heads > 256 || box_rows < 1 || box_rows > 256)
+    return false;
+  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(box_rows),
+                             static_cast<cuuint32_t>(box_heads), 1};
   const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
   // The element type only sizes the copy (no conversion), so bfloat16 maps
   // serve float16 tensors too.

@@ -14,8 +14,10 @@ namespace longattn::cuda {
 // not multiples of 16 bytes, misaligned base, sizes past its limits) or the
 // driver entry point is missing. The caller then uses another kernel.
 // `rows` bounds the L dimension: rows at or past it read as zeros.
+// `box_heads` > 1 makes the box span that many heads (packed decode rows:
+// box_rows queries of each of box_heads heads, head-major in shared memory).
 bool encode_rows_map(CUtensorMap* map, const void* base, std::int64_t B, std::int64_t H,
                      std::int64_t rows, std::int64_t D, const std::int64_t (&stride)[4],
-                     int box_rows);
+                     int box_rows, int box_heads = 1);
 
 }  // namespace longattn::cuda

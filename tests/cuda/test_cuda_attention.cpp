@@ -22,18 +22,25 @@ using lt::gpu::CudaTest;
 
 const DType kDtypes[] = {DType::float32, DType::float16, DType::bfloat16};
 
-// Every case runs on each prefill kernel the device has: "auto" takes the
-// Hopper (wgmma) kernel where it applies, "mma" forces the mma.sync kernel
-// (LONGATTN_CUDA_PREFILL, read per dispatch by the CUDA backend).
+// Every case runs on each kernel choice the device has: "auto" takes the
+// Hopper (wgmma) kernel where it applies, "mma" forces the mma.sync kernel,
+// "decode" also sends decode-sized problems (at most 64 packed rows) to the
+// Hopper kernel's packed mode (LONGATTN_CUDA_PREFILL / LONGATTN_CUDA_DECODE,
+// read per dispatch by the CUDA backend).
 class CudaAttention : public CudaTest, public ::testing::WithParamInterface<const char*> {
  protected:
   void SetUp() override {
     CudaTest::SetUp();
-    setenv("LONGATTN_CUDA_PREFILL", GetParam(), 1);
+    const std::string k = GetParam();
+    setenv("LONGATTN_CUDA_PREFILL", k == "mma" ? "mma" : "auto", 1);
+    if (k == "decode") setenv("LONGATTN_CUDA_DECODE", "wgmma", 1);
   }
-  void TearDown() override { unsetenv("LONGATTN_CUDA_PREFILL"); }
+  void TearDown() override {
+    unsetenv("LONGATTN_CUDA_PREFILL");
+    unsetenv("LONGATTN_CUDA_DECODE");
+  }
 };
-INSTANTIATE_TEST_SUITE_P(Kernels, CudaAttention, ::testing::Values("auto", "mma"),
+INSTANTIATE_TEST_SUITE_P(Kernels, CudaAttention, ::testing::Values("auto", "mma", "decode"),
                          [](const ::testing::TestParamInfo<const char*>& i) {
                            return std::string(i.param);
                          });
@@ -214,6 +221,31 @@ TEST_P(CudaAttention, HopperTileShapes) {
           c.layout = l;
           c.sinks = Lq == 257;
           c.qk_std = D == 256 ? 3.0 : 1.0;
+          c.seed = ++seed;
+          check_cuda(c);
+        }
+  }
+}
+
+// Decode-sized problems (the packed mode of the Hopper kernel under
+// "decode"): every power-of-2 GQA group up to 32, one to a few queries
+// (a tile holds 64 / group of them), causal with Lq > 1, sinks, split-K
+// over long key ranges, and the cache-slice layout.
+TEST_P(CudaAttention, DecodeShapes) {
+  std::uint64_t seed = 1400;
+  const auto dims = lt::gpu::built_head_dims();
+  for (std::int64_t D : {64, 128, 256}) {
+    if (std::find(dims.begin(), dims.end(), D) == dims.end()) continue;
+    for (DType t : {DType::bfloat16, DType::float16})
+      for (auto [Hq, Hkv] : {std::pair<std::int64_t, std::int64_t>{32, 8}, {8, 8}, {32, 1}, {4, 2}})
+        for (std::int64_t Lq : {1, 3, 17}) {
+          if (Lq * (Hq / Hkv) > 64) continue;
+          Case c;
+          c.B = 2, c.Hq = Hq, c.Hkv = Hkv, c.Lq = Lq, c.Lk = Lq == 3 ? 5000 : 700, c.D = D;
+          c.dtype = t;
+          c.causal = Lq > 1;
+          c.sinks = Lq == 3;
+          c.layout = Lq == 17 ? Layout::cache_slice : Layout::bhld;
           c.seed = ++seed;
           check_cuda(c);
         }
