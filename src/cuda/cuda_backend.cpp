@@ -431,7 +431,11 @@ class CudaBackend final : public Backend {
     // min_units key units, and stay inside the workspace.
     const std::int64_t target = (k.packed ? 1 : 2) * static_cast<std::int64_t>(sms_);
     if (k.kind != KernelKind::vector && base_blocks < target && key_units >= 2 * min_units) {
-      splits = std::min(ceil_div(target, base_blocks), key_units / min_units);
+      // Packed decode aims for one whole wave (132 / 8 KV heads: 16 splits,
+      // not 17, which would leave 4 blocks for a second wave).
+      const std::int64_t want = k.packed ? std::max<std::int64_t>(1, target / base_blocks)
+                                         : ceil_div(target, base_blocks);
+      splits = std::min(want, key_units / min_units);
       const std::int64_t row_bytes =
           p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
       splits = std::min(splits, static_cast<std::int64_t>(kWorkspaceBytes) / row_bytes);
