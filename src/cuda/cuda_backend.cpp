@@ -6,18 +6,20 @@
 // decode step costs its launches and nothing more.
 //
 // Kernel choice per dispatch (all in device code under src/cuda/):
-// - float16 / bfloat16 with more than 8 packed rows (query heads of a KV
-//   group x queries): the tensor-core prefill kernel.
+// - float16 / bfloat16 prefill on Hopper (sm_90a build, D in {64, 128, 256},
+//   no array mask, TMA-readable layout): the wgmma kernel (hopper_kernel.cuh);
+//   with LONGATTN_CUDA_DECODE=wgmma also decode (its packed mode).
+// - other float16 / bfloat16 problems with more than 8 packed rows (query
+//   heads of a KV group x queries): the mma.sync kernel (prefill_kernel.cuh).
 // - up to 8 packed rows (decode), and every float32 problem: the vector
 //   kernel, which reads each K/V row once for the whole GQA group.
-// Either is split over the keys (split-K) when its grid is smaller than the
+// Each is split over the keys (split-K) when its grid is smaller than the
 // GPU; the splits' partial states go to a workspace that belongs to the
-// stream (StreamWorkspace), so a dispatch allocates only when its stream
-// first needs more than before.
+// stream (device_cache.hpp), so a dispatch allocates only when its stream
+// first needs more than before, or to graph-owned memory under capture.
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -29,43 +31,28 @@
 
 #include "core/backend.hpp"
 #include "cuda/check.hpp"
+#include "cuda/device_cache.hpp"
 #include "cuda/kernel_params.hpp"
+#include "cuda/split_k.hpp"
 
 namespace longattn::core {
 namespace {
 
+using cuda::ceil_div;
 using cuda::check_cuda;
+using cuda::device_alloc;
 using cuda::InMode;
 using cuda::KernelKind;
 using cuda::KernelParams;
 using cuda::OutMode;
+using cuda::stream_workspace;
+using cuda::StreamWorkspace;
+using cuda::vector_splits;
 
 // Largest split-K workspace one dispatch may use: enough for 32 splits of
 // 32 heads x 64 rows x D 256. Decode (32 splits x 32 rows x D 128) uses
 // about 0.5 MB.
 constexpr std::size_t kWorkspaceBytes = std::size_t{64} << 20;
-// Streams whose workspace is kept; the least recently used beyond this is
-// dropped (freed once no backend holds it), so an application that makes a
-// stream per request does not accumulate memory. Decode needs ~0.5 MB a
-// stream; an application cycling through more streams than this pays a
-// cudaMalloc and a synchronizing cudaFree per split-K call.
-constexpr std::size_t kCachedStreams = 32;
-
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
-
-void* device_alloc(std::size_t bytes, const char* what) {
-  void* ptr = nullptr;
-  const cudaError_t e = cudaMalloc(&ptr, bytes);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the sticky-free error so later calls work
-    const std::string msg = "[longattn::cuda] cudaMalloc(" + std::to_string(bytes) +
-                            " bytes) for " + what + " failed: " + cudaGetErrorName(e) + " (" +
-                            cudaGetErrorString(e) + ")";
-    if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
-    throw BackendError(msg);
-  }
-  return ptr;
-}
 
 // Whether rows of a tensor can be read 16 bytes at a time.
 bool vectorizable(const void* ptr, const std::int64_t (&s)[4], DType t) {
@@ -125,143 +112,6 @@ KernelParams make_params(const Problem& p) {
   return k;
 }
 
-// What the backend needs from each device, looked up once per process:
-// attention() makes a backend per call, and cudaGetDeviceProperties per call
-// would dominate a decode step.
-struct DeviceInfo {
-  std::string name;
-  int sms = 1;
-  bool hopper = false;  // compute capability 9.0 and this build has sm_90a code
-};
-
-// The split-K partials of one stream. Work on one stream runs in order, so
-// the next call on that stream may reuse the memory without waiting for the
-// last one: no cudaStreamSynchronize per call. A backend holds its stream's
-// workspace (shared_ptr) for its lifetime; one that grows or is evicted from
-// the cache is freed when its last holder lets go, and cudaFree waits for
-// the device first, so kernels still reading it finish.
-struct StreamWorkspace {
-  // Held from a dispatch's first launch to its merge launch: two host
-  // threads on one stream must not interleave their kernels in between.
-  std::mutex launch;
-  float* ptr = nullptr;
-  std::size_t bytes = 0;
-  StreamWorkspace() = default;
-  StreamWorkspace(const StreamWorkspace&) = delete;
-  StreamWorkspace& operator=(const StreamWorkspace&) = delete;
-  ~StreamWorkspace() {
-    if (ptr != nullptr) (void)cudaFree(ptr);  // destructors must not throw
-  }
-};
-
-struct CachedWorkspace {
-  std::shared_ptr<StreamWorkspace> ws;
-  std::uint64_t last_use = 0;
-};
-
-// Workspaces are keyed by (device, stream id): CUDA never reuses a stream id,
-// unlike a stream handle, so the pending work of a destroyed stream never
-// shares memory with a new stream that got the same handle.
-struct Registry {
-  std::mutex mu;
-  std::map<int, DeviceInfo> devices;
-  std::map<std::pair<int, unsigned long long>, CachedWorkspace> workspaces;
-  std::uint64_t uses = 0;
-};
-// Never destroyed: a static destructor would call cudaFree after the CUDA
-// runtime has shut down.
-Registry& registry() {
-  static auto* r = new Registry;
-  return *r;
-}
-
-const DeviceInfo& device_info(Registry& r, int device) {  // r.mu held
-  auto it = r.devices.find(device);
-  if (it != r.devices.end()) return it->second;
-  cudaDeviceProp prop{};
-  check_cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
-  DeviceInfo info;
-  info.name = std::string(prop.name) + " (device " + std::to_string(device) + ", " +
-              std::to_string(prop.multiProcessorCount) + " SMs)";
-  info.sms = prop.multiProcessorCount;
-#ifdef LONGATTN_CUDA_SM90A
-  info.hopper = prop.major == 9 && prop.minor == 0;
-#endif
-  return r.devices.emplace(device, std::move(info)).first->second;
-}
-
-// The workspace of (device, stream), at least `bytes` large.
-std::shared_ptr<StreamWorkspace> stream_workspace(int device, cudaStream_t stream,
-                                                  std::size_t bytes) {
-  unsigned long long id = 0;
-  check_cuda(cudaStreamGetId(stream, &id), "cudaStreamGetId");
-  Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mu);
-  CachedWorkspace& c = r.workspaces[{device, id}];
-  c.last_use = ++r.uses;
-  if (!c.ws || c.ws->bytes < bytes) {
-    auto ws = std::make_shared<StreamWorkspace>();
-    ws->bytes = std::max(std::bit_ceil(bytes), std::size_t{1} << 20);
-    ws->ptr = static_cast<float*>(device_alloc(ws->bytes, "the split-K workspace"));
-    c.ws = std::move(ws);  // the smaller one goes when its last holder does
-  }
-  std::shared_ptr<StreamWorkspace> ws = c.ws;
-  if (r.workspaces.size() > kCachedStreams) {
-    auto lru = std::min_element(
-        r.workspaces.begin(), r.workspaces.end(),
-        [](const auto& a, const auto& b) { return a.second.last_use < b.second.last_use; });
-    r.workspaces.erase(lru);
-  }
-  return ws;
-}
-
-// Split-K of the vector kernel, which is memory-bound: what counts is that
-// every SM streams K/V with as many loads in flight as it holds, from the
-// kernel's start to its end. Blocks of equal work are best as whole waves
-// of the resident slots (sms x kVecBlocksPerSm): a partial last wave leaves
-// SMs with fewer loads in flight, and every extra wave repeats the blocks'
-// ramp (query load, first K/V round trip, in-block merge) and adds partials
-// for the merge kernel to read.
-//
-// Worked example, the decode benchmark on an H100: B = 1, Hkv = 8, one
-// query, 4 query heads per KV head packed into one 4-row block: 8 blocks
-// unsplit, on 132 x 2 = 264 slots. Lk = 32768 is 1024 steps of 32 keys
-// (4 warps x 2 lane groups x 4 keys). s = 33 fills one wave exactly; the
-// kernel gives each split ceil(1024 / 33) = 32 steps, so 32 splits do all
-// the work: 256 blocks in one wave (97% of the slots), each streaming 1024
-// keys (0.5 MB of K and V), and the merge reads 32 partials a row. (The
-// rule before, 4 x 132 blocks, gave 64 splits in two waves: twice the ramps
-// and the partials.) Lk = 1M: 33 splits of 993 steps, one wave.
-//
-// `base` blocks unsplit, `steps` key steps; each split keeps at least
-// `min_steps`, at most `max_splits` splits. The count fills the fewest waves
-// (up to 4) whose fill is within 5% of the best: the most splits that fit
-// those waves. B = 2 decode: 16 splits, one wave 97% full, rather than 33
-// for two full waves; B = 48 (384 blocks): 2 splits, three waves 97% full.
-std::int64_t vector_splits(std::int64_t base, std::int64_t steps, std::int64_t min_steps,
-                           std::int64_t slots, std::int64_t max_splits) {
-  base = std::max<std::int64_t>(1, base);
-  const std::int64_t most =
-      std::min({max_splits, steps / std::max<std::int64_t>(1, min_steps), 4 * slots / base});
-  auto fill = [&](std::int64_t s) {
-    const std::int64_t n = base * s;
-    return static_cast<double>(n) / static_cast<double>(ceil_div(n, slots) * slots);
-  };
-  double top = fill(1);
-  for (std::int64_t s = 2; s <= most; ++s) top = std::max(top, fill(s));
-  std::int64_t best = 1;
-  for (std::int64_t waves = 1; waves <= 4; ++waves) {
-    const std::int64_t s = std::min(most, waves * slots / base);
-    if (s >= 1 && fill(s) >= 0.95 * top) {
-      best = s;
-      break;
-    }
-  }
-  // Whole steps per split, as the kernel divides them: no split left empty.
-  const std::int64_t per = std::max<std::int64_t>(1, ceil_div(steps, best));
-  return std::max<std::int64_t>(1, ceil_div(steps, per));
-}
-
 class CudaBackend final : public Backend {
  public:
   // Cheap: the device's properties are cached, the events are made by the
@@ -270,9 +120,7 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(const BackendConfig& cfg)
       : stream_(static_cast<cudaStream_t>(cfg.cuda_stream)), host_wait_(cfg.host_wait) {
     check_cuda(cudaGetDevice(&device_), "cudaGetDevice");
-    Registry& r = registry();
-    std::lock_guard<std::mutex> lock(r.mu);
-    const DeviceInfo& info = device_info(r, device_);
+    const cuda::DeviceInfo info = cuda::device_info(device_);
     device_name_ = info.name;
     sms_ = info.sms;
     hopper_ = info.hopper;

@@ -41,6 +41,8 @@ configure_file(${_la_cuda_dir}/registry.cpp.in ${_la_gen_dir}/registry.cpp @ONLY
 
 target_sources(longattn PRIVATE
   ${_la_cuda_dir}/cuda_backend.cpp
+  ${_la_cuda_dir}/device_cache.cpp
+  ${_la_cuda_dir}/split_k.cpp
   ${_la_cuda_dir}/merge_kernel.cu
   ${_la_cuda_dir}/tensor_map.cpp
   ${_la_gen_dir}/registry.cpp
