@@ -19,7 +19,6 @@
 //
 //   bench_budget [--quick] [--threads N] [--budgets 10,50,200] [--shape square|prefill]
 //                [--profile PATH] [--save-profile PATH] [--json PATH]
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -30,6 +29,7 @@
 
 #include "bench/bench_util.hpp"
 #include "bench/cases.hpp"
+#include "bench/cli.hpp"
 #include "longattn/longattn.hpp"
 
 namespace lb = longattn::bench;
@@ -61,11 +61,7 @@ Args parse(int argc, char** argv) {
   app.add_option("--profile", a.profile, "start from this saved device profile");
   app.add_option("--save-profile", a.save_profile, "save the refined profile here");
   app.add_option("--json", a.json, "write the runs as JSON here");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    std::exit(app.exit(e) == 0 ? 0 : 2);  // 2: bad usage, as the longattn tool
-  }
+  lb::parse_or_exit(app, argc, argv);
   return a;
 }
 

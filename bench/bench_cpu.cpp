@@ -4,7 +4,6 @@
 //
 //   bench_cpu [--threads N] [--reps N] [--warmup N] [--sets N] [--filter S]
 //             [--json PATH] [--csv PATH] [--emit-cases PATH]
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -16,6 +15,7 @@
 
 #include "bench/bench_util.hpp"
 #include "bench/cases.hpp"
+#include "bench/cli.hpp"
 #include "longattn/longattn.hpp"
 
 namespace lb = longattn::bench;
@@ -44,11 +44,7 @@ Args parse(int argc, char** argv) {
   app.add_option("--json", a.json, "write the rows as JSON here");
   app.add_option("--csv", a.csv, "write the rows as CSV here");
   app.add_option("--emit-cases", a.emit_cases, "write the case list as JSON here and exit");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    std::exit(app.exit(e) == 0 ? 0 : 2);  // 2: bad usage, as the longattn tool
-  }
+  lb::parse_or_exit(app, argc, argv);
   return a;
 }
 

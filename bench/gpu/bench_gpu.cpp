@@ -26,7 +26,6 @@
 //   bench_gpu [--csv FILE] [--filter SUBSTRING] [--quick]
 #include <cuda_runtime.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -38,6 +37,7 @@
 #include <vector>
 
 #include "bench/cases.hpp"
+#include "bench/cli.hpp"
 #include "longattn/longattn.hpp"
 
 namespace {
@@ -263,11 +263,7 @@ int main(int argc, char** argv) {
   app.add_option("--csv", csv_path, "write the rows as CSV here (sdpa_bench.py reads it)");
   app.add_option("--filter", filter, "only cases whose name contains this");
   app.add_flag("--quick", quick, "skip the one-shot row and keys past 131072");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  longattn::bench::parse_or_exit(app, argc, argv);
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
   std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,

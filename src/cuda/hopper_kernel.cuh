@@ -24,11 +24,10 @@
 
 #include <cuda_runtime.h>
 
-#include <atomic>
-
 #include "cuda/check.hpp"
 #include "cuda/device_common.cuh"
 #include "cuda/sm90.cuh"
+#include "cuda/smem_limit.hpp"
 #include "cuda/tensor_map.hpp"
 #include "cuda/tile_softmax.cuh"
 #include "cuda/wgmma.cuh"
@@ -280,21 +279,6 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
 }
 
 template <typename T, int D, bool kPacked>
-void allow_hopper_smem() {
-  static std::atomic<std::uint64_t> done{0};
-  int dev = 0;
-  check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
-  const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
-  if (!(done.load(std::memory_order_acquire) & bit)) {
-    check_cuda(cudaFuncSetAttribute(hopper_kernel<T, D, kPacked>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    hopper_smem_bytes(hopper_cfg<T, D, kPacked>, D)),
-               "cudaFuncSetAttribute(hopper_kernel)");
-    done.fetch_or(bit, std::memory_order_acq_rel);
-  }
-}
-
-template <typename T, int D, bool kPacked>
 bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
   constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked>;
   const int group = static_cast<int>(p.group);
@@ -306,7 +290,8 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
       !encode_rows_map(&tk, p.k, p.B, p.Hkv, p.k1, D, p.k_s, cfg.block_n) ||
       !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, D, p.v_s, cfg.block_n))
     return false;
-  allow_hopper_smem<T, D, kPacked>();
+  allow_dynamic_smem<hopper_kernel<T, D, kPacked>>(hopper_smem_bytes(cfg, D),
+                                                   "cudaFuncSetAttribute(hopper_kernel)");
   const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + qrows - 1) / qrows),
                   static_cast<unsigned>(p.B * (kPacked ? p.Hkv : p.Hq)),
                   static_cast<unsigned>(p.splits));
@@ -317,8 +302,7 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
 }
 
 // Launches the kernel; false (nothing launched) when TMA cannot describe
-// the tensors, so the caller runs the mma.sync kernel (or, packed, the
-// vector kernel) instead.
+// the tensors, so the caller runs the mma.sync kernel instead.
 template <typename T, int D>
 bool launch_hopper(const KernelParams& p, cudaStream_t stream) {
   return p.packed ? launch_hopper_as<T, D, true>(p, stream)

@@ -14,10 +14,9 @@
 
 #include <cuda_runtime.h>
 
-#include <atomic>
-
 #include "cuda/check.hpp"
 #include "cuda/device_common.cuh"
+#include "cuda/smem_limit.hpp"
 #include "cuda/tile_softmax.cuh"
 
 namespace longattn::cuda {
@@ -253,23 +252,9 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
 }
 
 template <typename T, int D>
-void allow_prefill_smem() {
-  // Raising the shared-memory limit is per device; do it once per device.
-  static std::atomic<std::uint64_t> done{0};
-  int dev = 0;
-  check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
-  const std::uint64_t bit = std::uint64_t{1} << (dev & 63);
-  if (!(done.load(std::memory_order_acquire) & bit)) {
-    check_cuda(cudaFuncSetAttribute(prefill_kernel<T, D>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, tc_smem_bytes(D)),
-               "cudaFuncSetAttribute(prefill_kernel)");
-    done.fetch_or(bit, std::memory_order_acq_rel);
-  }
-}
-
-template <typename T, int D>
 int prefill_blocks_per_sm() {
-  allow_prefill_smem<T, D>();
+  allow_dynamic_smem<prefill_kernel<T, D>>(tc_smem_bytes(D),
+                                           "cudaFuncSetAttribute(prefill_kernel)");
   int n = 0;
   check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
                  &n, prefill_kernel<T, D>, tc_config(D).warps * 32, tc_smem_bytes(D)),
@@ -282,7 +267,8 @@ void launch_prefill(const KernelParams& p, cudaStream_t stream) {
   constexpr TcConfig cfg = tc_config(D);
   constexpr int smem = tc_smem_bytes(D);
   auto kernel = prefill_kernel<T, D>;
-  allow_prefill_smem<T, D>();
+  allow_dynamic_smem<prefill_kernel<T, D>>(tc_smem_bytes(D),
+                                           "cudaFuncSetAttribute(prefill_kernel)");
   const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + cfg.block_m - 1) / cfg.block_m),
                   static_cast<unsigned>(p.B * p.Hq), static_cast<unsigned>(p.splits));
   kernel<<<grid, cfg.warps * 32, smem, stream>>>(p);
