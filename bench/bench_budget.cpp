@@ -24,7 +24,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bench/bench_util.hpp"
@@ -99,9 +98,7 @@ Stats stats(const Run& r) {
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
-  const int threads = a.threads > 0
-                          ? a.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = lb::hardware_threads(a.threads);
   const std::int64_t f = a.quick ? 4 : 1;
   std::vector<Shape> shapes;
   if (a.shape.empty() || a.shape == "square")

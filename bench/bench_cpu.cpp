@@ -10,7 +10,6 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bench/bench_util.hpp"
@@ -125,9 +124,7 @@ Row run_case(const lb::Case& c, const Args& a, int threads) {
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
-  const int threads = a.threads > 0
-                          ? a.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = lb::hardware_threads(a.threads);
 
   if (!a.emit_cases.empty()) {
     nlohmann::json cases = nlohmann::json::array();

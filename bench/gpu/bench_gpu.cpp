@@ -29,16 +29,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.hpp"
 #include "bench/cases.hpp"
 #include "bench/cli.hpp"
 #include "longattn/longattn.hpp"
+
+namespace lb = longattn::bench;
 
 namespace {
 
@@ -78,26 +80,11 @@ struct Buffers {
   }
 };
 
-void fill_random(void* p, std::size_t n, unsigned seed, DType t) {
-  // Host-generated values in [-1.5, 1.5), copied once; cheap next to the runs.
-  std::vector<std::uint16_t> h(n);
-  std::vector<float> hf(t == DType::float32 ? n : 0);
-  std::uint32_t x = seed * 2654435761u + 12345u;
-  for (std::size_t i = 0; i < n; ++i) {
-    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-    float f = (static_cast<float>(x >> 8) / 16777216.0f * 3.0f) - 1.5f;
-    std::uint32_t u;
-    if (t == DType::float32) {
-      hf[i] = f;
-      continue;
-    }
-    std::memcpy(&u, &f, 4);
-    h[i] = static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-  }
-  if (t == DType::float32)
-    check(cudaMemcpy(p, hf.data(), n * 4, cudaMemcpyHostToDevice), "upload");
-  else
-    check(cudaMemcpy(p, h.data(), n * 2, cudaMemcpyHostToDevice), "upload");
+// Uploads bench_util's reproducible random values (uniform in [-2, 2),
+// float32 or bfloat16) to device memory; cheap next to the runs.
+void fill_random(void* p, std::size_t n, std::uint64_t seed, DType t) {
+  const lb::Buffer h = lb::random_buffer(t, static_cast<std::int64_t>(n), seed);
+  check(cudaMemcpy(p, h.bytes.data(), h.bytes.size(), cudaMemcpyHostToDevice), "upload");
 }
 
 struct Result {
@@ -130,36 +117,36 @@ void run_once(const BenchCase& bc, double budget_ms, Buffers& buf, int s, longat
   longattn::attention(q, k, v, o, opt);
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// The back-to-back method (header comment), for any enqueueing call `fn(i)`:
-// calls until ~1.5 s of device time, 20 to 400 of them.
+// Milliseconds of fn() between two events on `stream`, the host waiting
+// for the second.
 template <typename Fn>
-double time_back_to_back(Fn&& fn) {
-  for (int i = 0; i < 3; ++i) fn(i);  // warm-up
+double synced_ms(Fn&& fn, cudaStream_t stream = nullptr) {
   cudaEvent_t a, b;
   check(cudaEventCreate(&a), "event");
   check(cudaEventCreate(&b), "event");
-  check(cudaEventRecord(a), "record");
-  for (int i = 0; i < 5; ++i) fn(i);
-  check(cudaEventRecord(b), "record");
+  check(cudaEventRecord(a, stream), "record");
+  fn();
+  check(cudaEventRecord(b, stream), "record");
   check(cudaEventSynchronize(b), "sync");
-  float est = 0;
-  check(cudaEventElapsedTime(&est, a, b), "elapsed");
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, a, b), "elapsed");
   (void)cudaEventDestroy(a);
   (void)cudaEventDestroy(b);
-  const int reps = std::clamp(static_cast<int>(1500.0 / std::max(est / 5, 1e-3f)), 20, 400);
+  return ms;
+}
+
+// fn(i) for i < reps enqueued back to back on `stream`, each between its
+// own event pair, one host sync at the end: the median ms a call.
+template <typename Fn>
+double median_pair_ms(int reps, cudaStream_t stream, Fn&& fn) {
   std::vector<cudaEvent_t> ev(2 * static_cast<std::size_t>(reps));
   for (auto& e : ev) check(cudaEventCreate(&e), "event");
   for (int i = 0; i < reps; ++i) {
-    check(cudaEventRecord(ev[2 * i]), "record");
+    check(cudaEventRecord(ev[2 * i], stream), "record");
     fn(i);
-    check(cudaEventRecord(ev[2 * i + 1]), "record");
+    check(cudaEventRecord(ev[2 * i + 1], stream), "record");
   }
-  check(cudaDeviceSynchronize(), "sync");
+  check(cudaStreamSynchronize(stream), "sync");
   std::vector<double> times;
   for (int i = 0; i < reps; ++i) {
     float ms = 0;
@@ -167,7 +154,20 @@ double time_back_to_back(Fn&& fn) {
     times.push_back(ms);
   }
   for (auto& e : ev) (void)cudaEventDestroy(e);
-  return median(std::move(times));
+  return lb::median(std::move(times));
+}
+
+// The back-to-back method (header comment), for any enqueueing call `fn(i)`:
+// calls until ~1.5 s of device time, 20 to 400 of them.
+template <typename Fn>
+double time_back_to_back(Fn&& fn) {
+  for (int i = 0; i < 3; ++i) fn(i);  // warm-up
+  const double est = synced_ms([&] {
+                       for (int i = 0; i < 5; ++i) fn(i);
+                     }) /
+                     5;
+  const int reps = std::clamp(static_cast<int>(1500.0 / std::max(est, 1e-3)), 20, 400);
+  return median_pair_ms(reps, nullptr, fn);
 }
 
 // The graph method (header comment) for an enqueueing call `fn(i, stream)`.
@@ -185,26 +185,12 @@ double time_graph(const std::function<void(int, cudaStream_t)>& fn) {
   check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
   for (int i = 0; i < 2; ++i) check(cudaGraphLaunch(exec, st), "cudaGraphLaunch");
   check(cudaStreamSynchronize(st), "sync");
-  constexpr int kReps = 30;
-  std::vector<cudaEvent_t> ev(2 * kReps);
-  for (auto& e : ev) check(cudaEventCreate(&e), "event");
-  for (int i = 0; i < kReps; ++i) {
-    check(cudaEventRecord(ev[2 * i], st), "record");
-    check(cudaGraphLaunch(exec, st), "cudaGraphLaunch");
-    check(cudaEventRecord(ev[2 * i + 1], st), "record");
-  }
-  check(cudaStreamSynchronize(st), "sync");
-  std::vector<double> times;
-  for (int i = 0; i < kReps; ++i) {
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]), "elapsed");
-    times.push_back(ms / kCalls);
-  }
-  for (auto& e : ev) (void)cudaEventDestroy(e);
+  const double ms =
+      median_pair_ms(30, st, [&](int) { check(cudaGraphLaunch(exec, st), "cudaGraphLaunch"); });
   (void)cudaGraphExecDestroy(exec);
   (void)cudaGraphDestroy(graph);
   (void)cudaStreamDestroy(st);
-  return median(std::move(times));
+  return ms / kCalls;
 }
 
 // Device copy bandwidth, read + write bytes over time (1 GiB,
@@ -224,33 +210,17 @@ double copy_gbps() {
 
 // Prefill rows: each call between two events, host sync after each.
 Result time_case(const BenchCase& bc, double budget_ms, int sets, Buffers& buf) {
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "event");
-  check(cudaEventCreate(&b), "event");
   // Warm-up (also estimates the time per call).
-  check(cudaEventRecord(a), "record");
-  run_once(bc, budget_ms, buf, 0, nullptr);
-  check(cudaEventRecord(b), "record");
-  check(cudaEventSynchronize(b), "sync");
-  float est = 0;
-  check(cudaEventElapsedTime(&est, a, b), "elapsed");
-  const int reps = std::clamp(static_cast<int>(1500.0 / std::max(est, 0.01f)), 3, 50);
+  const double est = synced_ms([&] { run_once(bc, budget_ms, buf, 0, nullptr); });
+  const int reps = std::clamp(static_cast<int>(1500.0 / std::max(est, 0.01)), 3, 50);
   std::vector<double> times;
   Result r;
   for (int i = 0; i < reps; ++i) {
     longattn::RunReport rep;
-    check(cudaEventRecord(a), "record");
-    run_once(bc, budget_ms, buf, i % sets, &rep);
-    check(cudaEventRecord(b), "record");
-    check(cudaEventSynchronize(b), "sync");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
-    times.push_back(ms);
+    times.push_back(synced_ms([&] { run_once(bc, budget_ms, buf, i % sets, &rep); }));
     if (i == reps - 1) r.report = rep;
   }
-  r.ms = median(std::move(times));
-  (void)cudaEventDestroy(a);
-  (void)cudaEventDestroy(b);
+  r.ms = lb::median(std::move(times));
   return r;
 }
 

@@ -35,10 +35,10 @@
 #include <limits>
 #include <sstream>
 
+#include "core/int_math.hpp"
+
 namespace longattn::core {
 namespace {
-
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
 std::string rate_key_of(const Problem& p) {
   return DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);

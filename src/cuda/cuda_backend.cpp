@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "core/backend.hpp"
+#include "core/int_math.hpp"
 #include "cuda/check.hpp"
 #include "cuda/device_cache.hpp"
 #include "cuda/kernel_params.hpp"
@@ -38,7 +39,6 @@
 namespace longattn::core {
 namespace {
 
-using cuda::ceil_div;
 using cuda::check_cuda;
 using cuda::device_alloc;
 using cuda::InMode;
@@ -124,6 +124,11 @@ class CudaBackend final : public Backend {
     device_name_ = info.name;
     sms_ = info.sms;
     hopper_ = info.hopper;
+    // Read per backend (per call), so a process may switch between calls.
+    const char* prefill = std::getenv("LONGATTN_CUDA_PREFILL");
+    const char* decode = std::getenv("LONGATTN_CUDA_DECODE");
+    force_mma_ = prefill != nullptr && std::string(prefill) == "mma";
+    packed_decode_ = decode != nullptr && std::string(decode) == "wgmma";
   }
 
   // No stream synchronization: the workspace stays with its stream (the
@@ -212,6 +217,11 @@ class CudaBackend final : public Backend {
 
     const std::int64_t nq = r.q1 - r.q0, keys = std::max<std::int64_t>(0, r.k1 - r.k0);
     const std::int64_t packed = p.group * nq;
+    // Splits the split-K workspace can hold: each takes a partial state
+    // (m, l, o) of every row.
+    const std::int64_t row_bytes =
+        p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
+    const std::int64_t workspace_splits = static_cast<std::int64_t>(kWorkspaceBytes) / row_bytes;
     std::int64_t base_blocks = 0, key_units = 0, min_units = 1, splits = 1;
     std::int64_t resident = 0;  // tensor-core blocks resident on the GPU at once
     bool uniform = false;       // blocks do about the same work (no causal diagonal)
@@ -248,12 +258,9 @@ class CudaBackend final : public Backend {
       if (p.B * p.Hkv > 65535)
         throw Unsupported("[longattn::cuda] B * Hkv = " + std::to_string(p.B * p.Hkv) +
                           " exceeds the grid limit 65535");
-      const std::int64_t row_bytes =
-          p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
-      splits = vector_splits(
-          base_blocks, key_units, min_units, std::int64_t{cuda::kVecBlocksPerSm} * sms_,
-          std::min<std::int64_t>(cuda::kMaxSplits,
-                                 static_cast<std::int64_t>(kWorkspaceBytes) / row_bytes));
+      splits = vector_splits(base_blocks, key_units, min_units,
+                             std::int64_t{cuda::kVecBlocksPerSm} * sms_,
+                             std::min<std::int64_t>(cuda::kMaxSplits, workspace_splits));
     } else {
       const int hd = static_cast<int>(p.D);
       if (use_wgmma(p, k)) {
@@ -284,9 +291,7 @@ class CudaBackend final : public Backend {
       const std::int64_t want = k.packed ? std::max<std::int64_t>(1, target / base_blocks)
                                          : ceil_div(target, base_blocks);
       splits = std::min(want, key_units / min_units);
-      const std::int64_t row_bytes =
-          p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
-      splits = std::min(splits, static_cast<std::int64_t>(kWorkspaceBytes) / row_bytes);
+      splits = std::min(splits, workspace_splits);
       splits = std::clamp<std::int64_t>(splits, 1, cuda::kMaxSplits);
     }
     // Wave quantization: 320 equal blocks on 264 slots run as two waves, the
@@ -298,13 +303,9 @@ class CudaBackend final : public Backend {
         const std::int64_t n = base_blocks * s;
         return static_cast<double>(n) / static_cast<double>(ceil_div(n, resident) * resident);
       };
-      const std::int64_t row_bytes =
-          p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
       std::int64_t best = 1;
       for (std::int64_t s = 2; s <= 4; ++s)
-        if (key_units / s >= min_units &&
-            s * row_bytes <= static_cast<std::int64_t>(kWorkspaceBytes) &&
-            fill(s) > fill(best) + 0.05)
+        if (key_units / s >= min_units && s <= workspace_splits && fill(s) > fill(best) + 0.05)
           best = s;
       splits = best;
     }
@@ -316,39 +317,17 @@ class CudaBackend final : public Backend {
     const std::int64_t n = p.B * p.Hq * nq;
     const std::int64_t o_at = (2 * splits * n + 3) / 4 * 4;  // part_o 16-byte aligned
     const auto bytes = static_cast<std::size_t>(o_at + splits * n * p.D) * sizeof(float);
-    auto place = [&](float* base) {
-      k.part_m = base;
-      k.part_l = base + splits * n;
-      k.part_o = base + o_at;
-    };
-    if (capturing()) {
-      // Inside CUDA graph capture the stream's cached workspace cannot be
-      // used (looking it up is not allowed while capturing, and a graph may
-      // be replayed on any stream): the partials get a stream-ordered
-      // allocation instead, which capture turns into memory nodes that the
-      // graph owns.
-      void* ptr = nullptr;
-      check_cuda(cudaMallocAsync(&ptr, bytes, stream_), "cudaMallocAsync(split-K workspace)");
-      place(static_cast<float*>(ptr));
-      entry.launch(k, stream_);
-      cuda::launch_merge(k, stream_);
-      check_cuda(cudaFreeAsync(ptr, stream_), "cudaFreeAsync(split-K workspace)");
-      return;
-    }
     StreamWorkspace& ws = workspace(bytes);
-    place(ws.ptr);
+    k.part_m = ws.ptr;
+    k.part_l = ws.ptr + splits * n;
+    k.part_o = ws.ptr + o_at;
     std::lock_guard<std::mutex> hold(ws.launch);
     entry.launch(k, stream_);
     cuda::launch_merge(k, stream_);
   }
 
-  bool capturing() const {
-    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-    check_cuda(cudaStreamIsCapturing(stream_, &st), "cudaStreamIsCapturing");
-    return st == cudaStreamCaptureStatusActive;
-  }
-
-  // This stream's split-K workspace, at least `bytes` large.
+  // This stream's split-K workspace (graph-owned under capture), at least
+  // `bytes` large.
   StreamWorkspace& workspace(std::size_t bytes) {
     if (!workspace_ || workspace_->bytes < bytes)
       workspace_ = stream_workspace(device_, stream_, bytes);
@@ -362,8 +341,7 @@ class CudaBackend final : public Backend {
     if (!hopper_ || !cuda::hopper_head_dim(static_cast<int>(p.D)) || k.mask_kind != 0 || !k.vec_q ||
         !k.vec_k || !k.vec_v)
       return false;
-    const char* env = std::getenv("LONGATTN_CUDA_PREFILL");
-    return env == nullptr || std::string(env) != "mma";
+    return !force_mma_;
   }
 
   // Packed decode on the Hopper kernel (hopper_decode_config): the same
@@ -374,16 +352,12 @@ class CudaBackend final : public Backend {
     if (p.dtype == DType::float32 || packed > 64 || p.group > 64 ||
         (p.group & (p.group - 1)) != 0 || !use_wgmma(p, k))
       return false;
-    const char* env = std::getenv("LONGATTN_CUDA_DECODE");
-    return env != nullptr && std::string(env) == "wgmma";
+    return packed_decode_;
   }
 
-  // Resident tensor-core blocks per SM for this (dtype, head_dim), cached.
-  std::int64_t tc_blocks_per_sm(const cuda::LauncherEntry& e) {
-    const int key = e.dtype * 1024 + e.head_dim;
-    auto it = occupancy_.find(key);
-    if (it == occupancy_.end()) it = occupancy_.emplace(key, e.tc_blocks_per_sm()).first;
-    return it->second;
+  // Resident mma.sync-kernel blocks per SM for this (dtype, head_dim).
+  std::int64_t tc_blocks_per_sm(const cuda::LauncherEntry& e) const {
+    return cuda::blocks_per_sm(device_, e.dtype * 1024 + e.head_dim, e.tc_blocks_per_sm);
   }
 
   std::optional<double> end_submission() override {
@@ -418,10 +392,11 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   int sms_ = 1;
   bool hopper_ = false;
+  bool force_mma_ = false;      // LONGATTN_CUDA_PREFILL=mma
+  bool packed_decode_ = false;  // LONGATTN_CUDA_DECODE=wgmma
   std::string device_name_;
   std::shared_ptr<StreamWorkspace> workspace_;  // taken by the first split-K dispatch
   std::vector<float*> states_;
-  std::map<int, std::int64_t> occupancy_;
   // (start, end) event pairs; [0, next_event_) are submissions not yet
   // timed (host_wait off), reused after finish().
   std::vector<std::pair<cudaEvent_t, cudaEvent_t>> events_;

@@ -28,7 +28,11 @@ void* device_alloc(std::size_t bytes, const char* what) {
 }
 
 StreamWorkspace::~StreamWorkspace() {
-  if (ptr != nullptr) (void)cudaFree(ptr);  // destructors must not throw
+  if (ptr == nullptr) return;  // errors are dropped: destructors must not throw
+  if (graph_stream != nullptr)
+    (void)cudaFreeAsync(ptr, graph_stream);
+  else
+    (void)cudaFree(ptr);
 }
 
 namespace {
@@ -45,6 +49,7 @@ struct Registry {
   std::mutex mu;
   std::map<int, DeviceInfo> devices;
   std::map<std::pair<int, unsigned long long>, CachedWorkspace> workspaces;
+  std::map<std::pair<int, int>, int> occupancy;  // (device, key) -> blocks per SM
   std::uint64_t uses = 0;
 };
 // Never destroyed: a static destructor would call cudaFree after the CUDA
@@ -75,6 +80,17 @@ DeviceInfo device_info(int device) {
 
 std::shared_ptr<StreamWorkspace> stream_workspace(int device, cudaStream_t stream,
                                                   std::size_t bytes) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  check_cuda(cudaStreamIsCapturing(stream, &capture), "cudaStreamIsCapturing");
+  if (capture == cudaStreamCaptureStatusActive) {
+    auto ws = std::make_shared<StreamWorkspace>();
+    void* ptr = nullptr;
+    check_cuda(cudaMallocAsync(&ptr, bytes, stream), "cudaMallocAsync(split-K workspace)");
+    ws->ptr = static_cast<float*>(ptr);
+    ws->bytes = bytes;
+    ws->graph_stream = stream;
+    return ws;
+  }
   unsigned long long id = 0;
   check_cuda(cudaStreamGetId(stream, &id), "cudaStreamGetId");
   Registry& r = registry();
@@ -95,6 +111,18 @@ std::shared_ptr<StreamWorkspace> stream_workspace(int device, cudaStream_t strea
     r.workspaces.erase(lru);
   }
   return ws;
+}
+
+int blocks_per_sm(int device, int key, int (*query)()) {
+  Registry& r = registry();
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    auto it = r.occupancy.find({device, key});
+    if (it != r.occupancy.end()) return it->second;
+  }
+  const int n = query();  // outside the lock: it calls into the CUDA runtime
+  std::lock_guard<std::mutex> lock(r.mu);
+  return r.occupancy.emplace(std::pair{device, key}, n).first->second;
 }
 
 }  // namespace longattn::cuda

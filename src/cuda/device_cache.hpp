@@ -37,6 +37,9 @@ struct StreamWorkspace {
   std::mutex launch;
   float* ptr = nullptr;
   std::size_t bytes = 0;
+  // Set for graph-owned memory (see stream_workspace): freed by
+  // cudaFreeAsync on this stream, inside the capture.
+  cudaStream_t graph_stream = nullptr;
   StreamWorkspace() = default;
   StreamWorkspace(const StreamWorkspace&) = delete;
   StreamWorkspace& operator=(const StreamWorkspace&) = delete;
@@ -51,9 +54,16 @@ struct StreamWorkspace {
 constexpr std::size_t kCachedStreams = 32;
 
 // The workspace of (device, stream), at least `bytes` large (grown to a
-// power of 2, at least 1 MB). Not callable while the stream is capturing a
-// graph (cudaStreamGetId is refused then).
+// power of 2, at least 1 MB). While the stream captures a CUDA graph the
+// cache cannot serve (cudaStreamGetId is refused then, and a graph may be
+// replayed on any stream): the workspace is then a stream-ordered
+// allocation, which capture turns into memory nodes that the graph owns,
+// freed the same way when its last holder lets go.
 std::shared_ptr<StreamWorkspace> stream_workspace(int device, cudaStream_t stream,
                                                   std::size_t bytes);
+
+// Resident blocks per SM of a kernel, from `query` (a LauncherEntry's
+// occupancy function), asked once per (device, key).
+int blocks_per_sm(int device, int key, int (*query)());
 
 }  // namespace longattn::cuda

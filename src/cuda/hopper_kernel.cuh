@@ -74,6 +74,16 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   const i64 t_beg = tr.t_beg, t_end = tr.t_end, kfull = tr.kfull;
   const int split = tr.split;
 
+  // Ring slot and mbarrier phase parity of key tile `it`.
+  struct Stage {
+    int s;
+    std::uint32_t ph;
+  };
+  auto stage_of = [&](i64 it) {
+    const int n = static_cast<int>(it - t_beg);
+    return Stage{n % ST, static_cast<std::uint32_t>((n / ST) & 1)};
+  };
+
   if (threadIdx.x == 0) {
     sm90::mbar_init(q_full, 1);
     for (int s = 0; s < ST; ++s) {
@@ -99,8 +109,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
       for (int cb = 0; cb < CB; ++cb)
         sm90::tma_load_4d(sQ + cb * BM * 128, &tq, q_full, cb * 64, static_cast<int>(qt0), ih, ib);
       for (i64 it = t_beg; it < t_end; ++it) {
-        const int n = static_cast<int>(it - t_beg), s = n % ST;
-        const std::uint32_t ph = (n / ST) & 1;
+        const auto [s, ph] = stage_of(it);
         const int kt = static_cast<int>(p.k0 + it * BN);
         // A fresh barrier counts as having completed the phase before its
         // first, so the first pass over the ring does not wait.
@@ -184,12 +193,6 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
 #pragma unroll
     for (int i = 0; i < 2; ++i) alpha[i] = softmax_row_p(sc, i, m[i], l[i]);
   };
-  auto stage_of = [&](i64 it, int& s, std::uint32_t& ph) {
-    const int n = static_cast<int>(it - t_beg);
-    s = n % ST;
-    ph = (n / ST) & 1;
-  };
-
   // Software pipeline within the warpgroup (FlashAttention-3's intra-
   // warpgroup overlap): per tile i, S(i) = Q K(i)^T and O += P(i-1) V(i-1)
   // are issued together; softmax(i) starts as soon as S(i) is back, while
@@ -202,33 +205,38 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   for (int nt = 0; nt < NS; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
   std::uint32_t pa[BN / 16][4];
   float alpha[2];
-  // S(it) to completion, then its softmax (P in sc, alpha per row).
-  auto s_step = [&](i64 it) {
-    int s;
-    std::uint32_t ph;
-    stage_of(it, s, ph);
-    sm90::mbar_wait(k_full(s), ph);
-    sm90::fence_operands(sc);
-    sm90::wgmma_fence();
-    issue_s(sc, s);
-    sm90::wgmma_wait<0>();
+  // Once S(it)'s product has completed: its K buffer goes back, then its
+  // softmax (P in sc, alpha per row).
+  auto s_done = [&](i64 it, int s) {
     sm90::fence_operands(sc);
     if (lane == 0) sm90::mbar_arrive(k_empty(s));
     softmax(sc, p.k0 + it * BN, alpha);
   };
-  // O += P(it) V(it) to completion.
-  auto pv_step = [&](i64 it) {
-    int s;
-    std::uint32_t ph;
-    stage_of(it, s, ph);
-    sm90::mbar_wait(v_full(s), ph);
-    sm90::fence_operands(acc);
-    sm90::wgmma_fence();
-    issue_pv(pa, s);
-    sm90::wgmma_wait<0>();
+  // Once a P V product has completed: its V buffer (slot s) goes back.
+  auto pv_done = [&](int s) {
     sm90::fence_operands(acc);
     sm90::fence_operands(pa);
     if (lane == 0) sm90::mbar_arrive(v_empty(s));
+  };
+  // S(it) to completion, then its softmax.
+  auto s_step = [&](i64 it) {
+    const Stage k = stage_of(it);
+    sm90::mbar_wait(k_full(k.s), k.ph);
+    sm90::fence_operands(sc);
+    sm90::wgmma_fence();
+    issue_s(sc, k.s);
+    sm90::wgmma_wait<0>();
+    s_done(it, k.s);
+  };
+  // O += P(it) V(it) to completion.
+  auto pv_step = [&](i64 it) {
+    const Stage v = stage_of(it);
+    sm90::mbar_wait(v_full(v.s), v.ph);
+    sm90::fence_operands(acc);
+    sm90::wgmma_fence();
+    issue_pv(pa, v.s);
+    sm90::wgmma_wait<0>();
+    pv_done(v.s);
   };
   // O rescaled for the new row maxima; P packed as the next A operand.
   auto finish_p = [&] {
@@ -248,25 +256,18 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
       pv_step(it - 1);
       s_step(it);
     } else {
-      int s, ps;
-      std::uint32_t ph, pph;
-      stage_of(it, s, ph);
-      stage_of(it - 1, ps, pph);
-      sm90::mbar_wait(k_full(s), ph);
-      sm90::mbar_wait(v_full(ps), pph);
+      const Stage k = stage_of(it), v = stage_of(it - 1);
+      sm90::mbar_wait(k_full(k.s), k.ph);
+      sm90::mbar_wait(v_full(v.s), v.ph);
       sm90::fence_operands(sc);
       sm90::fence_operands(acc);
       sm90::wgmma_fence();
-      issue_s(sc, s);
-      issue_pv(pa, ps);
+      issue_s(sc, k.s);
+      issue_pv(pa, v.s);
       sm90::wgmma_wait<1>();  // S(it) is back; P V still running
-      sm90::fence_operands(sc);
-      if (lane == 0) sm90::mbar_arrive(k_empty(s));
-      softmax(sc, p.k0 + it * BN, alpha);
+      s_done(it, k.s);
       sm90::wgmma_wait<0>();
-      sm90::fence_operands(acc);
-      sm90::fence_operands(pa);
-      if (lane == 0) sm90::mbar_arrive(v_empty(ps));
+      pv_done(v.s);
     }
     finish_p();
   }

@@ -89,15 +89,23 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       init_row(p, in_mode, b, h, q, q < qt1, t4, i, m[mt][i], l[mt][i], acc[mt]);
     }
 
+  // Keys [j, j + BN) of K or V into a shared-memory tile; rows at or past
+  // kend read as zeros.
+  auto load_k = [&](T* dst, i64 j) {
+    load_tile<T, D, LDS, BN, NT>(dst, kg + j * p.k_s[2], p.k_s[2], p.k_s[3], kend - j, p.vec_k,
+                                 tid);
+  };
+  auto load_v = [&](T* dst, i64 j) {
+    load_tile<T, D, LDS, BN, NT>(dst, vg + j * p.v_s[2], p.v_s[2], p.v_s[3], kend - j, p.vec_v,
+                                 tid);
+  };
   if (t_beg < t_end) {
     load_tile<T, D, LDS, BM, NT>(sQ, qg, p.q_s[2], p.q_s[3], qt1 - qt0, p.vec_q, tid);
     const i64 kt = p.k0 + t_beg * BN;
-    load_tile<T, D, LDS, BN, NT>(sK0, kg + kt * p.k_s[2], p.k_s[2], p.k_s[3], kend - kt, p.vec_k,
-                                 tid);
+    load_k(sK0, kt);
     cp_async_commit();
     if constexpr (ST == 2) {
-      load_tile<T, D, LDS, BN, NT>(sV0, vg + kt * p.v_s[2], p.v_s[2], p.v_s[3], kend - kt, p.vec_v,
-                                   tid);
+      load_v(sV0, kt);
       cp_async_commit();
     }
   }
@@ -119,15 +127,13 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       __syncthreads();  // K(it) (and Q) landed; every warp is done with tile it-1's buffers
       if (it + 1 < t_end) {
         const i64 kn = kt + BN;
-        load_tile<T, D, LDS, BN, NT>(sK0 + (buf ^ 1) * BN * LDS, kg + kn * p.k_s[2], p.k_s[2],
-                                     p.k_s[3], kend - kn, p.vec_k, tid);
+        load_k(sK0 + (buf ^ 1) * BN * LDS, kn);
       }
       cp_async_commit();
     } else {
       cp_async_wait_all();
       __syncthreads();  // K(it) (and Q) landed; every warp is done with V(it-1)
-      load_tile<T, D, LDS, BN, NT>(sV, vg + kt * p.v_s[2], p.v_s[2], p.v_s[3], kend - kt, p.vec_v,
-                                   tid);
+      load_v(sV, kt);
       cp_async_commit();
     }
 
@@ -206,8 +212,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       __syncthreads();  // V(it) landed; the other V buffer (tile it-1) is free
       if (it + 1 < t_end) {
         const i64 kn = kt + BN;
-        load_tile<T, D, LDS, BN, NT>(sV0 + (buf ^ 1) * BN * LDS, vg + kn * p.v_s[2], p.v_s[2],
-                                     p.v_s[3], kend - kn, p.vec_v, tid);
+        load_v(sV0 + (buf ^ 1) * BN * LDS, kn);
       }
       cp_async_commit();
     } else {
@@ -215,8 +220,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       __syncthreads();  // V(it) landed; every warp is done with K(it)
       if (it + 1 < t_end) {
         const i64 kn = kt + BN;
-        load_tile<T, D, LDS, BN, NT>(sK, kg + kn * p.k_s[2], p.k_s[2], p.k_s[3], kend - kn, p.vec_k,
-                                     tid);
+        load_k(sK, kn);
       }
       cp_async_commit();
     }

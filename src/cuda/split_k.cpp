@@ -3,7 +3,11 @@
 
 #include <algorithm>
 
+#include "core/int_math.hpp"
+
 namespace longattn::cuda {
+
+using core::ceil_div;
 
 std::int64_t vector_splits(std::int64_t base, std::int64_t steps, std::int64_t min_steps,
                            std::int64_t slots, std::int64_t max_splits) {

@@ -7,8 +7,6 @@
 
 namespace longattn::cuda {
 
-constexpr std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
-
 // Split-K of the vector kernel, which is memory-bound: what counts is that
 // every SM streams K/V with as many loads in flight as it holds, from the
 // kernel's start to its end. Blocks of equal work are best as whole waves
