@@ -169,26 +169,32 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   return report;
 }
 
-bool enqueueable(const Plan& plan, const Policy& policy) {
+namespace {
+
+// One submission of single-pass dispatches: nothing to time, no state.
+bool stateless_single_submission(const Plan& plan) {
   if (plan.submissions.size() != 1 || plan.workspace_bytes > 0) return false;
   for (const Dispatch& d : plan.submissions.front().dispatches)
     if (d.mode != Mode::single_pass) return false;
-  return policy.budget_ms <= 0 || plan.predicted_ms <= 0.25 * policy.budget_ms * policy.safety;
+  return true;
+}
+
+}  // namespace
+
+bool enqueueable(const Plan& plan, const Policy& policy) {
+  return stateless_single_submission(plan) &&
+         (policy.budget_ms <= 0 || plan.predicted_ms <= 0.25 * policy.budget_ms * policy.safety);
 }
 
 void enqueue(const Problem& p, Backend& be, const Plan& plan) {
   // Checked before the first launch, so a misuse writes nothing.
-  if (plan.submissions.size() != 1 || plan.workspace_bytes > 0)
+  if (!stateless_single_submission(plan))
     throw InvalidArgument("[longattn::attention] enqueue: the plan has " +
                           std::to_string(plan.submissions.size()) + " submissions and " +
                           std::to_string(plan.workspace_bytes) +
-                          " bytes of running state; only one stateless submission runs untimed");
-  const std::vector<Dispatch>& ds = plan.submissions.front().dispatches;
-  for (const Dispatch& d : ds)
-    if (d.mode != Mode::single_pass)
-      throw InvalidArgument(std::string("[longattn::attention] enqueue: a ") + mode_name(d.mode) +
-                            " dispatch needs a running state; only single-pass plans run untimed");
-  for (const Dispatch& d : ds) be.dispatch(p, d, StateView{});
+                          " bytes of running state; only one submission of single-pass "
+                          "dispatches runs untimed");
+  for (const Dispatch& d : plan.submissions.front().dispatches) be.dispatch(p, d, StateView{});
 }
 
 }  // namespace longattn::core

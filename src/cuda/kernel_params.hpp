@@ -104,10 +104,9 @@ struct KernelParams {
 // Tensor-core prefill tiles: each warp owns m_tiles x 16 query rows; key
 // tiles of block_n. With two m-tiles a warp feeds every K/V fragment it reads
 // from shared memory to two mma's, which halves shared-memory traffic per
-// FLOP (the limit of the one-tile version: ~200 TFLOP/s on H200). Q stays in
-// registers only for the one-tile configurations; otherwise its fragments
-// are re-read from shared memory each key tile, leaving registers for the
-// O accumulators.
+// FLOP (the limit of the one-tile version: ~200 TFLOP/s on H200). Q's
+// fragments are re-read from shared memory each key tile, leaving registers
+// for the O accumulators.
 //
 // `stages` = 2 double-buffers K and V: K(i+1) and V(i+1) are issued while
 // tile i is computed. Measured on H100 (2026-11-27) it lost 3-4% at D = 128
@@ -119,14 +118,13 @@ struct TcConfig {
   int m_tiles;
   int block_m;
   int block_n;
-  bool q_in_regs;
   int stages;  // K/V shared-memory buffers (1 or 2)
 };
 constexpr TcConfig tc_config(int d) {
   // D > 128: the O accumulators leave room for one m-tile per warp; eight
   // warps share each K/V tile instead (FlashAttention-2's d256 shape).
-  if (d <= 64) return TcConfig{4, 2, 128, 128, false, 2};
-  return d <= 128 ? TcConfig{4, 2, 128, 64, false, 1} : TcConfig{8, 1, 128, 64, false, 1};
+  if (d <= 64) return TcConfig{4, 2, 128, 128, 2};
+  return d <= 128 ? TcConfig{4, 2, 128, 64, 1} : TcConfig{8, 1, 128, 64, 1};
 }
 constexpr int tc_smem_bytes(int d) {
   // Q tile + `stages` K and V tiles, rows padded by 8 elements (16 bytes)

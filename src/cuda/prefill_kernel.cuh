@@ -55,7 +55,6 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   constexpr int NS = BN / 8;  // n-tiles of S
   constexpr int NO = D / 8;   // n-tiles of O
   static_assert(BM == WR * cfg.warps && D % 16 == 0 && BN % 16 == 0);
-  static_assert(!cfg.q_in_regs || MT == 1);
 
   extern __shared__ uint4 smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);
@@ -110,7 +109,6 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
     }
   }
 
-  std::uint32_t qf[cfg.q_in_regs ? KS : 1][4];
   const T* sQw = sQ + (warp * WR + (lane & 15)) * LDS + (lane >> 4) * 8;
 
   // Commit groups, in order. ST == 1: [Q K(0)], then per tile [V(i)],
@@ -137,13 +135,6 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       cp_async_commit();
     }
 
-    if constexpr (cfg.q_in_regs) {
-      if (it == t_beg) {
-#pragma unroll
-        for (int ks = 0; ks < KS; ++ks) ldmatrix_x4(qf[ks], sQw + ks * 16);
-      }
-    }
-
     float s[MT][NS][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -154,14 +145,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
     for (int ks = 0; ks < KS; ++ks) {
       std::uint32_t a[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        if constexpr (cfg.q_in_regs) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) a[mt][e] = qf[ks][e];
-        } else {
-          ldmatrix_x4(a[mt], sQw + mt * 16 * LDS + ks * 16);
-        }
-      }
+      for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(a[mt], sQw + mt * 16 * LDS + ks * 16);
 #pragma unroll
       for (int np = 0; np < NS / 2; ++np) {
         std::uint32_t kb[4];
