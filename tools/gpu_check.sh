@@ -98,9 +98,9 @@ fi
 if [ "$MODE" = full ] || [ "$MODE" = bench ]; then
   step "benchmark: longattn"
   timeout 420 "$BUILD/bench/gpu/bench_gpu" --csv "$OUT/bench_longattn.csv" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_longattn.log" | tail -45
-  step "benchmark: decode on the Hopper kernel's packed mode (LONGATTN_CUDA_DECODE=wgmma)"
-  LONGATTN_CUDA_DECODE=wgmma timeout 120 "$BUILD/bench/gpu/bench_gpu" --filter decode 2>&1 |
-    tee "$OUT/bench_decode_packed.log" | grep -E "decode|FAILED"
+  step "benchmark: decode on the vector kernel, for comparison (LONGATTN_CUDA_DECODE=vector)"
+  LONGATTN_CUDA_DECODE=vector timeout 120 "$BUILD/bench/gpu/bench_gpu" --filter decode 2>&1 |
+    tee "$OUT/bench_decode_vector.log" | grep -E "decode|FAILED"
   step "benchmark: PyTorch SDPA and ceilings"
   PYTHONUNBUFFERED=1 timeout 400 python3 "$ROOT/bench/gpu/sdpa_bench.py" --longattn "$OUT/bench_longattn.csv" \
     --out "$OUT/bench_table.md" 2>&1 | tee "$OUT/bench_sdpa.log" | tail -50

@@ -8,11 +8,14 @@
 // Kernel choice per dispatch (all in device code under src/cuda/):
 // - float16 / bfloat16 prefill on Hopper (sm_90a build, D in {64, 128, 256},
 //   no array mask, TMA-readable layout): the wgmma kernel (hopper_kernel.cuh);
-//   with LONGATTN_CUDA_DECODE=wgmma also decode (its packed mode).
-// - other float16 / bfloat16 problems with more than 8 packed rows (query
-//   heads of a KV group x queries): the mma.sync kernel (prefill_kernel.cuh).
-// - up to 8 packed rows (decode), and every float32 problem: the vector
-//   kernel, which reads each K/V row once for the whole GQA group.
+//   up to 64 packed rows (query heads of a KV group x queries: decode,
+//   short verification steps) in its packed mode, which reads each K/V tile
+//   once for the whole GQA group.
+// - other float16 / bfloat16 problems with more than 8 packed rows: the
+//   mma.sync kernel (prefill_kernel.cuh).
+// - up to 8 packed rows off Hopper (or LONGATTN_CUDA_DECODE=vector), and
+//   every float32 problem: the vector kernel, which also reads each K/V row
+//   once for the whole group.
 // Each is split over the keys (split-K) when its grid is smaller than the
 // GPU; the splits' partial states go to a workspace that belongs to the
 // stream (device_cache.hpp), so a dispatch allocates only when its stream
@@ -128,7 +131,7 @@ class CudaBackend final : public Backend {
     const char* prefill = std::getenv("LONGATTN_CUDA_PREFILL");
     const char* decode = std::getenv("LONGATTN_CUDA_DECODE");
     force_mma_ = prefill != nullptr && std::string(prefill) == "mma";
-    packed_decode_ = decode != nullptr && std::string(decode) == "wgmma";
+    vector_decode_ = decode != nullptr && std::string(decode) == "vector";
   }
 
   // No stream synchronization: the workspace stays with its stream (the
@@ -345,14 +348,14 @@ class CudaBackend final : public Backend {
   }
 
   // Packed decode on the Hopper kernel (hopper_decode_config): the same
-  // layout conditions, a power-of-2 GQA group of at most 64 heads, at most
-  // 64 packed rows (decode, short verification steps), and, until it is
-  // measured, only with LONGATTN_CUDA_DECODE=wgmma.
+  // layout conditions, a power-of-2 GQA group of at most 64 heads and at
+  // most 64 packed rows (decode, short verification steps), unless
+  // LONGATTN_CUDA_DECODE=vector.
   bool use_wgmma_decode(const Problem& p, const KernelParams& k, std::int64_t packed) const {
     if (p.dtype == DType::float32 || packed > 64 || p.group > 64 ||
         (p.group & (p.group - 1)) != 0 || !use_wgmma(p, k))
       return false;
-    return packed_decode_;
+    return !vector_decode_;
   }
 
   // Resident mma.sync-kernel blocks per SM for this (dtype, head_dim).
@@ -393,7 +396,7 @@ class CudaBackend final : public Backend {
   int sms_ = 1;
   bool hopper_ = false;
   bool force_mma_ = false;      // LONGATTN_CUDA_PREFILL=mma
-  bool packed_decode_ = false;  // LONGATTN_CUDA_DECODE=wgmma
+  bool vector_decode_ = false;  // LONGATTN_CUDA_DECODE=vector
   std::string device_name_;
   std::shared_ptr<StreamWorkspace> workspace_;  // taken by the first split-K dispatch
   std::vector<float*> states_;

@@ -218,6 +218,23 @@ __device__ __forceinline__ TileRange packed_tile_range(const KernelParams& p, i6
 
 // ---- sm_80 primitives ------------------------------------------------------
 
+// Programmatic dependent launch (sm_90; no-ops on older targets). A kernel
+// launched with programmatic stream serialization may start as soon as
+// every block of the kernel before it has called allow_dependents (or
+// exited); it must call wait_for_primary before reading what that kernel
+// writes: the wait returns once that kernel has completed and its memory
+// is visible. This hides the second launch of a split-K decode call.
+__device__ __forceinline__ void allow_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_for_primary() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ std::uint32_t smem_addr(const void* p) {
   return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
 }

@@ -95,6 +95,10 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     }
     sm90::fence_barrier_init();
   }
+  // Decode: the split-K merge may launch once every block of this grid has
+  // started (so its early blocks take no slot this grid still needs) and
+  // waits on the device for this grid to finish.
+  if constexpr (kPacked) allow_dependents();
   __syncthreads();
 
   const int wg = threadIdx.x / 128;

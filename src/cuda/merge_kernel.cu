@@ -39,6 +39,9 @@ __global__ void __launch_bounds__(kMergeThreads)
   const i64 r = blockIdx.x;
   const i64 bh = r / nq, b = bh / p.Hq, h = bh % p.Hq, q = p.q0 + r % nq;
   const int S = p.splits;
+  // Launched early after the packed decode kernel (launch_merge): the
+  // partials are complete only past this wait.
+  wait_for_primary();
 
   float m0, l0;
   initial_ml(p, p.in_mode, b, h, q, m0, l0);
@@ -146,8 +149,20 @@ void launch_merge(const KernelParams& p, void* stream) {
                        std::to_string(kMaxSplits) + ", 16-byte alignment)");
   const long long N = p.B * p.Hq * (p.q1 - p.q0);
   const dim3 grid(static_cast<unsigned>(N));
-  merge_kernel<<<grid, kMergeThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
-  check_cuda(cudaGetLastError(), "merge_kernel launch");
+  // After the packed Hopper decode kernel, which lets its dependents
+  // launch as soon as it starts, the merge launches while that kernel runs
+  // (programmatic dependent launch) and waits for it on the device: on a
+  // 32K-key decode (H100) this hid most of the second launch's latency.
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(kMergeThreads);
+  cfg.stream = static_cast<cudaStream_t>(stream);
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = p.packed ? 1 : 0;
+  check_cuda(cudaLaunchKernelEx(&cfg, merge_kernel, p), "merge_kernel launch");
 }
 
 }  // namespace longattn::cuda

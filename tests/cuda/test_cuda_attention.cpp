@@ -23,24 +23,20 @@ using lt::gpu::CudaTest;
 const DType kDtypes[] = {DType::float32, DType::float16, DType::bfloat16};
 
 // Every case runs on each kernel choice the device has: "auto" takes the
-// Hopper (wgmma) kernel where it applies, "mma" forces the mma.sync kernel,
-// "decode" also sends decode-sized problems (at most 64 packed rows) to the
-// Hopper kernel's packed mode (LONGATTN_CUDA_PREFILL / LONGATTN_CUDA_DECODE,
-// read per dispatch by the CUDA backend).
+// Hopper (wgmma) kernel where it applies, decode-sized problems (at most 64
+// packed rows) in its packed mode; "mma" (LONGATTN_CUDA_PREFILL=mma, read
+// by each call's CUDA backend) forces the mma.sync kernel for prefill and
+// so the vector kernel for decode, as on GPUs before Hopper.
 class CudaAttention : public CudaTest, public ::testing::WithParamInterface<const char*> {
  protected:
   void SetUp() override {
     CudaTest::SetUp();
     const std::string k = GetParam();
     setenv("LONGATTN_CUDA_PREFILL", k == "mma" ? "mma" : "auto", 1);
-    if (k == "decode") setenv("LONGATTN_CUDA_DECODE", "wgmma", 1);
   }
-  void TearDown() override {
-    unsetenv("LONGATTN_CUDA_PREFILL");
-    unsetenv("LONGATTN_CUDA_DECODE");
-  }
+  void TearDown() override { unsetenv("LONGATTN_CUDA_PREFILL"); }
 };
-INSTANTIATE_TEST_SUITE_P(Kernels, CudaAttention, ::testing::Values("auto", "mma", "decode"),
+INSTANTIATE_TEST_SUITE_P(Kernels, CudaAttention, ::testing::Values("auto", "mma"),
                          [](const ::testing::TestParamInfo<const char*>& i) {
                            return std::string(i.param);
                          });
@@ -228,9 +224,9 @@ TEST_P(CudaAttention, HopperTileShapes) {
 }
 
 // Decode-sized problems (the packed mode of the Hopper kernel under
-// "decode"): every power-of-2 GQA group up to 32, one to a few queries
-// (a tile holds 64 / group of them), causal with Lq > 1, sinks, split-K
-// over long key ranges, and the cache-slice layout.
+// "auto"; the vector and mma.sync kernels under "mma"): every power-of-2 GQA group up to 32, one to
+// a few queries (a tile holds 64 / group of them), causal with Lq > 1, sinks, split-K over long key
+// ranges, and the cache-slice layout.
 TEST_P(CudaAttention, DecodeShapes) {
   std::uint64_t seed = 1400;
   const auto dims = lt::gpu::built_head_dims();
@@ -288,7 +284,8 @@ TEST_P(CudaAttention, ChunkedEqualsSinglePass) {
 
 TEST_P(CudaAttention, SplitKDecodeAndPrefill) {
   std::uint64_t seed = 1000;
-  // Decode: few rows, many keys -> the vector kernel split over keys.
+  // Decode: few rows, many keys -> the decode kernel (packed Hopper or
+  // vector) split over keys, then the merge.
   for (DType t : kDtypes)
     for (std::int64_t Lq : {1, 2}) {
       Case c;
