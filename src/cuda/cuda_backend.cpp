@@ -233,6 +233,7 @@ class CudaBackend final : public Backend {
       // tile, split); memory-bound, so split-K aims for one wave below.
       const cuda::HopperConfig cfg = cuda::hopper_decode_config(static_cast<int>(p.D));
       k.kind = KernelKind::wgmma;
+      k.max_blocks = static_cast<std::int32_t>(sms_);
       k.packed = 1;
       base_blocks = ceil_div(nq, cfg.block_m / p.group) * p.B * p.Hkv;
       key_units = ceil_div(keys, cfg.block_n);
@@ -268,6 +269,7 @@ class CudaBackend final : public Backend {
       const int hd = static_cast<int>(p.D);
       if (use_wgmma(p, k)) {
         k.kind = KernelKind::wgmma;
+        k.max_blocks = static_cast<std::int32_t>(sms_);
         base_blocks = ceil_div(nq, cuda::hopper_config(hd).block_m) * p.B * p.Hq;
         key_units = ceil_div(keys, cuda::hopper_config(hd).block_n);
         resident = sms_;  // one block per SM (launch bounds)
