@@ -8,6 +8,8 @@
 #     full:  quick + the 1M-token test + benchmark
 #     bench: build + benchmark only
 #
+# TEST_FILTER narrows the GPU tests (a --gtest_filter pattern), BENCH_ARGS
+# passes options to bench_gpu (e.g. "--filter decode").
 # Logs and results go to $OUT (default ./gpu_check_out). Needs CMake >= 3.24,
 # ninja, nvcc, GoogleTest and nlohmann_json; when the last two are missing
 # they are taken from build-deps/ (googletest sources and a prefix with
@@ -72,7 +74,7 @@ ninja -C "$BUILD" -j "$JOBS" longattn_cli >>"$OUT/build.log" 2>&1 && echo "longa
 TEST="$BUILD/tests/cuda/test_cuda"
 if [ "$MODE" != bench ]; then
   step "GPU tests"
-  timeout ${TEST_TIMEOUT:-600} "$TEST" --gtest_brief=0 --gtest_output=xml:"$OUT/test_cuda.xml" >"$OUT/test_cuda.log" 2>&1
+  timeout ${TEST_TIMEOUT:-600} "$TEST" ${TEST_FILTER:+--gtest_filter=$TEST_FILTER} --gtest_brief=0 --gtest_output=xml:"$OUT/test_cuda.xml" >"$OUT/test_cuda.log" 2>&1
   rc=$?
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|tests ran|Failure|error|\[cuda\]" "$OUT/test_cuda.log" | head -60
   [ $rc -ne 0 ] && { status=1; grep -B2 -A8 "Failure" "$OUT/test_cuda.log" | head -80; }
