@@ -131,8 +131,6 @@ class CudaBackend final : public Backend {
     const char* prefill = std::getenv("LONGATTN_CUDA_PREFILL");
     const char* decode = std::getenv("LONGATTN_CUDA_DECODE");
     force_mma_ = prefill != nullptr && std::string(prefill) == "mma";
-    const char* persistent = std::getenv("LONGATTN_CUDA_PERSISTENT");
-    one_tile_blocks_ = persistent != nullptr && std::string(persistent) == "0";
     vector_decode_ = decode != nullptr && std::string(decode) == "vector";
   }
 
@@ -235,7 +233,6 @@ class CudaBackend final : public Backend {
       // tile, split); memory-bound, so split-K aims for one wave below.
       const cuda::HopperConfig cfg = cuda::hopper_decode_config(static_cast<int>(p.D));
       k.kind = KernelKind::wgmma;
-      k.max_blocks = one_tile_blocks_ ? 0 : static_cast<std::int32_t>(sms_);
       k.packed = 1;
       base_blocks = ceil_div(nq, cfg.block_m / p.group) * p.B * p.Hkv;
       key_units = ceil_div(keys, cfg.block_n);
@@ -271,7 +268,6 @@ class CudaBackend final : public Backend {
       const int hd = static_cast<int>(p.D);
       if (use_wgmma(p, k)) {
         k.kind = KernelKind::wgmma;
-        k.max_blocks = one_tile_blocks_ ? 0 : static_cast<std::int32_t>(sms_);
         base_blocks = ceil_div(nq, cuda::hopper_config(hd).block_m) * p.B * p.Hq;
         key_units = ceil_div(keys, cuda::hopper_config(hd).block_n);
         resident = sms_;  // one block per SM (launch bounds)
@@ -399,9 +395,8 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   int sms_ = 1;
   bool hopper_ = false;
-  bool force_mma_ = false;        // LONGATTN_CUDA_PREFILL=mma
-  bool one_tile_blocks_ = false;  // LONGATTN_CUDA_PERSISTENT=0: a Hopper block a work tile
-  bool vector_decode_ = false;    // LONGATTN_CUDA_DECODE=vector
+  bool force_mma_ = false;      // LONGATTN_CUDA_PREFILL=mma
+  bool vector_decode_ = false;  // LONGATTN_CUDA_DECODE=vector
   std::string device_name_;
   std::shared_ptr<StreamWorkspace> workspace_;  // taken by the first split-K dispatch
   std::vector<float*> states_;

@@ -167,21 +167,19 @@ __device__ __forceinline__ T* out_row(const KernelParams& p, i64 b, i64 h, i64 q
 
 // ---- block coordinates (prefill kernels) --------------------------------------
 
-// What one prefill work tile covers: query tile [qt0, qt1) of head (b, h),
-// and its split's share [t_beg, t_end) of the BN-key tiles the query tile
-// can see, which end at kend. Keys below kfull are visible to every row of
-// the tile (causally), so those tiles need no mask. Tiles are numbered with
-// the heaviest causal ones (last rows) first, for load balance: by
-// blockIdx (the mma.sync kernel) or by a persistent block's tile index
-// (the Hopper kernel).
+// What one prefill block covers: query tile [qt0, qt1) of head (b, h), the
+// heaviest causal tiles (last rows) first for load balance (blockIdx.x),
+// and its split's (blockIdx.z) share [t_beg, t_end) of the BN-key tiles the
+// query tile can see, which end at kend. Keys below kfull are visible to
+// every row of the tile (causally), so those tiles need no mask.
 struct TileRange {
   i64 b, h, hkv, qt0, qt1, kend, t_beg, t_end, kfull;
   int split;
 };
 // The key side of a TileRange, once b, h, hkv, qt0 and qt1 are set.
 template <int BN>
-__device__ __forceinline__ void key_range(const KernelParams& p, TileRange& t, int split) {
-  t.split = split;
+__device__ __forceinline__ void key_range(const KernelParams& p, TileRange& t) {
+  t.split = blockIdx.z;
   t.kend = p.k1;
   if (p.causal) t.kend = min(t.kend, max(p.k0, t.qt1 - 1 + p.causal_offset + 1));
   const i64 ntiles = t.kend > p.k0 ? (t.kend - p.k0 + BN - 1) / BN : 0;
@@ -190,39 +188,35 @@ __device__ __forceinline__ void key_range(const KernelParams& p, TileRange& t, i
   t.t_end = min(ntiles, t.t_beg + per);
   t.kfull = p.causal ? min(p.k1, t.qt0 + p.causal_offset + 1) : p.k1;
 }
-// One head's rows (bh = b * Hq + h), query tile qi of BM rows.
+// One head's rows (blockIdx.y = b * Hq + h), BM query rows a tile.
 template <int BM, int BN>
-__device__ __forceinline__ TileRange tile_range(const KernelParams& p, i64 qi, i64 bh, int split) {
+__device__ __forceinline__ TileRange tile_range(const KernelParams& p) {
   TileRange t;
+  const i64 bh = blockIdx.y;
   t.b = bh / p.Hq;
   t.h = bh % p.Hq;
   t.hkv = t.h / p.group;
-  t.qt0 = p.q0 + qi * BM;
+  t.qt0 = p.q0 + static_cast<i64>(gridDim.x - 1 - blockIdx.x) * BM;
   t.qt1 = min(t.qt0 + BM, p.q1);
-  key_range<BN>(p, t, split);
+  key_range<BN>(p, t);
   return t;
 }
-// The block's tile: query tile gridDim.x - 1 - blockIdx.x, head blockIdx.y,
-// split blockIdx.z.
-template <int BM, int BN>
-__device__ __forceinline__ TileRange tile_range(const KernelParams& p) {
-  return tile_range<BM, BN>(p, static_cast<i64>(gridDim.x - 1 - blockIdx.x),
-                            static_cast<i64>(blockIdx.y), static_cast<int>(blockIdx.z));
-}
-// Packed rows (bk = b * Hkv + hkv): the group's heads x `qrows` queries of
-// query tile qi; h is the group's first head.
+// Packed rows (blockIdx.y = b * Hkv + hkv): the group's heads x `qrows`
+// queries a tile; h is the group's first head.
 template <int BN>
-__device__ __forceinline__ TileRange packed_tile_range(const KernelParams& p, i64 qrows, i64 qi,
-                                                       i64 bk, int split) {
+__device__ __forceinline__ TileRange packed_tile_range(const KernelParams& p, i64 qrows) {
   TileRange t;
+  const i64 bk = blockIdx.y;
   t.b = bk / p.Hkv;
   t.hkv = bk % p.Hkv;
   t.h = t.hkv * p.group;
-  t.qt0 = p.q0 + qi * qrows;
+  t.qt0 = p.q0 + static_cast<i64>(gridDim.x - 1 - blockIdx.x) * qrows;
   t.qt1 = min(t.qt0 + qrows, p.q1);
-  key_range<BN>(p, t, split);
+  key_range<BN>(p, t);
   return t;
 }
+
+// ---- sm_80 primitives ------------------------------------------------------
 
 // Programmatic dependent launch (sm_90; no-ops on older targets). A kernel
 // launched with programmatic stream serialization may start as soon as
@@ -240,8 +234,6 @@ __device__ __forceinline__ void wait_for_primary() {
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 }
-
-// ---- sm_80 primitives ------------------------------------------------------
 
 __device__ __forceinline__ std::uint32_t smem_addr(const void* p) {
   return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));

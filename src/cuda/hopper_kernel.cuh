@@ -24,8 +24,6 @@
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
-
 #include "cuda/check.hpp"
 #include "cuda/device_common.cuh"
 #include "cuda/sm90.cuh"
@@ -67,43 +65,27 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   auto v_full = [&](int s) { return bars + 8u * (1 + ST + s); };
   auto k_empty = [&](int s) { return bars + 8u * (1 + 2 * ST + s); };
   auto v_empty = [&](int s) { return bars + 8u * (1 + 3 * ST + s); };
-  const std::uint32_t q_empty = bars + 8u * (1 + 4 * ST);
 
   // Packed: 64 / group queries of each of the group's heads; rows are
   // head-major (row r = head (r / QT), query (r % QT)), as the Q box lands.
   const int QT = kPacked ? BM / static_cast<int>(p.group) : BM;
-  // Persistent blocks: block i takes work tiles i, i + gridDim.x, ... of
-  // nqt query tiles x nbh heads x splits. Query tiles vary fastest (the
-  // heaviest, last, first), as blockIdx.x did in a grid of one block a
-  // tile: the blocks running at once then share one or two KV heads, whose
-  // K and V stay in L2. (Heads fastest put all 8 KV heads of a 16K-key
-  // problem, 64 MB, in flight at once: 20-28% slower on H100.) Producer
-  // and consumers walk the same sequence; the K/V ring and Q's barriers
-  // carry on from one tile to the next, so the next tile's loads run under
-  // this one's last P V and epilogue.
-  const i64 nqt = (p.q1 - p.q0 + QT - 1) / QT;
-  const i64 nbh = p.B * (kPacked ? p.Hkv : p.Hq);
-  const i64 ntiles = nqt * nbh * p.splits;
-  auto range_of = [&](i64 tile) {
-    const i64 qi = nqt - 1 - tile % nqt, bh = (tile / nqt) % nbh;
-    const int split = static_cast<int>(tile / (nqt * nbh));
-    return kPacked ? packed_tile_range<BN>(p, QT, qi, bh, split)
-                   : tile_range<BM, BN>(p, qi, bh, split);
-  };
+  const TileRange tr = kPacked ? packed_tile_range<BN>(p, QT) : tile_range<BM, BN>(p);
+  const i64 b = tr.b, h = tr.h, hkv = tr.hkv, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
+  const i64 t_beg = tr.t_beg, t_end = tr.t_end, kfull = tr.kfull;
+  const int split = tr.split;
 
-  // Ring slot and mbarrier phase parity of the n-th K/V tile this block
-  // loads (counted over all its work tiles).
+  // Ring slot and mbarrier phase parity of key tile `it`.
   struct Stage {
     int s;
     std::uint32_t ph;
   };
-  auto stage_of = [&](i64 n) {
-    return Stage{static_cast<int>(n % ST), static_cast<std::uint32_t>((n / ST) & 1)};
+  auto stage_of = [&](i64 it) {
+    const int n = static_cast<int>(it - t_beg);
+    return Stage{n % ST, static_cast<std::uint32_t>((n / ST) & 1)};
   };
 
   if (threadIdx.x == 0) {
     sm90::mbar_init(q_full, 1);
-    sm90::mbar_init(q_empty, 4 * CW);
     for (int s = 0; s < ST; ++s) {
       sm90::mbar_init(k_full(s), 1);
       sm90::mbar_init(v_full(s), 1);
@@ -122,27 +104,19 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   const int wg = threadIdx.x / 128;
   if (wg == 0) {
     if constexpr (CW > 1) sm90::reg_dealloc<kProducerRegs>();
-    if (threadIdx.x != 0) return;
-    i64 n = 0;             // K/V tiles loaded
-    std::uint32_t qn = 0;  // Q tiles loaded
-    for (i64 tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
-      const TileRange tr = range_of(tile);
-      if (tr.t_beg >= tr.t_end) continue;  // nothing to load: the consumers skip it too
-      const int ib = static_cast<int>(tr.b), ih = static_cast<int>(tr.h);
-      const int ikv = static_cast<int>(tr.hkv);
-      // A fresh barrier counts as having completed the phase before its
-      // first, so the first wait on an "empty" barrier does not block.
-      sm90::mbar_wait(q_empty, (qn++ & 1) ^ 1);
+    if (threadIdx.x == 0 && t_beg < t_end) {
+      const int ib = static_cast<int>(b), ih = static_cast<int>(h), ikv = static_cast<int>(hkv);
       sm90::mbar_arrive_expect_tx(q_full, kQBytes);
       // Packed: the box is QT queries x group heads from head h, the
       // group's first (tensor_map.hpp).
 #pragma unroll
       for (int cb = 0; cb < CB; ++cb)
-        sm90::tma_load_4d(sQ + cb * BM * 128, &tq, q_full, cb * 64, static_cast<int>(tr.qt0), ih,
-                          ib);
-      for (i64 it = tr.t_beg; it < tr.t_end; ++it) {
-        const auto [s, ph] = stage_of(n++);
+        sm90::tma_load_4d(sQ + cb * BM * 128, &tq, q_full, cb * 64, static_cast<int>(qt0), ih, ib);
+      for (i64 it = t_beg; it < t_end; ++it) {
+        const auto [s, ph] = stage_of(it);
         const int kt = static_cast<int>(p.k0 + it * BN);
+        // A fresh barrier counts as having completed the phase before its
+        // first, so the first pass over the ring does not wait.
         sm90::mbar_wait(k_empty(s), ph ^ 1);
         sm90::mbar_arrive_expect_tx(k_full(s), kKVBytes);
 #pragma unroll
@@ -166,162 +140,146 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   const int g = lane >> 2, t4 = lane & 3;
   const InMode in_mode = p.splits > 1 ? InMode::empty : p.in_mode;
   const OutMode out_mode = p.splits > 1 ? OutMode::partial : p.out_mode;
-  const std::uint32_t sQw = sQ + cw * 64 * 128;
-  i64 n0 = 0;            // K/V tiles consumed before this work tile
-  std::uint32_t qn = 0;  // Q tiles consumed
-  for (i64 tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
-    const TileRange tr = range_of(tile);
-    const i64 b = tr.b, h = tr.h, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
-    const i64 t_beg = tr.t_beg, t_end = tr.t_end, kfull = tr.kfull;
-    i64 q[2], hr[2];  // query and head of the thread's two rows
-    float m[2], l[2];
-    float acc[NO][4];
+  i64 q[2], hr[2];  // query and head of the thread's two rows
+  float m[2], l[2];
+  float acc[NO][4];
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      if constexpr (kPacked) {
-        const int r = cw * 64 + (ctid / 32) * 16 + g + 8 * i;  // head-major packed row
-        q[i] = qt0 + r % QT;
-        hr[i] = h + r / QT;
-      } else {
-        q[i] = qt0 + cw * 64 + (ctid / 32) * 16 + g + 8 * i;
-        hr[i] = h;
-      }
-      init_row(p, in_mode, b, hr[i], q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
+  for (int i = 0; i < 2; ++i) {
+    if constexpr (kPacked) {
+      const int r = cw * 64 + (ctid / 32) * 16 + g + 8 * i;  // head-major packed row
+      q[i] = qt0 + r % QT;
+      hr[i] = h + r / QT;
+    } else {
+      q[i] = qt0 + cw * 64 + (ctid / 32) * 16 + g + 8 * i;
+      hr[i] = h;
     }
-    // Ring position of this work tile's key tile `it`.
-    auto kv_stage = [&](i64 it) { return stage_of(n0 + (it - t_beg)); };
+    init_row(p, in_mode, b, hr[i], q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
+  }
 
-    // S = Q K^T for the K tile in stage s (issued, not waited for).
-    auto issue_s = [&](float(&sc)[NS][4], int s) {
+  const std::uint32_t sQw = sQ + cw * 64 * 128;
+  // S = Q K^T for the K tile in stage s (issued, not waited for).
+  auto issue_s = [&](float(&sc)[NS][4], int s) {
 #pragma unroll
-      for (int ks = 0; ks < D / 16; ++ks) {
-        const std::uint32_t off = (ks % 4) * 32u;  // 16 elements along the 128-byte row
-        const std::uint64_t da = sm90::desc_sw128(sQw + (ks / 4) * BM * 128 + off, 16, 1024);
-        const std::uint64_t db =
-            sm90::desc_sw128(sK + s * kKVBytes + (ks / 4) * BN * 128 + off, 16, 1024);
-        wgmma_ss<T, BN>(sc, da, db, ks > 0);
-      }
-      sm90::wgmma_commit();
-    };
-    // O += P V for the V tile in stage s (issued, not waited for).
-    auto issue_pv = [&](std::uint32_t(&pa)[BN / 16][4], int s) {
+    for (int ks = 0; ks < D / 16; ++ks) {
+      const std::uint32_t off = (ks % 4) * 32u;  // 16 elements along the 128-byte row
+      const std::uint64_t da = sm90::desc_sw128(sQw + (ks / 4) * BM * 128 + off, 16, 1024);
+      const std::uint64_t db =
+          sm90::desc_sw128(sK + s * kKVBytes + (ks / 4) * BN * 128 + off, 16, 1024);
+      wgmma_ss<T, BN>(sc, da, db, ks > 0);
+    }
+    sm90::wgmma_commit();
+  };
+  // O += P V for the V tile in stage s (issued, not waited for).
+  auto issue_pv = [&](std::uint32_t(&pa)[BN / 16][4], int s) {
 #pragma unroll
-      for (int kk = 0; kk < BN / 16; ++kk) {
-        // V is [keys][D] with D contiguous: the MN-major B operand. 16 keys
-        // per step (two 8-row groups, 1024 bytes apart); column blocks of 64
-        // are BN rows (BN * 128 bytes) apart.
-        const std::uint64_t db =
-            sm90::desc_sw128(sV + s * kKVBytes + kk * 16 * 128, BN * 128, 1024);
-        wgmma_rs<T, D>(acc, pa[kk], db);
-      }
-      sm90::wgmma_commit();
-    };
-    // Scale to base 2; mask only tiles that cross the causal diagonal or the
-    // rectangle's key end. Then P = 2^(S - m'); returns each row's alpha.
-    auto softmax = [&](float(&sc)[NS][4], i64 kt, float(&alpha)[2]) {
-      if (kt + BN > kfull) {
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      // V is [keys][D] with D contiguous: the MN-major B operand. 16 keys
+      // per step (two 8-row groups, 1024 bytes apart); column blocks of 64
+      // are BN rows (BN * 128 bytes) apart.
+      const std::uint64_t db = sm90::desc_sw128(sV + s * kKVBytes + kk * 16 * 128, BN * 128, 1024);
+      wgmma_rs<T, D>(acc, pa[kk], db);
+    }
+    sm90::wgmma_commit();
+  };
+  // Scale to base 2; mask only tiles that cross the causal diagonal or the
+  // rectangle's key end. Then P = 2^(S - m'); returns each row's alpha.
+  auto softmax = [&](float(&sc)[NS][4], i64 kt, float(&alpha)[2]) {
+    if (kt + BN > kfull) {
 #pragma unroll
-        for (int i = 0; i < 2; ++i)
-          limit_row(sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt), p.scale_log2);
-      } else {
+      for (int i = 0; i < 2; ++i)
+        limit_row(sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt), p.scale_log2);
+    } else {
 #pragma unroll
-        for (int nt = 0; nt < NS; ++nt)
+      for (int nt = 0; nt < NS; ++nt)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) sc[nt][e] *= p.scale_log2;
-      }
+        for (int e = 0; e < 4; ++e) sc[nt][e] *= p.scale_log2;
+    }
 #pragma unroll
-      for (int i = 0; i < 2; ++i) alpha[i] = softmax_row_p(sc, i, m[i], l[i]);
-    };
-    // Software pipeline within the warpgroup (FlashAttention-3's intra-
-    // warpgroup overlap): per tile i, S(i) = Q K(i)^T and O += P(i-1) V(i-1)
-    // are issued together; softmax(i) starts as soon as S(i) is back, while
-    // P(i-1) V(i-1) still runs on the tensor cores; only the rescale of O
-    // waits for that product (cfg.overlap; otherwise tile by tile). Registers
-    // an issued wgmma still reads or writes (sc, acc, pa) are pinned with
-    // fence_operands until its wait.
-    float sc[NS][4];
+    for (int i = 0; i < 2; ++i) alpha[i] = softmax_row_p(sc, i, m[i], l[i]);
+  };
+  // Software pipeline within the warpgroup (FlashAttention-3's intra-
+  // warpgroup overlap): per tile i, S(i) = Q K(i)^T and O += P(i-1) V(i-1)
+  // are issued together; softmax(i) starts as soon as S(i) is back, while
+  // P(i-1) V(i-1) still runs on the tensor cores; only the rescale of O
+  // waits for that product (cfg.overlap; otherwise tile by tile). Registers
+  // an issued wgmma still reads or writes (sc, acc, pa) are pinned with
+  // fence_operands until its wait.
+  float sc[NS][4];
 #pragma unroll
-    for (int nt = 0; nt < NS; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
-    std::uint32_t pa[BN / 16][4];
-    float alpha[2];
-    // Once S(it)'s product has completed: its K buffer goes back (and Q,
-    // after the work tile's last S, so the producer loads the next tile's
-    // Q under this one's last P V and epilogue), then its softmax (P in
-    // sc, alpha per row).
-    auto s_done = [&](i64 it, int s) {
-      sm90::fence_operands(sc);
-      if (lane == 0) {
-        sm90::mbar_arrive(k_empty(s));
-        if (it == t_end - 1) sm90::mbar_arrive(q_empty);
-      }
-      softmax(sc, p.k0 + it * BN, alpha);
-    };
-    // Once a P V product has completed: its V buffer (slot s) goes back.
-    auto pv_done = [&](int s) {
-      sm90::fence_operands(acc);
-      sm90::fence_operands(pa);
-      if (lane == 0) sm90::mbar_arrive(v_empty(s));
-    };
-    // S(it) to completion, then its softmax.
-    auto s_step = [&](i64 it) {
-      const Stage k = kv_stage(it);
+  for (int nt = 0; nt < NS; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+  std::uint32_t pa[BN / 16][4];
+  float alpha[2];
+  // Once S(it)'s product has completed: its K buffer goes back, then its
+  // softmax (P in sc, alpha per row).
+  auto s_done = [&](i64 it, int s) {
+    sm90::fence_operands(sc);
+    if (lane == 0) sm90::mbar_arrive(k_empty(s));
+    softmax(sc, p.k0 + it * BN, alpha);
+  };
+  // Once a P V product has completed: its V buffer (slot s) goes back.
+  auto pv_done = [&](int s) {
+    sm90::fence_operands(acc);
+    sm90::fence_operands(pa);
+    if (lane == 0) sm90::mbar_arrive(v_empty(s));
+  };
+  // S(it) to completion, then its softmax.
+  auto s_step = [&](i64 it) {
+    const Stage k = stage_of(it);
+    sm90::mbar_wait(k_full(k.s), k.ph);
+    sm90::fence_operands(sc);
+    sm90::wgmma_fence();
+    issue_s(sc, k.s);
+    sm90::wgmma_wait<0>();
+    s_done(it, k.s);
+  };
+  // O += P(it) V(it) to completion.
+  auto pv_step = [&](i64 it) {
+    const Stage v = stage_of(it);
+    sm90::mbar_wait(v_full(v.s), v.ph);
+    sm90::fence_operands(acc);
+    sm90::wgmma_fence();
+    issue_pv(pa, v.s);
+    sm90::wgmma_wait<0>();
+    pv_done(v.s);
+  };
+  // O rescaled for the new row maxima; P packed as the next A operand.
+  auto finish_p = [&] {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) rescale_row(acc, i, alpha[i]);
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) pack_p<T>(sc, kk, pa[kk]);
+  };
+
+  if (t_beg < t_end) {
+    sm90::mbar_wait(q_full, 0);
+    s_step(t_beg);
+    finish_p();
+  }
+  for (i64 it = t_beg + 1; it < t_end; ++it) {
+    if constexpr (!cfg.overlap) {
+      pv_step(it - 1);
+      s_step(it);
+    } else {
+      const Stage k = stage_of(it), v = stage_of(it - 1);
       sm90::mbar_wait(k_full(k.s), k.ph);
+      sm90::mbar_wait(v_full(v.s), v.ph);
       sm90::fence_operands(sc);
+      sm90::fence_operands(acc);
       sm90::wgmma_fence();
       issue_s(sc, k.s);
-      sm90::wgmma_wait<0>();
-      s_done(it, k.s);
-    };
-    // O += P(it) V(it) to completion.
-    auto pv_step = [&](i64 it) {
-      const Stage v = kv_stage(it);
-      sm90::mbar_wait(v_full(v.s), v.ph);
-      sm90::fence_operands(acc);
-      sm90::wgmma_fence();
       issue_pv(pa, v.s);
+      sm90::wgmma_wait<1>();  // S(it) is back; P V still running
+      s_done(it, k.s);
       sm90::wgmma_wait<0>();
       pv_done(v.s);
-    };
-    // O rescaled for the new row maxima; P packed as the next A operand.
-    auto finish_p = [&] {
-#pragma unroll
-      for (int i = 0; i < 2; ++i) rescale_row(acc, i, alpha[i]);
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; ++kk) pack_p<T>(sc, kk, pa[kk]);
-    };
-
-    if (t_beg < t_end) {
-      sm90::mbar_wait(q_full, qn++ & 1);
-      s_step(t_beg);
-      finish_p();
     }
-    for (i64 it = t_beg + 1; it < t_end; ++it) {
-      if constexpr (!cfg.overlap) {
-        pv_step(it - 1);
-        s_step(it);
-      } else {
-        const Stage k = kv_stage(it), v = kv_stage(it - 1);
-        sm90::mbar_wait(k_full(k.s), k.ph);
-        sm90::mbar_wait(v_full(v.s), v.ph);
-        sm90::fence_operands(sc);
-        sm90::fence_operands(acc);
-        sm90::wgmma_fence();
-        issue_s(sc, k.s);
-        issue_pv(pa, v.s);
-        sm90::wgmma_wait<1>();  // S(it) is back; P V still running
-        s_done(it, k.s);
-        sm90::wgmma_wait<0>();
-        pv_done(v.s);
-      }
-      finish_p();
-    }
-    if (t_beg < t_end) pv_step(t_end - 1);
-    n0 += t_end > t_beg ? t_end - t_beg : 0;
-
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-      store_row<T>(p, out_mode, tr.split, b, hr[i], q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
+    finish_p();
   }
+  if (t_beg < t_end) pv_step(t_end - 1);
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+    store_row<T>(p, out_mode, split, b, hr[i], q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
 #endif
 }
 
@@ -339,13 +297,9 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
     return false;
   allow_dynamic_smem<hopper_kernel<T, D, kPacked>>(hopper_smem_bytes(cfg, D),
                                                    "cudaFuncSetAttribute(hopper_kernel)");
-  // Persistent: at most p.max_blocks blocks (one an SM), each looping over
-  // work tiles; a grid of one wave or less is one tile a block.
-  const long long tiles =
-      (p.q1 - p.q0 + qrows - 1) / qrows * p.B * (kPacked ? p.Hkv : p.Hq) * p.splits;
-  const long long blocks = p.max_blocks > 0 ? std::min<long long>(tiles, p.max_blocks) : tiles;
-  if (blocks <= 0) return true;
-  const dim3 grid(static_cast<unsigned>(blocks));
+  const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + qrows - 1) / qrows),
+                  static_cast<unsigned>(p.B * (kPacked ? p.Hkv : p.Hq)),
+                  static_cast<unsigned>(p.splits));
   hopper_kernel<T, D, kPacked>
       <<<grid, hopper_threads(cfg), hopper_smem_bytes(cfg, D), stream>>>(p, tq, tk, tv);
   check_cuda(cudaGetLastError(), "hopper_kernel launch");

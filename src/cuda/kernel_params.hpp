@@ -97,9 +97,6 @@ struct KernelParams {
   // Hopper kernel: rows are (GQA head, query) pairs of one KV head, `group`
   // (a power of 2 <= 64) heads x 64 / group queries a block (decode).
   std::int32_t packed = 0;
-  // Hopper kernel: blocks launched at most (one an SM); more work tiles
-  // loop in persistent blocks. 0: one block a tile.
-  std::int32_t max_blocks = 0;
 
   KernelKind kind = KernelKind::tensor_core;
 };
@@ -177,9 +174,8 @@ constexpr HopperConfig hopper_decode_config(int d) {
 constexpr int hopper_consumers(HopperConfig c) { return c.block_m / 64; }
 constexpr int hopper_threads(HopperConfig c) { return 128 * (1 + hopper_consumers(c)); }
 constexpr int hopper_smem_bytes(HopperConfig c, int d) {
-  // Q tile + stages x (K and V tiles) + barriers (2 + 4 x stages, 8 bytes
-  // each), + 1024 for aligning the base to the 128-byte swizzle's
-  // 1024-byte pattern.
+  // Q tile + stages x (K and V tiles) + barriers, + 1024 for aligning the
+  // base to the 128-byte swizzle's 1024-byte pattern.
   return (c.block_m + 2 * c.stages * c.block_n) * d * 2 + 256 + 1024;
 }
 

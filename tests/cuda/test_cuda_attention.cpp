@@ -223,43 +223,10 @@ TEST_P(CudaAttention, HopperTileShapes) {
   }
 }
 
-// More work tiles than SMs, so each persistent Hopper block loops over
-// several: with empty ones among them (query rows that see no key; causal
-// splits past a short key range), with split-K, and in the running-state
-// modes of a chunked plan. The barriers' phases carry over from tile to
-// tile, so a miscount shows here as a hang or a wrong row.
-TEST_P(CudaAttention, ManyTilesPerBlock) {
-  std::uint64_t seed = 1350;
-  const auto dims = lt::gpu::built_head_dims();
-  for (std::int64_t D : {64, 128, 256}) {
-    if (std::find(dims.begin(), dims.end(), D) == dims.end()) continue;
-    // (B, Hq, Hkv, Lq, Lk): the first 400 rows see no key; split-K over a
-    // grid of 64 query tiles; a causal square split 3 ways, whose first
-    // query tile sees one key tile (its other splits are empty).
-    for (auto [B, Hq, Hkv, Lq, Lk] :
-         {std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t>{
-              2, 16, 4, 1100, 700},
-          {1, 8, 2, 1000, 6000},
-          {1, 8, 2, 1500, 1500}}) {
-      Case c;
-      c.B = B, c.Hq = Hq, c.Hkv = Hkv, c.Lq = Lq, c.Lk = Lk, c.D = D;
-      c.dtype = (++seed % 2) != 0 ? DType::bfloat16 : DType::float16;
-      c.causal = true;
-      c.sinks = Lq == 1000;
-      c.seed = seed;
-      check_cuda(c);
-      longattn::AttentionOptions o;
-      o.policy = lt::chunked_policy(333, 0);
-      check_cuda(c, o);
-    }
-  }
-}
-
 // Decode-sized problems (the packed mode of the Hopper kernel under
-// "auto"; the vector and mma.sync kernels under "mma"): every power-of-2
-// GQA group up to 32, one to a few queries (a tile holds 64 / group of
-// them), causal with Lq > 1, sinks, split-K over long key ranges, and the
-// cache-slice layout.
+// "auto"; the vector and mma.sync kernels under "mma"): every power-of-2 GQA group up to 32, one to
+// a few queries (a tile holds 64 / group of them), causal with Lq > 1, sinks, split-K over long key
+// ranges, and the cache-slice layout.
 TEST_P(CudaAttention, DecodeShapes) {
   std::uint64_t seed = 1400;
   const auto dims = lt::gpu::built_head_dims();
