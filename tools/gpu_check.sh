@@ -10,10 +10,16 @@
 #
 # TEST_FILTER narrows the GPU tests (a --gtest_filter pattern), BENCH_ARGS
 # passes options to bench_gpu (e.g. "--filter decode").
-# Logs and results go to $OUT (default ./gpu_check_out). Needs CMake >= 3.24,
-# ninja, nvcc, GoogleTest and nlohmann_json; when the last two are missing
-# they are taken from build-deps/ (googletest sources and a prefix with
-# nlohmann_json), if present.
+#
+# Results go to $OUT (default ./gpu_check_out): summary.txt (commit, card,
+# GPU tests, sanitizers, the 1M-token test), bench_table.md,
+# bench_longattn.csv and logs.tar.gz (every log): few files, for remote
+# runners that return only a handful. The summary, then the table, print
+# last.
+#
+# Needs CMake >= 3.24, ninja, nvcc, GoogleTest and nlohmann_json; when the
+# last two are missing they are taken from build-deps/ (googletest sources
+# and a prefix with nlohmann_json), if present.
 set -uo pipefail
 MODE=${1:-full}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,13 +29,17 @@ ARCHS=${LONGATTN_CUDA_ARCHS:-90a}
 JOBS=$(nproc)
 mkdir -p "$OUT"
 step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+# Lines worth keeping: printed now and again in the summary at the end.
+keep() { tee -a "$OUT/summary.txt"; }
+: >"$OUT/summary.txt"
 status=0
 
 step "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1 | tee "$OUT/gpu.txt"
 nvcc --version | tail -1
 cmake --version | head -1
-git -C "$ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/commit /' | tee "$OUT/commit.txt"
+git -C "$ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/commit /' | tee "$OUT/commit.txt" | keep
+head -2 "$OUT/gpu.txt" | tail -1 | keep
 
 PREFIX_PATH=""
 if [ -d "$ROOT/build-deps/prefix" ]; then PREFIX_PATH="$ROOT/build-deps/prefix"; fi
@@ -76,7 +86,7 @@ if [ "$MODE" != bench ]; then
   step "GPU tests"
   timeout ${TEST_TIMEOUT:-600} "$TEST" ${TEST_FILTER:+--gtest_filter=$TEST_FILTER} --gtest_brief=0 --gtest_output=xml:"$OUT/test_cuda.xml" >"$OUT/test_cuda.log" 2>&1
   rc=$?
-  grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|tests ran|Failure|error|\[cuda\]" "$OUT/test_cuda.log" | head -60
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|tests ran|Failure|error|\[cuda\]" "$OUT/test_cuda.log" | head -60 | keep
   [ $rc -ne 0 ] && { status=1; grep -B2 -A8 "Failure" "$OUT/test_cuda.log" | head -80; }
 
   if command -v compute-sanitizer >/dev/null; then
@@ -84,17 +94,17 @@ if [ "$MODE" != bench ]; then
     timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST" \
       --gtest_filter='*CudaAttention.Sinks/*:*CudaAttention.MoreQueriesThanKeysCausal/*:CudaBackend.ElementStridedLayouts:*CudaAttention.FullyMaskedRowsGiveZeroAndMinusInf/*:*CudaAttention.HopperTileShapes/auto:CudaAsync.BackToBack*:CudaAsync.TwoStreams*' \
       >"$OUT/memcheck.log" 2>&1
-    echo "memcheck exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | tail -4
+    { echo "memcheck exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | tail -4; } | keep
     step "compute-sanitizer racecheck (small cases)"
     timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool racecheck --error-exitcode 9 "$TEST" \
       --gtest_filter='*CudaAttention.Sinks/*:CudaBackend.ElementStridedLayouts:*SplitKDecodeAndPrefill/auto' >"$OUT/racecheck.log" 2>&1
-    echo "racecheck exit $?"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" | tail -4
+    { echo "racecheck exit $?"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" | tail -4; } | keep
   fi
 fi
 
 if [ "$MODE" = full ]; then
   step "1M-token causal prefill, 100 ms budget"
-  LONGATTN_CUDA_LONG=1 timeout 300 "$TEST" --gtest_filter='CudaLong.*' 2>&1 | tee "$OUT/long.log" | grep -E "\[long\]|OK|FAILED|Failure|error" | head
+  LONGATTN_CUDA_LONG=1 timeout 300 "$TEST" --gtest_filter='CudaLong.*' 2>&1 | tee "$OUT/long.log" | grep -E "\[long\]|OK|FAILED|Failure|error" | head | keep
 fi
 
 if [ "$MODE" = full ] || [ "$MODE" = bench ]; then
@@ -105,6 +115,13 @@ if [ "$MODE" = full ] || [ "$MODE" = bench ]; then
     tee "$OUT/bench_decode_vector.log" | grep -E "decode|FAILED"
   step "benchmark: PyTorch SDPA and ceilings"
   PYTHONUNBUFFERED=1 timeout 400 python3 "$ROOT/bench/gpu/sdpa_bench.py" --longattn "$OUT/bench_longattn.csv" \
-    --out "$OUT/bench_table.md" 2>&1 | tee "$OUT/bench_sdpa.log" | tail -50
+    --out "$OUT/bench_table.md" >"$OUT/bench_sdpa.log" 2>&1 || tail -20 "$OUT/bench_sdpa.log"
+  grep -E "^ceilings" "$OUT/bench_sdpa.log"
 fi
+
+(cd "$OUT" && tar czf logs.tar.gz --ignore-failed-read ./*.log ./*.xml gpu.txt commit.txt 2>/dev/null &&
+  rm -f ./*.log ./*.xml gpu.txt commit.txt)
+step "summary"
+cat "$OUT/summary.txt"
+if [ -f "$OUT/bench_table.md" ]; then echo; cat "$OUT/bench_table.md"; fi
 exit $status
