@@ -28,11 +28,13 @@ enum class OutMode : std::int32_t {
 // Which kernel serves a dispatch.
 enum class KernelKind : std::int32_t {
   tensor_core = 0,  // prefill: mma.sync m16n8k16, float16 / bfloat16
-  vector = 1,       // decode and float32: CUDA cores, the query heads of a
-                    // GQA group packed so each K/V row is read once
-  wgmma = 2,        // prefill on sm_90a: TMA + warpgroup MMA (hopper_kernel.cuh);
-                    // the launcher falls back to tensor_core when TMA cannot
-                    // describe the layout
+  vector = 1,       // float32, and decode (<= 8 packed rows) where the
+                    // Hopper kernel's packed mode does not serve: CUDA cores,
+                    // a GQA group's query heads packed so each K/V row is
+                    // read once
+  wgmma = 2,        // sm_90a, TMA + warpgroup MMA (hopper_kernel.cuh): prefill,
+                    // and decode in its packed mode; the launcher falls back
+                    // to tensor_core when TMA cannot describe the layout
 };
 
 struct KernelParams {

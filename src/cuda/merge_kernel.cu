@@ -18,9 +18,10 @@ static_assert(kMaxSplits <= kMergeThreads, "thread s holds split s's (m, l)");
 
 // One block per row, so that the row's (m, l) is read and rewritten by one
 // block with a barrier in between (several blocks per row raced on it in
-// accumulate mode). Every split-K decode call runs this after the vector
-// kernel, so its latency is part of every decode step: the partials (still
-// in L2) are read in two dependent rounds, not one round per split.
+// accumulate mode). Every split-K decode call runs this after the decode
+// kernel (the packed Hopper kernel, or the vector kernel), so its latency is
+// part of every decode step: the partials (still in L2) are read in two
+// dependent rounds, not one round per split.
 //  1. Thread s < S loads split s's (m, l): block max M, the factors
 //     2^(m_s - M) to shared memory, block sum of the scaled l.
 //  2. The o rows as float4: thread t owns dims 4c..4c+3 (c = t % (D/4)) of

@@ -44,7 +44,7 @@ struct Stream {
 };
 
 // The benchmark's decode shape (Hq 32, Hkv 8, D 128, bfloat16): 8 blocks
-// unsplit, so the vector kernel splits the keys and merges (split-K).
+// unsplit, so the decode kernel splits the keys and merges (split-K).
 Case decode_case(std::int64_t Lk, std::uint64_t seed, std::int64_t Lq = 1) {
   Case c;
   c.B = 1, c.Hq = 32, c.Hkv = 8, c.Lq = Lq, c.Lk = Lk, c.D = 128;

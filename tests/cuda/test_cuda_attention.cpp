@@ -224,9 +224,10 @@ TEST_P(CudaAttention, HopperTileShapes) {
 }
 
 // Decode-sized problems (the packed mode of the Hopper kernel under
-// "auto"; the vector and mma.sync kernels under "mma"): every power-of-2 GQA group up to 32, one to
-// a few queries (a tile holds 64 / group of them), causal with Lq > 1, sinks, split-K over long key
-// ranges, and the cache-slice layout.
+// "auto"; the vector and mma.sync kernels under "mma"): GQA groups 1, 2, 4
+// and 32, one to a few queries (a tile holds 64 / group of them), causal
+// with Lq > 1, sinks, split-K over long key ranges, and the cache-slice
+// layout.
 TEST_P(CudaAttention, DecodeShapes) {
   std::uint64_t seed = 1400;
   const auto dims = lt::gpu::built_head_dims();
