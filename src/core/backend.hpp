@@ -25,6 +25,13 @@ struct StateView {
   std::int64_t rows = 0;  // group height the state was allocated for
 };
 
+// What a dispatch mode starts from and ends with, for every backend:
+// single_pass and init start fresh (the sinks, if any), accumulate and
+// finalize from the running state; single_pass and finalize write the
+// normalized output (and LSE), init and accumulate the running state.
+inline bool reads_state(Mode m) { return m == Mode::accumulate || m == Mode::finalize; }
+inline bool writes_output(Mode m) { return m == Mode::single_pass || m == Mode::finalize; }
+
 class Backend {
  public:
   virtual ~Backend() = default;

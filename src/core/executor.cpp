@@ -24,7 +24,7 @@ namespace {
 
 // Where the work stands after a dispatch (the planner's resume point).
 Cursor advance(const Dispatch& d) {
-  if (d.mode == Mode::single_pass || d.mode == Mode::finalize) return {d.rect.q1, 0, 0};
+  if (writes_output(d.mode)) return {d.rect.q1, 0, 0};
   return {d.rect.q0, d.rect.q1 - d.rect.q0, d.rect.k1};
 }
 
@@ -94,8 +94,7 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
       state.s.q0 = d.rect.q0;  // a dispatch always spans its whole query group
       be.dispatch(p, d, state.s);
       cur = advance(d);
-      if (d.mode == Mode::single_pass || d.mode == Mode::finalize)
-        add_finished(report, d.rect.q0, d.rect.q1);
+      if (writes_output(d.mode)) add_finished(report, d.rect.q0, d.rect.q1);
       sr.flops += d.flops;
       ++sr.dispatches;
     }

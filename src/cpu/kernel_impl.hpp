@@ -241,7 +241,7 @@ class Rectangle {
       gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), v_stride(dvp_), s.o.data(),
                  dvp_);
     }
-    if (mode_ == Mode::single_pass || mode_ == Mode::finalize)
+    if (core::writes_output(mode_))
       write_out(it, nrow_q, s);
     else
       store_state(it, nrow_q, s);
@@ -272,7 +272,7 @@ class Rectangle {
   }
 
   void load_state(const Item& it, int nrow_q, Scratch& s) const {
-    const bool fresh = mode_ == Mode::single_pass || mode_ == Mode::init;
+    const bool fresh = !core::reads_state(mode_);
     for (int r = 0; r < rows_pad_; ++r) {
       float* o = s.o.data() + r * dvp_;
       if (!valid(r, nrow_q) || fresh) {

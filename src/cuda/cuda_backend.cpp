@@ -190,26 +190,8 @@ class CudaBackend final : public Backend {
     k.q1 = r.q1;
     k.k0 = r.k0;
     k.k1 = r.k1;
-    switch (d.mode) {
-      case Mode::single_pass:
-        k.in_mode = InMode::sinks;
-        k.out_mode = OutMode::final;
-        break;
-      case Mode::init:
-        k.in_mode = InMode::sinks;
-        k.out_mode = OutMode::state;
-        break;
-      case Mode::accumulate:
-        k.in_mode = InMode::load;
-        k.out_mode = OutMode::state;
-        break;
-      case Mode::finalize:
-        k.in_mode = InMode::load;
-        k.out_mode = OutMode::final;
-        break;
-      default:
-        throw BackendError("[longattn::cuda] dispatch: unknown mode");
-    }
+    k.in_mode = reads_state(d.mode) ? InMode::load : InMode::sinks;
+    k.out_mode = writes_output(d.mode) ? OutMode::final : OutMode::state;
     if (d.mode != Mode::single_pass) {
       k.st_m = state.m;
       k.st_l = state.l;
@@ -225,22 +207,25 @@ class CudaBackend final : public Backend {
     const std::int64_t row_bytes =
         p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
     const std::int64_t workspace_splits = static_cast<std::int64_t>(kWorkspaceBytes) / row_bytes;
-    std::int64_t base_blocks = 0, key_units = 0, min_units = 1, splits = 1;
-    std::int64_t resident = 0;  // tensor-core blocks resident on the GPU at once
-    bool uniform = false;       // blocks do about the same work (no causal diagonal)
+    const std::int64_t max_splits = std::min<std::int64_t>(cuda::kMaxSplits, workspace_splits);
+    cuda::TileGrid g;  // the tile kernels' grid, for tile_splits
+    g.sms = sms_;
+    g.max_splits = max_splits;
+    std::int64_t splits = 1;
+    // The grid's head dimension, which CUDA limits to 65535.
+    std::int64_t grid_heads = p.B * p.Hkv;
+    const char* grid_heads_name = "B * Hkv";
     if (use_wgmma_decode(p, k, packed)) {
       // The Hopper kernel in packed mode: one block per (b, KV head, query
-      // tile, split); memory-bound, so split-K aims for one wave below.
+      // tile, split); memory-bound, so split-K aims for one wave.
       const cuda::HopperConfig cfg = cuda::hopper_decode_config(static_cast<int>(p.D));
       k.kind = KernelKind::wgmma;
       k.packed = 1;
-      base_blocks = ceil_div(nq, cfg.block_m / p.group) * p.B * p.Hkv;
-      key_units = ceil_div(keys, cfg.block_n);
-      min_units = 2;
-      resident = sms_;
-      if (p.B * p.Hkv > 65535)
-        throw Unsupported("[longattn::cuda] B * Hkv = " + std::to_string(p.B * p.Hkv) +
-                          " exceeds the grid limit 65535");
+      g.base = ceil_div(nq, cfg.block_m / p.group) * p.B * p.Hkv;
+      g.units = ceil_div(keys, cfg.block_n);
+      g.min_units = 2;
+      g.one_wave = true;
+      splits = cuda::tile_splits(g);
     } else if (p.dtype == DType::float32 || packed <= 8) {
       k.kind = KernelKind::vector;
       int rows = 8;
@@ -249,69 +234,37 @@ class CudaBackend final : public Backend {
       const int lanes = cuda::vec_lanes_per_key(static_cast<int>(p.D));
       const int nb = cuda::vec_keys_per_group(rows, static_cast<int>(dtype_size(p.dtype)));
       const std::int64_t kstep = static_cast<std::int64_t>(cuda::kVecWarps) * (32 / lanes) * nb;
-      base_blocks = ceil_div(packed, rows) * p.B * p.Hkv;
-      key_units = ceil_div(keys, kstep);
       // At least 128 keys a split. The kernel is latency-bound per block
       // (each step waits one memory round trip; 229 registers a thread
       // allow 8 resident warps an SM), so short splits cost little and many
       // blocks are what fills the GPU: ncu on H100 (2026-11-27) showed the
       // 4K-key decode with the former 512-key floor on 64 blocks, 6% of
       // warp slots busy, 29.6 us for 4 MB.
-      min_units = ceil_div(128, kstep);
-      if (p.B * p.Hkv > 65535)
-        throw Unsupported("[longattn::cuda] B * Hkv = " + std::to_string(p.B * p.Hkv) +
-                          " exceeds the grid limit 65535");
-      splits = vector_splits(base_blocks, key_units, min_units,
-                             std::int64_t{cuda::kVecBlocksPerSm} * sms_,
-                             std::min<std::int64_t>(cuda::kMaxSplits, workspace_splits));
+      splits = vector_splits(ceil_div(packed, rows) * p.B * p.Hkv, ceil_div(keys, kstep),
+                             ceil_div(128, kstep), std::int64_t{cuda::kVecBlocksPerSm} * sms_,
+                             max_splits);
     } else {
       const int hd = static_cast<int>(p.D);
       if (use_wgmma(p, k)) {
         k.kind = KernelKind::wgmma;
-        base_blocks = ceil_div(nq, cuda::hopper_config(hd).block_m) * p.B * p.Hq;
-        key_units = ceil_div(keys, cuda::hopper_config(hd).block_n);
-        resident = sms_;  // one block per SM (launch bounds)
+        g.base = ceil_div(nq, cuda::hopper_config(hd).block_m) * p.B * p.Hq;
+        g.units = ceil_div(keys, cuda::hopper_config(hd).block_n);
+        g.resident = sms_;  // one block per SM (launch bounds)
       } else {
         k.kind = KernelKind::tensor_core;
-        base_blocks = ceil_div(nq, cuda::tc_config(hd).block_m) * p.B * p.Hq;
-        key_units = ceil_div(keys, cuda::tc_config(hd).block_n);
-        resident = tc_blocks_per_sm(entry) * sms_;
+        g.base = ceil_div(nq, cuda::tc_config(hd).block_m) * p.B * p.Hq;
+        g.units = ceil_div(keys, cuda::tc_config(hd).block_n);
+        g.resident = tc_blocks_per_sm(entry) * sms_;
       }
-      min_units = 4;
-      uniform = !p.causal || keys >= 4 * nq;
-      if (p.B * p.Hq > 65535)
-        throw Unsupported("[longattn::cuda] B * Hq = " + std::to_string(p.B * p.Hq) +
-                          " exceeds the grid limit 65535");
+      g.min_units = 4;
+      g.uniform = !p.causal || keys >= 4 * nq;
+      grid_heads = p.B * p.Hq;
+      grid_heads_name = "B * Hq";
+      splits = cuda::tile_splits(g);
     }
-
-    // Split-K when the grid would leave SMs idle (the vector kernel's splits
-    // are chosen above): aim for ~2 waves of blocks, keep each split >=
-    // min_units key units, and stay inside the workspace.
-    const std::int64_t target = (k.packed ? 1 : 2) * static_cast<std::int64_t>(sms_);
-    if (k.kind != KernelKind::vector && base_blocks < target && key_units >= 2 * min_units) {
-      // Packed decode aims for one whole wave (132 / 8 KV heads: 16 splits,
-      // not 17, which would leave 4 blocks for a second wave).
-      const std::int64_t want = k.packed ? std::max<std::int64_t>(1, target / base_blocks)
-                                         : ceil_div(target, base_blocks);
-      splits = std::min(want, key_units / min_units);
-      splits = std::min(splits, workspace_splits);
-      splits = std::clamp<std::int64_t>(splits, 1, cuda::kMaxSplits);
-    }
-    // Wave quantization: 320 equal blocks on 264 slots run as two waves, the
-    // second 21% full. Splitting keys 3 ways gives 960 blocks in 4 waves,
-    // 91% full. Only for blocks of equal work, and only when it gains > 5%.
-    if (splits == 1 && uniform && resident > 0 && base_blocks >= resident &&
-        key_units >= 4 * min_units) {
-      auto fill = [&](std::int64_t s) {
-        const std::int64_t n = base_blocks * s;
-        return static_cast<double>(n) / static_cast<double>(ceil_div(n, resident) * resident);
-      };
-      std::int64_t best = 1;
-      for (std::int64_t s = 2; s <= 4; ++s)
-        if (key_units / s >= min_units && s <= workspace_splits && fill(s) > fill(best) + 0.05)
-          best = s;
-      splits = best;
-    }
+    if (grid_heads > 65535)
+      throw Unsupported("[longattn::cuda] " + std::string(grid_heads_name) + " = " +
+                        std::to_string(grid_heads) + " exceeds the grid limit 65535");
     k.splits = static_cast<std::int32_t>(splits);
     if (splits == 1) {
       entry.launch(k, stream_);

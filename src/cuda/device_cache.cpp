@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "cuda/check.hpp"
-#include "longattn/error.hpp"
 
 namespace longattn::cuda {
 
@@ -17,12 +16,9 @@ void* device_alloc(std::size_t bytes, const char* what) {
   void* ptr = nullptr;
   const cudaError_t e = cudaMalloc(&ptr, bytes);
   if (e != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the sticky-free error so later calls work
-    const std::string msg = "[longattn::cuda] cudaMalloc(" + std::to_string(bytes) +
-                            " bytes) for " + what + " failed: " + cudaGetErrorName(e) + " (" +
-                            cudaGetErrorString(e) + ")";
-    if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
-    throw BackendError(msg);
+    (void)cudaGetLastError();  // clear the (non-sticky) error so later calls work
+    const std::string call = "cudaMalloc(" + std::to_string(bytes) + " bytes) for " + what;
+    check_cuda(e, call.c_str());
   }
   return ptr;
 }

@@ -1,11 +1,15 @@
-// Split-K sizing of the vector (decode) kernel: how many key splits a
-// dispatch gets so that its blocks fill the GPU in whole waves. A pure
-// function of the grid, so the CPU tests check it.
+// Split-K sizing: how many key splits a dispatch gets so that its blocks
+// fill the GPU in whole waves. Pure functions of the grid, so the CPU tests
+// check them.
 #pragma once
 
 #include <cstdint>
 
 namespace longattn::cuda {
+
+// The share of `slots` busy over the waves that `blocks` equal blocks take:
+// 320 blocks on 264 slots run as two waves, 320 / 528 = 61% busy.
+double wave_fill(std::int64_t blocks, std::int64_t slots);
 
 // Split-K of the vector kernel, which is memory-bound: what counts is that
 // every SM streams K/V with as many loads in flight as it holds, from the
@@ -32,5 +36,26 @@ namespace longattn::cuda {
 // for two full waves; B = 48 (384 blocks): 2 splits, three waves 97% full.
 std::int64_t vector_splits(std::int64_t base, std::int64_t steps, std::int64_t min_steps,
                            std::int64_t slots, std::int64_t max_splits);
+
+// Split-K of the tile kernels (mma.sync, Hopper, and the Hopper kernel's
+// packed decode mode).
+struct TileGrid {
+  std::int64_t base = 1;       // blocks unsplit
+  std::int64_t units = 0;      // key tiles of the rectangle
+  std::int64_t min_units = 1;  // key tiles a split keeps at least
+  std::int64_t sms = 1;
+  std::int64_t resident = 0;  // blocks resident at once (0: not known)
+  bool one_wave = false;      // memory-bound (packed decode): one whole wave
+  bool uniform = false;       // blocks of equal work (no causal diagonal)
+  std::int64_t max_splits = 1;
+};
+// A grid smaller than the GPU splits toward ~2 waves of blocks (one whole
+// wave when one_wave: 132 SMs / 8 KV heads give 16 splits, not 17, which
+// would leave 4 blocks for a second wave), keeping min_units a split.
+// A grid of uniform blocks that ends in a partial wave splits 2-4 ways
+// when that raises the busy share by more than 5 points per step: 320
+// blocks on 264 slots fill 61% unsplit, 81% split 2 ways, 91% 3 ways and
+// 97% 4 ways, so they split 4 ways.
+std::int64_t tile_splits(const TileGrid& g);
 
 }  // namespace longattn::cuda

@@ -1,6 +1,7 @@
-// Split-K sizing of the vector kernel (src/cuda/split_k.hpp): a pure host
-// function, so these run everywhere, GPU or not. The cases are the worked
-// examples of its header comment (H100: 132 SMs x 2 resident blocks).
+// Split-K sizing (src/cuda/split_k.hpp): pure host functions, so these run
+// everywhere, GPU or not. The cases are the worked examples of its header
+// comments (H100: 132 SMs; the vector kernel 2 resident blocks an SM, the
+// Hopper kernel 1).
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -9,7 +10,10 @@
 
 namespace {
 
+using longattn::cuda::tile_splits;
+using longattn::cuda::TileGrid;
 using longattn::cuda::vector_splits;
+using longattn::cuda::wave_fill;
 
 constexpr std::int64_t kSlots = 132 * 2;
 constexpr std::int64_t kKeysPerStep = 32;  // 4 warps x 2 lane groups x 4 keys
@@ -48,6 +52,53 @@ TEST(SplitK, NoSplitIsLeftEmpty) {
       const std::int64_t per = (steps + s - 1) / s;
       EXPECT_LT((s - 1) * per, steps) << "base " << base << " steps " << steps << " splits " << s;
     }
+}
+
+TEST(SplitK, WaveFill) {
+  EXPECT_DOUBLE_EQ(wave_fill(320, 264), 320.0 / 528);
+  EXPECT_DOUBLE_EQ(wave_fill(264, 264), 1.0);
+  EXPECT_DOUBLE_EQ(wave_fill(1, 264), 1.0 / 264);
+}
+
+// The Hopper kernel's grid on an H100: one block an SM.
+TileGrid hopper_grid(std::int64_t base, std::int64_t units, bool uniform) {
+  TileGrid g;
+  g.base = base, g.units = units, g.min_units = 4, g.sms = 132, g.resident = 132;
+  g.uniform = uniform, g.max_splits = 256;
+  return g;
+}
+
+TEST(SplitK, PackedDecodeFillsOneWholeWave) {
+  // 8 KV heads, one 64-row block each; 32K keys in 64-key tiles.
+  TileGrid g;
+  g.base = 8, g.units = 512, g.min_units = 2, g.sms = 132, g.one_wave = true, g.max_splits = 256;
+  EXPECT_EQ(tile_splits(g), 16);  // 128 blocks; 17 would leave 4 for a second wave
+  g.units = 8;                    // 512 keys: 2 tiles a split at least
+  EXPECT_EQ(tile_splits(g), 4);
+}
+
+TEST(SplitK, SmallPrefillGridsAimForTwoWaves) {
+  // 64 blocks on 132 SMs: ceil(264 / 64) = 5 splits, each >= 4 key tiles.
+  EXPECT_EQ(tile_splits(hopper_grid(64, 47, false)), 5);
+  EXPECT_EQ(tile_splits(hopper_grid(64, 12, false)), 3);  // 12 tiles / 4 a split
+  EXPECT_EQ(tile_splits(hopper_grid(64, 7, false)), 1);   // fewer than 2 x 4 tiles
+  TileGrid g = hopper_grid(64, 47, false);
+  g.max_splits = 2;  // the workspace holds two
+  EXPECT_EQ(tile_splits(g), 2);
+}
+
+TEST(SplitK, PartialLastWavesOfUniformBlocksSplit) {
+  // 320 blocks on 132 slots: 3 waves, 81% busy; split 2 ways 97%, and 3 or
+  // 4 ways gain nothing more.
+  EXPECT_EQ(tile_splits(hopper_grid(320, 64, true)), 2);
+  // The header's example, on 264 slots (two mma.sync blocks an SM): 61%,
+  // 81%, 91%, 97% for 1-4 ways, each step more than 5 points: 4 ways.
+  TileGrid two_per_sm = hopper_grid(320, 64, true);
+  two_per_sm.resident = 264;
+  EXPECT_EQ(tile_splits(two_per_sm), 4);
+  EXPECT_EQ(tile_splits(hopper_grid(320, 64, false)), 1);  // causal blocks differ in work
+  EXPECT_EQ(tile_splits(hopper_grid(264, 64, true)), 1);   // whole waves already
+  EXPECT_EQ(tile_splits(hopper_grid(320, 8, true)), 1);    // too few key tiles
 }
 
 }  // namespace
