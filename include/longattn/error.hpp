@@ -4,10 +4,13 @@
 //   [longattn::attention] k.shape[1] = 5 does not divide q.shape[1] = 32
 #pragma once
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 
 namespace longattn {
+
+struct RunReport;  // plan.hpp
 
 enum class ErrorCode {
   invalid_argument,  // bad shape, stride, dtype, option value
@@ -23,8 +26,16 @@ class Error : public std::runtime_error {
   Error(ErrorCode code, const std::string& what) : std::runtime_error(what), code_(code) {}
   ErrorCode code() const noexcept { return code_; }
 
+  // Set when the call failed after work had started (cancelled, a backend
+  // error, out of memory mid-run): what ran, and which output rows are final
+  // (RunReport::finished_rows; the other rows were not written, or only in
+  // part). Null when the call failed before touching the output.
+  const RunReport* partial_report() const noexcept { return partial_.get(); }
+  void set_partial_report(std::shared_ptr<const RunReport> r) noexcept { partial_ = std::move(r); }
+
  private:
   ErrorCode code_;
+  std::shared_ptr<const RunReport> partial_;
 };
 
 struct InvalidArgument : Error {

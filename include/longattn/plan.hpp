@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,9 @@ struct Plan {
   double total_flops = 0;
   double predicted_ms = 0;
   std::string reason;  // why this route ("fits budget", ...)
+  // Said once per plan, e.g. that the budget cannot be met on this device
+  // and the plan runs at the smallest sensible submission size instead.
+  std::vector<std::string> warnings;
 
   std::size_t num_dispatches() const;
 };
@@ -105,25 +109,27 @@ struct RunReport {
   double budget_ms = 0;
   int budget_misses = 0;   // submissions whose measured time > budget
   int replans = 0;         // how often the remaining work was re-planned
-  bool completed = false;  // false if cancelled
+  bool completed = false;  // false if cancelled or failed mid-run
   // Query ranges [q0, q1) whose output rows (all b, h) are final. When a run
-  // is cancelled, rows outside these ranges were not written.
+  // stops early, rows outside these ranges were not written (or only in part).
   std::vector<std::pair<std::int64_t, std::int64_t>> finished_rows;
+  // Things the caller should know, each said once (the plan's warnings, a
+  // budget the device could not keep).
+  std::vector<std::string> warnings;
 };
 
 // Progress between submissions: (submissions done, submissions planned,
 // the report so far). Return false to cancel.
 using ProgressCallback = std::function<bool(std::size_t, std::size_t, const RunReport&)>;
 
-// Thrown when the progress callback cancels. Carries the partial report.
+// Thrown when the progress callback cancels. Carries the partial report
+// (also reachable as partial_report(), like any mid-run failure's).
 class Cancelled : public Error {
  public:
-  Cancelled(const std::string& what, RunReport report)
-      : Error(ErrorCode::cancelled, what), report_(std::move(report)) {}
-  const RunReport& report() const noexcept { return report_; }
-
- private:
-  RunReport report_;
+  Cancelled(const std::string& what, RunReport report) : Error(ErrorCode::cancelled, what) {
+    set_partial_report(std::make_shared<const RunReport>(std::move(report)));
+  }
+  const RunReport& report() const noexcept { return *partial_report(); }
 };
 
 }  // namespace longattn
