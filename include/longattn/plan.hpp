@@ -84,6 +84,9 @@ struct Plan {
   double total_flops = 0;
   double predicted_ms = 0;
   std::string reason;  // why this route ("fits budget", ...)
+  // False when some submission is predicted over budget * safety: the budget
+  // is below what one sensible dispatch costs on this device (see warnings).
+  bool budget_kept = true;
   // Said once per plan, e.g. that the budget cannot be met on this device
   // and the plan runs at the smallest sensible submission size instead.
   std::vector<std::string> warnings;

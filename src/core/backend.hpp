@@ -42,7 +42,8 @@ class Backend {
   // out-of-memory here leaves the caller's output untouched. Released by
   // release_state or the destructor.
   virtual StateView alloc_state(const Problem& p, std::int64_t rows) = 0;
-  virtual void release_state(StateView& s) = 0;
+  // Never throws: it also runs while another error unwinds.
+  virtual void release_state(StateView& s) noexcept = 0;
 
   virtual void begin_submission() = 0;
   // Runs (or enqueues) one dispatch. `state` is ignored in single_pass mode.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/half.hpp"
+#include "core/problem.hpp"
 #include "longattn/attention.hpp"
 
 namespace longattn {
@@ -49,7 +50,9 @@ std::int64_t offset(const TensorView& t, std::int64_t a, std::int64_t b, std::in
 void merge_states(const std::vector<PartialResult>& parts, const TensorView& out,
                   const TensorView& out_lse, int threads) {
   if (parts.empty()) fail("parts.size() = 0: need at least one partial result");
-  if (threads < 0) fail("threads = " + std::to_string(threads) + " must be >= 0");
+  if (threads < 0 || threads > core::max_cpu_threads())
+    fail("threads = " + std::to_string(threads) + " must be in [0, " +
+         std::to_string(core::max_cpu_threads()) + "]");
   if (out.rank != 4) fail("out.rank = " + std::to_string(out.rank) + " but must be 4");
   const std::array<std::int64_t, 4> shape = out.shape;
   for (int i = 0; i < 4; ++i)

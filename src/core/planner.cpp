@@ -52,6 +52,8 @@ struct Costs {
   double target_ms;  // per-submission limit, budget * safety; inf without budget
   std::int64_t max_chunk =
       0;  // > 0: keys per dispatch capped (chunk_threshold_keys forced chunking)
+  // Smallest dispatch worth running (ms, overhead included): see floor_ms().
+  double floor_ms = 0;
 
   double dispatch(const Rect& r, Mode m) const {
     const double rows = static_cast<double>(r.q1 - r.q0);
@@ -62,9 +64,32 @@ struct Costs {
     if (m == Mode::init || m == Mode::accumulate) state += state_once;      // write
     return prof.dispatch_overhead_ms + p.flops(r.q0, r.q1, r.k0, r.k1) * ms_per_flop + state;
   }
-  // Budget left for one dispatch alone in an otherwise empty submission.
-  double dispatch_target() const { return target_ms - prof.submission_overhead_ms; }
+  // Budget left for one dispatch alone in an otherwise empty submission,
+  // but never below the floor.
+  double dispatch_target() const {
+    return std::max(target_ms - prof.submission_overhead_ms, floor_ms);
+  }
+  bool budget_below_floor() const { return target_ms - prof.submission_overhead_ms < floor_ms; }
 };
+
+// Plans never hold more dispatches than this: enough for any budget the
+// fixed costs allow (a 1M x 1M causal prefill at 100 ms on an H100 needs a
+// few thousand), and small enough that planning and re-planning stay at
+// milliseconds.
+constexpr std::int64_t kMaxDispatches = std::int64_t{1} << 16;
+// A dispatch's work should be at least this many times its fixed cost, or
+// the fixed costs dominate and the run slows down for no gain in latency.
+constexpr double kAmortize = 4;
+
+// The smallest sensible dispatch (ms, fixed cost included) for `work_ms` of
+// remaining work: its fixed cost amortized, and no more than kMaxDispatches
+// of them (times `relax`, which grows when a plan still has too many). A
+// budget below this is not kept: the plan runs at this size and says so,
+// rather than shattering into slivers that cost more than they bound.
+double floor_ms(const DeviceProfile& prof, double work_ms, double relax) {
+  return prof.dispatch_overhead_ms * (1 + kAmortize) +
+         relax * work_ms / static_cast<double>(kMaxDispatches);
+}
 
 // Keys the group [q0, q1) sees at all: [0, key_end(q1 - 1)).
 std::int64_t group_key_end(const Problem& p, std::int64_t q1) { return p.key_end(q1 - 1); }
@@ -105,7 +130,9 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
   auto best_tiles = [&](std::int64_t top) {
     auto waves = [&](std::int64_t t) { return ceil_div(heads * t, wave); };
     std::int64_t best = top;
-    for (std::int64_t t = top - 1; t >= std::max<std::int64_t>(1, top / 2); --t)
+    // At most 256 candidates: past that many tiles a wave is a rounding
+    // error, and the scan must stay cheap for any profile.
+    for (std::int64_t t = top - 1; t >= std::max<std::int64_t>({1, top / 2, top - 256}); --t)
       if (t * waves(best) > best * waves(t)) best = t;
     return best;
   };
@@ -160,64 +187,28 @@ std::int64_t state_row_bytes(const Problem& p) { return p.B * p.Hq * (p.Dv + 2) 
 
 double predict_dispatch_ms(const Problem& p, const DeviceProfile& profile, const Rect& r, Mode m) {
   const double rate = profile.rate_gflops(rate_key_of(p));
-  const Costs c{p, profile, 1.0 / (rate * 1e6), std::numeric_limits<double>::infinity(), 0};
+  const Costs c{p, profile, 1.0 / (rate * 1e6), std::numeric_limits<double>::infinity(), 0, 0};
   return c.dispatch(r, m);
 }
 
-Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol,
-               const Cursor& from) {
-  Plan plan;
-  const double rate = profile.rate_gflops(rate_key_of(p));
-  const double target =
-      pol.budget_ms > 0 ? pol.budget_ms * pol.safety : std::numeric_limits<double>::infinity();
-  // A key length at or over the threshold forces chunking, in chunks of at
-  // most the threshold.
-  const bool forced_keys = pol.chunk_threshold_keys > 0 && p.Lk >= pol.chunk_threshold_keys;
-  const Costs c{p, profile, 1.0 / (rate * 1e6), target, forced_keys ? pol.chunk_threshold_keys : 0};
+namespace {
+
+// Work left from the cursor, in FLOPs: the rows from q_begin on, less the
+// keys the live group already holds.
+double remaining_flops(const Problem& p, const Cursor& from) {
+  double f = p.flops(from.q_begin, p.Lq, 0, p.Lk);
+  if (from.live_rows > 0)
+    f -= p.flops(from.q_begin, std::min(p.Lq, from.q_begin + from.live_rows), 0, from.k_next);
+  return std::max(0.0, f);
+}
+
+// Steps 2-4 of the header comment for the chunked route. Returns false,
+// leaving `plan` unusable, when the plan would need more than kMaxDispatches.
+bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& plan) {
+  const Problem& p = c.p;
+  const DeviceProfile& profile = c.prof;
   const std::int64_t key_tile = std::max<std::int64_t>(1, profile.key_tile);
-
-  // 1. Route: one single-pass dispatch when nothing forces chunking.
-  const bool fresh = from.q_begin == 0 && from.live_rows == 0;
-  const Rect all{0, p.Lq, 0, p.Lk};
-  const double single_ms = c.dispatch(all, Mode::single_pass) + profile.submission_overhead_ms;
-  const bool fixed = pol.fixed_chunk_keys > 0 || pol.fixed_query_rows > 0;
-  std::ostringstream why;
-  if (fresh && !fixed && !forced_keys && single_ms <= target) {
-    plan.chunked = false;
-    plan.query_rows = p.Lq;
-    plan.submissions.push_back({{{all, Mode::single_pass, p.flops(0, p.Lq, 0, p.Lk),
-                                  single_ms - profile.submission_overhead_ms}},
-                                single_ms});
-    plan.total_flops = plan.submissions[0].dispatches[0].flops;
-    plan.predicted_ms = single_ms;
-    why << "single pass: predicted " << single_ms << " ms"
-        << (pol.budget_ms > 0 ? " fits the budget" : " (no budget)");
-    plan.reason = why.str();
-    return plan;
-  }
-  plan.chunked = true;
-  if (forced_keys)
-    why << "chunked: Lk = " << p.Lk << " >= threshold " << pol.chunk_threshold_keys;
-  else if (fixed)
-    why << "chunked: fixed chunk/group size requested";
-  else if (fresh)
-    why << "chunked: single pass predicted " << single_ms << " ms > budget*safety " << target
-        << " ms";
-  else
-    why << "re-planned from query row " << from.q_begin;
-
-  // A budget so small against the work that the plan itself would not fit
-  // in memory is refused rather than attempted.
-  constexpr double kMaxDispatches = 1 << 20;
-  if (std::isfinite(target) && pol.fixed_chunk_keys == 0 && pol.fixed_query_rows == 0) {
-    const double est =
-        (p.flops(0, p.Lq, 0, p.Lk) * c.ms_per_flop) / std::max(1e-9, c.dispatch_target());
-    if (est > kMaxDispatches || c.dispatch_target() <= 0)
-      throw InvalidArgument("[longattn::plan] policy.budget_ms = " + std::to_string(pol.budget_ms) +
-                            " is too small for this problem on this device (about " +
-                            std::to_string(est) + " dispatches; overheads " +
-                            std::to_string(profile.submission_overhead_ms) + " ms)");
-  }
+  const bool timed = std::isfinite(c.target_ms);
 
   // 2. Workspace bound on the group height.
   const std::int64_t row_bytes = state_row_bytes(p);
@@ -229,14 +220,16 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
                           " is below the running state of one query row (" +
                           std::to_string(row_bytes) + " bytes)");
 
-  // 3. Walk the query groups (outer) and their key chunks (inner).
+  // 3. Walk the query groups (outer) and their key chunks (inner). Every
+  // full-height group has the same height, so it is sized once.
   std::vector<Dispatch> dispatches;
   std::int64_t max_state_rows = 0;
   std::int64_t q0 = from.q_begin;
-  std::int64_t nominal_chunk = 0;
+  std::int64_t height = 0;
   while (q0 < p.Lq) {
     const bool live = q0 == from.q_begin && from.live_rows > 0;
-    const std::int64_t g = live ? from.live_rows : group_height(c, pol, p.Lq - q0, max_rows_ws);
+    if (!live && height == 0) height = group_height(c, pol, p.Lq - q0, max_rows_ws);
+    const std::int64_t g = live ? from.live_rows : std::min(height, p.Lq - q0);
     const std::int64_t q1 = std::min(p.Lq, q0 + g);
     const std::int64_t kend = group_key_end(p, q1);
     plan.query_rows = std::max(plan.query_rows, q1 - q0);
@@ -253,7 +246,7 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
       std::int64_t k1;
       if (pol.fixed_chunk_keys > 0) {
         k1 = std::min(kend, k + pol.fixed_chunk_keys);
-      } else if (!std::isfinite(target)) {
+      } else if (!timed) {
         k1 = c.max_chunk > 0 ? std::min(kend, k + c.max_chunk) : kend;
       } else {
         const std::int64_t cap = c.max_chunk > 0 ? std::min(kend, k + c.max_chunk) : kend;
@@ -267,19 +260,12 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
                              : (last ? Mode::single_pass : Mode::init);
       const Rect r{q0, q1, k, k1};
       dispatches.push_back({r, m, p.flops(r.q0, r.q1, r.k0, r.k1), c.dispatch(r, m)});
-      if (static_cast<double>(dispatches.size()) >
-          kMaxDispatches)  // fixed sizes can ask for any count
-        throw InvalidArgument(
-            "[longattn::plan] the plan needs more than " + std::to_string(dispatches.size() - 1) +
-            " dispatches (policy.budget_ms = " + std::to_string(pol.budget_ms) +
-            ", policy.fixed_chunk_keys = " + std::to_string(pol.fixed_chunk_keys) +
-            ", policy.fixed_query_rows = " + std::to_string(pol.fixed_query_rows) +
-            "): raise the budget or the chunk sizes");
       if (m != Mode::single_pass) max_state_rows = std::max(max_state_rows, q1 - q0);
-      nominal_chunk = std::max(nominal_chunk, k1 - k);
+      plan.chunk_keys = std::max(plan.chunk_keys, k1 - k);
       started = true;
       k = k1;
     }
+    if (static_cast<std::int64_t>(dispatches.size()) > kMaxDispatches) return false;
     q0 = q1;
   }
 
@@ -298,20 +284,103 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
   // the rest (executor.cpp).
   const bool guessed = !profile.gflops.count(rate_key_of(p));
   for (const Dispatch& d : dispatches) {
-    const bool one_per_submission = !std::isfinite(target);
-    const double limit = guessed && plan.submissions.empty() ? target / 4 : target;
+    const double limit = guessed && plan.submissions.empty() ? c.target_ms / 4 : c.target_ms;
     if (!cur.dispatches.empty() &&
-        (one_per_submission ||
-         cur.predicted_ms + d.predicted_ms + profile.submission_overhead_ms > limit))
+        (!timed || cur.predicted_ms + d.predicted_ms + profile.submission_overhead_ms > limit))
       flush();
     cur.dispatches.push_back(d);
     cur.predicted_ms += d.predicted_ms;
     plan.total_flops += d.flops;
   }
   flush();
-  plan.chunk_keys = nominal_chunk;
   plan.workspace_bytes = max_state_rows * row_bytes;
+  return true;
+}
+
+}  // namespace
+
+Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol,
+               const Cursor& from) {
+  Plan plan;
+  if (p.B == 0 || from.q_begin >= p.Lq) {
+    plan.reason = "nothing to compute: no query rows";
+    return plan;
+  }
+  const double rate = profile.rate_gflops(rate_key_of(p));
+  const double ms_per_flop = 1.0 / (rate * 1e6);
+  const double target =
+      pol.budget_ms > 0 ? pol.budget_ms * pol.safety : std::numeric_limits<double>::infinity();
+  // A key length at or over the threshold forces chunking, in chunks of at
+  // most the threshold.
+  const bool forced_keys = pol.chunk_threshold_keys > 0 && p.Lk >= pol.chunk_threshold_keys;
+  Costs c{p, profile, ms_per_flop, target, forced_keys ? pol.chunk_threshold_keys : 0, 0};
+
+  // 1. Route: one single-pass dispatch when nothing forces chunking.
+  const bool fresh = from.q_begin == 0 && from.live_rows == 0;
+  const Rect all{0, p.Lq, 0, p.Lk};
+  const double single_ms = c.dispatch(all, Mode::single_pass) + profile.submission_overhead_ms;
+  const bool fixed = pol.fixed_chunk_keys > 0 || pol.fixed_query_rows > 0;
+  std::ostringstream why;
+  if (fresh && !fixed && !forced_keys && single_ms <= target) {
+    plan.query_rows = p.Lq;
+    plan.submissions.push_back({{{all, Mode::single_pass, p.flops(0, p.Lq, 0, p.Lk),
+                                  single_ms - profile.submission_overhead_ms}},
+                                single_ms});
+    plan.total_flops = plan.submissions[0].dispatches[0].flops;
+    plan.predicted_ms = single_ms;
+    why << "single pass: predicted " << single_ms << " ms"
+        << (pol.budget_ms > 0 ? " fits the budget" : " (no budget)");
+    plan.reason = why.str();
+    return plan;
+  }
+  if (forced_keys)
+    why << "chunked: Lk = " << p.Lk << " >= threshold " << pol.chunk_threshold_keys;
+  else if (fixed)
+    why << "chunked: fixed chunk/group size requested";
+  else if (fresh)
+    why << "chunked: single pass predicted " << single_ms << " ms > budget*safety " << target
+        << " ms";
+  else
+    why << "re-planned from query row " << from.q_begin;
+
+  // Fixed sizes are taken as asked, so a plan that would need too many
+  // dispatches is refused. A budget is a wish: the dispatch floor rises
+  // until the plan is small enough (each try stops at kMaxDispatches).
+  const double work_ms = remaining_flops(p, from) * ms_per_flop;
+  for (double relax = 1;; relax *= 16) {
+    Plan attempt;
+    attempt.chunked = true;
+    c.floor_ms = pol.fixed_chunk_keys > 0 ? 0 : floor_ms(profile, work_ms, relax);
+    if (chunked_plan(c, pol, from, attempt)) {
+      plan = std::move(attempt);
+      break;
+    }
+    // Past a floor 16^6 times the work's share, what is left is what the
+    // policy pinned: the chunk sizes, the key threshold or the workspace.
+    if (fixed || relax > 1e7)
+      throw InvalidArgument(
+          "[longattn::plan] the plan needs more than " + std::to_string(kMaxDispatches) +
+          " dispatches (policy.fixed_chunk_keys = " + std::to_string(pol.fixed_chunk_keys) +
+          ", policy.fixed_query_rows = " + std::to_string(pol.fixed_query_rows) +
+          ", policy.chunk_threshold_keys = " + std::to_string(pol.chunk_threshold_keys) +
+          ", policy.workspace_limit_bytes = " + std::to_string(pol.workspace_limit_bytes) +
+          "): raise the chunk sizes, the key threshold or the workspace limit");
+  }
   plan.reason = why.str();
+
+  // Say once when the budget cannot be kept: some submission is predicted
+  // over budget * safety (the floor, or one key tile of one row, is dearer).
+  double worst = 0;
+  for (const Submission& s : plan.submissions) worst = std::max(worst, s.predicted_ms);
+  if (std::isfinite(target) && !fixed && worst > target * (1 + 1e-9)) {
+    plan.budget_kept = false;
+    std::ostringstream w;
+    w << "budget_ms = " << pol.budget_ms << " cannot be kept on this device ("
+      << profile.device_name << (profile.device_name.empty() ? "" : ", ") << rate
+      << " GFLOP/s, " << profile.dispatch_overhead_ms << " ms fixed cost per dispatch): "
+      << "submissions are planned at the smallest sensible size, up to " << worst << " ms each";
+    plan.warnings.push_back(w.str());
+  }
   return plan;
 }
 

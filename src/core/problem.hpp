@@ -72,4 +72,8 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
                            const TensorView& out, const AttentionOptions& options, const char* op,
                            bool need_data);
 
+// The largest CPU thread count any call accepts (threads = 0: all hardware
+// threads).
+int max_cpu_threads();
+
 }  // namespace longattn::core

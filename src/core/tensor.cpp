@@ -1,6 +1,7 @@
 // TensorView helpers and dtype names.
 #include "longattn/tensor.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <sstream>
 
@@ -89,12 +90,17 @@ TensorView contiguous(void* data, DType dtype, int rank, std::array<std::int64_t
   t.dtype = dtype;
   t.rank = rank;
   t.device = device;
+  // Strides step over max(size, 1) elements, as PyTorch's do: an empty
+  // tensor ([2, 32, 0, 128]) then keeps distinct strides and does not look
+  // aliased. A product past int64 saturates instead of wrapping (undefined
+  // behaviour); validation then refuses the view by name.
   std::int64_t stride = 1;
   for (int i = rank - 1; i >= 0; --i) {
     const auto u = static_cast<std::size_t>(i);
     t.shape[u] = shape[u];
     t.strides[u] = stride;
-    stride *= shape[u];
+    if (__builtin_mul_overflow(stride, std::max<std::int64_t>(shape[u], 1), &stride))
+      stride = INT64_MAX;
   }
   return t;
 }
@@ -111,7 +117,10 @@ TensorView bhld_from_blhd(void* data, DType dtype, std::int64_t B, std::int64_t 
   t.rank = 4;
   t.device = device;
   t.shape = {B, H, L, D};
-  t.strides = {L * H * D, D, H * D, 1};
+  // Strides of the [B, L, H, D] memory, built like contiguous()'s (empty
+  // dims count as 1, overflow saturates).
+  const TensorView m = contiguous(nullptr, dtype, {B, L, H, D});
+  t.strides = {m.strides[0], m.strides[2], m.strides[1], m.strides[3]};
   return t;
 }
 

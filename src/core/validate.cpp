@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "core/backend.hpp"
@@ -86,6 +87,12 @@ struct Span {
 
 }  // namespace
 
+int max_cpu_threads() {
+  // An absurd thread count makes the OpenMP runtime fail to create threads
+  // or crash outright; more threads than this buys nothing on any machine.
+  return std::max(1024, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 Problem validate_attention(const TensorView& q, const TensorView& k, const TensorView& v,
                            const TensorView& out, const AttentionOptions& opt, const char* op,
                            bool need_data) {
@@ -154,8 +161,9 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
   const Span out_span = span(out, "out");
 
   // The output must not write the same element twice (a zero stride on a
-  // dimension of size > 1) nor overlap any input.
-  for (int i = 0; i < 4; ++i) {
+  // dimension of size > 1) nor overlap any input. An empty output has no
+  // element to write twice, whatever its strides.
+  for (int i = 0; i < 4 && out.numel() > 0; ++i) {
     const auto u = static_cast<std::size_t>(i);
     if (out.shape[u] > 1 && out.strides[u] == 0)
       c.fail("out.strides[", i, "] = 0 with out.shape[", i, "] = ", out.shape[u],
@@ -218,7 +226,7 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
              " differs from q.device = ", device_name(q.device));
     for (int i = 0; i < 3; ++i) {
       const auto u = static_cast<std::size_t>(i);
-      if (l.shape[u] > 1 && l.strides[u] == 0)
+      if (l.shape[u] > 1 && l.strides[u] == 0 && l.numel() > 0)
         c.fail("lse.strides[", i, "] = 0 with lse.shape[", i, "] = ", l.shape[u],
                ": output elements would alias each other");
       p.lse_stride[i] = l.strides[u];
@@ -255,8 +263,10 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
     c.fail("policy.fixed_chunk_keys = ", pol.fixed_chunk_keys, " must be >= 0");
   if (pol.fixed_query_rows < 0)
     c.fail("policy.fixed_query_rows = ", pol.fixed_query_rows, " must be >= 0");
-  if (opt.threads < 0)
-    c.fail("threads = ", opt.threads, " must be >= 0 (0 = all hardware threads)");
+  const int max_threads = max_cpu_threads();
+  if (opt.threads < 0 || opt.threads > max_threads)
+    c.fail("threads = ", opt.threads, " must be in [0, ", max_threads,
+           "] (0 = all hardware threads)");
 
   // Backend.
   BackendKind be = opt.backend;

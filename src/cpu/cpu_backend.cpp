@@ -54,7 +54,7 @@ class CpuBackend final : public Backend {
     }
     return {m_.data(), l_.data(), o_.data(), 0, rows};
   }
-  void release_state(StateView& s) override {
+  void release_state(StateView& s) noexcept override {
     m_ = {};
     l_ = {};
     o_ = {};

@@ -162,11 +162,14 @@ class CudaBackend final : public Backend {
     return s;
   }
 
-  void release_state(StateView& s) override {
+  void release_state(StateView& s) noexcept override {
     if (s.m == nullptr) return;
     auto it = std::find(states_.begin(), states_.end(), s.m);
     if (it != states_.end()) states_.erase(it);
-    check_cuda(cudaFree(s.m), "cudaFree(running state)");
+    // Not checked: release runs while unwinding from another error too, and
+    // must not throw then (a failing cudaFree means the context is already
+    // broken, which the next launch or synchronization reports).
+    (void)cudaFree(s.m);
     s = StateView{};
   }
 
@@ -183,7 +186,7 @@ class CudaBackend final : public Backend {
 
   void dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
     const Rect& r = d.rect;
-    if (r.q1 <= r.q0) return;
+    if (r.q1 <= r.q0 || p.B == 0) return;  // no rows: nothing to launch (and no grid of 0)
     const cuda::LauncherEntry& entry = find_launcher(p);
     KernelParams k = make_params(p);
     k.q0 = r.q0;

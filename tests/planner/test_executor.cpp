@@ -161,7 +161,7 @@ class RecordingBackend final : public core::Backend {
     state_.assign(1, 0.f);
     return {state_.data(), state_.data(), state_.data(), 0, rows};
   }
-  void release_state(core::StateView& s) override {
+  void release_state(core::StateView& s) noexcept override {
     calls.push_back("release_state");
     s = {};
   }
