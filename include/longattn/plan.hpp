@@ -69,6 +69,10 @@ struct DeviceProfile {
 
   static std::string rate_key(DType dtype, std::int64_t head_dim, bool causal, bool masked);
   double rate_gflops(const std::string& key) const;
+  // "" when every field is in range, else the first that is not
+  // ("fill_rows = 1e+10 must be in [1, 16777216]"). load() and every call
+  // that is given a profile check it.
+  std::string invalid_field() const;
 
   // Small JSON file; throws IoError naming the path on failure.
   void save(const std::string& path) const;

@@ -82,25 +82,31 @@ DeviceProfile default_profile(BackendKind backend) {
   return pp.of(backend == BackendKind::automatic ? BackendKind::cpu : backend);
 }
 
+// The profile a call plans with: the caller's (checked, since it may come
+// from anywhere) or a copy of the process-wide one.
+DeviceProfile profile_for(const AttentionOptions& options, BackendKind kind, const char* op) {
+  if (!options.profile) return default_profile(kind);
+  if (const std::string bad = options.profile->invalid_field(); !bad.empty())
+    throw InvalidArgument(std::string("[") + op + "] profile->" + bad);
+  return *options.profile;
+}
+
 Plan plan_attention(const TensorView& q, const TensorView& k, const TensorView& v,
                     const TensorView& out, const AttentionOptions& options) {
-  const core::Problem p =
-      core::validate_attention(q, k, v, out, options, "longattn::plan_attention", false);
-  const DeviceProfile prof =
-      options.profile ? *options.profile : default_profile(resolve(options.backend, q));
-  return core::make_plan(p, prof, options.policy);
+  const char* op = "longattn::plan_attention";
+  const core::Problem p = core::validate_attention(q, k, v, out, options, op, false);
+  return core::make_plan(p, profile_for(options, resolve(options.backend, q), op), options.policy);
 }
 
 void attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
                const AttentionOptions& options) {
-  const core::Problem p =
-      core::validate_attention(q, k, v, out, options, "longattn::attention", true);
+  const char* op = "longattn::attention";
+  const core::Problem p = core::validate_attention(q, k, v, out, options, op, true);
   const BackendKind kind = resolve(options.backend, q);
+  // The call plans and refines a copy; what it measured is merged back
+  // afterwards, so concurrent calls never plan from a half-updated profile.
+  DeviceProfile local = profile_for(options, kind, op);
   auto backend = make_backend(kind, options);
-
-  // The process-wide profile is copied in, refined by the run, and copied
-  // back, so concurrent calls never plan from a half-updated profile.
-  DeviceProfile local = options.profile ? *options.profile : default_profile(kind);
   const Plan plan = core::make_plan(p, local, options.policy);
 
   // A CUDA call that asks for no report and no progress, with a small
@@ -115,23 +121,35 @@ void attention(const TensorView& q, const TensorView& k, const TensorView& v, co
     return;
   }
 
-  if (local.device_name.empty()) local.device_name = backend->device_name();
-  auto write_back = [&] {
+  // Each measurement is replayed onto the profile the call started from,
+  // under the lock for the process-wide one: calls running side by side
+  // each add their own measurements instead of overwriting each other's.
+  std::vector<core::Observation> observed;
+  auto merge_back = [&] {
+    auto apply = [&](DeviceProfile& target) {
+      if (target.device_name.empty()) target.device_name = backend->device_name();
+      for (const core::Observation& o : observed) core::refine_profile(target, o);
+    };
     if (options.profile) {
-      *options.profile = local;
+      apply(*options.profile);
     } else {
       ProcessProfiles& pp = profiles();
       std::lock_guard lock(pp.mu);
-      pp.of(kind) = local;
+      apply(pp.of(kind));
     }
   };
+  if (local.device_name.empty()) local.device_name = backend->device_name();
   try {
-    RunReport r = core::execute(p, *backend, local, options.policy, options.progress, plan);
-    write_back();
+    RunReport r = core::execute(p, *backend, local, options.policy, options.progress, plan,
+                                &observed);
+    merge_back();
     if (options.report) *options.report = std::move(r);
-  } catch (const Cancelled& c) {
-    write_back();
-    if (options.report) *options.report = c.report();
+  } catch (const Error& e) {
+    // A run that stopped part way (cancelled, a backend error, out of
+    // memory) still measured what it ran, and its report says which rows
+    // are final.
+    merge_back();
+    if (options.report && e.partial_report()) *options.report = *e.partial_report();
     throw;
   }
 }

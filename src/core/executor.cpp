@@ -1,12 +1,16 @@
 // The executor. One loop over submissions; after each one it
 //  - records measured vs predicted time,
-//  - folds the measured rate into the device profile,
-//  - re-plans the remaining work from where it stands when the submission
-//    ran past budget * safety (or far under its prediction, so that the rest
-//    is not split more finely than it needs),
+//  - folds the measured rate into the device profile (a bounded step, so
+//    one noisy measurement cannot swing the plan),
+//  - re-plans the remaining work from where it stands when the rate it now
+//    believes differs enough from the one the plan was made with, and the
+//    submission ran past budget * safety (or far under its prediction, so
+//    that the rest is not split more finely than it needs),
 //  - asks the progress callback whether to go on.
 // The running state is allocated once, before the first dispatch, so an
-// allocation failure leaves the caller's output untouched.
+// allocation failure leaves the caller's output untouched. However the run
+// ends (done, cancelled, a backend error, out of memory), the report it
+// leaves says what ran and which output rows are final.
 //
 // enqueue() is the other path, for calls that want no measurement (decode):
 // the dispatches of a one-submission, stateless plan go to the backend
@@ -16,11 +20,20 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
+#include <new>
 
 #include "core/planner.hpp"
 
 namespace longattn::core {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
 
 // Where the work stands after a dispatch (the planner's resume point).
 Cursor advance(const Dispatch& d) {
@@ -35,46 +48,125 @@ void add_finished(RunReport& r, std::int64_t q0, std::int64_t q1) {
     r.finished_rows.emplace_back(q0, q1);
 }
 
-// Blend a measured rate into the profile. A key's first sample counts
-// fully (within 64x of the guess); later ones as a moving average, and one
-// sample moves the rate by at most 4x either way, so a single submission slowed by another process
-// (or by thread start-up) cannot shatter the rest of the plan into slivers.
-void refine(DeviceProfile& prof, const Problem& p, double flops, double measured_ms,
-            double fixed_ms) {
-  const std::string key =
-      DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);
-  const auto it = prof.gflops.find(key);
-  const double prior = it != prof.gflops.end() ? it->second : prof.rate_gflops(key);
-  // A submission whose time is small next to its fixed costs says more about
-  // overheads and timer noise than about throughput: skip it, or a run of
-  // tiny near-diagonal dispatches would drag the rate down.
-  const double compute_ms = measured_ms - fixed_ms;
-  if (flops <= 0 || compute_ms < std::max(0.2, 2 * fixed_ms)) return;
-  double observed = flops / (compute_ms * 1e6);
-  const double step = it == prof.gflops.end() ? 64 : 4;  // a fresh key's prior is only a guess
-  observed = std::clamp(observed, prior / step, prior * step);
-  const double w = it == prof.gflops.end() ? 1.0 : std::max(0.25, 1.0 / (prof.samples + 1));
-  prof.gflops[key] = (1 - w) * prior + w * observed;
-  ++prof.samples;
+void add_warning(RunReport& r, const std::string& w) {
+  if (std::find(r.warnings.begin(), r.warnings.end(), w) == r.warnings.end())
+    r.warnings.push_back(w);
 }
+
+// A re-plan pays off only when the rate it would plan with has moved this
+// much from the one the current plan was made with; below that it would
+// produce the same plan again.
+constexpr double kReplanRatio = 1.25;
+// Re-planning may take at most this share of the run's wall time, so noisy
+// timings on a busy machine cannot turn the run into a planning loop.
+constexpr double kReplanShare = 0.1;
 
 struct StateGuard {
   Backend& be;
   StateView s{};
   ~StateGuard() {
-    if (s.rows > 0) be.release_state(s);
+    if (s.rows > 0) be.release_state(s);  // noexcept: safe while unwinding
   }
 };
 
+// The report's totals and plan, from what ran: the same for a run that
+// completed and one that stopped early.
+void close_report(RunReport& report, Plan plan, std::vector<Submission> done,
+                  Clock::time_point start, bool completed) {
+  report.total_flops = 0;
+  report.total_ms = 0;
+  report.budget_misses = 0;
+  for (const SubmissionReport& sr : report.submissions) {
+    report.total_flops += sr.flops;
+    report.total_ms += sr.measured_ms;
+    if (sr.over_budget) ++report.budget_misses;
+  }
+  report.plan = std::move(plan);
+  report.plan.submissions = std::move(done);
+  report.plan.predicted_ms = 0;
+  for (const Submission& s : report.plan.submissions) report.plan.predicted_ms += s.predicted_ms;
+  report.completed = completed;
+  report.wall_ms = ms_since(start);
+}
+
+std::string rows_string(const RunReport& r) {
+  if (r.finished_rows.empty()) return "none";
+  std::string s;
+  for (const auto& [a, b] : r.finished_rows)
+    s += (s.empty() ? "[" : ", [") + std::to_string(a) + ", " + std::to_string(b) + ")";
+  return s;
+}
+
+template <class E>
+[[noreturn]] void raise(E err, const std::shared_ptr<const RunReport>& report) {
+  err.set_partial_report(report);
+  throw err;
+}
+
+// Rethrows `e` as the same kind of error, its message extended by where the
+// run stopped, carrying the partial report.
+[[noreturn]] void rethrow_with_report(const Error& e, RunReport report, std::size_t done,
+                                      std::size_t planned) {
+  const std::string what = std::string(e.what()) + " (stopped after " + std::to_string(done) +
+                           " of " + std::to_string(planned) +
+                           " submissions; final output rows: " + rows_string(report) +
+                           "; other rows were not written, or only in part)";
+  const auto shared = std::make_shared<const RunReport>(std::move(report));
+  switch (e.code()) {
+    case ErrorCode::invalid_argument:
+      raise(InvalidArgument(what), shared);
+    case ErrorCode::unsupported:
+      raise(Unsupported(what), shared);
+    case ErrorCode::out_of_memory:
+      raise(OutOfMemory(what), shared);
+    case ErrorCode::io:
+      raise(IoError(what), shared);
+    case ErrorCode::cancelled:
+      raise(Cancelled(what, *shared), shared);
+    case ErrorCode::backend:
+      break;
+  }
+  raise(BackendError(what), shared);
+}
+
 }  // namespace
 
+void refine_profile(DeviceProfile& prof, const Observation& o) {
+  const auto it = prof.gflops.find(o.key);
+  const double prior = it != prof.gflops.end() ? it->second : prof.rate_gflops(o.key);
+  // A submission whose time is small next to its fixed costs says more about
+  // overheads and timer noise than about throughput: skip it, or a run of
+  // tiny near-diagonal dispatches would drag the rate down.
+  const double compute_ms = o.measured_ms - o.fixed_ms;
+  if (!(o.flops > 0) || !(compute_ms >= std::max(0.2, 2 * o.fixed_ms))) return;
+  const double observed = o.flops / (compute_ms * 1e6);
+  if (it == prof.gflops.end()) {
+    // A fresh key's prior is only a guess: the first sample counts fully
+    // (within 64x of the guess).
+    prof.gflops[o.key] = std::clamp(observed, prior / 64, prior * 64);
+  } else {
+    // Later samples move the rate a quarter of the way in log space, and
+    // one sample by at most 2x before that quarter (so at most 19%): a
+    // submission slowed by another process, or preempted for a time slice,
+    // nudges the plan instead of shattering it; a lasting change (a busy
+    // machine) still wins within a handful of submissions.
+    const double step = std::clamp(std::log(observed / prior), -std::log(2.0), std::log(2.0));
+    prof.gflops[o.key] = prior * std::exp(0.25 * step);
+  }
+  if (prof.samples < std::numeric_limits<int>::max()) ++prof.samples;
+}
+
 RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const Policy& policy,
-                  const ProgressCallback& progress, Plan plan) {
-  const auto t_start = std::chrono::steady_clock::now();
+                  const ProgressCallback& progress, Plan plan,
+                  std::vector<Observation>* observed) {
+  const Clock::time_point t_start = Clock::now();
   RunReport report;
   report.backend = be.name();
   report.budget_ms = policy.budget_ms;
+  for (const std::string& w : plan.warnings) add_warning(report, w);
   const double target = policy.budget_ms > 0 ? policy.budget_ms * policy.safety : 0;
+  const std::string key =
+      DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);
 
   StateGuard state{be};
   if (plan.workspace_bytes > 0) state.s = be.alloc_state(p, plan.query_rows);
@@ -86,66 +178,90 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   Cursor cur;
   std::size_t next = 0;
   int speedups = 0;  // re-plans for running under prediction, capped below
-  while (next < todo.size()) {
-    const Submission& sub = todo[next];
-    be.begin_submission();
-    SubmissionReport sr;
-    for (const Dispatch& d : sub.dispatches) {
-      state.s.q0 = d.rect.q0;  // a dispatch always spans its whole query group
-      be.dispatch(p, d, state.s);
-      cur = advance(d);
-      if (writes_output(d.mode)) add_finished(report, d.rect.q0, d.rect.q1);
-      sr.flops += d.flops;
-      ++sr.dispatches;
-    }
-    sr.predicted_ms = sub.predicted_ms;
-    const std::optional<double> t = be.end_submission();
-    done.push_back(sub);
-    ++next;
-    if (t) {
-      sr.measured_ms = *t;
-      sr.over_budget = policy.budget_ms > 0 && *t > policy.budget_ms;
-      refine(profile, p, sr.flops, *t,
-             profile.submission_overhead_ms +
-                 profile.dispatch_overhead_ms * static_cast<double>(sr.dispatches));
-    } else {
-      pending.push_back(report.submissions.size());
-    }
-    report.submissions.push_back(sr);
+  double planned_rate = profile.rate_gflops(key);
+  double replan_ms = 0;  // time spent re-planning
 
-    // Re-plan the rest from the cursor when the prediction was off enough to
-    // matter: over the per-submission target, or under half the prediction.
-    const bool more = next < todo.size();
-    const bool over = t && target > 0 && *t > target;
-    const bool under =
-        t && target > 0 && *t < 0.5 * sr.predicted_ms && todo.size() - next >= 2 && speedups < 4;
-    if (more && (over || under)) {
-      Policy again = policy;
-      if (state.s.rows > 0)  // stay within the state already allocated
-        again.workspace_limit_bytes =
-            std::min(policy.workspace_limit_bytes, state.s.rows * state_row_bytes(p));
-      Plan rest = make_plan(p, profile, again, cur);
-      if (rest.workspace_bytes > 0 && state.s.rows == 0)
-        state.s = be.alloc_state(p, rest.query_rows);
-      todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(next), todo.end());
-      todo.insert(todo.end(), rest.submissions.begin(), rest.submissions.end());
-      ++report.replans;
-      if (under) ++speedups;
-    }
+  try {
+    while (next < todo.size()) {
+      const Submission& sub = todo[next];
+      be.begin_submission();
+      SubmissionReport sr;
+      for (const Dispatch& d : sub.dispatches) {
+        state.s.q0 = d.rect.q0;  // a dispatch always spans its whole query group
+        be.dispatch(p, d, state.s);
+        cur = advance(d);
+        if (writes_output(d.mode)) add_finished(report, d.rect.q0, d.rect.q1);
+        sr.flops += d.flops;
+        ++sr.dispatches;
+      }
+      sr.predicted_ms = sub.predicted_ms;
+      const std::optional<double> t = be.end_submission();
+      done.push_back(sub);
+      ++next;
+      if (t) {
+        sr.measured_ms = *t;
+        sr.over_budget = policy.budget_ms > 0 && *t > policy.budget_ms;
+        const Observation o{key, sr.flops, *t,
+                            profile.submission_overhead_ms +
+                                profile.dispatch_overhead_ms * static_cast<double>(sr.dispatches)};
+        refine_profile(profile, o);
+        if (observed) observed->push_back(o);
+      } else {
+        pending.push_back(report.submissions.size());
+      }
+      report.submissions.push_back(sr);
 
-    if (progress && !progress(next, todo.size(), report)) {
-      for (double ms : be.finish()) (void)ms;
-      report.completed = false;
-      report.plan = plan;
-      report.plan.submissions = done;
-      report.wall_ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start)
-              .count();
-      throw Cancelled("[longattn::attention] cancelled by the progress callback after " +
-                          std::to_string(next) + " of " + std::to_string(todo.size()) +
-                          " submissions; only report.finished_rows of the output were written",
-                      std::move(report));
+      // Re-plan the rest from the cursor when the prediction was off enough
+      // to matter (over the per-submission target, or under half the
+      // prediction) and the rate the planner would now use has moved enough
+      // to change the plan, within the re-planning time share.
+      const bool more = next < todo.size();
+      const bool over = t && target > 0 && *t > target;
+      const bool under =
+          t && target > 0 && *t < 0.5 * sr.predicted_ms && todo.size() - next >= 2 && speedups < 4;
+      const double rate = profile.rate_gflops(key);
+      const bool moved = rate > planned_rate * kReplanRatio || rate < planned_rate / kReplanRatio;
+      if (more && (over || under) && moved && replan_ms <= kReplanShare * ms_since(t_start)) {
+        const Clock::time_point t_plan = Clock::now();
+        Policy again = policy;
+        if (state.s.rows > 0)  // stay within the state already allocated
+          again.workspace_limit_bytes =
+              std::min(policy.workspace_limit_bytes, state.s.rows * state_row_bytes(p));
+        Plan rest = make_plan(p, profile, again, cur);
+        if (rest.workspace_bytes > 0 && state.s.rows == 0)
+          state.s = be.alloc_state(p, rest.query_rows);
+        todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(next), todo.end());
+        todo.insert(todo.end(), rest.submissions.begin(), rest.submissions.end());
+        for (const std::string& w : rest.warnings) add_warning(report, w);
+        planned_rate = rate;
+        ++report.replans;
+        if (under) ++speedups;
+        replan_ms += ms_since(t_plan);
+      }
+
+      if (progress && !progress(next, todo.size(), report))
+        throw Cancelled("[longattn::attention] cancelled by the progress callback", RunReport{});
     }
+  } catch (const std::exception& e) {
+    // Whatever stopped the run, the work already submitted is waited for
+    // (its rows are final only then), and the report says what ran.
+    try {
+      const std::vector<double> late = be.finish();
+      for (std::size_t i = 0; i < pending.size() && i < late.size(); ++i)
+        report.submissions[pending[i]].measured_ms = late[i];
+    } catch (const std::exception&) {
+      // The backend is broken: the error being raised already says so.
+    }
+    for (SubmissionReport& sr : report.submissions)
+      sr.over_budget = policy.budget_ms > 0 && sr.measured_ms > policy.budget_ms;
+    close_report(report, std::move(plan), std::move(done), t_start, false);
+    const std::size_t planned = todo.size();
+    if (const auto* err = dynamic_cast<const Error*>(&e))
+      rethrow_with_report(*err, std::move(report), next, planned);
+    if (dynamic_cast<const std::bad_alloc*>(&e))
+      rethrow_with_report(OutOfMemory("[longattn::attention] out of host memory"),
+                          std::move(report), next, planned);
+    throw;  // not ours (a progress callback's own exception): passed on as it is
   }
   const std::vector<double> late = be.finish();
   for (std::size_t i = 0; i < pending.size() && i < late.size(); ++i) {
@@ -153,18 +269,7 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
     sr.measured_ms = late[i];
     sr.over_budget = policy.budget_ms > 0 && late[i] > policy.budget_ms;
   }
-  for (const SubmissionReport& sr : report.submissions) {
-    report.total_flops += sr.flops;
-    report.total_ms += sr.measured_ms;
-    if (sr.over_budget) ++report.budget_misses;
-  }
-  report.plan = std::move(plan);
-  report.plan.submissions = std::move(done);
-  report.plan.predicted_ms = 0;
-  for (const Submission& s : report.plan.submissions) report.plan.predicted_ms += s.predicted_ms;
-  report.completed = true;
-  report.wall_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+  close_report(report, std::move(plan), std::move(done), t_start, true);
   return report;
 }
 

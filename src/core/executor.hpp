@@ -3,16 +3,36 @@
 // and reports. Or, for a plan that needs none of that, only enqueues it.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "core/backend.hpp"
 #include "core/problem.hpp"
 #include "longattn/plan.hpp"
 
 namespace longattn::core {
 
+// One measured submission: its rate key, work, time and fixed costs.
+struct Observation {
+  std::string key;  // DeviceProfile::rate_key of the problem
+  double flops = 0;
+  double measured_ms = 0;
+  double fixed_ms = 0;  // predicted submission + dispatch overheads
+};
+
+// Folds one measurement into a profile's rate for its key, by a bounded
+// step (executor.cpp says how far).
+void refine_profile(DeviceProfile& profile, const Observation& o);
+
 // Runs `plan` (from make_plan on the same problem/profile/policy). Updates
-// `profile` with what it measured. Throws Cancelled if `progress` says stop.
+// `profile` with what it measured and appends each measurement to
+// `observed` (when given), so the caller can merge them into a shared
+// profile. Throws Cancelled if `progress` says stop. A failure after work
+// started is rethrown as the same kind of error carrying the partial report
+// (Error::partial_report: what ran, which rows are final).
 RunReport execute(const Problem& p, Backend& backend, DeviceProfile& profile, const Policy& policy,
-                  const ProgressCallback& progress, Plan plan);
+                  const ProgressCallback& progress, Plan plan,
+                  std::vector<Observation>* observed = nullptr);
 
 // Whether `plan` may run untimed (enqueue): one submission, no running state
 // (every dispatch single-pass), and, under a budget, predicted within a

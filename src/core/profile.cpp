@@ -1,6 +1,7 @@
 // Device profiles: rate lookup and a small JSON file format.
 #include <cmath>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "longattn/plan.hpp"
@@ -20,6 +21,30 @@ double DeviceProfile::rate_gflops(const std::string& key) const {
   if (it == gflops.end()) it = gflops.find(key.substr(0, key.find('/')));
   const double r = it != gflops.end() ? it->second : default_gflops;
   return r > 0 ? r : 1.0;  // a zero or negative rate would plan infinite work
+}
+
+std::string DeviceProfile::invalid_field() const {
+  // Ranges wide enough for any real device (a rate up to 1e9 GFLOP/s, fixed
+  // costs up to 10 s), narrow enough that a plan from them stays small:
+  // fill_rows of 1e10 once made planning take 20 s.
+  std::ostringstream s;
+  auto in = [&](double v, const char* name, double lo, double hi, bool lo_open) {
+    if (std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi) return true;
+    s << name << " = " << v << " must be in " << (lo_open ? "(" : "[") << lo << ", " << hi << "]";
+    return false;
+  };
+  for (const auto& [k, v] : gflops)
+    if (!in(v, ("gflops[\"" + k + "\"]").c_str(), 0, 1e9, true)) return s.str();
+  if (in(default_gflops, "default_gflops", 0, 1e9, true) &&
+      in(dispatch_overhead_ms, "dispatch_overhead_ms", 0, 1e4, false) &&
+      in(submission_overhead_ms, "submission_overhead_ms", 0, 1e4, false) &&
+      in(state_gbps, "state_gbps", 0, 1e6, true) &&
+      in(static_cast<double>(fill_rows), "fill_rows", 1, 1 << 24, false) &&
+      in(static_cast<double>(query_tile), "query_tile", 1, 4096, false) &&
+      in(static_cast<double>(key_tile), "key_tile", 1, 4096, false) &&
+      in(samples, "samples", 0, 2e9, false))
+    return "";
+  return s.str();
 }
 
 void DeviceProfile::save(const std::string& path) const {
@@ -66,18 +91,8 @@ DeviceProfile DeviceProfile::load(const std::string& path) {
     throw IoError("[longattn::DeviceProfile::load] path = '" + path +
                   "' is malformed: " + e.what());
   }
-  auto positive = [&](double v, const char* name) {
-    if (!(v > 0) || !std::isfinite(v))
-      throw IoError("[longattn::DeviceProfile::load] path = '" + path + "': " + name + " = " +
-                    std::to_string(v) + " must be positive");
-  };
-  positive(p.default_gflops, "default_gflops");
-  positive(p.state_gbps, "state_gbps");
-  for (const auto& [k, v] : p.gflops) positive(v, ("gflops[" + k + "]").c_str());
-  if (p.dispatch_overhead_ms < 0 || p.submission_overhead_ms < 0 || p.fill_rows < 1 ||
-      p.query_tile < 1 || p.key_tile < 1)
-    throw IoError("[longattn::DeviceProfile::load] path = '" + path +
-                  "': overheads must be >= 0 and tiles >= 1");
+  if (const std::string bad = p.invalid_field(); !bad.empty())
+    throw IoError("[longattn::DeviceProfile::load] path = '" + path + "': " + bad);
   return p;
 }
 
