@@ -15,7 +15,10 @@
 #include <cmath>
 #include <ostream>
 
+#include "atomic_file.hpp"
 #include "commands.hpp"
+#include "messages.hpp"
+#include "output_paths.hpp"
 
 namespace longattn::cli {
 namespace {
@@ -78,23 +81,49 @@ Policy no_budget() {
   return p;
 }
 
+// Every (dtype, head dim) asked for must be one this backend serves, checked
+// by planning it before anything is measured: otherwise the run would skip
+// them all and save a profile with no rates in it.
+void check_supported(const CalibrateArgs& a, Device device) {
+  for (const std::string& name : a.dtypes)
+    for (std::int64_t hd : a.head_dims) {
+      const ProblemSpec spec =
+          spec_of(a.heads, a.q_len, a.k_len, hd, parse_dtype(name), false, MaskOption::none);
+      const ShapeViews sv = shape_views(spec, device);
+      AttentionOptions opt;
+      opt.backend = device == Device::cuda ? BackendKind::cuda : BackendKind::cpu;
+      opt.policy = no_budget();
+      opt.threads = a.threads;
+      try {
+        (void)plan_attention(sv.q, sv.k, sv.v, sv.out, opt);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::invalid_argument && e.code() != ErrorCode::unsupported) throw;
+        throw UsageError(
+            fmt::format("--head-dims {} with --dtypes {}: not supported on {}; the "
+                        "library says: {}",
+                        hd, name, device_name(device), without_prefix(e.what())));
+      }
+    }
+}
+
 }  // namespace
 
 int calibrate_command(const CalibrateArgs& a, std::ostream& out, std::ostream& /*err*/) {
   if (a.reps < 1) throw UsageError("--reps must be at least 1");
+  if (a.dtypes.empty() || a.head_dims.empty())
+    throw UsageError("--dtypes and --head-dims need a value");
+  check_paths({{"--out", a.out_path}}, {});
   const Device device = resolve_device(a.device);
   const BackendKind backend = device == Device::cuda ? BackendKind::cuda : BackendKind::cpu;
   std::vector<DType> dtypes;
   for (const auto& s : a.dtypes) dtypes.push_back(parse_dtype(s));
+  check_supported(a, device);
 
   DeviceProfile prof = default_profile(backend);
   fmt::print(out, "longattn calibrate: {} ({} reps after a warm-up)\n", backend_name(backend),
              a.reps);
 
-  // 1. Fixed costs.
-  // The first dtype and head dim asked for: a CUDA build serves only some.
-  if (dtypes.empty() || a.head_dims.empty())
-    throw UsageError("--dtypes and --head-dims need a value");
+  // 1. Fixed costs, on the first dtype and head dim asked for.
   ProblemSpec tiny =
       spec_of(1, 16, 64, a.head_dims.front(), dtypes.front(), false, MaskOption::none);
   std::vector<std::array<double, 3>> rows;  // (submissions, dispatches, ms)
@@ -153,6 +182,7 @@ int calibrate_command(const CalibrateArgs& a, std::ostream& out, std::ostream& /
                               {"causal", true, MaskOption::none},
                               {"masked", false, MaskOption::boolean}};
   fmt::print(out, "  {:<24} {:>10} {:>10}\n", "rate key", "ms", "GFLOP/s");
+  std::size_t measured = 0;
   for (DType dt : dtypes) {
     for (std::int64_t hd : a.head_dims) {
       for (const auto& var : variants) {
@@ -164,6 +194,7 @@ int calibrate_command(const CalibrateArgs& a, std::ostream& out, std::ostream& /
           const double compute_ms = s.ms - prof.submission_overhead_ms - prof.dispatch_overhead_ms;
           const double g = s.report.total_flops / std::max(compute_ms, 1e-6) * 1e-6;
           prof.gflops[key] = g;
+          ++measured;
           fmt::print(out, "  {:<24} {:>10.2f} {:>10.1f}\n", key, s.ms, g);
         } catch (const Error& e) {
           fmt::print(out, "  {:<24} skipped ({})\n", key, e.what());
@@ -199,10 +230,16 @@ int calibrate_command(const CalibrateArgs& a, std::ostream& out, std::ostream& /
     }
   }
 
+  // A profile without one measured rate would only restate the defaults
+  // under a name that says "calibrated".
+  if (measured == 0)
+    throw Error(
+        ErrorCode::unsupported,
+        "no rate could be measured (see the skipped lines above); " + a.out_path + " not written");
   if (prof.device_name.empty())
     prof.device_name = device == Device::cuda ? cuda_device_description() : "cpu";
   prof.samples += 1;
-  prof.save(a.out_path);
+  write_atomically(a.out_path, [&](const std::string& tmp) { prof.save(tmp); });
   fmt::print(out, "wrote {}\n", a.out_path);
   return kExitOk;
 }

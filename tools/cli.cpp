@@ -2,13 +2,19 @@
 // commands.hpp and one subcommand runs. Everything that can fail maps to an
 // exit code here, in one place.
 #include <CLI/CLI.hpp>
+#include <limits>
 #include <map>
+#include <optional>
 #include <ostream>
 
 #include "commands.hpp"
+#include "messages.hpp"
+#include "option_checks.hpp"
 
 namespace longattn::cli {
 namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
 
 const std::map<std::string, DeviceOption> kDevices = {
     {"auto", DeviceOption::automatic}, {"cpu", DeviceOption::cpu}, {"cuda", DeviceOption::cuda}};
@@ -19,54 +25,64 @@ constexpr const char* kBf16Help =
     "np.save(p, x.view(np.uint16))) when --bf16 is given. bfloat16 outputs are written as '<u2' "
     "raw bits.";
 
+constexpr std::int64_t kMaxThreads = 1024;
+
 // Shape and content options shared by `run` and `plan`. --mask and --sinks
 // are completed by the caller because `run` also accepts files for them.
-void add_shape_options(CLI::App& app, ProblemSpec& s, std::string& dtype) {
-  app.add_option("--batch,-b", s.batch, "batch size B")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--heads", s.heads, "query heads Hq")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+// --causal / --no-causal land in `causal` (unset: the command's default).
+void add_shape_options(CLI::App& app, ProblemSpec& s, std::string& dtype,
+                       std::optional<bool>& causal, const char* causal_default) {
+  const auto positive = integer_in(1, kMaxInt64);
+  const auto count = integer_in(0, kMaxInt64);
+  app.add_option("--batch,-b", s.batch, "batch size B")->capture_default_str()->transform(positive);
+  app.add_option("--heads", s.heads, "query heads Hq")->capture_default_str()->transform(positive);
   app.add_option("--kv-heads", s.kv_heads, "key/value heads Hkv (divides Hq: GQA/MQA)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--q-len", s.q_len, "queries Lq")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--k-len", s.k_len, "keys Lk")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->transform(positive);
+  app.add_option("--q-len", s.q_len, "queries Lq")->capture_default_str()->transform(count);
+  app.add_option("--k-len", s.k_len, "keys Lk")->capture_default_str()->transform(count);
   app.add_option("--head-dim", s.head_dim, "q/k head dim D")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->transform(positive);
   app.add_option("--v-head-dim", s.v_head_dim, "v/out head dim Dv (default: D)")
-      ->check(CLI::PositiveNumber);
+      ->transform(positive);
   app.add_option("--dtype", dtype, "element type of q, k, v, out")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16", "float32", "float16", "bfloat16"}));
-  app.add_flag("--causal,!--no-causal", s.causal, "bottom-right aligned causal mask (default on)");
-  app.add_option("--scale", s.scale, "softmax scale (default 1/sqrt(D))");
-  app.add_option("--seed", s.seed, "seed of the generated inputs")->capture_default_str();
+  // Two plain flags rather than CLI11's "--causal,!--no-causal", whose help
+  // shows the bool's initial value ("{false}") as if it were the default.
+  auto* on = app.add_flag_callback(
+      "--causal", [&causal] { causal = true; },
+      std::string("bottom-right aligned causal mask (default: ") + causal_default + ")");
+  auto* off = app.add_flag_callback(
+      "--no-causal", [&causal] { causal = false; }, "no causal mask");
+  on->excludes(off);
+  app.add_option("--scale", s.scale, "softmax scale (default 1/sqrt(D))")
+      ->transform(number_in(-kInf, kInf));
+  app.add_option("--seed", s.seed, "seed of the generated inputs")
+      ->capture_default_str()
+      ->transform(any_uint64());
 }
 
 void add_policy_options(CLI::App& app, PolicyArgs& p) {
+  const auto positive = integer_in(1, kMaxInt64);
   app.add_option("--budget-ms", p.budget_ms, "time budget per submission in ms; 0 = none")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->transform(number_in(0, kInf));
   app.add_option("--safety", p.safety, "plan each submission to budget x safety")
       ->capture_default_str()
-      ->check(CLI::Range(0.01, 1.0));
+      ->transform(number_in(0.01, 1.0));
   app.add_option("--chunk-keys", p.chunk_keys, "fixed key-chunk length (default: planner's choice)")
-      ->check(CLI::PositiveNumber);
+      ->transform(positive);
   app.add_option("--query-rows", p.query_rows,
                  "fixed query-group height (default: planner's choice)")
-      ->check(CLI::PositiveNumber);
+      ->transform(positive);
   app.add_option("--chunk-threshold", p.chunk_threshold, "Lk at or above which to always chunk")
-      ->check(CLI::PositiveNumber);
+      ->transform(positive);
+  // The library counts bytes in an int64: 2^63 bytes is 8.8e12 MiB.
   app.add_option("--workspace-mb", p.workspace_mb, "running-state memory limit in MiB")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->transform(number_in(0, 8e12, /*lo_open=*/true));
   app.add_option("--profile", p.profile_path,
                  "device profile to plan with (from `longattn calibrate`)");
   app.add_option("--device", p.device, "backend: auto (CUDA when built and present), cpu, cuda")
@@ -74,7 +90,7 @@ void add_policy_options(CLI::App& app, PolicyArgs& p) {
           CLI::CheckedTransformer(kDevices, CLI::ignore_case).description("{auto,cpu,cuda}"));
   app.add_option("--threads", p.threads, "CPU threads; 0 = all")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->transform(integer_in(0, kMaxThreads, "0 = all hardware threads"));
 }
 
 // `--mask` and `--sinks` take a kind/flag for generated inputs and a path
@@ -118,7 +134,7 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
   app.require_subcommand(1);
   app.footer(
       std::string("Exit codes: 0 ok, 1 runtime or file error (or failed check), 2 usage error, "
-                  "130 interrupted.\n") +
+                  "130 interrupted (Ctrl-C), 143 terminated (SIGTERM).\n") +
       kBf16Help);
 
   RunArgs run;
@@ -128,9 +144,13 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
   run_cmd->footer(
       std::string("With --q, shapes and dtype come from the files: q [B,Hq,Lq,D], k [B,Hkv,Lk,D], "
                   "v [B,Hkv,Lk,Dv], mask broadcastable to [B,Hq,Lq,Lk] (bool = keep, or "
-                  "additive float), sinks [Hq]. ") +
+                  "additive float), sinks [Hq]. File inputs get no causal mask unless --causal is "
+                  "given (PyTorch's and MLX's default); generated inputs are causal unless "
+                  "--no-causal. ") +
       kBf16Help);
-  add_shape_options(*run_cmd, run.spec, run_dtype);
+  std::optional<bool> run_causal, plan_causal;
+  add_shape_options(*run_cmd, run.spec, run_dtype, run_causal,
+                    "on for generated inputs; off with --q files, as in PyTorch and MLX");
   add_policy_options(*run_cmd, run.policy);
   run_cmd
       ->add_option("--mask", run_mask,
@@ -149,11 +169,11 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
   run_cmd
       ->add_option("--check-rows", run.check_rows,
                    "rows to compare with a float64 reference (default 32 generated, 0 files)")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(integer_in(0, kMaxInt64));
   run_cmd
       ->add_option("--tolerance", run.tolerance,
                    "max relative O error for PASS (default per dtype)")
-      ->check(CLI::PositiveNumber);
+      ->transform(number_in(0, kInf, /*lo_open=*/true));
   run_cmd->add_option("--report", run.report_path, "write the run report as JSON");
   run_cmd->add_option("--timeline", run.timeline_path,
                       "write an SVG of submission times vs the budget");
@@ -161,15 +181,16 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
                       "save the profile as refined by this run");
   run_cmd->add_option("--repeat", run.repeat, "run N times (warm-up), report the last")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->transform(integer_in(1, std::numeric_limits<int>::max()));
   run_cmd->add_flag("--all-submissions", run.all_submissions, "list every submission");
-  run_cmd->add_flag("!--no-progress", run.progress, "no progress bar");
+  run_cmd->add_flag_callback(
+      "--no-progress", [&run] { run.progress = false; }, "no progress bar");
 
   PlanArgs plan;
   std::string plan_dtype = "f32", plan_mask = "none";
   auto* plan_cmd =
       app.add_subcommand("plan", "print the plan for a shape and policy without running it");
-  add_shape_options(*plan_cmd, plan.spec, plan_dtype);
+  add_shape_options(*plan_cmd, plan.spec, plan_dtype, plan_causal, "on");
   add_policy_options(*plan_cmd, plan.policy);
   plan_cmd->add_option("--mask", plan_mask, "mask kind: none, bool or additive")
       ->capture_default_str()
@@ -185,25 +206,26 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
       ->transform(
           CLI::CheckedTransformer(kDevices, CLI::ignore_case).description("{auto,cpu,cuda}"));
   cal_cmd->add_option("--threads", cal.threads, "CPU threads; 0 = all")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(integer_in(0, kMaxThreads, "0 = all hardware threads"));
   cal_cmd->add_option("--dtypes", cal.dtypes, "dtypes to measure")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  const auto positive = integer_in(1, kMaxInt64);
   cal_cmd->add_option("--head-dims", cal.head_dims, "head dims to measure")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->transform(positive);
   cal_cmd->add_option("--q-len", cal.q_len, "queries per measurement")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->transform(positive);
   cal_cmd->add_option("--k-len", cal.k_len, "keys per measurement")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->transform(positive);
   cal_cmd->add_option("--heads", cal.heads, "query heads per measurement")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->transform(positive);
   cal_cmd->add_option("--reps", cal.reps, "timed repetitions per measurement (median)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->transform(integer_in(1, std::numeric_limits<int>::max()));
 
   try {
     app.parse(argc, argv);
@@ -215,11 +237,15 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
   try {
     if (run_cmd->parsed()) {
       run.spec.dtype = parse_dtype(run_dtype);
+      // No mask by default for files, as PyTorch's and MLX's attention;
+      // generated inputs keep the causal default of the README's examples.
+      run.spec.causal = run_causal.value_or(run.q_path.empty());
       resolve_mask_and_sinks(run, run_mask, sinks_opt->count() > 0, run_sinks);
       return run_command(run, out, err);
     }
     if (plan_cmd->parsed()) {
       plan.spec.dtype = parse_dtype(plan_dtype);
+      plan.spec.causal = plan_causal.value_or(true);
       plan.spec.mask = plan_mask == "bool"       ? MaskOption::boolean
                        : plan_mask == "additive" ? MaskOption::additive
                                                  : MaskOption::none;
@@ -227,10 +253,16 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
     }
     return calibrate_command(cal, out, err);
   } catch (const UsageError& e) {
-    err << "longattn: " << e.what() << "\n(see longattn --help)\n";
+    err << "longattn: " << in_flag_terms(e.what(), FieldNames::policy)
+        << "\n(see longattn --help)\n";
     return kExitUsage;
   } catch (const std::exception& e) {
-    err << "longattn: " << e.what() << "\n";
+    // run and plan take every policy field from a flag; calibrate sets its
+    // own policies, so there the library's names are the true ones.
+    err << "longattn: "
+        << (cal_cmd->parsed() ? without_prefix(e.what())
+                              : in_flag_terms(e.what(), FieldNames::policy))
+        << "\n";
     return kExitRuntime;
   }
 }

@@ -1,8 +1,13 @@
 // The three subcommands as plain functions of plain argument structs, so
 // tests run them in-process. cli.cpp fills the structs from the command line.
 //
-// Exit codes: 0 success, 1 runtime or file error (or a failed reference
-// check), 2 usage error, 130 interrupted by Ctrl-C.
+// Exit codes: 0 success; 1 runtime or file error (an unreadable input, an
+// output directory that does not exist or is not writable, a failed
+// reference check); 2 usage error (a bad option or combination, two outputs
+// naming one file); 128 + the signal when SIGINT (130, Ctrl-C) or SIGTERM
+// (143, `kill`, `timeout`) stopped a run at a submission boundary, after the
+// finished rows were printed and --report written, as the shell reports a
+// process killed by that signal.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +25,7 @@ namespace longattn::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitRuntime = 1;
 inline constexpr int kExitUsage = 2;
-inline constexpr int kExitInterrupted = 130;
+inline constexpr int kExitSignalBase = 128;  // + SIGINT = 130, + SIGTERM = 143
 
 // A bad combination of arguments found after parsing; exit code 2.
 struct UsageError : std::runtime_error {

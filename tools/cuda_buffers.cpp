@@ -22,11 +22,22 @@ void check(cudaError_t e, const char* what) {
 bool cuda_device_present(std::string* why) {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess || n == 0) {
-    if (why) *why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device found";
-    return false;
+  if (e == cudaSuccess && n > 0) return true;
+  if (why) {
+    // On a machine without a GPU there is usually no driver either, and the
+    // runtime then says "CUDA driver version is insufficient for CUDA
+    // runtime version", which reads like an upgrade is needed. Say what it
+    // means first, and keep the runtime's words for the other cases.
+    if (e == cudaSuccess || e == cudaErrorNoDevice)
+      *why = "no CUDA device found";
+    else if (e == cudaErrorInsufficientDriver)
+      *why =
+          "no CUDA device (no NVIDIA driver is loaded, or it is older than this build's CUDA "
+          "runtime)";
+    else
+      *why = std::string("no usable CUDA device: ") + cudaGetErrorString(e);
   }
-  return true;
+  return false;
 }
 
 std::string cuda_device_description() {

@@ -19,9 +19,9 @@ struct HostArray {
   std::vector<std::byte> data;      // little-endian elements, numel * dtype_size
 
   HostArray() = default;
-  HostArray(DType t, std::vector<std::int64_t> s) : dtype(t), shape(std::move(s)) {
-    data.resize(static_cast<std::size_t>(numel()) * dtype_size(dtype));
-  }
+  // Zero-filled. `what` names the array in the OutOfMemory error thrown
+  // when the memory cannot be had ("q", "out", "mask from m.npy").
+  HostArray(DType t, std::vector<std::int64_t> s, const std::string& what = "an array");
 
   bool empty() const { return shape.empty() && data.empty(); }
   std::int64_t numel() const {

@@ -137,8 +137,8 @@ ShapeViews shape_views(const ProblemSpec& s, Device device) {
 void allocate_outputs(Workload& w, bool with_lse) {
   const auto& qs = w.q.shape;
   const auto& vs = w.v.shape;
-  w.out = HostArray(w.q.dtype, {qs[0], qs[1], qs[2], vs[3]});
-  w.lse = with_lse ? HostArray(DType::float32, {qs[0], qs[1], qs[2]}) : HostArray();
+  w.out = HostArray(w.q.dtype, {qs[0], qs[1], qs[2], vs[3]}, "the output");
+  w.lse = with_lse ? HostArray(DType::float32, {qs[0], qs[1], qs[2]}, "the LSE") : HostArray();
 }
 
 Workload generate_workload(const ProblemSpec& s) {
@@ -148,22 +148,22 @@ Workload generate_workload(const ProblemSpec& s) {
   // sqrt(3) * (2u - 1) has unit variance, so q.k / sqrt(D) has unit variance
   // too: softmax rows neither collapse to one key nor go flat.
   const auto unit = [](double u) { return std::sqrt(3.0) * (2.0 * u - 1.0); };
-  w.q = HostArray(s.dtype, {s.batch, s.heads, s.q_len, s.head_dim});
-  w.k = HostArray(s.dtype, {s.batch, s.kv_heads, s.k_len, s.head_dim});
-  w.v = HostArray(s.dtype, {s.batch, s.kv_heads, s.k_len, s.dv()});
+  w.q = HostArray(s.dtype, {s.batch, s.heads, s.q_len, s.head_dim}, "generated q");
+  w.k = HostArray(s.dtype, {s.batch, s.kv_heads, s.k_len, s.head_dim}, "generated k");
+  w.v = HostArray(s.dtype, {s.batch, s.kv_heads, s.k_len, s.dv()}, "generated v");
   fill(w.q, s.seed, 1, unit);
   fill(w.k, s.seed, 2, unit);
   fill(w.v, s.seed, 3, unit);
   if (s.mask == MaskOption::boolean) {
-    w.mask = HostArray(DType::boolean, {1, 1, s.q_len, s.k_len});
+    w.mask = HostArray(DType::boolean, {1, 1, s.q_len, s.k_len}, "the generated mask");
     fill(w.mask, s.seed, 4, [](double u) { return u < 0.9 ? 1.0 : 0.0; });
   } else if (s.mask == MaskOption::additive) {
-    w.mask = HostArray(s.dtype, {1, 1, s.q_len, s.k_len});
+    w.mask = HostArray(s.dtype, {1, 1, s.q_len, s.k_len}, "the generated mask");
     fill(w.mask, s.seed, 4,
          [](double u) { return u < 0.05 ? -std::numeric_limits<double>::infinity() : -2.0 * u; });
   }
   if (s.sinks) {
-    w.sinks = HostArray(DType::float32, {s.heads});
+    w.sinks = HostArray(DType::float32, {s.heads}, "the generated sinks");
     fill(w.sinks, s.seed, 5, [](double u) { return 2.0 * u; });
   }
   allocate_outputs(w, /*with_lse=*/true);

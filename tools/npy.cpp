@@ -6,7 +6,12 @@
 // none of them).
 #include "npy.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -14,6 +19,8 @@
 #include <optional>
 #include <sstream>
 #include <variant>
+
+#include "atomic_file.hpp"
 
 namespace longattn::cli {
 namespace {
@@ -162,6 +169,107 @@ std::string shape_str(std::span<const std::int64_t> s) {
   return out + ")";
 }
 
+// NumPy itself refuses headers over 10,000 bytes by default; anything near
+// this limit is a damaged or hostile file, not a big array.
+constexpr std::size_t kMaxHeaderLen = 1 << 20;
+
+struct Prefix {
+  std::size_t size = 0;        // magic + version + length field
+  std::size_t header_len = 0;  // the dict text after it
+};
+
+// Magic, version and header length from the first bytes of a file.
+Prefix read_prefix(std::span<const std::byte> bytes, const std::string& name) {
+  if (bytes.size() < kMagicLen + 2 || std::memcmp(bytes.data(), kMagic, kMagicLen) != 0)
+    fail(NpyErrorKind::bad_magic, name, "not a .npy file (missing the \\x93NUMPY magic)");
+  const auto major = static_cast<unsigned>(bytes[6]);
+  const auto minor = static_cast<unsigned>(bytes[7]);
+  if (major < 1 || major > 3 || minor != 0)
+    fail(NpyErrorKind::bad_version, name,
+         "unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor) +
+             " (1.0, 2.0 and 3.0 are supported)");
+  // Version 1.0 stores the header length in 2 bytes, 2.0 and 3.0 in 4.
+  const std::size_t len_bytes = major == 1 ? 2 : 4;
+  Prefix p;
+  p.size = kMagicLen + 2 + len_bytes;
+  if (bytes.size() < p.size) fail(NpyErrorKind::truncated, name, "file ends inside the header");
+  for (std::size_t i = 0; i < len_bytes; ++i)
+    p.header_len |= static_cast<std::size_t>(bytes[8 + i]) << (8 * i);
+  return p;
+}
+
+struct Header {
+  DType dtype = DType::float32;
+  Shape shape;
+  std::string descr;
+  std::size_t data_bytes = 0;
+};
+
+Header parse_header(std::string_view text, const std::string& name, const NpyReadOptions& options) {
+  auto dict = HeaderParser(text, name).dict();
+  auto get = [&](const char* key) -> const Value& {
+    auto it = dict.find(key);
+    if (it == dict.end())
+      fail(NpyErrorKind::bad_header, name, std::string("header has no '") + key + "' key");
+    return it->second;
+  };
+  const auto* descr = std::get_if<std::string>(&get("descr"));
+  const auto* fortran = std::get_if<bool>(&get("fortran_order"));
+  const auto* shape = std::get_if<Shape>(&get("shape"));
+  if (!descr || !fortran || !shape)
+    fail(NpyErrorKind::bad_header, name, "header keys have the wrong types");
+
+  Header h;
+  h.dtype = dtype_from_descr(*descr, options, name);
+  if (*fortran && shape->size() > 1)
+    fail(NpyErrorKind::fortran_order, name,
+         "fortran_order is True; save a C-ordered array (np.ascontiguousarray)");
+  h.shape = *shape;
+  h.descr = *descr;
+  // Guard the size product against overflow before trusting it.
+  h.data_bytes = dtype_size(h.dtype);
+  for (auto d : h.shape) {
+    if (d != 0 &&
+        h.data_bytes > std::numeric_limits<std::size_t>::max() / static_cast<std::size_t>(d))
+      fail(NpyErrorKind::bad_header, name, "shape " + shape_str(h.shape) + " is too large");
+    h.data_bytes *= static_cast<std::size_t>(d);
+  }
+  return h;
+}
+
+void check_data_size(const Header& h, std::size_t have, const std::string& name) {
+  if (have < h.data_bytes)
+    fail(NpyErrorKind::truncated, name,
+         "truncated: shape " + shape_str(h.shape) + " " + h.descr + " needs " +
+             std::to_string(h.data_bytes) + " data bytes, file has " + std::to_string(have));
+  if (have > h.data_bytes)
+    fail(NpyErrorKind::trailing_data, name,
+         std::to_string(have - h.data_bytes) + " bytes after the data of shape " +
+             shape_str(h.shape));
+}
+
+struct FdCloser {
+  int fd;
+  ~FdCloser() { ::close(fd); }
+};
+
+// Reads until `n` bytes or end of file; returns the count. Retries on EINTR
+// (the tool catches SIGINT and SIGTERM).
+std::size_t read_up_to(int fd, void* dst, std::size_t n, const std::string& name) {
+  auto* p = static_cast<char*>(dst);
+  std::size_t done = 0;
+  while (done < n) {
+    const ssize_t r = ::read(fd, p + done, std::min<std::size_t>(n - done, 1 << 30));
+    if (r == 0) break;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail(NpyErrorKind::open_failed, name, std::string("read failed: ") + std::strerror(errno));
+    }
+    done += static_cast<std::size_t>(r);
+  }
+  return done;
+}
+
 }  // namespace
 
 const char* npy_error_kind_name(NpyErrorKind k) {
@@ -192,75 +300,64 @@ const char* npy_error_kind_name(NpyErrorKind k) {
 
 HostArray parse_npy(std::span<const std::byte> bytes, const std::string& name,
                     const NpyReadOptions& options) {
-  if (bytes.size() < kMagicLen + 2 || std::memcmp(bytes.data(), kMagic, kMagicLen) != 0)
-    fail(NpyErrorKind::bad_magic, name, "not a .npy file (missing the \\x93NUMPY magic)");
-  const auto major = static_cast<unsigned>(bytes[6]);
-  const auto minor = static_cast<unsigned>(bytes[7]);
-  if (major < 1 || major > 3 || minor != 0)
-    fail(NpyErrorKind::bad_version, name,
-         "unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor) +
-             " (1.0, 2.0 and 3.0 are supported)");
-  // Version 1.0 stores the header length in 2 bytes, 2.0 and 3.0 in 4.
-  const std::size_t len_bytes = major == 1 ? 2 : 4;
-  const std::size_t prefix = kMagicLen + 2 + len_bytes;
-  if (bytes.size() < prefix) fail(NpyErrorKind::truncated, name, "file ends inside the header");
-  std::size_t header_len = 0;
-  for (std::size_t i = 0; i < len_bytes; ++i)
-    header_len |= static_cast<std::size_t>(bytes[8 + i]) << (8 * i);
-  if (bytes.size() < prefix + header_len)
+  const Prefix pre = read_prefix(bytes, name);
+  if (bytes.size() < pre.size + pre.header_len)
     fail(NpyErrorKind::truncated, name,
-         "file ends inside the header (header says " + std::to_string(header_len) + " bytes)");
-  const std::string_view header(reinterpret_cast<const char*>(bytes.data()) + prefix, header_len);
-
-  auto dict = HeaderParser(header, name).dict();
-  auto get = [&](const char* key) -> const Value& {
-    auto it = dict.find(key);
-    if (it == dict.end())
-      fail(NpyErrorKind::bad_header, name, std::string("header has no '") + key + "' key");
-    return it->second;
-  };
-  const auto* descr = std::get_if<std::string>(&get("descr"));
-  const auto* fortran = std::get_if<bool>(&get("fortran_order"));
-  const auto* shape = std::get_if<Shape>(&get("shape"));
-  if (!descr || !fortran || !shape)
-    fail(NpyErrorKind::bad_header, name, "header keys have the wrong types");
-
-  HostArray a;
-  a.dtype = dtype_from_descr(*descr, options, name);
-  if (*fortran && shape->size() > 1)
-    fail(NpyErrorKind::fortran_order, name,
-         "fortran_order is True; save a C-ordered array (np.ascontiguousarray)");
-  a.shape = *shape;
-
-  // Guard the size product against overflow before trusting it.
-  const std::size_t item = dtype_size(a.dtype);
-  std::size_t need = item;
-  for (auto d : a.shape) {
-    if (d != 0 && need > std::numeric_limits<std::size_t>::max() / static_cast<std::size_t>(d))
-      fail(NpyErrorKind::bad_header, name, "shape " + shape_str(a.shape) + " is too large");
-    need *= static_cast<std::size_t>(d);
-  }
-  const std::size_t have = bytes.size() - prefix - header_len;
-  if (have < need)
-    fail(NpyErrorKind::truncated, name,
-         "truncated: shape " + shape_str(a.shape) + " " + *descr + " needs " +
-             std::to_string(need) + " data bytes, file has " + std::to_string(have));
-  if (have > need)
-    fail(NpyErrorKind::trailing_data, name,
-         std::to_string(have - need) + " bytes after the data of shape " + shape_str(a.shape));
-  a.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(prefix + header_len), bytes.end());
+         "file ends inside the header (header says " + std::to_string(pre.header_len) + " bytes)");
+  const Header h = parse_header(
+      std::string_view(reinterpret_cast<const char*>(bytes.data()) + pre.size, pre.header_len),
+      name, options);
+  check_data_size(h, bytes.size() - pre.size - pre.header_len, name);
+  HostArray a(h.dtype, h.shape, name);
+  if (!a.data.empty())
+    std::memcpy(a.data.data(), bytes.data() + pre.size + pre.header_len, a.data.size());
   return a;
 }
 
+// Reads with read(2) rather than a seekable stream, so that pipes and
+// process substitution (`--q <(zcat q.npy.gz)`) work as well as files, and
+// the data goes straight into the array: a file is held in memory once.
 HostArray read_npy(const std::string& path, const NpyReadOptions& options) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) fail(NpyErrorKind::open_failed, path, "cannot open for reading");
-  const auto size = static_cast<std::size_t>(f.tellg());
-  f.seekg(0);
-  std::vector<std::byte> buf(size);
-  if (!f.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(size)))
-    fail(NpyErrorKind::open_failed, path, "read failed");
-  return parse_npy(buf, path, options);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    fail(NpyErrorKind::open_failed, path, std::string("cannot open: ") + std::strerror(errno));
+  const FdCloser closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    fail(NpyErrorKind::open_failed, path, std::string("cannot stat: ") + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) fail(NpyErrorKind::open_failed, path, "is a directory, not a .npy file");
+
+  // Magic and version (8 bytes), then 2 or 4 bytes of header length.
+  std::vector<std::byte> head(12);
+  std::size_t got = read_up_to(fd, head.data(), 8, path);
+  const std::size_t len_bytes = got == 8 && static_cast<unsigned>(head[6]) == 1 ? 2 : 4;
+  if (got == 8) got += read_up_to(fd, head.data() + 8, len_bytes, path);
+  head.resize(got);
+  const Prefix pre = read_prefix(head, path);
+  if (pre.header_len > kMaxHeaderLen)
+    fail(NpyErrorKind::bad_header, path,
+         "header of " + std::to_string(pre.header_len) + " bytes is implausibly long");
+  std::string header(pre.header_len, '\0');
+  if (read_up_to(fd, header.data(), header.size(), path) != header.size())
+    fail(NpyErrorKind::truncated, path,
+         "file ends inside the header (header says " + std::to_string(pre.header_len) + " bytes)");
+  const Header h = parse_header(header, path, options);
+
+  // A regular file says its size: check it before allocating, so that a
+  // header claiming terabytes over a short file is "truncated", not OOM.
+  if (S_ISREG(st.st_mode)) {
+    const auto offset = static_cast<std::size_t>(pre.size + pre.header_len);
+    const auto size = static_cast<std::size_t>(st.st_size);
+    check_data_size(h, size >= offset ? size - offset : 0, path);
+  }
+  HostArray a(h.dtype, h.shape, path);
+  const std::size_t have = read_up_to(fd, a.data.data(), a.data.size(), path);
+  if (have < a.data.size()) check_data_size(h, have, path);
+  std::byte extra{};
+  if (read_up_to(fd, &extra, 1, path) != 0)
+    fail(NpyErrorKind::trailing_data, path,
+         "more bytes after the data of shape " + shape_str(h.shape));
+  return a;
 }
 
 std::string npy_descr(DType dtype) {
@@ -277,8 +374,12 @@ std::string npy_descr(DType dtype) {
   throw InvalidArgument("[longattn] npy_descr: unknown dtype");
 }
 
-std::vector<std::byte> encode_npy(DType dtype, std::span<const std::int64_t> shape,
-                                  const void* data) {
+namespace {
+
+// Magic, version, length and the padded header dict for an array: what
+// precedes the data. Version 1.0 when the header fits (it always does for
+// rank <= 4), else 2.0.
+std::string npy_header(DType dtype, std::span<const std::int64_t> shape) {
   std::string header = "{'descr': '" + npy_descr(dtype) +
                        "', 'fortran_order': False, 'shape': " + shape_str(shape) + ", }";
   // Pad so that magic + version + length + header is a multiple of 64 and
@@ -288,27 +389,46 @@ std::vector<std::byte> encode_npy(DType dtype, std::span<const std::int64_t> sha
   const std::size_t total = (prefix + header.size() + 1 + 63) / 64 * 64;
   header.append(total - prefix - header.size() - 1, ' ');
   header.push_back('\n');
+  std::string out(kMagic, kMagicLen);
+  out += static_cast<char>(v1 ? 1 : 2);
+  out += '\0';
+  for (std::size_t i = 0; i < prefix - 8; ++i)
+    out += static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  return out + header;
+}
 
+std::size_t data_bytes(DType dtype, std::span<const std::int64_t> shape) {
   std::size_t n = dtype_size(dtype);
   for (auto d : shape) n *= static_cast<std::size_t>(d);
-  std::vector<std::byte> out(prefix + header.size() + n);
-  std::memcpy(out.data(), kMagic, kMagicLen);
-  out[6] = std::byte{static_cast<unsigned char>(v1 ? 1 : 2)};
-  out[7] = std::byte{0};
-  for (std::size_t i = 0; i < prefix - 8; ++i)
-    out[8 + i] = std::byte{static_cast<unsigned char>((header.size() >> (8 * i)) & 0xff)};
-  std::memcpy(out.data() + prefix, header.data(), header.size());
-  if (n) std::memcpy(out.data() + prefix + header.size(), data, n);
+  return n;
+}
+
+}  // namespace
+
+std::vector<std::byte> encode_npy(DType dtype, std::span<const std::int64_t> shape,
+                                  const void* data) {
+  const std::string header = npy_header(dtype, shape);
+  const std::size_t n = data_bytes(dtype, shape);
+  std::vector<std::byte> out(header.size() + n);
+  std::memcpy(out.data(), header.data(), header.size());
+  if (n) std::memcpy(out.data() + header.size(), data, n);
   return out;
 }
 
+// The header, then the caller's buffer as it is: no encoded copy of the
+// data, which for a 1M-token output would be gigabytes.
 void write_npy(const std::string& path, DType dtype, std::span<const std::int64_t> shape,
                const void* data) {
-  const auto bytes = encode_npy(dtype, shape, data);
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) fail(NpyErrorKind::write_failed, path, "cannot open for writing");
-  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!f) fail(NpyErrorKind::write_failed, path, "write failed");
+  const std::string header = npy_header(dtype, shape);
+  const std::size_t n = data_bytes(dtype, shape);
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) fail(NpyErrorKind::write_failed, path, "cannot open for writing");
+    f.write(header.data(), static_cast<std::streamsize>(header.size()));
+    if (n) f.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+    f.close();  // a full disk may only show when the last buffer is flushed
+    if (!f) fail(NpyErrorKind::write_failed, path, "write failed");
+  });
 }
 
 void require_shape(const HostArray& a, std::span<const std::int64_t> want,

@@ -56,6 +56,8 @@ struct NpyReadOptions {
 // `name` labels error messages ("q.npy", a path, "buffer").
 HostArray parse_npy(std::span<const std::byte> bytes, const std::string& name,
                     const NpyReadOptions& options = {});
+// Reads a file, pipe or FIFO (not only seekable files) straight into the
+// array, so the data is in memory once.
 HostArray read_npy(const std::string& path, const NpyReadOptions& options = {});
 
 // The descr the tool writes for a dtype ('<f4', '<f2', '<u2' for bfloat16, '|b1').
@@ -63,6 +65,7 @@ std::string npy_descr(DType dtype);
 // Version 1.0 header when it fits (it always does for rank <= 4), else 2.0.
 std::vector<std::byte> encode_npy(DType dtype, std::span<const std::int64_t> shape,
                                   const void* data);
+// Atomic (write_atomically): on failure `path` keeps its old contents.
 void write_npy(const std::string& path, DType dtype, std::span<const std::int64_t> shape,
                const void* data);
 

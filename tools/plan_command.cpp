@@ -4,14 +4,18 @@
 #include <fmt/ostream.h>
 
 #include <ostream>
+#include <set>
 
 #include "commands.hpp"
+#include "messages.hpp"
+#include "output_paths.hpp"
 #include "report.hpp"
 #include "summary.hpp"
 
 namespace longattn::cli {
 
-int plan_command(const PlanArgs& a, std::ostream& out, std::ostream& /*err*/) {
+int plan_command(const PlanArgs& a, std::ostream& out, std::ostream& err) {
+  check_paths({{"--json", a.json_path}}, {{"--profile", a.policy.profile_path}});
   // Planning needs no device, so --device cuda plans for CUDA even on a
   // machine without one (with a saved CUDA profile, say).
   const BackendKind backend =
@@ -40,11 +44,14 @@ int plan_command(const PlanArgs& a, std::ostream& out, std::ostream& /*err*/) {
   try {
     plan = plan_attention(sv.q, sv.k, sv.v, sv.out, opt);
   } catch (const InvalidArgument& e) {
-    throw UsageError(e.what());  // the shape came from options
+    // The shape came from options: name them.
+    throw UsageError(in_flag_terms(e.what(), FieldNames::policy_and_shape));
   }
   fmt::print(out, "longattn plan: {} on {}{}\n", a.spec.describe(), backend_name(backend),
              profile ? " (profile " + a.policy.profile_path + ")" : "");
   print_plan(out, plan, opt.policy, a.dispatches);
+  std::set<std::string> said;
+  print_warnings(err, plan.warnings, said);
   if (!a.json_path.empty()) {
     write_json(a.json_path, plan_json(plan));
     fmt::print(out, "wrote {}\n", a.json_path);

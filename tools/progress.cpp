@@ -6,18 +6,37 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <iterator>
 #include <ostream>
 #include <string>
 
 namespace longattn::cli {
 namespace {
 
-// Set by the SIGINT handler, read by the progress callback. A lock-free
-// atomic is the only state a signal handler may touch.
-std::atomic<bool> g_interrupted{false};
-static_assert(std::atomic<bool>::is_always_lock_free);
+// The signal that asked to stop (0: none), set by the handler and read by
+// the progress callback. A lock-free atomic is the only state a signal
+// handler may touch.
+std::atomic<int> g_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
-extern "C" void on_sigint(int) { g_interrupted.store(true); }
+extern "C" void on_stop_signal(int sig) {
+  int none = 0;
+  g_signal.compare_exchange_strong(none, sig);  // the first one names the exit code
+}
+
+constexpr int kStopSignals[2] = {SIGINT, SIGTERM};
+
+// Installs the handler unless the signal was ignored when the program
+// started (a background job's SIGINT, nohup): such a signal is not meant for
+// this process, and POSIX shells rely on the program leaving it ignored.
+void install(int sig, struct sigaction& previous) {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;  // the flag is read between submissions; no call needs waking
+  if (::sigaction(sig, nullptr, &previous) != 0 || previous.sa_handler == SIG_IGN) return;
+  ::sigaction(sig, &sa, nullptr);
+}
 
 constexpr auto kShowAfter = std::chrono::seconds(1);
 constexpr auto kRedrawEvery = std::chrono::milliseconds(100);
@@ -34,16 +53,17 @@ bool stderr_is_terminal() { return isatty(STDERR_FILENO) != 0; }
 
 ProgressBar::ProgressBar(std::ostream& err, bool enabled)
     : err_(err), enabled_(enabled), start_(std::chrono::steady_clock::now()) {
-  g_interrupted.store(false);
-  previous_handler_ = std::signal(SIGINT, on_sigint);
+  g_signal.store(0);
+  for (std::size_t i = 0; i < std::size(kStopSignals); ++i) install(kStopSignals[i], previous_[i]);
 }
 
 ProgressBar::~ProgressBar() {
   finish();
-  std::signal(SIGINT, previous_handler_ == SIG_ERR ? SIG_DFL : previous_handler_);
+  for (std::size_t i = 0; i < std::size(kStopSignals); ++i)
+    ::sigaction(kStopSignals[i], &previous_[i], nullptr);
 }
 
-bool ProgressBar::interrupted() const { return g_interrupted.load(); }
+int ProgressBar::stop_signal() const { return g_signal.load(); }
 
 ProgressCallback ProgressBar::callback() {
   return [this](std::size_t done, std::size_t total, const RunReport& r) {
@@ -52,7 +72,7 @@ ProgressCallback ProgressBar::callback() {
 }
 
 bool ProgressBar::update(std::size_t done, std::size_t total, const RunReport& r) {
-  if (g_interrupted.load()) return false;
+  if (g_signal.load() != 0) return false;
   const auto now = std::chrono::steady_clock::now();
   // Short runs stay silent; long ones redraw at most ten times a second.
   if (!enabled_ || now - start_ < kShowAfter || (drawn_ && now - last_draw_ < kRedrawEvery))

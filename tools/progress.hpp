@@ -1,9 +1,12 @@
 // A progress bar on stderr for runs longer than a second, driven by
 // AttentionOptions::progress (called between submissions). It also turns
-// Ctrl-C into a clean cancellation: the callback returns false, the library
-// stops at the next submission boundary and throws Cancelled with the
-// partial report, instead of the process dying mid-write.
+// Ctrl-C (SIGINT) and SIGTERM (what `kill` and `timeout` send) into a clean
+// cancellation: the callback returns false, the library stops at the next
+// submission boundary and throws Cancelled with the partial report, instead
+// of the process dying mid-write.
 #pragma once
+
+#include <signal.h>
 
 #include <chrono>
 #include <iosfwd>
@@ -14,9 +17,9 @@ namespace longattn::cli {
 
 class ProgressBar {
  public:
-  // enabled = false: never draws, but still cancels on Ctrl-C.
+  // enabled = false: never draws, but still cancels on SIGINT and SIGTERM.
   ProgressBar(std::ostream& err, bool enabled);
-  ~ProgressBar();  // restores the previous SIGINT handler
+  ~ProgressBar();  // restores the previous SIGINT and SIGTERM handlers
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;
 
@@ -27,7 +30,8 @@ class ProgressBar {
   void set_total_flops(double flops) { total_flops_ = flops; }
   // Clears the bar line if one was drawn.
   void finish();
-  bool interrupted() const;
+  // SIGINT or SIGTERM if one asked to stop while the bar existed, else 0.
+  int stop_signal() const;
 
  private:
   bool update(std::size_t done, std::size_t total, const RunReport& report);
@@ -38,7 +42,7 @@ class ProgressBar {
   double total_flops_ = 0;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_draw_;
-  void (*previous_handler_)(int) = nullptr;
+  struct sigaction previous_[2]{};  // SIGINT, SIGTERM
 };
 
 // Whether stderr is a terminal (the bar uses '\r' to redraw in place).

@@ -25,6 +25,12 @@ double at4(const HostArray& a, std::int64_t i0, std::int64_t i1, std::int64_t i2
   return element_as_double(a, off);
 }
 
+// std::max(-inf, NaN) is -inf: a NaN score would drop out of the max, and a
+// row whose every score is NaN would look empty (O = 0) while the library
+// rightly returns NaN. NaN wins here, so it reaches O and the LSE as it does
+// in the library.
+double max_nan(double a, double b) { return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b); }
+
 struct RowRef {
   std::vector<double> o;  // [Dv]
   double lse = -kInf;
@@ -59,17 +65,17 @@ RowRef reference_row(const Workload& w, std::int64_t b, std::int64_t h, std::int
     double dot = 0;
     for (std::int64_t d = 0; d < D; ++d) dot += q[d] * element_as_double(w.k, k_base + j * D + d);
     s[j] = scale * dot + bias;
-    m = std::max(m, s[j]);
+    m = max_nan(m, s[j]);
   }
   const double sink = w.sinks.empty() ? -kInf : element_as_double(w.sinks, h);
-  m = std::max(m, sink);
+  m = max_nan(m, sink);
 
   RowRef r;
   r.o.assign(static_cast<std::size_t>(Dv), 0.0);
   if (m == -kInf) return r;  // nothing visible, no sink: O = 0, LSE = -inf
   double l = sink == -kInf ? 0.0 : std::exp(sink - m);
   for (std::int64_t j = 0; j < Lk; ++j) {
-    if (s[j] == -kInf) continue;
+    if (s[j] == -kInf) continue;  // masked; a NaN score is not skipped
     const double p = std::exp(s[j] - m);
     l += p;
     for (std::int64_t d = 0; d < Dv; ++d) r.o[d] += p * element_as_double(w.v, v_base + j * Dv + d);

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <fstream>
 
+#include "atomic_file.hpp"
+
 namespace longattn::cli {
 namespace {
 
@@ -36,6 +38,7 @@ nlohmann::json plan_json(const Plan& plan) {
           {"predicted_ms", num(plan.predicted_ms)},
           {"num_submissions", plan.submissions.size()},
           {"num_dispatches", plan.num_dispatches()},
+          {"warnings", plan.warnings},
           {"submissions", std::move(subs)}};
 }
 
@@ -59,15 +62,19 @@ nlohmann::json run_report_json(const RunReport& r) {
           {"wall_ms", num(r.wall_ms)},
           {"gflops_per_s", num(r.total_ms > 0 ? r.total_flops / r.total_ms * 1e-6 : 0.0)},
           {"finished_rows", std::move(finished)},
+          {"warnings", r.warnings},
           {"submissions", std::move(subs)},
           {"plan", plan_json(r.plan)}};
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::trunc);
-  if (!f) throw IoError("[longattn] " + path + ": cannot open for writing");
-  f << text;
-  if (!f) throw IoError("[longattn] " + path + ": write failed");
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream f(tmp, std::ios::trunc);
+    if (!f) throw IoError("[longattn] " + path + ": cannot open for writing");
+    f << text;
+    f.close();
+    if (!f) throw IoError("[longattn] " + path + ": write failed");
+  });
 }
 
 void write_json(const std::string& path, const nlohmann::json& j) {

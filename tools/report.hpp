@@ -13,9 +13,10 @@ namespace longattn::cli {
 nlohmann::json plan_json(const Plan& plan);
 // The report: totals, per-submission predicted vs measured, the plan as run.
 nlohmann::json run_report_json(const RunReport& report);
-// Writes `j` (indented) to `path`; throws IoError naming the path.
+// Writes `j` (indented) to `path` atomically (atomic_file.hpp); throws
+// IoError naming the path.
 void write_json(const std::string& path, const nlohmann::json& j);
-// Writes text; throws IoError naming the path.
+// Writes text atomically; throws IoError naming the path.
 void write_text(const std::string& path, const std::string& text);
 
 }  // namespace longattn::cli

@@ -6,10 +6,14 @@
 #include <algorithm>
 #include <chrono>
 #include <ostream>
+#include <set>
 
+#include "atomic_file.hpp"
 #include "commands.hpp"
 #include "half.hpp"
+#include "messages.hpp"
 #include "npy.hpp"
+#include "output_paths.hpp"
 #include "progress.hpp"
 #include "reference_check.hpp"
 #include "report.hpp"
@@ -43,7 +47,12 @@ Workload load_workload(const RunArgs& a, ProblemSpec& spec) {
     if (arr->shape.size() != 4)
       shape_error(*path, "expected a 4-D array [batch, heads, length, head_dim], got shape " +
                              dims(arr->shape));
-    if (arr->dtype == DType::boolean || arr->dtype != w.q.dtype)
+    if (arr->dtype == DType::boolean)
+      throw NpyError(NpyErrorKind::unsupported_dtype,
+                     "[longattn] " + *path +
+                         ": dtype boolean is not a float type (q, k and v share one of float32, "
+                         "float16, bfloat16; bool is for --mask files)");
+    if (arr->dtype != w.q.dtype)
       throw NpyError(NpyErrorKind::unsupported_dtype,
                      "[longattn] " + *path + ": dtype " + dtype_name(arr->dtype) +
                          " does not match " + a.q_path + "'s " + dtype_name(w.q.dtype) +
@@ -90,7 +99,7 @@ Workload load_workload(const RunArgs& a, ProblemSpec& spec) {
       throw NpyError(NpyErrorKind::unsupported_dtype,
                      "[longattn] " + a.sinks_path + ": sinks must be float, got bool");
     // The library takes float32 sinks; widen f16/bf16 here.
-    w.sinks = HostArray(DType::float32, s.shape);
+    w.sinks = HostArray(DType::float32, s.shape, "sinks");
     for (std::int64_t i = 0; i < s.numel(); ++i)
       w.sinks.as<float>()[i] = static_cast<float>(element_as_double(s, i));
     spec.sinks = true;
@@ -108,6 +117,76 @@ void check_file_args(const RunArgs& a) {
   if (!files && (!a.k_path.empty() || !a.v_path.empty() || !a.mask_path.empty() ||
                  !a.sinks_path.empty() || !a.out_path.empty() || !a.lse_path.empty()))
     throw UsageError("--k, --v, --mask, --sinks, --out and --lse need --q (the .npy path)");
+  // Before reading anything: a bad output path fails now, not after the run.
+  check_paths({{"--out", a.out_path},
+               {"--lse", a.lse_path},
+               {"--report", a.report_path},
+               {"--timeline", a.timeline_path},
+               {"--save-profile", a.save_profile_path}},
+              {{"--q", a.q_path},
+               {"--k", a.k_path},
+               {"--v", a.v_path},
+               {"--mask", a.mask_path},
+               {"--sinks", a.sinks_path},
+               {"--profile", a.policy.profile_path}},
+              {{"--save-profile", "--profile"}});
+}
+
+// Generated inputs: the library's argument errors become usage errors
+// (exit 2) naming the flags, found by planning before anything is allocated.
+void check_generated_shape(const ProblemSpec& spec, const PolicyArgs& policy, Device device) {
+  const ShapeViews sv = shape_views(spec, device);
+  AttentionOptions probe;
+  probe.causal = spec.causal;
+  probe.scale = spec.scale;
+  probe.mask = sv.mask;
+  probe.sinks = sv.sinks;
+  probe.policy = policy.policy();
+  probe.backend = device == Device::cuda ? BackendKind::cuda : BackendKind::cpu;
+  probe.threads = policy.threads;
+  try {
+    (void)plan_attention(sv.q, sv.k, sv.v, sv.out, probe);
+  } catch (const InvalidArgument& e) {
+    throw UsageError(in_flag_terms(e.what(), FieldNames::policy_and_shape));
+  }
+}
+
+std::string row_ranges(const RunReport& r) {
+  std::string rows;
+  for (const auto& [q0, q1] : r.finished_rows) rows += fmt::format(" [{}, {})", q0, q1);
+  return rows.empty() ? " none" : rows;
+}
+
+// A run that stopped part-way (cancelled, or a failure after work began):
+// what its partial report says ran, which rows are final, and the report
+// file if asked for. The totals are the report's own, not recomputed.
+int report_stopped_run(const Error& e, const RunReport& partial, const RunArgs& a,
+                       const ProblemSpec& spec, double planned_flops, int stop_signal,
+                       std::set<std::string>& said, std::ostream& out, std::ostream& err) {
+  const bool cancelled = e.code() == ErrorCode::cancelled;
+  const std::size_t n = partial.submissions.size();
+  fmt::print(out,
+             "{} after {} submission{}, {:.0f}% of the work; measured {:.1f} ms, {:.2f} GFLOP{}; "
+             "final query rows:{}; {}\n",
+             cancelled ? "cancelled" : "failed", n, n == 1 ? "" : "s",
+             planned_flops > 0 ? 100 * partial.total_flops / planned_flops : 0.0, partial.total_ms,
+             partial.total_flops * 1e-9,
+             partial.budget_ms > 0 ? fmt::format(", {} over the {:g} ms budget",
+                                                 partial.budget_misses, partial.budget_ms)
+                                   : "",
+             row_ranges(partial), a.q_path.empty() ? "no check" : "no output written");
+  print_submissions(out, partial, a.all_submissions);
+  print_warnings(err, partial.warnings, said);
+  if (!a.report_path.empty()) {
+    auto j = run_report_json(partial);
+    j["problem"] = spec.describe();
+    j["error"] = without_prefix(e.what());
+    write_json(a.report_path, j);
+    fmt::print(out, "wrote {}\n", a.report_path);
+  }
+  fmt::print(err, "longattn: {}\n", in_flag_terms(e.what(), FieldNames::policy));
+  if (cancelled && stop_signal != 0) return kExitSignalBase + stop_signal;
+  return kExitRuntime;
 }
 
 }  // namespace
@@ -116,28 +195,13 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
   check_file_args(a);
   const bool files = !a.q_path.empty();
   const Device device = resolve_device(a.policy.device);
-  const BackendKind backend = device == Device::cuda ? BackendKind::cuda : BackendKind::cpu;
 
   ProblemSpec spec = a.spec;
   Workload w;
   if (files) {
     w = load_workload(a, spec);
   } else {
-    // Validate the shape options before allocating anything: the library's
-    // argument errors become usage errors (exit 2) naming the option.
-    const ShapeViews sv = shape_views(spec, device);
-    AttentionOptions probe;
-    probe.causal = spec.causal;
-    probe.scale = spec.scale;
-    probe.mask = sv.mask;
-    probe.sinks = sv.sinks;
-    probe.policy = a.policy.policy();
-    probe.backend = backend;
-    try {
-      (void)plan_attention(sv.q, sv.k, sv.v, sv.out, probe);
-    } catch (const InvalidArgument& e) {
-      throw UsageError(e.what());
-    }
+    check_generated_shape(spec, a.policy, device);
     w = generate_workload(spec);
   }
   w.place(device);
@@ -146,7 +210,7 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
   if (!a.policy.profile_path.empty())
     profile = DeviceProfile::load(a.policy.profile_path);
   else if (!a.save_profile_path.empty())
-    profile = default_profile(backend);
+    profile = default_profile(device == Device::cuda ? BackendKind::cuda : BackendKind::cpu);
 
   AttentionOptions opt = w.options();
   opt.policy = a.policy.policy();
@@ -158,6 +222,8 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
       files ? " (from " + a.q_path + ")" : " (generated, seed " + std::to_string(spec.seed) + ")");
   const Plan plan = plan_attention(w.q_view, w.k_view, w.v_view, w.out_view, opt);
   print_plan(out, plan, opt.policy, /*dispatches=*/false);
+  std::set<std::string> said;  // warnings printed so far
+  print_warnings(err, plan.warnings, said);
 
   RunReport report;
   ProgressBar bar(err, a.progress && stderr_is_terminal());
@@ -167,24 +233,15 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
   const int repeat = std::max(1, a.repeat);
   try {
     for (int i = 0; i < repeat; ++i) attention(w.q_view, w.k_view, w.v_view, w.out_view, opt);
-  } catch (const Cancelled& c) {
+  } catch (const Error& e) {
+    if (!e.partial_report()) throw;  // failed before touching the output
     bar.finish();
-    const RunReport& partial = c.report();
-    double done = 0;
-    for (const auto& sub : partial.submissions) done += sub.flops;
-    std::string rows;
-    for (const auto& [q0, q1] : partial.finished_rows) rows += fmt::format(" [{}, {})", q0, q1);
-    fmt::print(
-        out, "cancelled after {} submissions, {:.0f}% of the work; final query rows:{}; {}\n",
-        partial.submissions.size(), plan.total_flops > 0 ? 100 * done / plan.total_flops : 0.0,
-        rows.empty() ? " none" : rows, files ? "no output written" : "no check");
-    print_submissions(out, partial, a.all_submissions);
-    if (!a.report_path.empty()) write_json(a.report_path, run_report_json(partial));
-    fmt::print(err, "longattn: {}\n", c.what());
-    return bar.interrupted() ? kExitInterrupted : kExitRuntime;
+    return report_stopped_run(e, *e.partial_report(), a, spec, plan.total_flops, bar.stop_signal(),
+                              said, out, err);
   }
   bar.finish();
   w.fetch_outputs();
+  print_warnings(err, report.warnings, said);
 
   const double gflops = report.total_ms > 0 ? report.total_flops / report.total_ms * 1e-6 : 0;
   fmt::print(out,
@@ -208,11 +265,14 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
   const std::int64_t rows = a.check_rows >= 0 ? a.check_rows : (files ? 0 : kDefaultCheckRows);
   if (rows > 0) {
     const CheckResult c = check_against_reference(w, rows, spec.seed, a.tolerance);
-    fmt::print(out,
-               "check: {} sampled rows vs float64 reference: max rel err O {:.2e} (worst {}), "
-               "max abs err LSE {:.2e}; tolerance {:.0e} / {:.0e}: {}\n",
-               c.rows, c.max_out_err, c.worst_row, c.max_lse_err, c.out_tolerance, c.lse_tolerance,
-               c.pass ? "PASS" : "FAIL");
+    if (c.rows == 0)
+      fmt::print(out, "check: no query rows to compare (Lq = 0 or no heads)\n");
+    else
+      fmt::print(out,
+                 "check: {} sampled rows vs float64 reference: max rel err O {:.2e} (worst {}), "
+                 "max abs err LSE {:.2e}; tolerance {:.0e} / {:.0e}: {}\n",
+                 c.rows, c.max_out_err, c.worst_row, c.max_lse_err, c.out_tolerance,
+                 c.lse_tolerance, c.pass ? "PASS" : "FAIL");
     if (!c.pass) rc = kExitRuntime;
   }
 
@@ -233,7 +293,7 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
     fmt::print(out, "wrote {}\n", a.timeline_path);
   }
   if (!a.save_profile_path.empty()) {
-    profile->save(a.save_profile_path);
+    write_atomically(a.save_profile_path, [&](const std::string& tmp) { profile->save(tmp); });
     fmt::print(out, "wrote {}\n", a.save_profile_path);
   }
   return rc;

@@ -9,6 +9,8 @@
 #include <set>
 #include <vector>
 
+#include "messages.hpp"
+
 namespace longattn::cli {
 namespace {
 
@@ -40,21 +42,35 @@ void table_header(std::ostream& out, double budget) {
 }  // namespace
 
 std::string format_bytes(double b) {
+  if (b >= 1024.0 * 1024 * 1024 * 1024)
+    return fmt::format("{:.2f} TiB", b / (1024.0 * 1024 * 1024 * 1024));
   if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
   if (b >= 1024.0 * 1024) return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
   if (b >= 1024.0) return fmt::format("{:.1f} KiB", b / 1024.0);
   return fmt::format("{:.0f} B", b);
 }
 
+namespace {
+
+struct Rect {
+  std::int64_t rows, keys;
+  double area() const { return static_cast<double>(rows) * static_cast<double>(keys); }
+};
+
+std::string rect_str(const Rect& r) { return fmt::format("{} x {}", r.rows, r.keys); }
+
+}  // namespace
+
+// What the plan does, from its dispatches: Plan::chunk_keys is only the
+// nominal chunk, and causal plans cut most rectangles narrower than it
+// (a 1M-token causal plan of "73152-key chunks" dispatches mostly 24384).
 void print_plan(std::ostream& out, const Plan& plan, const Policy& policy, bool dispatches) {
-  std::set<std::int64_t> groups, chunks;
+  std::vector<Rect> rects;
   double max_sub = 0;
   for (const auto& s : plan.submissions) {
     max_sub = std::max(max_sub, s.predicted_ms);
-    for (const auto& d : s.dispatches) {
-      groups.insert(d.rect.q0);
-      chunks.insert(d.rect.k0);
-    }
+    for (const auto& d : s.dispatches)
+      rects.push_back({d.rect.q1 - d.rect.q0, d.rect.k1 - d.rect.k0});
   }
   // The library's reason usually names the route already ("chunked: ...").
   const std::string route = plan.chunked ? "chunked" : "single pass";
@@ -62,14 +78,21 @@ void print_plan(std::ostream& out, const Plan& plan, const Policy& policy, bool 
     fmt::print(out, "plan: {}\n", plan.reason);
   else
     fmt::print(out, "plan: {}{}\n", route, plan.reason.empty() ? "" : " (" + plan.reason + ")");
-  if (plan.chunked)
-    fmt::print(out, "  {} query group{} of {} rows x {} key chunk{} of {} keys\n", groups.size(),
-               groups.size() == 1 ? "" : "s", plan.query_rows, chunks.size(),
-               chunks.size() == 1 ? "" : "s", plan.chunk_keys);
-  fmt::print(out, "  {} dispatch{} in {} submission{}, workspace {}, {:.2f} GFLOP\n",
-             plan.num_dispatches(), plan.num_dispatches() == 1 ? "" : "es", plan.submissions.size(),
-             plan.submissions.size() == 1 ? "" : "s",
+  fmt::print(out, "  {} submission{}, {} dispatch{}, workspace {}, {:.2f} GFLOP\n",
+             plan.submissions.size(), plan.submissions.size() == 1 ? "" : "s",
+             plan.num_dispatches(), plan.num_dispatches() == 1 ? "" : "es",
              format_bytes(static_cast<double>(plan.workspace_bytes)), plan.total_flops * 1e-9);
+  if (!rects.empty()) {
+    std::stable_sort(rects.begin(), rects.end(),
+                     [](const Rect& a, const Rect& b) { return a.area() < b.area(); });
+    const Rect &lo = rects.front(), &mid = rects[(rects.size() - 1) / 2], &hi = rects.back();
+    if (lo.rows == hi.rows && lo.keys == hi.keys)
+      fmt::print(out, "  {} dispatch: {} query rows x {} keys\n",
+                 rects.size() == 1 ? "the" : "every", lo.rows, lo.keys);
+    else
+      fmt::print(out, "  dispatch rectangles, query rows x keys: min {}, median {}, max {}\n",
+                 rect_str(lo), rect_str(mid), rect_str(hi));
+  }
   fmt::print(out, "  predicted {:.1f} ms in total, {:.1f} ms for the longest submission",
              plan.predicted_ms, max_sub);
   if (policy.budget_ms > 0)
@@ -87,6 +110,13 @@ void print_plan(std::ostream& out, const Plan& plan, const Policy& policy, bool 
                  d.rect.q1, d.rect.k0, d.rect.k1, mode_name(d.mode), d.flops * 1e-9,
                  d.predicted_ms);
   }
+}
+
+void print_warnings(std::ostream& err, const std::vector<std::string>& warnings,
+                    std::set<std::string>& said) {
+  for (const auto& w : warnings)
+    if (said.insert(w).second)
+      fmt::print(err, "longattn: warning: {}\n", in_flag_terms(w, FieldNames::policy));
 }
 
 void print_submissions(std::ostream& out, const RunReport& r, bool all) {

@@ -2,9 +2,12 @@
 // errors, 1 for runtime and file errors, and every message names the culprit.
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <filesystem>
 #include <fstream>
 
 #include "cli_test_util.hpp"
+#include "messages.hpp"
 #include "npy.hpp"
 
 namespace longattn::cli {
@@ -62,6 +65,131 @@ TEST(CliArgs, CudaWithoutCudaIsAUsageErrorNamingWhy) {
   const auto r = run_cli({"run", "--device", "cuda", "--q-len", "8", "--k-len", "8"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+  // Without a GPU (and so usually without a driver) the CUDA runtime says
+  // "driver version is insufficient"; the tool says there is no device.
+  EXPECT_NE(r.err.find("no CUDA"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("insufficient"), std::string::npos) << r.err;
+}
+
+// The thread count reaches OpenMP: 65536 crashed it, 50000 failed thread
+// creation. Out of range is a usage error naming the flag, for every
+// subcommand that takes it.
+TEST(CliArgs, ThreadsOutOfRangeIsAUsageError) {
+  for (const char* sub : {"run", "plan", "calibrate"})
+    for (const char* n : {"65536", "1025", "-1"}) {
+      const auto r = run_cli({sub, "--threads", n});
+      EXPECT_EQ(r.code, 2) << sub << " " << n << "\n" << r.out << r.err;
+      EXPECT_NE(r.err.find("--threads"), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find("1024"), std::string::npos) << r.err;  // says the allowed range
+    }
+  const auto ok = run_cli({"run", "--threads", "1024", "--q-len", "8", "--k-len", "8", "--heads",
+                           "2", "--kv-heads", "1", "--head-dim", "8", "--check-rows", "0"});
+  EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
+}
+
+bool has_digit_run(const std::string& s, std::size_t n) {
+  std::size_t run = 0;
+  for (char c : s) {
+    run = std::isdigit(static_cast<unsigned char>(c)) ? run + 1 : 0;
+    if (run >= n) return true;
+  }
+  return false;
+}
+
+// CLI11 clamped 99999999999999999999 to INT64_MAX without a word, and its
+// range messages printed the largest double in full (309 digits).
+TEST(CliArgs, OutOfRangeNumbersAreShortUsageErrorsNamingTheFlag) {
+  const std::vector<std::vector<std::string>> bad = {
+      {"run", "--q-len", "99999999999999999999"},
+      {"run", "--k-len", "-99999999999999999999"},
+      {"run", "--heads", "1e3"},
+      {"run", "--seed", "99999999999999999999"},
+      {"run", "--budget-ms", "1e400"},
+      {"run", "--budget-ms", "nan"},
+      {"run", "--budget-ms", "-1"},
+      {"run", "--safety", "3"},
+      {"run", "--workspace-mb", "0"},
+      {"run", "--workspace-mb", "1e300"},
+      {"run", "--tolerance", "inf"},
+      {"run", "--repeat", "4294967296"},
+      {"plan", "--chunk-keys", "99999999999999999999"},
+      {"calibrate", "--reps", "99999999999999999999"},
+      {"calibrate", "--head-dims", "64", "99999999999999999999"},
+      {"run", "--q-len", std::string(300, '9')},
+  };
+  for (const auto& args : bad) {
+    const auto r = run_cli(args);
+    const std::string& flag = args[1];
+    EXPECT_EQ(r.code, 2) << flag << " " << args.back() << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(flag + ":"), std::string::npos) << r.err;
+    EXPECT_FALSE(has_digit_run(r.err, 30)) << r.err;
+    EXPECT_LT(r.err.size(), 300u) << r.err;
+  }
+  // In range, with forms CLI11 would read differently: "010" is ten, not
+  // octal eight.
+  const auto r = run_cli({"plan", "--q-len", "010", "--k-len", "+16", "--budget-ms", "0"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("Lq=10 "), std::string::npos) << r.out;
+}
+
+// The help text showed CLI11's "--causal,--no-causal{false}": off by default
+// to the eye, although generated runs are causal. Files default to no mask.
+TEST(CliArgs, HelpStatesTheCausalDefaults) {
+  const auto r = run_cli({"run", "--help"});
+  ASSERT_EQ(r.code, 0);
+  EXPECT_EQ(r.out.find("{false}"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("on for generated inputs; off with --q files"), std::string::npos) << r.out;
+  EXPECT_EQ(run_cli({"run", "--causal", "--no-causal"}).code, 2);
+}
+
+// Messages are "longattn: <what>", once; they name the flags the user typed
+// rather than the library's fields.
+TEST(CliArgs, MessagesNameFlagsNotLibraryFields) {
+  const auto hd = run_cli({"run", "--head-dim", "300", "--q-len", "8", "--k-len", "8"});
+  EXPECT_EQ(hd.code, 2);
+  EXPECT_NE(hd.err.find("--head-dim 300"), std::string::npos) << hd.err;
+  EXPECT_EQ(hd.err.find("q.shape"), std::string::npos) << hd.err;
+  EXPECT_EQ(hd.err.find("[longattn"), std::string::npos) << hd.err;
+
+  const auto gqa = run_cli({"plan", "--heads", "6", "--kv-heads", "4"});
+  EXPECT_EQ(gqa.code, 2);
+  EXPECT_NE(gqa.err.find("--kv-heads 4 does not divide --heads 6"), std::string::npos) << gqa.err;
+
+  test::TempDir dir;
+  const auto missing = run_cli({"run", "--q", dir.file("no_q.npy"), "--k", dir.file("k.npy"), "--v",
+                                dir.file("v.npy"), "--out", dir.file("o.npy")});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_EQ(missing.err.rfind("longattn: " + dir.file("no_q.npy"), 0), 0u) << missing.err;
+  EXPECT_EQ(missing.err.find("[longattn"), std::string::npos) << missing.err;
+}
+
+TEST(CliArgs, MessagesMapPolicyFieldsToFlags) {
+  EXPECT_EQ(
+      in_flag_terms("[longattn::plan] policy.budget_ms = 0.001 is too small", FieldNames::policy),
+      "--budget-ms 0.001 is too small");
+  EXPECT_EQ(in_flag_terms("(policy.fixed_chunk_keys = 4, policy.workspace_limit_bytes = 2097152)",
+                          FieldNames::policy),
+            "(--chunk-keys 4, --workspace-mb 2)");
+  EXPECT_EQ(in_flag_terms("budget_ms = 2 cannot be kept", FieldNames::policy),
+            "--budget-ms 2 cannot be kept");
+  // Shapes map only when they came from flags; prose is left alone.
+  EXPECT_EQ(in_flag_terms("q.shape[3] = 300 (head dim)", FieldNames::policy),
+            "q.shape[3] = 300 (head dim)");
+  EXPECT_EQ(in_flag_terms("q.shape[3] = 300 (head dim)", FieldNames::policy_and_shape),
+            "--head-dim 300 (head dim)");
+  EXPECT_EQ(in_flag_terms("2 threads available", FieldNames::policy), "2 threads available");
+}
+
+// --head-dims 300 measured nothing, wrote an empty profile and exited 0.
+TEST(CliArgs, CalibrateRejectsUnsupportedHeadDimsAndWritesNothing) {
+  test::TempDir dir;
+  const std::string out = dir.file("p.json");
+  const auto r = run_cli(
+      {"calibrate", "--head-dims", "64", "300", "--dtypes", "f32", "--device", "cpu", "-o", out});
+  EXPECT_EQ(r.code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("--head-dims 300"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_EQ(r.out.find("longattn calibrate"), std::string::npos) << "measured before checking";
 }
 
 class CliBadFiles : public ::testing::Test {
