@@ -4,8 +4,13 @@
 #     is present: it must compile and link; GPU tests report SKIPPED without
 #     a GPU), full test suite;
 #  2. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer;
-#  3. the libFuzzer targets (planner, API validation), built with clang and
-#     run briefly.
+#  3. the libFuzzer targets (planner, API validation), built with clang, run
+#     briefly after replaying the inputs committed under tests/fuzz/corpus/.
+# Tests that skip themselves (GTEST_SKIP) are counted as skipped by ctest and
+# listed after each suite, not folded into "100% tests passed".
+# Everything is written under build-ci/, build-asan/ and build-fuzz/
+# (ignored), fuzzer artefacts included; the script fails if it leaves a new
+# file anywhere else in the checkout.
 # LONGATTN_FUZZ_SECONDS (default 30) sets how long each fuzzer runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,10 +18,31 @@ scripts/deps.sh
 jobs=$(nproc)
 export PATH="$PATH:/usr/local/cuda/bin"
 
+untracked() { git status --porcelain --untracked-files=all 2>/dev/null | grep '^??' || true; }
+untracked_before=$(untracked)
+
+# ctest, then one line for the tests that skipped themselves (GTEST_SKIP,
+# e.g. GPU tests without a GPU): ctest counts them in "100% tests passed" and
+# lists them under "The following tests did not run", so say how many, by
+# suite, where CI logs are read.
+run_ctest() {
+  local dir=$1
+  ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$jobs" 2>&1 | tee "$dir/ctest.log"
+  local total skipped
+  total=$(sed -nE 's/.* tests failed out of ([0-9]+)$/\1/p' "$dir/ctest.log")
+  skipped=$(sed -nE 's/^\s*[0-9]+ - ([^.]*)\..* \(Skipped\)$/\1/p' "$dir/ctest.log")
+  if [ -n "$skipped" ]; then
+    echo "== $dir: $(wc -l <<<"$skipped") of $total tests SKIPPED, not run (listed above):" \
+      "$(sort <<<"$skipped" | uniq -c | awk '{printf "%s%s %d", (NR > 1 ? ", " : ""), $2, $1}')"
+  else
+    echo "== $dir: all $total tests ran, none skipped"
+  fi
+}
+
 echo "== 1/3 Release, -Werror"
 cmake -S . -B build-ci -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGATTN_WERROR=ON -DLONGATTN_BUILD_BENCH=ON
 cmake --build build-ci -j "$jobs"
-ctest --test-dir build-ci --output-on-failure -j "$jobs"
+run_ctest build-ci
 
 echo "== install + find_package consumer"
 rm -rf build-ci/prefix build-ci/consumer
@@ -30,7 +56,7 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLONGATTN_C
   -DLONGATTN_SANITIZE=address,undefined -DLONGATTN_BUILD_BENCH=OFF
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  LONGATTN_TEST_SMALL=1 ctest --test-dir build-asan --output-on-failure -j "$jobs"
+  LONGATTN_TEST_SMALL=1 run_ctest build-asan
 
 echo "== 3/3 libFuzzer"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLONGATTN_CUDA=OFF \
@@ -38,7 +64,29 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWit
 cmake --build build-fuzz -j "$jobs" --target fuzz_planner fuzz_validate
 secs=${LONGATTN_FUZZ_SECONDS:-30}
 for f in fuzz_planner fuzz_validate; do
-  mkdir -p "build-fuzz/corpus-$f"
-  "build-fuzz/tests/fuzz/$f" -max_total_time="$secs" -print_final_stats=1 "build-fuzz/corpus-$f" 2>&1 | tail -n 12
+  # New inputs go to the first corpus directory (ignored); the committed
+  # ones are read only. crash-*, timeout-*, slow-unit-* land in artifacts/.
+  corpus="build-fuzz/corpus-$f"
+  artifacts="$PWD/build-fuzz/artifacts-$f/"
+  log="build-fuzz/$f.log"
+  mkdir -p "$corpus" "$artifacts"
+  seeds=()
+  [ -d "tests/fuzz/corpus/$f" ] && seeds=("tests/fuzz/corpus/$f")
+  echo "-- $f (${secs} s)"
+  if ! "build-fuzz/tests/fuzz/$f" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="$artifacts" "$corpus" "${seeds[@]}" >"$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "== $f FAILED (full log: $log; failing input under $artifacts;" \
+      "replay: build-fuzz/tests/fuzz/$f <input>)"
+    exit 1
+  fi
+  tail -n 12 "$log"
 done
+
+left=$(comm -13 <(sort <<<"$untracked_before") <(sort <<<"$(untracked)") | sed '/^$/d')
+if [ -n "$left" ]; then
+  echo "== FAILED: the tests left files in the checkout:"
+  echo "$left"
+  exit 1
+fi
 echo "== all tests passed"
