@@ -374,8 +374,6 @@ std::string npy_descr(DType dtype) {
   throw InvalidArgument("[longattn] npy_descr: unknown dtype");
 }
 
-namespace {
-
 // Magic, version, length and the padded header dict for an array: what
 // precedes the data. Version 1.0 when the header fits (it always does for
 // rank <= 4), else 2.0.
@@ -396,6 +394,8 @@ std::string npy_header(DType dtype, std::span<const std::int64_t> shape) {
     out += static_cast<char>((header.size() >> (8 * i)) & 0xff);
   return out + header;
 }
+
+namespace {
 
 std::size_t data_bytes(DType dtype, std::span<const std::int64_t> shape) {
   std::size_t n = dtype_size(dtype);

@@ -62,6 +62,9 @@ HostArray read_npy(const std::string& path, const NpyReadOptions& options = {});
 
 // The descr the tool writes for a dtype ('<f4', '<f2', '<u2' for bfloat16, '|b1').
 std::string npy_descr(DType dtype);
+// What precedes the data in a file: magic, version, header length and the
+// padded header dict.
+std::string npy_header(DType dtype, std::span<const std::int64_t> shape);
 // Version 1.0 header when it fits (it always does for rank <= 4), else 2.0.
 std::vector<std::byte> encode_npy(DType dtype, std::span<const std::int64_t> shape,
                                   const void* data);

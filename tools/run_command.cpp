@@ -4,7 +4,7 @@
 #include <fmt/ostream.h>
 
 #include <algorithm>
-#include <chrono>
+#include <csignal>
 #include <ostream>
 #include <set>
 
@@ -184,7 +184,16 @@ int report_stopped_run(const Error& e, const RunReport& partial, const RunArgs& 
     write_json(a.report_path, j);
     fmt::print(out, "wrote {}\n", a.report_path);
   }
-  fmt::print(err, "longattn: {}\n", in_flag_terms(e.what(), FieldNames::policy));
+  if (!a.timeline_path.empty()) {
+    write_text(a.timeline_path, timeline_svg(partial, a.policy.safety,
+                                             "longattn run (stopped): " + spec.describe()));
+    fmt::print(out, "wrote {}\n", a.timeline_path);
+  }
+  if (cancelled && stop_signal != 0)
+    fmt::print(err, "longattn: stopped by {} at a submission boundary\n",
+               stop_signal == SIGTERM ? "SIGTERM" : "SIGINT (Ctrl-C)");
+  else
+    fmt::print(err, "longattn: {}\n", in_flag_terms(e.what(), FieldNames::policy));
   if (cancelled && stop_signal != 0) return kExitSignalBase + stop_signal;
   return kExitRuntime;
 }
