@@ -49,11 +49,21 @@ void sync_file(const std::string& tmp, const std::string& path) {
 
 void write_atomically(const std::string& path,
                       const std::function<void(const std::string& tmp)>& write) {
-  const std::string tmp = temp_beside(path);
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  // A FIFO or a device (--report /dev/stdout) is written in place: renaming
+  // a file over it would replace the device node, not write to it.
+  if (fs::exists(st) && !fs::is_regular_file(st)) return write(path);
+  // Through a symbolic link, replace the file it points to, not the link.
+  const std::string target = fs::exists(st) ? fs::canonical(path, ec).string() : path;
+  const std::string tmp = temp_beside(target.empty() ? path : target);
   try {
     write(tmp);
+    // Keep the old file's permissions (a 0600 file stays private).
+    if (fs::exists(st)) fs::permissions(tmp, st.permissions(), ec);
     sync_file(tmp, path);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) io_fail(path, "cannot replace the file", errno);
+    if (::rename(tmp.c_str(), (target.empty() ? path : target).c_str()) != 0)
+      io_fail(path, "cannot replace the file", errno);
   } catch (...) {
     ::unlink(tmp.c_str());
     throw;
@@ -62,8 +72,13 @@ void write_atomically(const std::string& path,
 
 void check_writable(const std::string& path, const std::string& flag) {
   std::error_code ec;
-  if (fs::is_directory(path, ec))
-    throw IoError(flag + " " + path + ": is a directory; give a file name");
+  const fs::file_status st = fs::status(path, ec);
+  if (fs::is_directory(st)) throw IoError(flag + " " + path + ": is a directory; give a file name");
+  if (fs::exists(st) && !fs::is_regular_file(st)) {  // written in place
+    if (::access(path.c_str(), W_OK) != 0)
+      throw IoError(flag + " " + path + ": not writable: " + std::strerror(errno));
+    return;
+  }
   const std::string dir = dir_of(path);
   if (!fs::is_directory(dir, ec))
     throw IoError(flag + " " + path + ": directory " + dir + " does not exist");

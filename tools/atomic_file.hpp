@@ -12,7 +12,9 @@ namespace longattn::cli {
 // directory, so that the rename cannot cross file systems), flushes it to
 // disk and renames it over `path`. If `write` throws or any step fails, the
 // temporary file is removed and `path` keeps its old contents; write errors
-// throw IoError naming `path`.
+// throw IoError naming `path`. The new file keeps the old one's permissions;
+// through a symbolic link the file it points to is replaced. A FIFO or a
+// device (/dev/stdout) is written in place.
 void write_atomically(const std::string& path,
                       const std::function<void(const std::string& tmp)>& write);
 

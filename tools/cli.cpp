@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <limits>
 #include <map>
+#include <new>
 #include <optional>
 #include <ostream>
 
@@ -256,6 +257,11 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
     err << "longattn: " << in_flag_terms(e.what(), FieldNames::policy)
         << "\n(see longattn --help)\n";
     return kExitUsage;
+  } catch (const std::bad_alloc&) {
+    // Host arrays of the tool say their size (HostArray); this is some
+    // other allocation, in the library or a container.
+    err << "longattn: out of host memory (std::bad_alloc)\n";
+    return kExitRuntime;
   } catch (const std::exception& e) {
     // run and plan take every policy field from a flag; calibrate sets its
     // own policies, so there the library's names are the true ones.

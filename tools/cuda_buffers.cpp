@@ -6,6 +6,7 @@
 
 #include "device_buffers.hpp"
 #include "longattn/error.hpp"
+#include "summary.hpp"
 
 namespace longattn::cli {
 namespace {
@@ -50,7 +51,9 @@ std::string cuda_device_description() {
 
 DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
   if (bytes == 0) return;
-  check(cudaMalloc(&ptr_, bytes), "cudaMalloc");
+  check(
+      cudaMalloc(&ptr_, bytes),
+      ("cudaMalloc of " + format_bytes(static_cast<double>(bytes)) + " of device memory").c_str());
 }
 
 DeviceBuffer::~DeviceBuffer() {

@@ -165,6 +165,18 @@ TEST(AtomicFile, AFailedWriteKeepsTheOldFileAndLeavesNoTemporary) {
   EXPECT_EQ(names_in(dir.file("")), std::vector<std::string>{"o.txt"});
 }
 
+TEST(AtomicFile, KeepsPermissionsAndWritesThroughSymbolicLinks) {
+  test::TempDir dir;
+  const std::string real = dir.file("real.json"), link = dir.file("link.json");
+  std::ofstream(real) << "old";
+  fs::permissions(real, fs::perms::owner_read | fs::perms::owner_write);
+  fs::create_symlink(real, link);
+  write_atomically(link, [](const std::string& tmp) { std::ofstream(tmp) << "new"; });
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_EQ(slurp(real), "new");
+  EXPECT_EQ(fs::status(real).permissions(), fs::perms::owner_read | fs::perms::owner_write);
+}
+
 // A full disk left o.npy truncated behind a valid header, its old contents
 // lost. RLIMIT_FSIZE makes writes past 64 KiB fail (EFBIG) as a full disk
 // would; the previous o.npy must survive and no temporary file remain.
