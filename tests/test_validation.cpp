@@ -6,6 +6,8 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "test_common.hpp"
 
@@ -186,6 +188,8 @@ std::vector<BadInput> bad_inputs() {
       {"threshold < 0", [](T, O o) { o.policy.chunk_threshold_keys = -1; },
        "policy.chunk_threshold_keys = -1"},
       {"threads < 0", [](T, O o) { o.threads = -2; }, "threads = -2"},
+      // 65536 threads crashed the OpenMP runtime (SIGSEGV) before this check.
+      {"threads absurd", [](T, O o) { o.threads = 65536; }, "threads = 65536"},
       // Devices.
       {"k on another device", [](T t, O) { t.k.device = longattn::Device::cuda; }, "k.device"},
       {"lse on another device", [](T, O o) { o.lse.device = longattn::Device::cuda; },
@@ -251,6 +255,51 @@ TEST(Validation, LegalEdgeValuesAreAccepted) {
   t.q.data = t.k.data = t.v.data = t.out.data = o.lse.data = nullptr;
   o.mask = {};
   EXPECT_NO_THROW(longattn::attention(t.q, t.k, t.v, t.out, o));
+}
+
+TEST(Validation, EmptyQueriesAndBatchesRunOnEveryRoute) {
+  // Lq = 0 was refused ("out.strides[1] = 0 ... would alias"), and B = 0 on
+  // the chunked route divided by zero in the planner (SIGFPE). Views come
+  // from contiguous(), as a caller's would; real (non-null) buffers.
+  std::vector<float> buf(4096, 1.f);
+  for (auto [B, Lq] : {std::pair<std::int64_t, std::int64_t>{1, 0}, {0, 5}, {0, 0}}) {
+    for (bool chunked : {false, true}) {
+      const auto q = longattn::contiguous(buf.data(), DType::float32, {B, 4, Lq, 8});
+      const auto k = longattn::contiguous(buf.data() + 1024, DType::float32, {B, 2, 7, 8});
+      const auto out = longattn::contiguous(buf.data() + 2048, DType::float32, {B, 4, Lq, 8});
+      const auto lse = longattn::contiguous(buf.data() + 3072, DType::float32, 3, {B, 4, Lq, 0});
+      AttentionOptions o;
+      o.causal = true;
+      o.lse = lse;
+      if (chunked) o.policy = lt::chunked_policy(4, 1);
+      longattn::RunReport rep;
+      o.report = &rep;
+      EXPECT_NO_THROW(longattn::attention(q, k, k, out, o)) << "B=" << B << " Lq=" << Lq;
+      EXPECT_TRUE(rep.completed);
+      EXPECT_EQ(rep.total_flops, 0);
+      for (std::size_t i = 2048; i < buf.size(); ++i)
+        ASSERT_EQ(buf[i], 1.f) << "nothing may be written, index " << i;
+    }
+  }
+}
+
+TEST(Validation, ContiguousViewsOfEmptyAndHugeShapes) {
+  // Empty dims step over one element, as PyTorch's strides do, so an empty
+  // tensor never looks aliased.
+  const auto e = longattn::contiguous(nullptr, DType::float32, {2, 32, 0, 128});
+  EXPECT_EQ(e.strides, (std::array<std::int64_t, 4>{32 * 128, 128, 128, 1}));
+  // A shape whose strides overflow int64 saturates (it used to be signed
+  // overflow, undefined behaviour) and is refused by name.
+  const std::int64_t big = std::numeric_limits<std::int64_t>::max();
+  const auto q = longattn::contiguous(nullptr, DType::float32, {1, 32, big, 128});
+  const auto k = longattn::contiguous(nullptr, DType::float32, {1, 8, 16, 128});
+  EXPECT_EQ(q.strides[0], big);
+  try {
+    (void)longattn::plan_attention(q, k, k, q);
+    FAIL() << "expected InvalidArgument";
+  } catch (const longattn::InvalidArgument& err) {
+    EXPECT_NE(std::string(err.what()).find("q of shape"), std::string::npos) << err.what();
+  }
 }
 
 TEST(Validation, CudaBackendOnHostMemory) {

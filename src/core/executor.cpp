@@ -57,9 +57,20 @@ void add_warning(RunReport& r, const std::string& w) {
 // much from the one the current plan was made with; below that it would
 // produce the same plan again.
 constexpr double kReplanRatio = 1.25;
-// Re-planning may take at most this share of the run's wall time, so noisy
-// timings on a busy machine cannot turn the run into a planning loop.
+// Re-planning may take at most this share of the run's time (wall, or the
+// device's where that is longer), so noisy timings on a busy machine cannot
+// turn the run into a planning loop.
 constexpr double kReplanShare = 0.1;
+
+// On a machine shared with other work, a dispatch now and then waits out a
+// whole scheduler time slice (milliseconds), whatever its size. Read as
+// throughput, those stalls make the rate fall, the plan shrink, the stalls
+// weigh more, and the rate fall again: a run trying a 2 ms budget next to two
+// busy processes once made 114,618 submissions instead of 399. So the rate is
+// held within kBestRatio of the fastest recent submission of the run; that
+// bound decays by kBestDecay a submission, so a lasting slowdown still wins.
+constexpr double kBestRatio = 4;
+constexpr double kBestDecay = 0.98;
 
 struct StateGuard {
   Backend& be;
@@ -131,15 +142,20 @@ template <class E>
 
 }  // namespace
 
-void refine_profile(DeviceProfile& prof, const Observation& o) {
-  const auto it = prof.gflops.find(o.key);
-  const double prior = it != prof.gflops.end() ? it->second : prof.rate_gflops(o.key);
+double observed_gflops(const Observation& o) {
   // A submission whose time is small next to its fixed costs says more about
   // overheads and timer noise than about throughput: skip it, or a run of
   // tiny near-diagonal dispatches would drag the rate down.
   const double compute_ms = o.measured_ms - o.fixed_ms;
-  if (!(o.flops > 0) || !(compute_ms >= std::max(0.2, 2 * o.fixed_ms))) return;
-  const double observed = o.flops / (compute_ms * 1e6);
+  if (!(o.flops > 0) || !(compute_ms >= std::max(0.2, 2 * o.fixed_ms))) return 0;
+  return o.flops / (compute_ms * 1e6);
+}
+
+void refine_profile(DeviceProfile& prof, const Observation& o) {
+  const auto it = prof.gflops.find(o.key);
+  const double prior = it != prof.gflops.end() ? it->second : prof.rate_gflops(o.key);
+  const double observed = observed_gflops(o);
+  if (observed <= 0) return;
   if (it == prof.gflops.end()) {
     // A fresh key's prior is only a guess: the first sample counts fully
     // (within 64x of the guess).
@@ -153,6 +169,7 @@ void refine_profile(DeviceProfile& prof, const Observation& o) {
     const double step = std::clamp(std::log(observed / prior), -std::log(2.0), std::log(2.0));
     prof.gflops[o.key] = prior * std::exp(0.25 * step);
   }
+  prof.gflops[o.key] = std::max(prof.gflops[o.key], o.floor_gflops);
   if (prof.samples < std::numeric_limits<int>::max()) ++prof.samples;
 }
 
@@ -179,7 +196,10 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   std::size_t next = 0;
   int speedups = 0;  // re-plans for running under prediction, capped below
   double planned_rate = profile.rate_gflops(key);
-  double replan_ms = 0;  // time spent re-planning
+  double replan_ms = 0;    // time spent re-planning
+  double measured_ms = 0;  // device time of the submissions so far
+  bool budget_warned = !plan.budget_kept;
+  double best_rate = 0;  // the fastest recent submission's rate, decaying
 
   try {
     while (next < todo.size()) {
@@ -200,10 +220,13 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
       ++next;
       if (t) {
         sr.measured_ms = *t;
+        measured_ms += *t;
         sr.over_budget = policy.budget_ms > 0 && *t > policy.budget_ms;
-        const Observation o{key, sr.flops, *t,
-                            profile.submission_overhead_ms +
-                                profile.dispatch_overhead_ms * static_cast<double>(sr.dispatches)};
+        Observation o{key, sr.flops, *t,
+                      profile.submission_overhead_ms +
+                          profile.dispatch_overhead_ms * static_cast<double>(sr.dispatches)};
+        best_rate = std::max(observed_gflops(o), best_rate * kBestDecay);
+        o.floor_gflops = best_rate / kBestRatio;
         refine_profile(profile, o);
         if (observed) observed->push_back(o);
       } else {
@@ -221,7 +244,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
           t && target > 0 && *t < 0.5 * sr.predicted_ms && todo.size() - next >= 2 && speedups < 4;
       const double rate = profile.rate_gflops(key);
       const bool moved = rate > planned_rate * kReplanRatio || rate < planned_rate / kReplanRatio;
-      if (more && (over || under) && moved && replan_ms <= kReplanShare * ms_since(t_start)) {
+      const double spent = std::max(ms_since(t_start), measured_ms);
+      if (more && (over || under) && moved && replan_ms <= kReplanShare * spent) {
         const Clock::time_point t_plan = Clock::now();
         Policy again = policy;
         if (state.s.rows > 0)  // stay within the state already allocated
@@ -232,7 +256,11 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
           state.s = be.alloc_state(p, rest.query_rows);
         todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(next), todo.end());
         todo.insert(todo.end(), rest.submissions.begin(), rest.submissions.end());
-        for (const std::string& w : rest.warnings) add_warning(report, w);
+        // The budget warning is said once, by the first plan that could
+        // not keep it (re-plans repeat it with other figures).
+        if (!rest.budget_kept && !budget_warned)
+          for (const std::string& w : rest.warnings) add_warning(report, w);
+        budget_warned = budget_warned || !rest.budget_kept;
         planned_rate = rate;
         ++report.replans;
         if (under) ++speedups;

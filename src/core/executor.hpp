@@ -18,7 +18,14 @@ struct Observation {
   double flops = 0;
   double measured_ms = 0;
   double fixed_ms = 0;  // predicted submission + dispatch overheads
+  // The rate stays at least this after the step (execute() holds it near
+  // the run's fastest recent submission); 0 = no bound.
+  double floor_gflops = 0;
 };
+
+// The rate a measurement shows, GFLOP/s; 0 when its time is too close to
+// its fixed costs to say anything about throughput.
+double observed_gflops(const Observation& o);
 
 // Folds one measurement into a profile's rate for its key, by a bounded
 // step (executor.cpp says how far).
