@@ -71,6 +71,8 @@ constexpr double kReplanShare = 0.1;
 // bound decays by kBestDecay a submission, so a lasting slowdown still wins.
 constexpr double kBestRatio = 4;
 constexpr double kBestDecay = 0.98;
+// Measurements of a guessed rate that count as early (refine_profile).
+constexpr int kEarlySamples = 4;
 
 struct StateGuard {
   Backend& be;
@@ -142,34 +144,34 @@ template <class E>
 
 }  // namespace
 
-double observed_gflops(const Observation& o) {
-  // A submission whose time is small next to its fixed costs says more about
-  // overheads and timer noise than about throughput: skip it, or a run of
-  // tiny near-diagonal dispatches would drag the rate down.
+double observed_gflops(const Observation& o, double believed) {
+  if (!(o.flops > 0) || !(o.measured_ms > 0)) return 0;
   const double compute_ms = o.measured_ms - o.fixed_ms;
-  if (!(o.flops > 0) || !(compute_ms >= std::max(0.2, 2 * o.fixed_ms))) return 0;
-  return o.flops / (compute_ms * 1e6);
+  if (compute_ms >= std::max(0.2, 2 * o.fixed_ms)) return o.flops / (compute_ms * 1e6);
+  // Too short to trust as a rate (timer noise, fixed costs larger than
+  // predicted)... but counting all of its time as compute bounds the rate
+  // from below. That bound is worth taking when it says the device is
+  // faster than believed: without it, a rate guessed (or measured under
+  // load) far too low plans submissions so short that none would ever be
+  // measured long enough to correct it.
+  const double at_least = o.flops / (o.measured_ms * 1e6);
+  return at_least > believed ? at_least : 0;
 }
 
 void refine_profile(DeviceProfile& prof, const Observation& o) {
   const auto it = prof.gflops.find(o.key);
   const double prior = it != prof.gflops.end() ? it->second : prof.rate_gflops(o.key);
-  const double observed = observed_gflops(o);
+  const double observed = observed_gflops(o, prior);
   if (observed <= 0) return;
-  if (it == prof.gflops.end()) {
-    // A fresh key's prior is only a guess: the first sample counts fully
-    // (within 64x of the guess).
-    prof.gflops[o.key] = std::clamp(observed, prior / 64, prior * 64);
-  } else {
-    // Later samples move the rate a quarter of the way in log space, and
-    // one sample by at most 2x before that quarter (so at most 19%): a
-    // submission slowed by another process, or preempted for a time slice,
-    // nudges the plan instead of shattering it; a lasting change (a busy
-    // machine) still wins within a handful of submissions.
-    const double step = std::clamp(std::log(observed / prior), -std::log(2.0), std::log(2.0));
-    prof.gflops[o.key] = prior * std::exp(0.25 * step);
-  }
-  prof.gflops[o.key] = std::max(prof.gflops[o.key], o.floor_gflops);
+  // Early samples of a rate that started as a guess move it half the way in
+  // log space, by at most 8x a sample; later ones a quarter of the way, by
+  // at most 2x (so at most 19%). One submission slowed by another process,
+  // by thread start-up or by a lost time slice nudges the plan instead of
+  // shattering it; a lasting change (a busy machine) still wins within a
+  // handful of submissions.
+  const double most = std::log(o.early ? 8.0 : 2.0);
+  const double step = std::clamp(std::log(observed / prior), -most, most);
+  prof.gflops[o.key] = std::max(prior * std::exp((o.early ? 0.5 : 0.25) * step), o.floor_gflops);
   if (prof.samples < std::numeric_limits<int>::max()) ++prof.samples;
 }
 
@@ -194,12 +196,14 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   std::vector<std::size_t> pending;  // indices of reports whose time comes from finish()
   Cursor cur;
   std::size_t next = 0;
-  int speedups = 0;  // re-plans for running under prediction, capped below
   double planned_rate = profile.rate_gflops(key);
   double replan_ms = 0;    // time spent re-planning
   double measured_ms = 0;  // device time of the submissions so far
-  bool budget_warned = !plan.budget_kept;
+  const bool budget_warned = !plan.budget_kept;
+  std::vector<std::string> replan_warning;  // said at the end if the budget was missed
   double best_rate = 0;  // the fastest recent submission's rate, decaying
+  const bool fresh_key = profile.gflops.count(key) == 0;  // the rate is still a guess
+  int informative = 0;  // measurements that said something about the rate
 
   try {
     while (next < todo.size()) {
@@ -225,7 +229,10 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         Observation o{key, sr.flops, *t,
                       profile.submission_overhead_ms +
                           profile.dispatch_overhead_ms * static_cast<double>(sr.dispatches)};
-        best_rate = std::max(observed_gflops(o), best_rate * kBestDecay);
+        o.early = fresh_key && informative < kEarlySamples;
+        const double v = observed_gflops(o, profile.rate_gflops(key));
+        if (v > 0) ++informative;
+        best_rate = std::max(v, best_rate * kBestDecay);
         o.floor_gflops = best_rate / kBestRatio;
         refine_profile(profile, o);
         if (observed) observed->push_back(o);
@@ -240,8 +247,7 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
       // to change the plan, within the re-planning time share.
       const bool more = next < todo.size();
       const bool over = t && target > 0 && *t > target;
-      const bool under =
-          t && target > 0 && *t < 0.5 * sr.predicted_ms && todo.size() - next >= 2 && speedups < 4;
+      const bool under = t && target > 0 && *t < 0.5 * sr.predicted_ms && todo.size() - next >= 2;
       const double rate = profile.rate_gflops(key);
       const bool moved = rate > planned_rate * kReplanRatio || rate < planned_rate / kReplanRatio;
       const double spent = std::max(ms_since(t_start), measured_ms);
@@ -256,14 +262,14 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
           state.s = be.alloc_state(p, rest.query_rows);
         todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(next), todo.end());
         todo.insert(todo.end(), rest.submissions.begin(), rest.submissions.end());
-        // The budget warning is said once, by the first plan that could
-        // not keep it (re-plans repeat it with other figures).
-        if (!rest.budget_kept && !budget_warned)
-          for (const std::string& w : rest.warnings) add_warning(report, w);
-        budget_warned = budget_warned || !rest.budget_kept;
+        // The budget warning is said once: by the first plan, or else by
+        // the first re-plan that could not keep the budget, if the run then
+        // really missed it (a re-plan can follow a rate measured during a
+        // passing stall).
+        if (!rest.budget_kept && !budget_warned && replan_warning.empty())
+          replan_warning = rest.warnings;
         planned_rate = rate;
         ++report.replans;
-        if (under) ++speedups;
         replan_ms += ms_since(t_plan);
       }
 
@@ -283,6 +289,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
     for (SubmissionReport& sr : report.submissions)
       sr.over_budget = policy.budget_ms > 0 && sr.measured_ms > policy.budget_ms;
     close_report(report, std::move(plan), std::move(done), t_start, false);
+    if (report.budget_misses > 0)
+      for (const std::string& w : replan_warning) add_warning(report, w);
     const std::size_t planned = todo.size();
     if (const auto* err = dynamic_cast<const Error*>(&e))
       rethrow_with_report(*err, std::move(report), next, planned);
@@ -298,6 +306,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
     sr.over_budget = policy.budget_ms > 0 && late[i] > policy.budget_ms;
   }
   close_report(report, std::move(plan), std::move(done), t_start, true);
+  if (report.budget_misses > 0)
+    for (const std::string& w : replan_warning) add_warning(report, w);
   return report;
 }
 

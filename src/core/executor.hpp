@@ -21,11 +21,15 @@ struct Observation {
   // The rate stays at least this after the step (execute() holds it near
   // the run's fastest recent submission); 0 = no bound.
   double floor_gflops = 0;
+  // One of the first measurements of a rate that started as a guess: it
+  // may move the rate further (refine_profile).
+  bool early = false;
 };
 
-// The rate a measurement shows, GFLOP/s; 0 when its time is too close to
-// its fixed costs to say anything about throughput.
-double observed_gflops(const Observation& o);
+// The rate a measurement shows, GFLOP/s, given the rate `believed` now; 0
+// when it says nothing (its time too close to its fixed costs, and not even
+// a lower bound above `believed`).
+double observed_gflops(const Observation& o, double believed);
 
 // Folds one measurement into a profile's rate for its key, by a bounded
 // step (executor.cpp says how far).
