@@ -26,8 +26,11 @@
 // - NaN in q, k or v propagates: every output row whose softmax reads a NaN
 //   is NaN. (A NaN in V may also reach rows that mask that key out when the
 //   key shares a tile with visible ones: 0 * NaN is NaN.)
+// - B = 0 or Lq = 0 is a valid call with nothing to compute.
 // - Errors: longattn::InvalidArgument / Unsupported / OutOfMemory /
-//   BackendError / Cancelled (see error.hpp, plan.hpp).
+//   BackendError / Cancelled (see error.hpp, plan.hpp). An error that stops
+//   a run part way carries the report of what ran (Error::partial_report),
+//   and options.report is filled with it too.
 #pragma once
 
 #include <optional>
@@ -50,7 +53,7 @@ struct AttentionOptions {
   Policy policy = default_policy();              // how to split the work
   BackendKind backend = BackendKind::automatic;  // automatic: by q.device
   DeviceProfile* profile = nullptr;  // used and refined in place; nullptr: the process-wide one
-  int threads = 0;                   // CPU threads; 0 = all hardware threads
+  int threads = 0;                   // CPU threads, 0..1024; 0 = all hardware threads
   // CUDA: the stream the kernels go on (cudaStream_t; nullptr = the legacy
   // default stream). A call with neither `report` nor `progress` set whose
   // plan is one submission of single-pass dispatches, predicted within a
