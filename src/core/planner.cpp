@@ -116,8 +116,11 @@ std::int64_t chunk_end(const Costs& c, std::int64_t q0, std::int64_t q1, std::in
 
 // Query-group height: fill the device, bounded by the workspace; grow when a
 // whole-key dispatch fits the budget (no state needed then).
+// `stateless`: no running state is allowed (a workspace limit below one
+// row), so every group takes all its keys in one single-pass dispatch and
+// only its height can bound the time.
 std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_left,
-                          std::int64_t max_rows_ws) {
+                          std::int64_t max_rows_ws, bool stateless) {
   const Problem& p = c.p;
   const std::int64_t qt = std::max<std::int64_t>(1, c.prof.query_tile);
   if (pol.fixed_query_rows > 0) return std::min({pol.fixed_query_rows, rows_left, max_rows_ws});
@@ -148,7 +151,7 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
   // a binary search on tile multiples).
   auto whole_fits = [&](std::int64_t h) {
     const std::int64_t q0 = p.Lq - h;  // the last group sees the most keys
-    if (c.max_chunk > 0 && group_key_end(p, p.Lq) > c.max_chunk) return false;
+    if (!stateless && c.max_chunk > 0 && group_key_end(p, p.Lq) > c.max_chunk) return false;
     return c.dispatch({q0, p.Lq, 0, group_key_end(p, p.Lq)}, Mode::single_pass) <=
            c.dispatch_target();
   };
@@ -163,7 +166,8 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
       return c.dispatch({p.Lq - h, p.Lq, 0, std::min(kt, kend)}, Mode::accumulate) <=
              c.dispatch_target();
     };
-    while (g > 1 && !tile_fits(g)) g = g > qt ? (g / 2 + qt - 1) / qt * qt : g / 2;
+    const auto fits = [&](std::int64_t h) { return stateless ? whole_fits(h) : tile_fits(h); };
+    while (g > 1 && !fits(g)) g = g > qt ? (g / 2 + qt - 1) / qt * qt : g / 2;
     return std::max<std::int64_t>(1, g);
   }
   const std::int64_t cap = std::min({rows_left, p.Lq, max_rows_ws});
@@ -212,13 +216,20 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
 
   // 2. Workspace bound on the group height.
   const std::int64_t row_bytes = state_row_bytes(p);
-  const std::int64_t max_rows_ws =
+  // Below one row of state, groups run as single passes: the workspace
+  // limit is kept, and the budget only as far as a group's height allows.
+  // Fixed key chunks need state, so they cannot be honoured then.
+  const std::int64_t ws_rows =
       std::max<std::int64_t>(0, pol.workspace_limit_bytes / std::max<std::int64_t>(1, row_bytes));
-  if (max_rows_ws < 1)
-    throw InvalidArgument("[longattn::plan] policy.workspace_limit_bytes = " +
+  const bool stateless = ws_rows < 1;
+  if (stateless && pol.fixed_chunk_keys > 0)
+    throw InvalidArgument("[longattn::plan] policy.fixed_chunk_keys = " +
+                          std::to_string(pol.fixed_chunk_keys) +
+                          " needs a running state, but policy.workspace_limit_bytes = " +
                           std::to_string(pol.workspace_limit_bytes) +
-                          " is below the running state of one query row (" +
-                          std::to_string(row_bytes) + " bytes)");
+                          " is below the state of one query row (" + std::to_string(row_bytes) +
+                          " bytes)");
+  const std::int64_t max_rows_ws = stateless ? p.Lq : ws_rows;
 
   // 3. Walk the query groups (outer) and their key chunks (inner). Every
   // full-height group has the same height, so it is sized once.
@@ -228,7 +239,7 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
   std::int64_t height = 0;
   while (q0 < p.Lq) {
     const bool live = q0 == from.q_begin && from.live_rows > 0;
-    if (!live && height == 0) height = group_height(c, pol, p.Lq - q0, max_rows_ws);
+    if (!live && height == 0) height = group_height(c, pol, p.Lq - q0, max_rows_ws, stateless);
     const std::int64_t g = live ? from.live_rows : std::min(height, p.Lq - q0);
     const std::int64_t q1 = std::min(p.Lq, q0 + g);
     const std::int64_t kend = group_key_end(p, q1);
@@ -244,7 +255,9 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
     }
     while (k < kend) {
       std::int64_t k1;
-      if (pol.fixed_chunk_keys > 0) {
+      if (stateless) {
+        k1 = kend;
+      } else if (pol.fixed_chunk_keys > 0) {
         k1 = std::min(kend, k + pol.fixed_chunk_keys);
       } else if (!timed) {
         k1 = c.max_chunk > 0 ? std::min(kend, k + c.max_chunk) : kend;

@@ -198,6 +198,29 @@ TEST(PlannerProperties, WorkspaceLimitShrinksGroups) {
   EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
 }
 
+TEST(PlannerProperties, AWorkspaceBelowOneRowPlansSinglePassGroups) {
+  // policy.workspace_limit_bytes = 0 is a valid policy; a budgeted problem
+  // that must be split was refused ("below the running state of one query
+  // row"). With no state allowed, every group is one single pass.
+  DeviceProfile prof;
+  prof.default_gflops = 10;
+  Drawn d;
+  d.shape = {1, 8, 4096, 4096, 64, 64, true};
+  d.profile = prof;
+  d.policy.budget_ms = 5;
+  d.policy.workspace_limit_bytes = 0;
+  const Plan p = plan_for(d);
+  EXPECT_TRUE(p.chunked);
+  EXPECT_GT(p.submissions.size(), 10u);
+  EXPECT_EQ(p.workspace_bytes, 0);
+  for (const Submission& s : p.submissions)
+    for (const Dispatch& x : s.dispatches) ASSERT_EQ(x.mode, Mode::single_pass);
+  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
+  // Fixed key chunks need state: refused by name.
+  d.policy.fixed_chunk_keys = 512;
+  EXPECT_THROW((void)plan_for(d), InvalidArgument);
+}
+
 TEST(PlannerProperties, ThresholdForcesChunking) {
   DeviceProfile prof;
   prof.default_gflops = 1e9;  // everything "fits" a budget
