@@ -3,7 +3,6 @@
 // exit code here, in one place.
 #include <CLI/CLI.hpp>
 #include <limits>
-#include <map>
 #include <new>
 #include <optional>
 #include <ostream>
@@ -17,8 +16,15 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-const std::map<std::string, DeviceOption> kDevices = {
-    {"auto", DeviceOption::automatic}, {"cpu", DeviceOption::cpu}, {"cuda", DeviceOption::cuda}};
+// --device. CLI11's CheckedTransformer prints its map in the error, and the
+// enum's uint8_t values come out as raw bytes: a NUL cut the message short
+// ("Check nope value in {auto->").
+CLI::Validator device_option() {
+  return choice_of({{"auto", static_cast<int>(DeviceOption::automatic)},
+                    {"cpu", static_cast<int>(DeviceOption::cpu)},
+                    {"cuda", static_cast<int>(DeviceOption::cuda)}},
+                   "a device");
+}
 
 constexpr const char* kBf16Help =
     "bfloat16 in .npy files: NumPy has no bfloat16, so longattn reads '|V2' (what np.save "
@@ -78,7 +84,8 @@ void add_policy_options(CLI::App& app, PolicyArgs& p) {
   app.add_option("--query-rows", p.query_rows,
                  "fixed query-group height (default: planner's choice)")
       ->transform(positive);
-  app.add_option("--chunk-threshold", p.chunk_threshold, "Lk at or above which to always chunk")
+  app.add_option("--chunk-threshold", p.chunk_threshold,
+                 "Lk at or above which to always chunk, in chunks of at most this many keys")
       ->transform(positive);
   // The library counts bytes in an int64: 2^63 bytes is 8.8e12 MiB.
   app.add_option("--workspace-mb", p.workspace_mb, "running-state memory limit in MiB")
@@ -87,8 +94,7 @@ void add_policy_options(CLI::App& app, PolicyArgs& p) {
   app.add_option("--profile", p.profile_path,
                  "device profile to plan with (from `longattn calibrate`)");
   app.add_option("--device", p.device, "backend: auto (CUDA when built and present), cpu, cuda")
-      ->transform(
-          CLI::CheckedTransformer(kDevices, CLI::ignore_case).description("{auto,cpu,cuda}"));
+      ->transform(device_option());
   app.add_option("--threads", p.threads, "CPU threads; 0 = all")
       ->capture_default_str()
       ->transform(integer_in(0, kMaxThreads, "0 = all hardware threads"));
@@ -203,9 +209,7 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
   CalibrateArgs cal;
   auto* cal_cmd = app.add_subcommand("calibrate", "measure this device's profile and save it");
   cal_cmd->add_option("--out,-o", cal.out_path, "where to save the profile")->capture_default_str();
-  cal_cmd->add_option("--device", cal.device, "auto, cpu or cuda")
-      ->transform(
-          CLI::CheckedTransformer(kDevices, CLI::ignore_case).description("{auto,cpu,cuda}"));
+  cal_cmd->add_option("--device", cal.device, "auto, cpu or cuda")->transform(device_option());
   cal_cmd->add_option("--threads", cal.threads, "CPU threads; 0 = all")
       ->transform(integer_in(0, kMaxThreads, "0 = all hardware threads"));
   cal_cmd->add_option("--dtypes", cal.dtypes, "dtypes to measure")

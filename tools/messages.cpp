@@ -26,6 +26,7 @@ constexpr Field kFields[] = {
     {"policy.workspace_limit_bytes", "--workspace-mb", 1024.0 * 1024.0},
     {"workspace_limit_bytes", "--workspace-mb", 1024.0 * 1024.0},
     {"threads", "--threads"},
+    {"backend", "--device"},
     {"q.shape[0]", "--batch", 1, true},
     {"q.shape[1]", "--heads", 1, true},
     {"q.shape[2]", "--q-len", 1, true},

@@ -423,11 +423,16 @@ void write_npy(const std::string& path, DType dtype, std::span<const std::int64_
   const std::size_t n = data_bytes(dtype, shape);
   write_atomically(path, [&](const std::string& tmp) {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) fail(NpyErrorKind::write_failed, path, "cannot open for writing");
+    // errno still holds the failing call's reason (EFBIG, ENOSPC, EACCES):
+    // the streams keep no error of their own.
+    if (!f)
+      fail(NpyErrorKind::write_failed, path,
+           std::string("cannot open for writing: ") + std::strerror(errno));
     f.write(header.data(), static_cast<std::streamsize>(header.size()));
     if (n) f.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
     f.close();  // a full disk may only show when the last buffer is flushed
-    if (!f) fail(NpyErrorKind::write_failed, path, "write failed");
+    if (!f)
+      fail(NpyErrorKind::write_failed, path, std::string("write failed: ") + std::strerror(errno));
   });
 }
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <string>
@@ -70,6 +71,27 @@ CLI::Validator any_uint64() {
         return "";
       },
       "");
+}
+
+CLI::Validator choice_of(std::vector<std::pair<std::string, int>> choices,
+                         const std::string& what) {
+  std::string want, names;
+  for (std::size_t i = 0; i < choices.size(); ++i) {
+    want += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + choices[i].first;
+    names += (i == 0 ? "" : ",") + choices[i].first;
+  }
+  return CLI::Validator(
+      [choices, what, want](std::string& s) -> std::string {
+        std::string lower = s;
+        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        for (const auto& [name, value] : choices)
+          if (lower == name) {
+            s = std::to_string(value);
+            return "";
+          }
+        return echo(s) + " is not " + what + ": expected " + want;
+      },
+      "{" + names + "}");
 }
 
 CLI::Validator number_in(double lo, double hi, bool lo_open) {

@@ -11,6 +11,9 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace longattn::cli {
 
@@ -21,6 +24,11 @@ inline constexpr std::int64_t kMaxInt64 = std::numeric_limits<std::int64_t>::max
 CLI::Validator integer_in(std::int64_t lo, std::int64_t hi, const char* note = "");
 // Any std::uint64_t (seeds).
 CLI::Validator any_uint64();
+
+// One of the names in `choices` (any case), rewritten as its number for
+// CLI11 to convert into an enum. `what` names the kind in the message
+// ("cuda2 is not a device: expected auto, cpu or cuda").
+CLI::Validator choice_of(std::vector<std::pair<std::string, int>> choices, const std::string& what);
 
 // A finite number x with lo <= x <= hi, or lo < x when `lo_open`.
 // hi = infinity means no upper bound beyond being finite.

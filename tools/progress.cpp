@@ -19,9 +19,15 @@ namespace {
 std::atomic<int> g_signal{0};
 static_assert(std::atomic<int>::is_always_lock_free);
 
+// The first signal asks for a clean stop at the next submission boundary,
+// which with no budget can be the end of the whole run. A second one (Ctrl-C
+// pressed again, `kill` repeated) means now: the default action ends the
+// process at once, and outputs are safe because they are written by rename.
 extern "C" void on_stop_signal(int sig) {
   int none = 0;
-  g_signal.compare_exchange_strong(none, sig);  // the first one names the exit code
+  if (g_signal.compare_exchange_strong(none, sig)) return;  // the first names the exit code
+  ::signal(sig, SIG_DFL);                                   // both async-signal-safe
+  ::raise(sig);  // delivered as soon as this handler returns
 }
 
 constexpr int kStopSignals[2] = {SIGINT, SIGTERM};
@@ -72,7 +78,9 @@ ProgressCallback ProgressBar::callback() {
 }
 
 bool ProgressBar::update(std::size_t done, std::size_t total, const RunReport& r) {
-  if (g_signal.load() != 0) return false;
+  // After the last submission there is nothing left to stop: cancelling then
+  // would throw away a finished result (and a --out file) for no time saved.
+  if (g_signal.load() != 0 && done < total) return false;
   const auto now = std::chrono::steady_clock::now();
   // Short runs stay silent; long ones redraw at most ten times a second.
   if (!enabled_ || now - start_ < kShowAfter || (drawn_ && now - last_draw_ < kRedrawEvery))

@@ -3,7 +3,7 @@
 // Ctrl-C (SIGINT) and SIGTERM (what `kill` and `timeout` send) into a clean
 // cancellation: the callback returns false, the library stops at the next
 // submission boundary and throws Cancelled with the partial report, instead
-// of the process dying mid-write.
+// of the process dying mid-write. A second signal ends the process at once.
 #pragma once
 
 #include <signal.h>

@@ -12,6 +12,7 @@ namespace longattn::cli {
 
 struct CheckResult {
   std::int64_t rows = 0;   // (b, h, i) rows compared
+  bool all_rows = false;   // every row was compared (rows asked >= B * Hq * Lq)
   double max_out_err = 0;  // max |O - ref| / max |ref| over the sampled rows
   double max_lse_err = 0;  // max |LSE - ref| (absolute, natural log); 0 if no LSE
   double out_tolerance = 0;
@@ -26,7 +27,8 @@ double default_out_tolerance(DType dtype);
 double default_lse_tolerance(DType dtype);
 
 // Compares w.out (and w.lse when present) on `rows` sampled query rows, always
-// including the first and last query of the first and last head. The outputs
+// including the first and last query of the first and last head; on every
+// row, once each, when `rows` is at least B * Hq * Lq. The outputs
 // must be on the host (Workload::fetch_outputs). tolerance <= 0: default.
 CheckResult check_against_reference(const Workload& w, std::int64_t rows, std::uint64_t seed,
                                     double tolerance = 0);

@@ -2,7 +2,9 @@
 // file reads like the API documentation.
 #include "report.hpp"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 
 #include "atomic_file.hpp"
@@ -70,10 +72,12 @@ nlohmann::json run_report_json(const RunReport& r) {
 void write_text(const std::string& path, const std::string& text) {
   write_atomically(path, [&](const std::string& tmp) {
     std::ofstream f(tmp, std::ios::trunc);
-    if (!f) throw IoError("[longattn] " + path + ": cannot open for writing");
+    // errno still holds the failing call's reason (EFBIG, ENOSPC, EACCES).
+    if (!f)
+      throw IoError("[longattn] " + path + ": cannot open for writing: " + std::strerror(errno));
     f << text;
     f.close();
-    if (!f) throw IoError("[longattn] " + path + ": write failed");
+    if (!f) throw IoError("[longattn] " + path + ": write failed: " + std::strerror(errno));
   });
 }
 

@@ -151,6 +151,8 @@ void check_generated_shape(const ProblemSpec& spec, const PolicyArgs& policy, De
   }
 }
 
+const char* signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : "SIGINT (Ctrl-C)"; }
+
 std::string row_ranges(const RunReport& r) {
   std::string rows;
   for (const auto& [q0, q1] : r.finished_rows) rows += fmt::format(" [{}, {})", q0, q1);
@@ -190,8 +192,7 @@ int report_stopped_run(const Error& e, const RunReport& partial, const RunArgs& 
     fmt::print(out, "wrote {}\n", a.timeline_path);
   }
   if (cancelled && stop_signal != 0)
-    fmt::print(err, "longattn: stopped by {} at a submission boundary\n",
-               stop_signal == SIGTERM ? "SIGTERM" : "SIGINT (Ctrl-C)");
+    fmt::print(err, "longattn: stopped by {} at a submission boundary\n", signal_name(stop_signal));
   else
     fmt::print(err, "longattn: {}\n", in_flag_terms(e.what(), FieldNames::policy));
   if (cancelled && stop_signal != 0) return kExitSignalBase + stop_signal;
@@ -233,6 +234,9 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
   print_plan(out, plan, opt.policy, /*dispatches=*/false);
   std::set<std::string> said;  // warnings printed so far
   print_warnings(err, plan.warnings, said);
+  // Piped or redirected, stdout is block-buffered: show the plan before the
+  // run rather than with its results minutes later.
+  out.flush();
 
   RunReport report;
   ProgressBar bar(err, a.progress && stderr_is_terminal());
@@ -249,6 +253,11 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
                               said, out, err);
   }
   bar.finish();
+  if (bar.stop_signal() != 0)
+    fmt::print(err,
+               "longattn: {} came after the last submission; finishing the check and the outputs "
+               "(send it again to stop at once)\n",
+               signal_name(bar.stop_signal()));
   w.fetch_outputs();
   print_warnings(err, report.warnings, said);
 
@@ -278,10 +287,11 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
       fmt::print(out, "check: no query rows to compare (Lq = 0 or no heads)\n");
     else
       fmt::print(out,
-                 "check: {} sampled rows vs float64 reference: max rel err O {:.2e} (worst {}), "
+                 "check: {} rows vs float64 reference: max rel err O {:.2e} (worst {}), "
                  "max abs err LSE {:.2e}; tolerance {:.0e} / {:.0e}: {}\n",
-                 c.rows, c.max_out_err, c.worst_row, c.max_lse_err, c.out_tolerance,
-                 c.lse_tolerance, c.pass ? "PASS" : "FAIL");
+                 c.all_rows ? fmt::format("all {}", c.rows) : fmt::format("{} sampled", c.rows),
+                 c.max_out_err, c.worst_row, c.max_lse_err, c.out_tolerance, c.lse_tolerance,
+                 c.pass ? "PASS" : "FAIL");
     if (!c.pass) rc = kExitRuntime;
   }
 

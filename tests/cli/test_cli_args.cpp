@@ -71,6 +71,38 @@ TEST(CliArgs, CudaWithoutCudaIsAUsageErrorNamingWhy) {
   EXPECT_EQ(r.err.find("insufficient"), std::string::npos) << r.err;
 }
 
+// CLI11's own message for a bad --device was "Check nope value in {auto->"
+// and stopped there: the enum's values printed as raw bytes, a NUL first.
+// A CPU-only build says --device, not the library's "backend =".
+TEST(CliArgs, DeviceNamesAreCheckedWithAPlainMessage) {
+  for (const char* sub : {"run", "plan", "calibrate"}) {
+    const auto r = run_cli({sub, "--device", "nope"});
+    EXPECT_EQ(r.code, 2) << sub << "\n" << r.err;
+    EXPECT_NE(r.err.find("--device: nope is not a device: expected auto, cpu or cuda"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(r.err.find('\0'), std::string::npos) << r.err;
+  }
+  const auto upper = run_cli({"plan", "--device", "CPU", "--q-len", "8", "--k-len", "8"});
+  EXPECT_EQ(upper.code, 0) << upper.err;
+  EXPECT_NE(upper.out.find(" on cpu"), std::string::npos) << upper.out;
+  const auto cuda = run_cli({"plan", "--device", "cuda", "--q-len", "8", "--k-len", "8"});
+  if (cuda.code != 0) {
+    EXPECT_NE(cuda.err.find("--device cuda"), std::string::npos) << cuda.err;
+    EXPECT_EQ(cuda.err.find("backend ="), std::string::npos) << cuda.err;
+  }
+}
+
+// --check-rows past the number of rows drew that many samples with repeats:
+// 1e12 built a vector of 1e12 picks (out of memory). Now every row is
+// compared once, and the line says so.
+TEST(CliArgs, CheckRowsBeyondTheRowCountChecksEachRowOnce) {
+  const auto r = run_cli({"run", "--q-len", "8", "--k-len", "8", "--heads", "2", "--kv-heads", "1",
+                          "--head-dim", "8", "--check-rows", "2000000", "--no-progress"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("check: all 16 rows vs float64 reference"), std::string::npos) << r.out;
+}
+
 // The thread count reaches OpenMP: 65536 crashed it, 50000 failed thread
 // creation. Out of range is a usage error naming the flag, for every
 // subcommand that takes it.
