@@ -91,6 +91,9 @@ int calibrate_command(const CalibrateArgs& args, std::ostream& out, std::ostream
 // a device is present. Throws UsageError for cuda without CUDA.
 Device resolve_device(DeviceOption d);
 DType parse_dtype(const std::string& s);  // f32|f16|bf16 (and long names)
+// --profile: the loaded profile (none for an empty path); errors are IoError
+// naming --profile and the path.
+std::optional<DeviceProfile> load_profile(const std::string& path);
 
 // The whole program: parses argv and runs a subcommand. main.cpp is a call to
 // this; tests call it with their own streams.

@@ -1,7 +1,9 @@
 // Turning option values into library types, shared by the subcommands.
 #include <cmath>
+#include <filesystem>
 
 #include "commands.hpp"
+#include "messages.hpp"
 
 namespace longattn::cli {
 
@@ -28,6 +30,25 @@ Device resolve_device(DeviceOption d) {
       return cuda_device_present() ? Device::cuda : Device::cpu;
   }
   throw UsageError("--device: unknown value");
+}
+
+std::optional<DeviceProfile> load_profile(const std::string& path) {
+  if (path.empty()) return std::nullopt;
+  // A directory reaches the JSON reader as a stream error that names no file.
+  if (std::filesystem::is_directory(path))
+    throw IoError("--profile " + path + ": is a directory, not a profile file");
+  try {
+    return DeviceProfile::load(path);
+  } catch (const std::exception& e) {
+    // The library says "path = 'p.json'"; the user typed --profile p.json.
+    std::string m = without_prefix(e.what());
+    const std::string field = "path = '" + path + "'";
+    if (const auto at = m.find(field); at != std::string::npos)
+      m.replace(at, field.size(), "--profile " + path);
+    else
+      m = "--profile " + path + ": " + m;
+    throw IoError(m);
+  }
 }
 
 DType parse_dtype(const std::string& s) {

@@ -27,8 +27,7 @@ int plan_command(const PlanArgs& a, std::ostream& out, std::ostream& err) {
   const Device device = backend == BackendKind::cuda ? Device::cuda : Device::cpu;
   const ShapeViews sv = shape_views(a.spec, device);
 
-  std::optional<DeviceProfile> profile;
-  if (!a.policy.profile_path.empty()) profile = DeviceProfile::load(a.policy.profile_path);
+  std::optional<DeviceProfile> profile = load_profile(a.policy.profile_path);
 
   AttentionOptions opt;
   opt.causal = a.spec.causal;

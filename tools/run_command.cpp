@@ -205,6 +205,11 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
   check_file_args(a);
   const bool files = !a.q_path.empty();
   const Device device = resolve_device(a.policy.device);
+  // Before the inputs are read: a bad profile fails in a second, not after
+  // gigabytes of input.
+  std::optional<DeviceProfile> profile = load_profile(a.policy.profile_path);
+  if (!profile && !a.save_profile_path.empty())
+    profile = default_profile(device == Device::cuda ? BackendKind::cuda : BackendKind::cpu);
 
   ProblemSpec spec = a.spec;
   Workload w;
@@ -215,12 +220,6 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
     w = generate_workload(spec);
   }
   w.place(device);
-
-  std::optional<DeviceProfile> profile;
-  if (!a.policy.profile_path.empty())
-    profile = DeviceProfile::load(a.policy.profile_path);
-  else if (!a.save_profile_path.empty())
-    profile = default_profile(device == Device::cuda ? BackendKind::cuda : BackendKind::cpu);
 
   AttentionOptions opt = w.options();
   opt.policy = a.policy.policy();

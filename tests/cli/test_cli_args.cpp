@@ -93,6 +93,29 @@ TEST(CliArgs, DeviceNamesAreCheckedWithAPlainMessage) {
   }
 }
 
+// A bad --profile was named as the library's "path = 'p.json'", a directory
+// as "basic_filebuf::underflow error reading the file" with no name at all,
+// and `run` read every input before loading it.
+TEST(CliArgs, BadProfilesAreNamedByFlagBeforeAnyInputIsRead) {
+  test::TempDir dir;
+  const std::string bad = dir.file("bad.json");
+  std::ofstream(bad) << "{\"format\": \"longattn-profile-1\"";
+  for (const std::string& path : {bad, dir.file(""), dir.file("missing.json")}) {
+    for (const char* sub : {"run", "plan"}) {
+      const auto r = run_cli({sub, "--profile", path, "--q-len", "8", "--k-len", "8"});
+      EXPECT_EQ(r.code, 1) << sub << " " << path << "\n" << r.err;
+      EXPECT_EQ(r.err.rfind("longattn: ", 0), 0u) << r.err;
+      EXPECT_NE(r.err.find("--profile " + path), std::string::npos) << r.err;
+      EXPECT_EQ(r.err.find("path = "), std::string::npos) << r.err;
+      EXPECT_EQ(r.out.find("longattn run:"), std::string::npos) << r.out;
+    }
+  }
+  const auto files =
+      run_cli({"run", "--profile", bad, "--q", dir.file("no_q.npy"), "--k", dir.file("k.npy"),
+               "--v", dir.file("v.npy"), "--out", dir.file("o.npy")});
+  EXPECT_NE(files.err.find("--profile " + bad), std::string::npos) << files.err;
+}
+
 // --check-rows past the number of rows drew that many samples with repeats:
 // 1e12 built a vector of 1e12 picks (out of memory). Now every row is
 // compared once, and the line says so.
