@@ -95,7 +95,8 @@ Plan plan_attention(const TensorView& q, const TensorView& k, const TensorView& 
                     const TensorView& out, const AttentionOptions& options) {
   const char* op = "longattn::plan_attention";
   const core::Problem p = core::validate_attention(q, k, v, out, options, op, false);
-  return core::make_plan(p, profile_for(options, resolve(options.backend, q), op), options.policy);
+  return core::make_plan(p, profile_for(options, resolve(options.backend, q), op), options.policy,
+                         {}, op);
 }
 
 void attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
@@ -107,7 +108,7 @@ void attention(const TensorView& q, const TensorView& k, const TensorView& v, co
   // afterwards, so concurrent calls never plan from a half-updated profile.
   DeviceProfile local = profile_for(options, kind, op);
   auto backend = make_backend(kind, options);
-  const Plan plan = core::make_plan(p, local, options.policy);
+  const Plan plan = core::make_plan(p, local, options.policy, {}, op);
 
   // A CUDA call that asks for no report and no progress, with a small
   // single-pass plan (decode, short prefill), is only enqueued on the
@@ -140,8 +141,8 @@ void attention(const TensorView& q, const TensorView& k, const TensorView& v, co
   };
   if (local.device_name.empty()) local.device_name = backend->device_name();
   try {
-    RunReport r = core::execute(p, *backend, local, options.policy, options.progress, plan,
-                                &observed);
+    RunReport r =
+        core::execute(p, *backend, local, options.policy, options.progress, plan, &observed);
     merge_back();
     if (options.report) *options.report = std::move(r);
   } catch (const Error& e) {

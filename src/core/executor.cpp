@@ -176,8 +176,7 @@ void refine_profile(DeviceProfile& prof, const Observation& o) {
 }
 
 RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const Policy& policy,
-                  const ProgressCallback& progress, Plan plan,
-                  std::vector<Observation>* observed) {
+                  const ProgressCallback& progress, Plan plan, std::vector<Observation>* observed) {
   const Clock::time_point t_start = Clock::now();
   RunReport report;
   report.backend = be.name();
@@ -201,7 +200,7 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   double measured_ms = 0;  // device time of the submissions so far
   const bool budget_warned = !plan.budget_kept;
   std::vector<std::string> replan_warning;  // said at the end if the budget was missed
-  double best_rate = 0;  // the fastest recent submission's rate, decaying
+  double best_rate = 0;                     // the fastest recent submission's rate, decaying
   const bool fresh_key = profile.gflops.count(key) == 0;  // the rate is still a guess
   int informative = 0;  // measurements that said something about the rate
 
@@ -257,7 +256,7 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         if (state.s.rows > 0)  // stay within the state already allocated
           again.workspace_limit_bytes =
               std::min(policy.workspace_limit_bytes, state.s.rows * state_row_bytes(p));
-        Plan rest = make_plan(p, profile, again, cur);
+        Plan rest = make_plan(p, profile, again, cur, "longattn::attention");
         if (rest.workspace_bytes > 0 && state.s.rows == 0)
           state.s = be.alloc_state(p, rest.query_rows);
         todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(next), todo.end());

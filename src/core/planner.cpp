@@ -54,6 +54,7 @@ struct Costs {
       0;  // > 0: keys per dispatch capped (chunk_threshold_keys forced chunking)
   // Smallest dispatch worth running (ms, overhead included): see floor_ms().
   double floor_ms = 0;
+  const char* op = "longattn::plan_attention";  // the API call, for messages
 
   double dispatch(const Rect& r, Mode m) const {
     const double rows = static_cast<double>(r.q1 - r.q0);
@@ -96,17 +97,32 @@ std::int64_t group_key_end(const Problem& p, std::int64_t q1) { return p.key_end
 
 // Largest k1 in (k0, kend] (on key-tile boundaries, or kend) whose dispatch
 // fits the target; at least one tile even if that alone is over budget.
+// `hint`: the previous chunk's length in tiles (0: none).
 std::int64_t chunk_end(const Costs& c, std::int64_t q0, std::int64_t q1, std::int64_t k0,
-                       std::int64_t kend, Mode mode_if_last, Mode mode_if_more, std::int64_t tile) {
+                       std::int64_t kend, Mode mode_if_last, Mode mode_if_more, std::int64_t tile,
+                       std::int64_t hint) {
   auto fits = [&](std::int64_t k1) {
     const Mode m = k1 == kend ? mode_if_last : mode_if_more;
     return c.dispatch({q0, q1, k0, k1}, m) <= c.dispatch_target();
   };
   if (fits(kend)) return kend;
   std::int64_t lo = 1, hi = ceil_div(kend - k0, tile);  // in tiles; lo always accepted
+  auto fits_tiles = [&](std::int64_t n) { return k0 + n * tile < kend && fits(k0 + n * tile); };
+  // Most chunks repeat the previous one's length: two tries settle those,
+  // where the search below takes log2(keys / tile) (planning stays at
+  // milliseconds for 65,536 dispatches).
+  if (hint > 1 && hint < hi) {
+    if (!fits_tiles(hint)) {
+      hi = hint - 1;
+    } else if (!fits_tiles(hint + 1)) {
+      return k0 + hint * tile;
+    } else {
+      lo = hint + 1;
+    }
+  }
   while (lo < hi) {
     const std::int64_t mid = (lo + hi + 1) / 2;
-    if (k0 + mid * tile < kend && fits(k0 + mid * tile))
+    if (fits_tiles(mid))
       lo = mid;
     else
       hi = mid - 1;
@@ -207,8 +223,10 @@ double remaining_flops(const Problem& p, const Cursor& from) {
 }
 
 // Steps 2-4 of the header comment for the chunked route. Returns false,
-// leaving `plan` unusable, when the plan would need more than kMaxDispatches.
-bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& plan) {
+// leaving `plan` unusable, when the plan would need more than kMaxDispatches;
+// `covered` is then the share of the query rows it had planned by then.
+bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& plan,
+                  double& covered) {
   const Problem& p = c.p;
   const DeviceProfile& profile = c.prof;
   const std::int64_t key_tile = std::max<std::int64_t>(1, profile.key_tile);
@@ -223,8 +241,8 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
       std::max<std::int64_t>(0, pol.workspace_limit_bytes / std::max<std::int64_t>(1, row_bytes));
   const bool stateless = ws_rows < 1;
   if (stateless && pol.fixed_chunk_keys > 0)
-    throw InvalidArgument("[longattn::plan] policy.fixed_chunk_keys = " +
-                          std::to_string(pol.fixed_chunk_keys) +
+    throw InvalidArgument(std::string("[") + c.op +
+                          "] policy.fixed_chunk_keys = " + std::to_string(pol.fixed_chunk_keys) +
                           " needs a running state, but policy.workspace_limit_bytes = " +
                           std::to_string(pol.workspace_limit_bytes) +
                           " is below the state of one query row (" + std::to_string(row_bytes) +
@@ -237,6 +255,7 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
   std::int64_t max_state_rows = 0;
   std::int64_t q0 = from.q_begin;
   std::int64_t height = 0;
+  std::int64_t hint = 0;  // the last chunk's length in key tiles
   while (q0 < p.Lq) {
     const bool live = q0 == from.q_begin && from.live_rows > 0;
     if (!live && height == 0) height = group_height(c, pol, p.Lq - q0, max_rows_ws, stateless);
@@ -266,7 +285,7 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
         k1 = chunk_end(c, q0, q1, k, cap,
                        cap == kend ? (started ? Mode::finalize : Mode::single_pass)
                                    : (started ? Mode::accumulate : Mode::init),
-                       started ? Mode::accumulate : Mode::init, key_tile);
+                       started ? Mode::accumulate : Mode::init, key_tile, hint);
       }
       const bool last = k1 == kend;
       const Mode m = started ? (last ? Mode::finalize : Mode::accumulate)
@@ -275,10 +294,14 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
       dispatches.push_back({r, m, p.flops(r.q0, r.q1, r.k0, r.k1), c.dispatch(r, m)});
       if (m != Mode::single_pass) max_state_rows = std::max(max_state_rows, q1 - q0);
       plan.chunk_keys = std::max(plan.chunk_keys, k1 - k);
+      hint = (k1 - k) / key_tile;
       started = true;
       k = k1;
     }
-    if (static_cast<std::int64_t>(dispatches.size()) > kMaxDispatches) return false;
+    if (static_cast<std::int64_t>(dispatches.size()) > kMaxDispatches) {
+      covered = static_cast<double>(q1 - from.q_begin) / static_cast<double>(p.Lq - from.q_begin);
+      return false;
+    }
     q0 = q1;
   }
 
@@ -313,7 +336,7 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
 }  // namespace
 
 Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol,
-               const Cursor& from) {
+               const Cursor& from, const char* op) {
   Plan plan;
   if (p.B == 0 || from.q_begin >= p.Lq) {
     plan.reason = "nothing to compute: no query rows";
@@ -326,7 +349,7 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
   // A key length at or over the threshold forces chunking, in chunks of at
   // most the threshold.
   const bool forced_keys = pol.chunk_threshold_keys > 0 && p.Lk >= pol.chunk_threshold_keys;
-  Costs c{p, profile, ms_per_flop, target, forced_keys ? pol.chunk_threshold_keys : 0, 0};
+  Costs c{p, profile, ms_per_flop, target, forced_keys ? pol.chunk_threshold_keys : 0, 0, op};
 
   // 1. Route: one single-pass dispatch when nothing forces chunking.
   const bool fresh = from.q_begin == 0 && from.live_rows == 0;
@@ -358,21 +381,26 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
 
   // Fixed sizes are taken as asked, so a plan that would need too many
   // dispatches is refused. A budget is a wish: the dispatch floor rises
-  // until the plan is small enough (each try stops at kMaxDispatches).
+  // until the plan is small enough. Each try stops at kMaxDispatches, and
+  // the next one's floor is raised by how far the last one fell short
+  // (1.5 / the share of rows it had planned, 2x to 16x), so few tries are
+  // needed and none overshoots far.
   const double work_ms = remaining_flops(p, from) * ms_per_flop;
-  for (double relax = 1;; relax *= 16) {
+  for (double relax = 1;;) {
     Plan attempt;
     attempt.chunked = true;
     c.floor_ms = pol.fixed_chunk_keys > 0 ? 0 : floor_ms(profile, work_ms, relax);
-    if (chunked_plan(c, pol, from, attempt)) {
+    double covered = 1;
+    if (chunked_plan(c, pol, from, attempt, covered)) {
       plan = std::move(attempt);
       break;
     }
-    // Past a floor 16^6 times the work's share, what is left is what the
+    relax *= std::clamp(1.5 / std::max(covered, 1e-9), 2.0, 16.0);
+    // Past a floor 1e7 times the work's share, what is left is what the
     // policy pinned: the chunk sizes, the key threshold or the workspace.
     if (fixed || relax > 1e7)
       throw InvalidArgument(
-          "[longattn::plan] the plan needs more than " + std::to_string(kMaxDispatches) +
+          std::string("[") + op + "] the plan needs more than " + std::to_string(kMaxDispatches) +
           " dispatches (policy.fixed_chunk_keys = " + std::to_string(pol.fixed_chunk_keys) +
           ", policy.fixed_query_rows = " + std::to_string(pol.fixed_query_rows) +
           ", policy.chunk_threshold_keys = " + std::to_string(pol.chunk_threshold_keys) +
@@ -389,8 +417,8 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
     plan.budget_kept = false;
     std::ostringstream w;
     w << "budget_ms = " << pol.budget_ms << " cannot be kept on this device ("
-      << profile.device_name << (profile.device_name.empty() ? "" : ", ") << rate
-      << " GFLOP/s, " << profile.dispatch_overhead_ms << " ms fixed cost per dispatch): "
+      << profile.device_name << (profile.device_name.empty() ? "" : ", ") << rate << " GFLOP/s, "
+      << profile.dispatch_overhead_ms << " ms fixed cost per dispatch): "
       << "submissions are planned at the smallest sensible size, up to " << worst << " ms each";
     plan.warnings.push_back(w.str());
   }

@@ -16,8 +16,9 @@ struct Cursor {
   std::int64_t k_next = 0;
 };
 
+// `op` names the API call in error messages.
 Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& policy,
-               const Cursor& from = {});
+               const Cursor& from = {}, const char* op = "longattn::plan_attention");
 
 // Predicted ms of one dispatch / of the fixed cost of one submission.
 double predict_dispatch_ms(const Problem& p, const DeviceProfile& profile, const Rect& r, Mode m);

@@ -1,8 +1,8 @@
 // Device profiles: rate lookup and a small JSON file format.
 #include <cmath>
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "longattn/plan.hpp"
 
