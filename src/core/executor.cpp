@@ -2,8 +2,9 @@
 //  - records measured vs predicted time,
 //  - folds the measured rate into the device profile (a bounded step, so
 //    one noisy measurement cannot swing the plan),
-//  - re-plans the remaining work from where it stands when the rate it now
-//    believes differs enough from the one the plan was made with, and the
+//  - fits the fixed cost per dispatch this run really pays (cost_fit.hpp),
+//  - re-plans the remaining work from where it stands when the rate or the
+//    fixed cost it now believes differs enough from the plan's, and the
 //    submission ran past budget * safety (or far under its prediction, so
 //    that the rest is not split more finely than it needs),
 //  - asks the progress callback whether to go on.
@@ -24,6 +25,7 @@
 #include <limits>
 #include <new>
 
+#include "core/cost_fit.hpp"
 #include "core/planner.hpp"
 
 namespace longattn::core {
@@ -201,6 +203,9 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   const bool budget_warned = !plan.budget_kept;
   std::vector<std::string> replan_warning;  // said at the end if the budget was missed
   double best_rate = 0;                     // the fastest recent submission's rate, decaying
+  FixedCostFit fit;                         // fixed cost per dispatch, as this run measures it
+  double fixed_ms = profile.dispatch_overhead_ms;
+  double planned_fixed = fixed_ms;                        // what the plan being run assumed
   const bool fresh_key = profile.gflops.count(key) == 0;  // the rate is still a guess
   int informative = 0;  // measurements that said something about the rate
 
@@ -225,9 +230,10 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         sr.measured_ms = *t;
         measured_ms += *t;
         sr.over_budget = policy.budget_ms > 0 && *t > policy.budget_ms;
-        Observation o{key, sr.flops, *t,
-                      profile.submission_overhead_ms +
-                          profile.dispatch_overhead_ms * static_cast<double>(sr.dispatches)};
+        const double n = static_cast<double>(sr.dispatches);
+        fit.add(n, sr.flops, *t - profile.submission_overhead_ms);
+        fixed_ms = std::max(profile.dispatch_overhead_ms, fit.fixed_ms().value_or(0));
+        Observation o{key, sr.flops, *t, profile.submission_overhead_ms + fixed_ms * n};
         o.early = fresh_key && informative < kEarlySamples;
         const double v = observed_gflops(o, profile.rate_gflops(key));
         if (v > 0) ++informative;
@@ -248,7 +254,10 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
       const bool over = t && target > 0 && *t > target;
       const bool under = t && target > 0 && *t < 0.5 * sr.predicted_ms && todo.size() - next >= 2;
       const double rate = profile.rate_gflops(key);
-      const bool moved = rate > planned_rate * kReplanRatio || rate < planned_rate / kReplanRatio;
+      auto moved_from = [](double now, double then) {
+        return now > then * kReplanRatio || now < then / kReplanRatio;
+      };
+      const bool moved = moved_from(rate, planned_rate) || moved_from(fixed_ms, planned_fixed);
       const double spent = std::max(ms_since(t_start), measured_ms);
       if (more && (over || under) && moved && replan_ms <= kReplanShare * spent) {
         const Clock::time_point t_plan = Clock::now();
@@ -256,7 +265,11 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         if (state.s.rows > 0)  // stay within the state already allocated
           again.workspace_limit_bytes =
               std::min(policy.workspace_limit_bytes, state.s.rows * state_row_bytes(p));
-        Plan rest = make_plan(p, profile, again, cur, "longattn::attention");
+        // The fixed cost this run measures is this run's (a busy machine),
+        // so it shapes the re-plan without entering the device profile.
+        DeviceProfile now = profile;
+        now.dispatch_overhead_ms = fixed_ms;
+        Plan rest = make_plan(p, now, again, cur, "longattn::attention");
         if (rest.workspace_bytes > 0 && state.s.rows == 0)
           state.s = be.alloc_state(p, rest.query_rows);
         todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(next), todo.end());
@@ -268,6 +281,7 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         if (!rest.budget_kept && !budget_warned && replan_warning.empty())
           replan_warning = rest.warnings;
         planned_rate = rate;
+        planned_fixed = fixed_ms;
         ++report.replans;
         replan_ms += ms_since(t_plan);
       }
