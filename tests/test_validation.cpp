@@ -173,6 +173,8 @@ std::vector<BadInput> bad_inputs() {
       // Scale, policy, threads.
       {"scale NaN", [nan](T, O o) { o.scale = nan; }, "scale = nan"},
       {"scale inf", [inf](T, O o) { o.scale = inf; }, "scale = inf"},
+      // Finite as a double, infinite in the kernels' float32: NaN output.
+      {"scale 1e39", [](T, O o) { o.scale = 1e39; }, "scale = 1e+39"},
       {"safety 0", [](T, O o) { o.policy.safety = 0; }, "policy.safety = 0"},
       {"safety 1.5", [](T, O o) { o.policy.safety = 1.5; }, "policy.safety = 1.5"},
       {"safety NaN", [nan](T, O o) { o.policy.safety = nan; }, "policy.safety = nan"},

@@ -43,9 +43,10 @@ struct Submission {
 
 // How to split the work.
 struct Policy {
-  double budget_ms = 0;                   // per-submission time budget; 0 = none
-  double safety = 0.8;                    // plan to budget * safety
-  std::int64_t chunk_threshold_keys = 0;  // Lk >= this forces chunking; 0 = never
+  double budget_ms = 0;  // per-submission time budget; 0 = none
+  double safety = 0.8;   // plan to budget * safety
+  // Lk >= this forces chunking, in key chunks of at most this length; 0 = never.
+  std::int64_t chunk_threshold_keys = 0;
   std::int64_t workspace_limit_bytes = std::int64_t{1} << 30;  // running-state memory cap
   std::int64_t fixed_chunk_keys = 0;  // > 0: use exactly this key-chunk length
   std::int64_t fixed_query_rows = 0;  // > 0: use exactly this query-group height

@@ -286,7 +286,10 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         replan_ms += ms_since(t_plan);
       }
 
-      if (progress && !progress(next, todo.size(), report))
+      // After the last submission there is nothing left to cancel: the
+      // callback still hears of it (a progress bar reaches 100%), but its
+      // answer no longer throws away a finished result.
+      if (progress && !progress(next, todo.size(), report) && next < todo.size())
         throw Cancelled("[longattn::attention] cancelled by the progress callback", RunReport{});
     }
   } catch (const std::exception& e) {

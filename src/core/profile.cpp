@@ -1,5 +1,8 @@
 // Device profiles: rate lookup and a small JSON file format.
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -68,8 +71,15 @@ void DeviceProfile::save(const std::string& path) const {
 }
 
 DeviceProfile DeviceProfile::load(const std::string& path) {
+  // A directory opens as a stream on Linux and fails on the first read with
+  // a message that names no file; say what it is instead.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw IoError("[longattn::DeviceProfile::load] path = '" + path + "' is a directory");
   std::ifstream f(path);
-  if (!f) throw IoError("[longattn::DeviceProfile::load] cannot open path = '" + path + "'");
+  if (!f)
+    throw IoError("[longattn::DeviceProfile::load] cannot open path = '" + path +
+                  "': " + std::strerror(errno));
   DeviceProfile p;
   try {
     const nlohmann::json j = nlohmann::json::parse(f);

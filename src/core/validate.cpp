@@ -2,6 +2,7 @@
 // views. Every failure names the operation, the argument and the value.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -245,7 +246,11 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
 
   // Scale.
   const double scale = opt.scale.value_or(1.0 / std::sqrt(static_cast<double>(p.D)));
-  if (!std::isfinite(scale)) c.fail("scale = ", scale, " must be finite");
+  // Checked against float32, the type the kernels use: 1e39 is a finite
+  // double that would make every logit infinite and the output NaN.
+  if (!std::isfinite(scale) || !std::isfinite(static_cast<float>(scale * 1.4426950408889634)))
+    c.fail("scale = ", scale, " must be finite in float32 (|scale| <= ",
+           std::numeric_limits<float>::max() / 1.4426950408889634, ")");
   p.scale = static_cast<float>(scale);
   p.scale_log2 = static_cast<float>(scale * 1.4426950408889634);
 

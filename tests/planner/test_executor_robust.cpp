@@ -313,6 +313,24 @@ TEST(ExecutorFailures, ACancelledReportAddsUp) {
   }
 }
 
+TEST(ExecutorFailures, AStopAfterTheLastSubmissionKeepsTheFinishedRun) {
+  // The callback hears of the last submission too (a progress bar reaches
+  // 100%), but a "stop" then has nothing left to cancel: it used to throw
+  // Cancelled for a complete result.
+  const core::Problem p = bench_problem(1024);
+  ModelBackend be;
+  std::size_t last_done = 0, last_total = 0;
+  const ModelRun r =
+      run_model(be, p, 2, 60, [&](std::size_t done, std::size_t total, const RunReport&) {
+        last_done = done;
+        last_total = total;
+        return done < total;
+      });
+  EXPECT_TRUE(r.report.completed);
+  EXPECT_EQ(last_done, last_total);
+  EXPECT_GT(last_total, 1u);
+}
+
 TEST(ExecutorFailures, ACallersOwnExceptionPassesThroughUnchanged) {
   const core::Problem p = bench_problem(1024);
   ModelBackend be;
@@ -402,6 +420,17 @@ TEST(ProfileChecks, AProfileFileOutOfRangeIsRefusedOnLoad) {
     EXPECT_NE(w.find("fill_rows"), std::string::npos) << w;
   }
   std::remove(path.c_str());
+}
+
+TEST(ProfileChecks, ADirectoryOrMissingProfileFileIsNamed) {
+  for (const std::string& path : {::testing::TempDir(), ::testing::TempDir() + "no/such.json"}) {
+    try {
+      (void)DeviceProfile::load(path);
+      ADD_FAILURE() << path << ": expected IoError";
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(ProfileChecks, ConcurrentCallsBothRefineTheProcessProfile) {
