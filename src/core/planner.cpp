@@ -398,14 +398,22 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
     relax *= std::clamp(1.5 / std::max(covered, 1e-9), 2.0, 16.0);
     // Past a floor 1e7 times the work's share, what is left is what the
     // policy pinned: the chunk sizes, the key threshold or the workspace.
-    if (fixed || relax > 1e7)
-      throw InvalidArgument(
-          std::string("[") + op + "] the plan needs more than " + std::to_string(kMaxDispatches) +
-          " dispatches (policy.fixed_chunk_keys = " + std::to_string(pol.fixed_chunk_keys) +
-          ", policy.fixed_query_rows = " + std::to_string(pol.fixed_query_rows) +
-          ", policy.chunk_threshold_keys = " + std::to_string(pol.chunk_threshold_keys) +
-          ", policy.workspace_limit_bytes = " + std::to_string(pol.workspace_limit_bytes) +
-          "): raise the chunk sizes, the key threshold or the workspace limit");
+    if (fixed || relax > 1e7) {
+      // Name only what the caller set: those are what pinned the plan.
+      std::ostringstream set;
+      auto name = [&](const char* field, std::int64_t v, bool is_set) {
+        if (is_set) set << (set.tellp() > 0 ? ", " : "") << "policy." << field << " = " << v;
+      };
+      name("fixed_chunk_keys", pol.fixed_chunk_keys, pol.fixed_chunk_keys > 0);
+      name("fixed_query_rows", pol.fixed_query_rows, pol.fixed_query_rows > 0);
+      name("chunk_threshold_keys", pol.chunk_threshold_keys, pol.chunk_threshold_keys > 0);
+      name("workspace_limit_bytes", pol.workspace_limit_bytes,
+           pol.workspace_limit_bytes < AttentionOptions::default_policy().workspace_limit_bytes ||
+               set.tellp() == 0);
+      throw InvalidArgument(std::string("[") + op + "] the plan needs more than " +
+                            std::to_string(kMaxDispatches) + " dispatches with " + set.str() +
+                            ": raise them (or leave them unset)");
+    }
   }
   plan.reason = why.str();
 

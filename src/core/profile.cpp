@@ -51,6 +51,11 @@ std::string DeviceProfile::invalid_field() const {
 }
 
 void DeviceProfile::save(const std::string& path) const {
+  // A profile load() would refuse is not written (a calibration on a timer
+  // too coarse for its problem can measure an impossible rate).
+  if (const std::string bad = invalid_field(); !bad.empty())
+    throw InvalidArgument("[longattn::DeviceProfile::save] not saving to path = '" + path +
+                          "': " + bad);
   nlohmann::json j = {{"format", "longattn-profile-1"},
                       {"backend", backend},
                       {"device_name", device_name},

@@ -93,15 +93,13 @@ const DeviceProfile* g_profile = nullptr;  // of the input being run, for fail()
 
 // The planner refusals the API documents (planner.cpp): a plan that needs
 // more than 65,536 dispatches because of what the policy pinned (fixed
-// sizes, a key threshold, a workspace limit; never a budget alone), and
-// fixed key chunks under a workspace limit below one row of state.
+// sizes, a key threshold, a workspace limit; never a budget alone: the
+// message names them), and fixed key chunks under a workspace limit below
+// one row of state.
 bool documented_refusal(const Error& e, const Policy& pol) {
-  const bool pinned =
-      pol.fixed_chunk_keys > 0 || pol.fixed_query_rows > 0 || pol.chunk_threshold_keys > 0 ||
-      pol.workspace_limit_bytes < AttentionOptions::default_policy().workspace_limit_bytes;
   const std::string w = e.what();
   return e.code() == ErrorCode::invalid_argument &&
-         ((pinned && w.find("dispatches") != std::string::npos) ||
+         (w.find("dispatches with policy.") != std::string::npos ||
           (pol.fixed_chunk_keys > 0 && w.find("needs a running state") != std::string::npos));
 }
 
