@@ -63,6 +63,9 @@ constexpr double kReplanRatio = 1.25;
 // device's where that is longer), so noisy timings on a busy machine cannot
 // turn the run into a planning loop.
 constexpr double kReplanShare = 0.1;
+// The first re-plans are always allowed: they are the ones that correct a
+// guessed rate, and the outcome should not depend on how fast the host plans.
+constexpr int kFreeReplans = 8;
 
 // On a machine shared with other work, a dispatch now and then waits out a
 // whole scheduler time slice (milliseconds), whatever its size. Read as
@@ -259,7 +262,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
       };
       const bool moved = moved_from(rate, planned_rate) || moved_from(fixed_ms, planned_fixed);
       const double spent = std::max(ms_since(t_start), measured_ms);
-      if (more && (over || under) && moved && replan_ms <= kReplanShare * spent) {
+      const bool affordable = report.replans < kFreeReplans || replan_ms <= kReplanShare * spent;
+      if (more && (over || under) && moved && affordable) {
         const Clock::time_point t_plan = Clock::now();
         Policy again = policy;
         if (state.s.rows > 0)  // stay within the state already allocated

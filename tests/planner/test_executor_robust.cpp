@@ -201,6 +201,8 @@ TEST(ExecutorUnderLoad, AStalledFirstSubmissionOnAGuessedRateIsOutgrown) {
     Policy pol;
     pol.budget_ms = 2;
     const RunReport rep = core::execute(p, stalled, prof, pol, {}, core::make_plan(p, prof, pol));
+    std::printf("guess %g GFLOP/s: %zu submissions, %d re-plans (quiet run: %zu)\n", guess,
+                rep.submissions.size(), rep.replans, q.report.submissions.size());
     EXPECT_LE(rep.submissions.size(), 2 * q.report.submissions.size()) << "guess " << guess;
     EXPECT_GT(prof.gflops[key], 30) << "guess " << guess;
     EXPECT_LT(prof.gflops[key], 120) << "guess " << guess;
