@@ -48,7 +48,7 @@ void check_chunked_against_single(const Case& c, std::int64_t chunk, std::int64_
   }
   EXPECT_TRUE(report.completed);
   // Chunked vs single pass, same metric and tolerance.
-  const auto m = lt::metric(d.out.read(), o1);
+  const auto m = lt::metric(d.out.read(), o1, c.dv());
   EXPECT_LE(m.err, lt::tolerance(c.dtype))
       << c.name() << " chunk " << chunk << ": chunked vs single pass "
       << m.describe_worst(d.out.read(), o1);

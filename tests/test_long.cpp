@@ -2,6 +2,8 @@
 // chunk size, on the default (budgeted) route and with forced chunking.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "test_common.hpp"
 
 namespace {
@@ -21,8 +23,15 @@ TEST(Long, MillionKeys) {
     c.seed = 1'000'000;
     lt::CaseData d(c);
 
+    // float32 over a million keys: the rows' |O| is ~0.02 while each key's
+    // term is ~1, so float32 summation error (about sqrt(Lk) * 2^-24 of the
+    // terms; 3.2e-5 of |O| measured) exceeds the float32 table's 1e-5 for
+    // reasons of conditioning, not of the kernel. 1e-4 still fails a kernel
+    // that drops one key in a thousand.
+    const std::optional<double> tol =
+        t == DType::float32 ? std::optional<double>(1e-4) : std::nullopt;
     lt::run(d);  // default policy: whatever route the planner picks
-    auto r = lt::compare(d);
+    auto r = lt::compare(d, tol);
     EXPECT_TRUE(r.ok) << "default policy: " << r.message;
 
     d.reset_outputs();
@@ -31,7 +40,7 @@ TEST(Long, MillionKeys) {
     longattn::RunReport report;
     o.report = &report;
     lt::run(d, o);
-    r = lt::compare(d);
+    r = lt::compare(d, tol);
     EXPECT_TRUE(r.ok) << "chunks of 65536 keys: " << r.message;
     EXPECT_TRUE(report.completed);
     EXPECT_GE(report.plan.num_dispatches(), static_cast<std::size_t>(c.Lk / 65'536));

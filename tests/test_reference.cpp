@@ -63,7 +63,17 @@ TEST(Metric, OneNumberAndNonFiniteRules) {
   EXPECT_TRUE(std::isinf(lt::metric({0.0}, {nan}).err));
   EXPECT_TRUE(std::isinf(lt::metric({nan}, {0.0}).err));
   EXPECT_TRUE(std::isinf(lt::metric({kInf}, {-kInf}).err));
-  EXPECT_DOUBLE_EQ(lt::metric({0.25}, {0.5}).err, 0.25);  // scale floors at 1
+  // Each row is judged at its own scale: the small row's 50% error is not
+  // hidden by the large row, and an all-zero output fails a row of 0.004.
+  EXPECT_DOUBLE_EQ(lt::metric({0.25, 0.5, 10.0, 10.0}, {0.5, 0.5, 10.0, 10.0}, 2).err, 0.5);
+  EXPECT_DOUBLE_EQ(lt::metric({0.0, 0.0}, {0.004, -0.002}, 2).err, 1.0);
+  // A row of zeros is judged at the floor: only (near-)zeros pass.
+  EXPECT_LE(lt::metric({0.0, 0.0}, {0.0, 0.0}, 2).err, 0.0);
+  EXPECT_GT(lt::metric({1e-3, 0.0}, {0.0, 0.0}, 2).err, 1.0);
+  // LSE: relative above 1, absolute (nats) below.
+  EXPECT_NEAR(lt::lse_metric({16.0 + 16e-5}, {16.0}).err, 1e-5, 1e-12);
+  EXPECT_NEAR(lt::lse_metric({0.5 + 1e-5}, {0.5}).err, 1e-5, 1e-12);
+  EXPECT_TRUE(std::isinf(lt::lse_metric({0.0}, {-kInf}).err));
 }
 
 ref::Inputs tiny(std::int64_t Lq, std::int64_t Lk) {

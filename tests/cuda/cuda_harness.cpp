@@ -94,7 +94,7 @@ double cuda_vs_cpu(const Case& c, const longattn::AttentionOptions& base) {
   const std::vector<double> want = d.out.read();
   d.reset_outputs();
   run_cuda(d, base);
-  return metric(d.out.read(), want).err;
+  return metric(d.out.read(), want, c.dv()).err;
 }
 
 std::vector<std::int64_t> built_head_dims() { return longattn::core::cuda_head_dims(); }

@@ -126,7 +126,7 @@ TEST_F(CudaBackend, ElementStridedLayouts) {
       ASSERT_EQ(cudaMemcpy(d.out.bytes.data(), out, d.out.bytes.size(), cudaMemcpyDeviceToHost),
                 cudaSuccess);
       for (void* p : {q.data, k.data, v.data, out}) (void)cudaFree(p);
-      const auto m = lt::metric(d.out.read(), d.expected().o);
+      const auto m = lt::metric(d.out.read(), d.expected().o, c.dv());
       EXPECT_LE(m.err, lt::tolerance(t))
           << c.name() << " " << m.describe_worst(d.out.read(), d.expected().o);
     }
