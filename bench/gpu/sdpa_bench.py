@@ -13,8 +13,10 @@ one sync at the end (`bench_back_to_back`), inputs rotated over buffer sets
 as bench_gpu does; decode rows also by CUDA graph replay (`bench_graph`: 20
 calls captured into one graph, replays timed back to back, median / 20).
 Backends: FLASH_ATTENTION and CUDNN_ATTENTION, each forced
-alone; a backend that refuses a case prints "n/a". Decode takes the best of
-FLASH, CUDNN and EFFICIENT.
+alone and each on its native path for the row (sdpa_ms says how; the
+table's last column records which path ran); a backend that refuses a case
+prints "n/a". Prefill rows rotate the same input sets as bench_gpu. Decode
+takes the best of FLASH, CUDNN and EFFICIENT.
 """
 import argparse
 import csv
@@ -101,34 +103,113 @@ def bench_graph(fn, calls=20, reps=30):
     return statistics.median(s_.elapsed_time(e) / calls for s_, e in zip(starts, ends))
 
 
+def input_sets(lq, lk, d):
+    """Buffer sets rotated call by call, as bench_gpu does for longattn
+    (up to 4, about 256 MB in all), so neither side runs L2-warm."""
+    set_bytes = 2 * (2 * HQ * lq * d + 2 * HKV * lk * d)
+    n = max(1, min(4, math.ceil(256e6 / set_bytes)))
+    return [(torch.randn(1, HQ, lq, d, device="cuda", dtype=torch.bfloat16),
+             torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16),
+             torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16)) for _ in range(n)]
+
+
+def rotating(call, sets):
+    """A no-argument fn for bench() that takes the next input set each call."""
+    i = [0]
+
+    def fn():
+        q, k, v = sets[i[0] % len(sets)]
+        i[0] += 1
+        return call(q, k, v)
+    return fn
+
+
+def expand(k):
+    return k.repeat_interleave(HQ // HKV, dim=1)
+
+
 def sdpa_ms(backend, d, lq, lk, causal):
-    q = torch.randn(1, HQ, lq, d, device="cuda", dtype=torch.bfloat16)
-    k = torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16)
-    v = torch.randn(1, HKV, lk, d, device="cuda", dtype=torch.bfloat16)
+    """One SDPA backend on its native path for this row; returns (ms, how).
+
+    Square rows pass is_causal (top-left and bottom-right coincide). Causal
+    rows with Lq < Lk need bottom-right alignment, which PyTorch offers as
+    causal_lower_right: the FlashAttention backend runs it natively, but under
+    the cuDNN backend alone PyTorch builds a dense [Lq, Lk] mask in every call
+    (measured on an H200: 266-317 TFLOP/s where cuDNN's fused causal kernel
+    does 590-657). So the cuDNN column runs cuDNN natively the way longattn
+    splits the same row: full attention over the first Lk - Lq keys, causal
+    over the last Lq keys (a square), each with its LSE, merged by the
+    online-softmax rule; the merge is timed too. GQA is passed natively
+    (enable_gqa); a backend that refuses it gets K/V expanded once, outside
+    the timing, and the row says so."""
+    sets = input_sets(lq, lk, d)
+    if backend == SDPBackend.CUDNN_ATTENTION and causal and lq < lk:
+        return cudnn_split_ms(sets, lq, lk)
     kwargs = {}
     if causal and lq == lk:
         kwargs["is_causal"] = True
     elif causal:
         from torch.nn.attention.bias import causal_lower_right
         kwargs["attn_mask"] = causal_lower_right(lq, lk)
+    how = "native (bottom-right via causal_lower_right)" if "attn_mask" in kwargs else "native"
     try:
         with sdpa_kernel([backend]):
-            fn = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True, **kwargs)
-            return bench(fn)
-    except Exception:
-        pass
-    # Some backends lack GQA support: expand K/V once, outside the timing.
-    k2 = k.repeat_interleave(HQ // HKV, dim=1)
-    v2 = v.repeat_interleave(HQ // HKV, dim=1)
+            return bench(rotating(lambda q, k, v: F.scaled_dot_product_attention(
+                q, k, v, enable_gqa=True, **kwargs), sets)), how
+    except Exception as e:
+        first = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        print(f"  {backend.name} d{d} q{lq} k{lk} causal={causal}: GQA refused ({first}); K/V expanded")
     try:
+        wide = [(q, expand(k), expand(v)) for q, k, v in sets]
         with sdpa_kernel([backend]):
-            fn = lambda: F.scaled_dot_product_attention(q, k2, v2, **kwargs)
-            return bench(fn)
+            return bench(rotating(lambda q, k, v: F.scaled_dot_product_attention(
+                q, k, v, **kwargs), wide)), how + ", K/V expanded"
     except Exception as e:
         print(f"  {backend.name} d{d} q{lq} k{lk} causal={causal}: n/a ({str(e).splitlines()[0][:100]})")
-        return None
-    finally:
-        del k2, v2
+        return None, "n/a"
+
+
+def cudnn_with_lse(q, k, v, causal):
+    """cuDNN's fused attention returning (O, LSE) (PyTorch's private op: the
+    public SDPA call returns no LSE)."""
+    out = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0, causal, False)
+    return out[0], out[1]
+
+
+def cudnn_split_ms(sets, lq, lk):
+    head = [(q, k[:, :, :lk - lq].contiguous(), v[:, :, :lk - lq].contiguous(),
+             k[:, :, lk - lq:].contiguous(), v[:, :, lk - lq:].contiguous()) for q, k, v in sets]
+
+    def merged(q, kp, vp, kt, vt):
+        o1, l1 = cudnn_with_lse(q, kp, vp, False)
+        o2, l2 = cudnn_with_lse(q, kt, vt, True)
+        l1 = l1.reshape(o1.shape[:-1]).float()
+        l2 = l2.reshape(o2.shape[:-1]).float()
+        m = torch.maximum(l1, l2)
+        w1, w2 = torch.exp(l1 - m), torch.exp(l2 - m)
+        return ((o1 * (w1 / (w1 + w2)).unsqueeze(-1).to(o1.dtype)) +
+                (o2 * (w2 / (w1 + w2)).unsqueeze(-1).to(o2.dtype)))
+
+    def run(parts, how):
+        i = [0]
+
+        def fn():
+            p = parts[i[0] % len(parts)]
+            i[0] += 1
+            return merged(*p)
+        return bench(fn), how
+
+    how = "native: full over Lk-Lq keys + causal square, LSE merge (timed)"
+    try:
+        return run(head, how)
+    except Exception as e:
+        print(f"  cuDNN split q{lq} k{lk}: GQA refused ({str(e).splitlines()[0][:100]}); K/V expanded")
+    try:
+        wide = [(q, expand(kp), expand(vp), expand(kt), expand(vt)) for q, kp, vp, kt, vt in head]
+        return run(wide, how + ", K/V expanded")
+    except Exception as e:
+        print(f"  cuDNN split q{lq} k{lk}: n/a ({str(e).splitlines()[0][:100]})")
+        return None, "n/a"
 
 
 def decode_ms(lk, d=128):
@@ -191,8 +272,8 @@ def main():
     lines.append(f"card: {name}; date: {datetime.date.today()}; torch {torch.__version__}; "
                  f"ceilings: bf16 matmul {mm_tflops:.0f} TFLOP/s, copy {copy_gbs:.0f} GB/s")
     lines.append("")
-    lines.append("| case | longattn ms | longattn TFLOP/s | FA2 TFLOP/s | cuDNN TFLOP/s | vs FA2 | vs cuDNN | budget 50 ms: total ms, subs, worst after 1st, overhead |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("| case | longattn ms | longattn TFLOP/s | FA2 TFLOP/s | cuDNN TFLOP/s | vs FA2 | vs cuDNN | budget 50 ms: total ms, subs, worst after 1st, overhead | peer paths |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     dec = []
     for r in rows:
         d, lq, lk, causal = int(r["D"]), int(r["Lq"]), int(r["Lk"]), r["causal"] == "1"
@@ -208,10 +289,11 @@ def main():
         flops = 4 * HQ * d * visible_pairs(lq, lk, causal)
         if r["group"] == "f32":  # float32 path of longattn; SDPA's fused kernels take 16-bit only
             lines.append(f"| f32 d{d} q{lq} k{lk} {'causal' if causal else 'full'} (float32 path) | {ms:.2f} | "
-                         f"{flops / ms * 1e-9:.1f} | n/a | n/a | | | |")
+                         f"{flops / ms * 1e-9:.1f} | n/a | n/a | | | | |")
             continue
-        fa = sdpa_ms(SDPBackend.FLASH_ATTENTION, d, lq, lk, causal)
-        cu = sdpa_ms(SDPBackend.CUDNN_ATTENTION, d, lq, lk, causal)
+        fa, fa_how = sdpa_ms(SDPBackend.FLASH_ATTENTION, d, lq, lk, causal)
+        cu, cu_how = sdpa_ms(SDPBackend.CUDNN_ATTENTION, d, lq, lk, causal)
+        torch.cuda.empty_cache()
         tf = flops / ms * 1e-9
         tfa = None if fa is None else flops / fa * 1e-9
         tcu = None if cu is None else flops / cu * 1e-9
@@ -222,7 +304,8 @@ def main():
         label = f"{r['group']} d{d} q{lq} k{lk} {'causal' if causal else 'full'}"
         lines.append(f"| {label} | {ms:.2f} | {tf:.0f} | {fmt(tfa)} | {fmt(tcu)} | "
                      f"{fmt(None if tfa is None else tf / tfa, '{:.2f}x')} | "
-                     f"{fmt(None if tcu is None else tf / tcu, '{:.2f}x')} | {budget} |")
+                     f"{fmt(None if tcu is None else tf / tcu, '{:.2f}x')} | {budget} | "
+                     f"FA2: {fa_how}; cuDNN: {cu_how} |")
         print(lines[-1], flush=True)
     if dec:
         lines.append("")
