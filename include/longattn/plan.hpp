@@ -31,7 +31,7 @@ struct Rect {
 struct Dispatch {
   Rect rect;
   Mode mode = Mode::single_pass;
-  double flops = 0;         // 4 * B * Hq * D-ish * visible pairs (see flops.hpp)
+  double flops = 0;         // 2 * B * Hq * (D + Dv) * visible pairs (Problem::flops)
   double predicted_ms = 0;  // planner's prediction for this dispatch alone
 };
 

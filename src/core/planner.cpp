@@ -205,12 +205,6 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
 
 std::int64_t state_row_bytes(const Problem& p) { return p.B * p.Hq * (p.Dv + 2) * 4; }
 
-double predict_dispatch_ms(const Problem& p, const DeviceProfile& profile, const Rect& r, Mode m) {
-  const double rate = profile.rate_gflops(rate_key_of(p));
-  const Costs c{p, profile, 1.0 / (rate * 1e6), std::numeric_limits<double>::infinity(), 0, 0};
-  return c.dispatch(r, m);
-}
-
 namespace {
 
 // Work left from the cursor, in FLOPs: the rows from q_begin on, less the

@@ -20,9 +20,6 @@ struct Cursor {
 Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& policy,
                const Cursor& from = {}, const char* op = "longattn::plan_attention");
 
-// Predicted ms of one dispatch / of the fixed cost of one submission.
-double predict_dispatch_ms(const Problem& p, const DeviceProfile& profile, const Rect& r, Mode m);
-
 // Running-state bytes of one query row (all b, h): (Dv + 2) floats per head.
 std::int64_t state_row_bytes(const Problem& p);
 
