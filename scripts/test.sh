@@ -5,12 +5,16 @@
 #     a GPU), full test suite;
 #  2. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer;
 #  3. the libFuzzer targets (planner, API validation), built with clang, run
-#     briefly after replaying the inputs committed under tests/fuzz/corpus/.
+#     briefly after replaying the inputs committed under tests/fuzz/corpus/;
+#  4. planted faults: a build with LONGATTN_PLANT_FAULTS=ON (src/core/faults.hpp)
+#     runs the CPU suite (at reduced size) once with no fault, which must pass,
+#     then once per fault (a dropped key chunk, a zeroed output row, two heads
+#     swapped, the causal diagonal shifted by one), each of which must fail it.
 # Tests that skip themselves (GTEST_SKIP) are counted as skipped by ctest and
 # listed after each suite, not folded into "100% tests passed".
-# Everything is written under build-ci/, build-asan/ and build-fuzz/
-# (ignored), fuzzer artefacts included; the script fails if it leaves a new
-# file anywhere else in the checkout.
+# Everything is written under build-ci/, build-asan/, build-fuzz/ and
+# build-faults/ (ignored), fuzzer artefacts included; the script fails if it
+# leaves a new file anywhere else in the checkout.
 # LONGATTN_FUZZ_SECONDS (default 30) sets how long each fuzzer runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +43,7 @@ run_ctest() {
   fi
 }
 
-echo "== 1/3 Release, -Werror"
+echo "== 1/4 Release, -Werror"
 cmake -S . -B build-ci -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGATTN_WERROR=ON -DLONGATTN_BUILD_BENCH=ON
 cmake --build build-ci -j "$jobs"
 run_ctest build-ci
@@ -51,14 +55,14 @@ cmake -S tests/install -B build-ci/consumer -G Ninja -DCMAKE_PREFIX_PATH="$PWD/b
 cmake --build build-ci/consumer
 build-ci/consumer/consumer
 
-echo "== 2/3 AddressSanitizer + UndefinedBehaviorSanitizer"
+echo "== 2/4 AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLONGATTN_CUDA=OFF \
   -DLONGATTN_SANITIZE=address,undefined -DLONGATTN_BUILD_BENCH=OFF
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LONGATTN_TEST_SMALL=1 run_ctest build-asan
 
-echo "== 3/3 libFuzzer"
+echo "== 3/4 libFuzzer"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLONGATTN_CUDA=OFF \
   -DLONGATTN_FUZZ=ON -DLONGATTN_BUILD_TESTS=ON -DLONGATTN_BUILD_BENCH=OFF -DLONGATTN_BUILD_TOOLS=OFF
 cmake --build build-fuzz -j "$jobs" --target fuzz_planner fuzz_validate
@@ -81,6 +85,41 @@ for f in fuzz_planner fuzz_validate; do
     exit 1
   fi
   tail -n 12 "$log"
+done
+
+echo "== 4/4 planted faults: each must fail the suite"
+cmake -S . -B build-faults -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGATTN_CUDA=OFF -DLONGATTN_WERROR=ON \
+  -DLONGATTN_PLANT_FAULTS=ON -DLONGATTN_BUILD_TOOLS=OFF -DLONGATTN_BUILD_BENCH=OFF
+cmake --build build-faults -j "$jobs"
+# Runs the suite with fault $1 planted ("" = none); its log is
+# build-faults/ctest-<fault>.log. Returns ctest's status.
+fault_ctest() {
+  LONGATTN_PLANT_FAULT=$1 LONGATTN_TEST_SMALL=1 ctest --test-dir build-faults --no-tests=error \
+    -j "$jobs" >"build-faults/ctest-${1:-none}.log" 2>&1
+}
+if ! fault_ctest ""; then
+  tail -n 40 build-faults/ctest-none.log
+  echo "== FAILED: the fault build fails its tests with no fault planted (build-faults/ctest-none.log)"
+  exit 1
+fi
+echo "no fault planted: $(sed -nE 's/.* 0 tests failed out of ([0-9]+)$/all \1/p' build-faults/ctest-none.log) tests passed"
+for fault in drop_chunk zero_row swap_heads shift_diagonal; do
+  log="build-faults/ctest-$fault.log"
+  if fault_ctest "$fault"; then
+    echo "== FAILED: planted fault $fault: every test passed, so the suite cannot tell this" \
+      "broken library from a correct one ($log)"
+    exit 1
+  fi
+  count=$(sed -nE 's/.* ([0-9]+) tests failed out of ([0-9]+)$/\1 of \2/p' "$log")
+  if [ -z "$count" ]; then  # ctest itself failed: no test ran to catch the fault
+    tail -n 40 "$log"
+    echo "== FAILED: planted fault $fault: ctest did not run the suite ($log)"
+    exit 1
+  fi
+  by_suite=$(sed -nE '/\(Skipped\)$/d; s/^\s*[0-9]+ - ([^.]*)\..* \([^)]*\)$/\1/p' "$log" |
+    sort | uniq -c |
+    awk '{printf "%s%s %d", (NR > 1 ? ", " : ""), $2, $1}')
+  echo "planted fault $fault: $count tests failed (good): $by_suite"
 done
 
 left=$(comm -13 <(sort <<<"$untracked_before") <(sort <<<"$(untracked)") | sed '/^$/d')

@@ -26,6 +26,7 @@
 #include <new>
 
 #include "core/cost_fit.hpp"
+#include "core/faults.hpp"
 #include "core/planner.hpp"
 
 namespace longattn::core {
@@ -210,7 +211,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   double fixed_ms = profile.dispatch_overhead_ms;
   double planned_fixed = fixed_ms;                        // what the plan being run assumed
   const bool fresh_key = profile.gflops.count(key) == 0;  // the rate is still a guess
-  int informative = 0;  // measurements that said something about the rate
+  int informative = 0;   // measurements that said something about the rate
+  bool dropped = false;  // a planted drop_chunk fault has acted (faults.hpp)
 
   try {
     while (next < todo.size()) {
@@ -219,7 +221,12 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
       SubmissionReport sr;
       for (const Dispatch& d : sub.dispatches) {
         state.s.q0 = d.rect.q0;  // a dispatch always spans its whole query group
-        be.dispatch(p, d, state.s);
+        Dispatch sent = d;
+        if (planted(Fault::drop_chunk) && !dropped && !writes_output(d.mode)) {
+          sent.rect.k1 = sent.rect.k0;  // faults.hpp: this chunk's keys are lost
+          dropped = true;
+        }
+        be.dispatch(p, sent, state.s);
         cur = advance(d);
         if (writes_output(d.mode)) add_finished(report, d.rect.q0, d.rect.q1);
         sr.flops += d.flops;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/backend.hpp"
+#include "core/faults.hpp"
 #include "core/problem.hpp"
 
 namespace longattn::core {
@@ -306,7 +307,7 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
   p.v = v.data;
   p.o = out.data;
   p.causal = opt.causal;
-  p.causal_offset = p.Lk - p.Lq;
+  p.causal_offset = p.Lk - p.Lq + (planted(Fault::shift_diagonal) ? 1 : 0);  // faults.hpp
   return p;
 }
 

@@ -22,6 +22,7 @@
 #include <immintrin.h>
 #endif
 
+#include "core/faults.hpp"
 #include "core/half.hpp"
 #include "core/state.hpp"
 #include "cpu/kernel.hpp"
@@ -231,6 +232,9 @@ class Rectangle {
     const std::int64_t k_end = std::min(r_.k1, p_.key_end(i_end - 1));
     const std::int64_t all_see = std::min(r_.k1, p_.key_end(it.i0));
     for (std::int64_t kb = r_.k0; kb < k_end; kb += kKeyTile) {
+      if (core::planted(core::Fault::drop_chunk) && mode_ == Mode::single_pass &&
+          kb + kKeyTile >= r_.k1)
+        continue;  // faults.hpp: the rectangle's last key tile is lost
       const int nk = static_cast<int>(std::min<std::int64_t>(kKeyTile, k_end - kb));
       pack_k(it, kb, nk, s);
       gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
@@ -306,13 +310,18 @@ class Rectangle {
   void write_out(const Item& it, int nrow_q, const Scratch& s) const {
     for (int r = 0; r < rows_; ++r) {
       if (!valid(r, nrow_q)) continue;
-      const std::int64_t h = head(it, r), i = query(it, r);
+      const std::int64_t i = query(it, r);
+      std::int64_t h = head(it, r);
       const float m = s.m[static_cast<std::size_t>(r)], l = s.l[static_cast<std::size_t>(r)];
       const float inv = core::inv_sum(l);
+      // Planted faults (faults.hpp): one row written as zeros, heads 0 and 1 swapped.
+      const bool zeroed = core::planted(core::Fault::zero_row) && it.b == 0 && h == 0 &&
+                          i == std::min<std::int64_t>(1, p_.Lq - 1);
+      if (core::planted(core::Fault::swap_heads) && p_.Hq >= 2 && h < 2) h = 1 - h;
       const std::int64_t off = it.b * p_.o_stride[0] + h * p_.o_stride[1] + i * p_.o_stride[2];
       const float* o = s.o.data() + r * dvp_;
       for (std::int64_t d = 0; d < p_.Dv; ++d)
-        core::store_from_float(p_.o, off + d * p_.o_stride[3], p_.dtype, o[d] * inv);
+        core::store_from_float(p_.o, off + d * p_.o_stride[3], p_.dtype, zeroed ? 0.f : o[d] * inv);
       if (p_.lse)
         p_.lse[it.b * p_.lse_stride[0] + h * p_.lse_stride[1] + i * p_.lse_stride[2]] =
             core::lse_base_e(m, l);
