@@ -44,14 +44,22 @@ TEST(Executor, ReportAddsUpAndMatchesThePlan) {
   ASSERT_TRUE(rep.completed);
   EXPECT_EQ(rep.backend, "cpu");
   EXPECT_EQ(rep.submissions.size(), rep.plan.submissions.size());
-  double flops = 0;
+  double flops = 0, measured_ms = 0;
   std::size_t dispatches = 0;
   for (const auto& s : rep.submissions) {
     flops += s.flops;
     dispatches += s.dispatches;
-    EXPECT_GE(s.measured_ms, 0);
+    measured_ms += s.measured_ms;
+    // The CPU backend times each submission by the host clock; each one did work.
+    EXPECT_GT(s.flops, 0);
+    EXPECT_GT(s.measured_ms, 0);
   }
   EXPECT_EQ(dispatches, rep.plan.num_dispatches());
+  // total_ms is the sum of the submissions' times, and they ran inside the
+  // call, one after another, so they add up to no more than its wall time
+  // (the slack covers rounding the sums, nothing else).
+  EXPECT_DOUBLE_EQ(rep.total_ms, measured_ms);
+  EXPECT_LE(measured_ms, rep.wall_ms + 1e-6);
   const auto& c = d.c;
   const double off = double(c.Lk - c.Lq);
   double pairs = 0;
