@@ -8,8 +8,10 @@
 //    submission ran past budget * safety (or far under its prediction, so
 //    that the rest is not split more finely than it needs),
 //  - asks the progress callback whether to go on.
-// The running state is allocated once, before the first dispatch, so an
-// allocation failure leaves the caller's output untouched. However the run
+// The running state the first plan needs is allocated before the first
+// dispatch, so that allocation failing leaves the caller's output
+// untouched; a re-plan that needs state where the first plan had none
+// allocates it then (a failure there is a mid-run failure). However the run
 // ends (done, cancelled, a backend error, out of memory), the report it
 // leaves says what ran and which output rows are final.
 //
