@@ -95,7 +95,8 @@ std::string contract(const TensorView& q, const TensorView& k, const TensorView&
   if (D < 1 || D > 256 || Dv < 1 || Dv > 256) return "head dim outside [1, 256]";
   if (o.numel() > 0)
     for (int i = 0; i < 4; ++i)
-      if (o.shape[std::size_t(i)] > 1 && o.strides[std::size_t(i)] == 0) return "out aliases itself";
+      if (o.shape[std::size_t(i)] > 1 && o.strides[std::size_t(i)] == 0)
+        return "out aliases itself";
   if (opt.mask.present()) {
     const TensorView& m = opt.mask;
     if (m.rank != 4 || m.device != Device::cpu) return "mask rank or device";
@@ -155,8 +156,8 @@ void check_output(const TensorView& v, const TensorView& o, const AttentionOptio
           if (!ok)
             fail("output not written as expected",
                  "out[" + std::to_string(b) + "," + std::to_string(h) + "," + std::to_string(i) +
-                     "," + std::to_string(d) + "] = " + std::to_string(x) + ", v = " +
-                     std::to_string(vc) + (sinks ? " (sinks)" : ""));
+                     "," + std::to_string(d) + "] = " + std::to_string(x) +
+                     ", v = " + std::to_string(vc) + (sinks ? " (sinks)" : ""));
         }
 }
 

@@ -287,7 +287,8 @@ Metric metric(const std::vector<double>& got, const std::vector<double>& want, s
     double scale = kScaleFloor;
     for (std::size_t i = r0; i < r0 + len; ++i)
       if (std::isfinite(want[i])) scale = std::max(scale, std::abs(want[i]));
-    for (std::size_t i = r0; i < r0 + len; ++i) record(m, entry_error(got[i], want[i], scale), scale, i);
+    for (std::size_t i = r0; i < r0 + len; ++i)
+      record(m, entry_error(got[i], want[i], scale), scale, i);
   }
   return m;
 }
