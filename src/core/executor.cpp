@@ -82,6 +82,41 @@ constexpr double kBestDecay = 0.98;
 // Measurements of a guessed rate that count as early (refine_profile).
 constexpr int kEarlySamples = 4;
 
+// What a run learns from its timed submissions beyond the profile: the
+// fixed cost per dispatch it really pays (cost_fit.hpp) and the rate of its
+// fastest recent submission (kBestRatio). Turns each measurement into the
+// observation that refines the profile.
+class RunMeasurements {
+ public:
+  RunMeasurements(const DeviceProfile& prof, std::string key)
+      : key_(std::move(key)),
+        fresh_key_(prof.gflops.count(key_) == 0),
+        fixed_ms_(prof.dispatch_overhead_ms) {}
+
+  Observation observe(const DeviceProfile& prof, double dispatches, double flops, double ms) {
+    fit_.add(dispatches, flops, ms - prof.submission_overhead_ms);
+    fixed_ms_ = std::max(prof.dispatch_overhead_ms, fit_.fixed_ms().value_or(0));
+    Observation o{key_, flops, ms, prof.submission_overhead_ms + fixed_ms_ * dispatches};
+    o.early = fresh_key_ && informative_ < kEarlySamples;
+    const double v = observed_gflops(o, prof.rate_gflops(key_));
+    if (v > 0) ++informative_;
+    best_rate_ = std::max(v, best_rate_ * kBestDecay);
+    o.floor_gflops = best_rate_ / kBestRatio;
+    return o;
+  }
+  // Fixed cost per dispatch, ms: the profile's, or more where this run
+  // measured more.
+  double fixed_ms() const { return fixed_ms_; }
+
+ private:
+  std::string key_;
+  bool fresh_key_;  // the profile had no rate for the key: it is a guess
+  double fixed_ms_;
+  FixedCostFit fit_;
+  int informative_ = 0;   // measurements that said something about the rate
+  double best_rate_ = 0;  // the fastest recent submission's rate, decaying
+};
+
 struct StateGuard {
   Backend& be;
   StateView s{};
@@ -92,16 +127,26 @@ struct StateGuard {
 
 // The report's totals and plan, from what ran: the same for a run that
 // completed and one that stopped early.
+// `late`: the times finish() returned, for the submissions at `pending`
+// (timed by events read at the end). `replan_warning` is said only if the
+// budget was really missed.
 void close_report(RunReport& report, Plan plan, std::vector<Submission> done,
-                  Clock::time_point start, bool completed) {
+                  const std::vector<std::size_t>& pending, const std::vector<double>& late,
+                  const std::vector<std::string>& replan_warning, Clock::time_point start,
+                  bool completed) {
+  for (std::size_t i = 0; i < pending.size() && i < late.size(); ++i)
+    report.submissions[pending[i]].measured_ms = late[i];
   report.total_flops = 0;
   report.total_ms = 0;
   report.budget_misses = 0;
-  for (const SubmissionReport& sr : report.submissions) {
+  for (SubmissionReport& sr : report.submissions) {
+    sr.over_budget = report.budget_ms > 0 && sr.measured_ms > report.budget_ms;
     report.total_flops += sr.flops;
     report.total_ms += sr.measured_ms;
     if (sr.over_budget) ++report.budget_misses;
   }
+  if (report.budget_misses > 0)
+    for (const std::string& w : replan_warning) add_warning(report, w);
   report.plan = std::move(plan);
   report.plan.submissions = std::move(done);
   report.plan.predicted_ms = 0;
@@ -191,8 +236,7 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   report.budget_ms = policy.budget_ms;
   for (const std::string& w : plan.warnings) add_warning(report, w);
   const double target = policy.budget_ms > 0 ? policy.budget_ms * policy.safety : 0;
-  const std::string key =
-      DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);
+  const std::string key = rate_key(p);
 
   StateGuard state{be};
   if (plan.workspace_bytes > 0) state.s = be.alloc_state(p, plan.query_rows);
@@ -208,13 +252,9 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   double measured_ms = 0;  // device time of the submissions so far
   const bool budget_warned = !plan.budget_kept;
   std::vector<std::string> replan_warning;  // said at the end if the budget was missed
-  double best_rate = 0;                     // the fastest recent submission's rate, decaying
-  FixedCostFit fit;                         // fixed cost per dispatch, as this run measures it
-  double fixed_ms = profile.dispatch_overhead_ms;
-  double planned_fixed = fixed_ms;                        // what the plan being run assumed
-  const bool fresh_key = profile.gflops.count(key) == 0;  // the rate is still a guess
-  int informative = 0;   // measurements that said something about the rate
-  bool dropped = false;  // a planted drop_chunk fault has acted (faults.hpp)
+  RunMeasurements learned(profile, key);
+  double planned_fixed = learned.fixed_ms();  // what the plan being run assumed
+  bool dropped = false;                       // a planted drop_chunk fault has acted (faults.hpp)
 
   try {
     while (next < todo.size()) {
@@ -242,15 +282,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         sr.measured_ms = *t;
         measured_ms += *t;
         sr.over_budget = policy.budget_ms > 0 && *t > policy.budget_ms;
-        const double n = static_cast<double>(sr.dispatches);
-        fit.add(n, sr.flops, *t - profile.submission_overhead_ms);
-        fixed_ms = std::max(profile.dispatch_overhead_ms, fit.fixed_ms().value_or(0));
-        Observation o{key, sr.flops, *t, profile.submission_overhead_ms + fixed_ms * n};
-        o.early = fresh_key && informative < kEarlySamples;
-        const double v = observed_gflops(o, profile.rate_gflops(key));
-        if (v > 0) ++informative;
-        best_rate = std::max(v, best_rate * kBestDecay);
-        o.floor_gflops = best_rate / kBestRatio;
+        const Observation o =
+            learned.observe(profile, static_cast<double>(sr.dispatches), sr.flops, *t);
         refine_profile(profile, o);
         if (observed) observed->push_back(o);
       } else {
@@ -269,7 +302,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
       auto moved_from = [](double now, double then) {
         return now > then * kReplanRatio || now < then / kReplanRatio;
       };
-      const bool moved = moved_from(rate, planned_rate) || moved_from(fixed_ms, planned_fixed);
+      const bool moved =
+          moved_from(rate, planned_rate) || moved_from(learned.fixed_ms(), planned_fixed);
       const double spent = std::max(ms_since(t_start), measured_ms);
       const bool affordable = report.replans < kFreeReplans || replan_ms <= kReplanShare * spent;
       if (more && (over || under) && moved && affordable) {
@@ -281,7 +315,7 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         // The fixed cost this run measures is this run's (a busy machine),
         // so it shapes the re-plan without entering the device profile.
         DeviceProfile now = profile;
-        now.dispatch_overhead_ms = fixed_ms;
+        now.dispatch_overhead_ms = learned.fixed_ms();
         Plan rest = make_plan(p, now, again, cur, "longattn::attention");
         if (rest.workspace_bytes > 0 && state.s.rows == 0)
           state.s = be.alloc_state(p, rest.query_rows);
@@ -294,7 +328,7 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         if (!rest.budget_kept && !budget_warned && replan_warning.empty())
           replan_warning = rest.warnings;
         planned_rate = rate;
-        planned_fixed = fixed_ms;
+        planned_fixed = learned.fixed_ms();
         ++report.replans;
         replan_ms += ms_since(t_plan);
       }
@@ -308,18 +342,14 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   } catch (const std::exception& e) {
     // Whatever stopped the run, the work already submitted is waited for
     // (its rows are final only then), and the report says what ran.
+    std::vector<double> late;
     try {
-      const std::vector<double> late = be.finish();
-      for (std::size_t i = 0; i < pending.size() && i < late.size(); ++i)
-        report.submissions[pending[i]].measured_ms = late[i];
+      late = be.finish();
     } catch (const std::exception&) {
       // The backend is broken: the error being raised already says so.
     }
-    for (SubmissionReport& sr : report.submissions)
-      sr.over_budget = policy.budget_ms > 0 && sr.measured_ms > policy.budget_ms;
-    close_report(report, std::move(plan), std::move(done), t_start, false);
-    if (report.budget_misses > 0)
-      for (const std::string& w : replan_warning) add_warning(report, w);
+    close_report(report, std::move(plan), std::move(done), pending, late, replan_warning, t_start,
+                 false);
     const std::size_t planned = todo.size();
     if (const auto* err = dynamic_cast<const Error*>(&e))
       rethrow_with_report(*err, std::move(report), next, planned);
@@ -328,15 +358,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
                           std::move(report), next, planned);
     throw;  // not ours (a progress callback's own exception): passed on as it is
   }
-  const std::vector<double> late = be.finish();
-  for (std::size_t i = 0; i < pending.size() && i < late.size(); ++i) {
-    SubmissionReport& sr = report.submissions[pending[i]];
-    sr.measured_ms = late[i];
-    sr.over_budget = policy.budget_ms > 0 && late[i] > policy.budget_ms;
-  }
-  close_report(report, std::move(plan), std::move(done), t_start, true);
-  if (report.budget_misses > 0)
-    for (const std::string& w : replan_warning) add_warning(report, w);
+  close_report(report, std::move(plan), std::move(done), pending, be.finish(), replan_warning,
+               t_start, true);
   return report;
 }
 

@@ -40,10 +40,6 @@
 namespace longattn::core {
 namespace {
 
-std::string rate_key_of(const Problem& p) {
-  return DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);
-}
-
 // Everything the planner derives once from (problem, profile, policy).
 struct Costs {
   const Problem& p;
@@ -52,7 +48,8 @@ struct Costs {
   double target_ms;  // per-submission limit, budget * safety; inf without budget
   std::int64_t max_chunk =
       0;  // > 0: keys per dispatch capped (chunk_threshold_keys forced chunking)
-  // Smallest dispatch worth running (ms, overhead included): see floor_ms().
+  // Smallest dispatch worth running (ms, overhead included): see
+  // dispatch_floor_ms().
   double floor_ms = 0;
   const char* op = "longattn::plan_attention";  // the API call, for messages
 
@@ -70,7 +67,6 @@ struct Costs {
   double dispatch_target() const {
     return std::max(target_ms - prof.submission_overhead_ms, floor_ms);
   }
-  bool budget_below_floor() const { return target_ms - prof.submission_overhead_ms < floor_ms; }
 };
 
 // Plans never hold more dispatches than this: enough for any budget the
@@ -87,7 +83,7 @@ constexpr double kAmortize = 4;
 // of them (times `relax`, which grows when a plan still has too many). A
 // budget below this is not kept: the plan runs at this size and says so,
 // rather than shattering into slivers that cost more than they bound.
-double floor_ms(const DeviceProfile& prof, double work_ms, double relax) {
+double dispatch_floor_ms(const DeviceProfile& prof, double work_ms, double relax) {
   return prof.dispatch_overhead_ms * (1 + kAmortize) +
          relax * work_ms / static_cast<double>(kMaxDispatches);
 }
@@ -205,6 +201,10 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
 
 std::int64_t state_row_bytes(const Problem& p) { return p.B * p.Hq * (p.Dv + 2) * 4; }
 
+std::string rate_key(const Problem& p) {
+  return DeviceProfile::rate_key(p.dtype, p.D, p.causal, p.mask_kind != MaskKind::none);
+}
+
 namespace {
 
 // Work left from the cursor, in FLOPs: the rows from q_begin on, less the
@@ -312,7 +312,7 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
   // submission is planned to a quarter of the target, so that a guess up to
   // 4x too fast still lands it within budget; its measurement then re-plans
   // the rest (executor.cpp).
-  const bool guessed = !profile.gflops.count(rate_key_of(p));
+  const bool guessed = !profile.gflops.count(rate_key(p));
   for (const Dispatch& d : dispatches) {
     const double limit = guessed && plan.submissions.empty() ? c.target_ms / 4 : c.target_ms;
     if (!cur.dispatches.empty() &&
@@ -336,7 +336,7 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
     plan.reason = "nothing to compute: no query rows";
     return plan;
   }
-  const double rate = profile.rate_gflops(rate_key_of(p));
+  const double rate = profile.rate_gflops(rate_key(p));
   const double ms_per_flop = 1.0 / (rate * 1e6);
   const double target =
       pol.budget_ms > 0 ? pol.budget_ms * pol.safety : std::numeric_limits<double>::infinity();
@@ -383,7 +383,7 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
   for (double relax = 1;;) {
     Plan attempt;
     attempt.chunked = true;
-    c.floor_ms = pol.fixed_chunk_keys > 0 ? 0 : floor_ms(profile, work_ms, relax);
+    c.floor_ms = pol.fixed_chunk_keys > 0 ? 0 : dispatch_floor_ms(profile, work_ms, relax);
     double covered = 1;
     if (chunked_plan(c, pol, from, attempt, covered)) {
       plan = std::move(attempt);

@@ -2,6 +2,8 @@
 // See planner.cpp for the worked example.
 #pragma once
 
+#include <string>
+
 #include "core/problem.hpp"
 #include "longattn/plan.hpp"
 
@@ -22,5 +24,8 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
 
 // Running-state bytes of one query row (all b, h): (Dv + 2) floats per head.
 std::int64_t state_row_bytes(const Problem& p);
+
+// The device profile's rate key of this problem (DeviceProfile::rate_key).
+std::string rate_key(const Problem& p);
 
 }  // namespace longattn::core
