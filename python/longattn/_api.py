@@ -1,0 +1,469 @@
+"""The public calls: attention(), plan(), merge_states(), and the Policy.
+
+Each call turns its keyword options into the native module's flat
+arguments, allocates the outputs in the caller's framework (_arrays.py) and
+calls longattn._core, which reads every array in place and runs the C++ API
+with the GIL released. The argument checks are the C++ library's (their
+messages arrive unchanged); only what the library cannot see is checked here
+(option types, the layout name).
+
+run() is the one internal entry point for callers that bring their own
+outputs (the torch op, the SDPA drop-in): views plus options, nothing
+allocated.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
+
+from . import _core
+from ._arrays import Framework, framework_of, native, stream_handle
+from ._errors import Error, InvalidArgument
+from ._report import Plan, RunReport
+
+DeviceProfile = _core.DeviceProfile
+
+_DEFAULT_POLICY = _core.default_policy()
+
+ProgressCallback = Callable[[int, int, RunReport], Optional[bool]]
+
+
+@dataclass
+class Policy:
+    """How a call is split into submissions (C++ longattn::Policy).
+
+    The defaults are those attention() uses when given no policy
+    (AttentionOptions::default_policy: a 200 ms budget, safety 0.8, 1 GiB of
+    running state at most).
+
+    budget_ms: the time budget of one submission in milliseconds; 0 = none.
+        A budget below what one sensible dispatch costs is never refused: the
+        plan then runs at that size and says so once in its warnings.
+    safety: plan each submission to budget_ms * safety, in (0, 1].
+    chunk_threshold_keys: Lk >= this forces the chunked path, in key chunks
+        of at most this length; 0 = never forced.
+    workspace_limit_bytes: cap on the float32 running-state memory.
+    fixed_chunk_keys: > 0: key chunks of exactly this length.
+    fixed_query_rows: > 0: query groups of exactly this height.
+    """
+
+    budget_ms: float = _DEFAULT_POLICY["budget_ms"]
+    safety: float = _DEFAULT_POLICY["safety"]
+    chunk_threshold_keys: int = _DEFAULT_POLICY["chunk_threshold_keys"]
+    workspace_limit_bytes: int = _DEFAULT_POLICY["workspace_limit_bytes"]
+    fixed_chunk_keys: int = _DEFAULT_POLICY["fixed_chunk_keys"]
+    fixed_query_rows: int = _DEFAULT_POLICY["fixed_query_rows"]
+
+
+def default_profile(backend: str = "cpu") -> DeviceProfile:
+    """A copy of the process-wide DeviceProfile of a backend ('cpu' or 'cuda'):
+    what calls without profile= plan with, refined by every timed run."""
+    return _core.default_profile(backend)
+
+
+def cuda_built() -> bool:
+    """Whether this build of longattn has the CUDA backend."""
+    return _core.cuda_built()
+
+
+# ---- option checks the C++ library cannot make (types, names) ---------------
+
+
+def _number(op: str, name: str, value: Any, kind: type) -> Any:
+    try:
+        return operator.index(value) if kind is int else float(value)
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise InvalidArgument(f"[{op}] {name} = {value!r} must be {what}") from None
+
+
+def _layout(op: str, layout: Any) -> bool:
+    """True for 'bshd'."""
+    if layout not in ("bhsd", "bshd"):
+        raise InvalidArgument(
+            f"[{op}] layout = {layout!r} must be 'bhsd' ([B, H, S, D] arrays) or 'bshd' "
+            "([B, S, H, D] arrays)"
+        )
+    return layout == "bshd"
+
+
+def _flag(op: str, name: str, value: Any) -> bool:
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise InvalidArgument(f"[{op}] {name} = {value!r} must be True or False")
+
+
+def _policy_args(op: str, policy: Optional[Policy], budget_ms: Optional[float]) -> dict:
+    if policy is None:
+        policy = Policy()
+    elif not isinstance(policy, Policy):
+        raise InvalidArgument(f"[{op}] policy = {policy!r} must be a longattn.Policy or None")
+    args = {
+        "budget_ms": _number(op, "policy.budget_ms", policy.budget_ms, float),
+        "safety": _number(op, "policy.safety", policy.safety, float),
+        "chunk_threshold_keys": _number(
+            op, "policy.chunk_threshold_keys", policy.chunk_threshold_keys, int
+        ),
+        "workspace_limit_bytes": _number(
+            op, "policy.workspace_limit_bytes", policy.workspace_limit_bytes, int
+        ),
+        "fixed_chunk_keys": _number(op, "policy.fixed_chunk_keys", policy.fixed_chunk_keys, int),
+        "fixed_query_rows": _number(op, "policy.fixed_query_rows", policy.fixed_query_rows, int),
+    }
+    if budget_ms is not None:
+        args["budget_ms"] = _number(op, "budget_ms", budget_ms, float)
+    return args
+
+
+def _common_args(
+    op: str, causal, scale, policy, budget_ms, profile, threads, layout
+) -> Tuple[bool, dict]:
+    bshd = _layout(op, layout)
+    if profile is not None and not isinstance(profile, DeviceProfile):
+        raise InvalidArgument(f"[{op}] profile = {profile!r} must be a longattn.DeviceProfile or None")
+    args = dict(
+        bshd=bshd,
+        causal=_flag(op, "causal", causal),
+        scale=None if scale is None else _number(op, "scale", scale, float),
+        profile=profile,
+        threads=0 if threads is None else _number(op, "threads", threads, int),
+        **_policy_args(op, policy, budget_ms),
+    )
+    return bshd, args
+
+
+def _out_shape(q: Any, v: Any) -> Optional[Tuple[int, ...]]:
+    """[B, H, Lq, Dv] (or [B, Lq, H, Dv] for 'bshd': q's shape with v's last
+    dim); None when the ranks are wrong, which the library then reports."""
+    qs, vs = tuple(getattr(q, "shape", ())), tuple(getattr(v, "shape", ()))
+    if len(qs) != 4 or len(vs) != 4:
+        return None
+    return qs[:3] + vs[3:]
+
+
+def _lse_shape(q: Any, bshd: bool) -> Optional[Tuple[int, ...]]:
+    """[B, H, Lq] whatever the layout (as PyTorch and FlashAttention return it)."""
+    qs = tuple(getattr(q, "shape", ()))
+    if len(qs) != 4:
+        return None
+    return (qs[0], qs[2], qs[1]) if bshd else qs[:3]
+
+
+# ---- the internal entry point -------------------------------------------------
+
+
+def run(
+    q: Any,
+    k: Any,
+    v: Any,
+    out: Any,
+    lse: Any = None,
+    *,
+    mask: Any = None,
+    sinks: Any = None,
+    bshd: bool = False,
+    causal: bool = False,
+    scale: Optional[float] = None,
+    budget_ms: float,
+    safety: float,
+    chunk_threshold_keys: int,
+    workspace_limit_bytes: int,
+    fixed_chunk_keys: int,
+    fixed_query_rows: int,
+    profile: Optional[DeviceProfile] = None,
+    threads: int = 0,
+    stream: int = 0,
+    progress: Optional[ProgressCallback] = None,
+    report: bool = False,
+    framework: Optional[Framework] = None,
+) -> Optional[RunReport]:
+    """Attention into outputs the caller made: q, k, v, mask, sinks read in
+    place, out (and lse) written in place; options already checked and flat
+    (see _common_args). Returns the report when report=True.
+
+    An error that stops the run part way carries out and lse (besides its
+    report), so that the finished rows can be used.
+    """
+    op = "longattn.attention"
+    fw = framework or framework_of(q)
+    try:
+        with fw.device_scope(q):
+            return _core.attention(
+                native(op, "q", q),
+                native(op, "k", k),
+                native(op, "v", v),
+                native(op, "out", out),
+                native(op, "lse", lse),
+                native(op, "mask", mask),
+                native(op, "sinks", sinks),
+                bshd=bshd,
+                causal=causal,
+                scale=scale,
+                budget_ms=budget_ms,
+                safety=safety,
+                chunk_threshold_keys=chunk_threshold_keys,
+                workspace_limit_bytes=workspace_limit_bytes,
+                fixed_chunk_keys=fixed_chunk_keys,
+                fixed_query_rows=fixed_query_rows,
+                profile=profile,
+                threads=threads,
+                stream=stream,
+                progress=progress,
+                report=report,
+            )
+    except Error as e:
+        if e.report is not None:
+            e.out, e.lse = out, lse
+        raise
+
+
+# ---- public calls ---------------------------------------------------------------
+
+
+def attention(
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    causal: bool = False,
+    mask: Any = None,
+    scale: Optional[float] = None,
+    sinks: Any = None,
+    layout: str = "bhsd",
+    out: Any = None,
+    return_lse: bool = False,
+    budget_ms: Optional[float] = None,
+    policy: Optional[Policy] = None,
+    progress: Optional[ProgressCallback] = None,
+    report: bool = False,
+    stream: Any = None,
+    threads: Optional[int] = None,
+    profile: Optional[DeviceProfile] = None,
+) -> Any:
+    """Exact scaled-dot-product attention, split so that no submission runs
+    longer than a time budget.
+
+        O = softmax(scale * q @ k^T + mask) @ v      (per batch and head)
+
+    Arrays are read and written in place, never copied: anything with
+    __dlpack__ or the buffer protocol (PyTorch CPU and CUDA tensors, NumPy
+    arrays including ml_dtypes.bfloat16, CuPy, ...), with any strides (a
+    transposed tensor, a slice of a preallocated KV cache). The result is an
+    array of q's framework on q's device (torch in, torch out; NumPy in,
+    NumPy out). The GIL is released while the native work runs.
+
+    Args:
+        q: queries [B, Hq, Lq, D] (layout 'bhsd') or [B, Lq, Hq, D] ('bshd').
+            float32, float16 or bfloat16; k, v and out share its dtype.
+        k: keys [B, Hkv, Lk, D] (or [B, Lk, Hkv, D]). Hkv must divide Hq
+            (GQA/MQA: query head h reads KV head h // (Hq // Hkv)); K and V
+            are never expanded.
+        v: values [B, Hkv, Lk, Dv] (or [B, Lk, Hkv, Dv]). CPU: 1 <= D, Dv
+            <= 256; CUDA: D = Dv in {64, 80, 96, 128, 192, 256}.
+        causal: mask keys after each query, bottom-right aligned: query i
+            sees keys j <= i + (Lk - Lq) (FlashAttention's and MLX's rule,
+            what a KV cache needs); with Lq > Lk the first Lq - Lk rows see
+            no key. Combines with `mask` (a key must pass both).
+        mask: optional boolean (True = keep) or additive float array (added
+            to the scaled logits; -inf drops a key), broadcastable to
+            [B, Hq, Lq, Lk]: each dim 1 or full (stride 0 is fine). Fewer
+            than 4 dims are aligned to the right, as NumPy broadcasts
+            ([Lq, Lk] reads as [1, 1, Lq, Lk]). Not affected by `layout`.
+        scale: logit scale; default 1 / sqrt(D).
+        sinks: optional float32 [Hq]: one extra logit per head that enters
+            the softmax denominator only (as in gpt-oss).
+        layout: 'bhsd' ([B, H, S, D] arrays) or 'bshd' ([B, S, H, D], read
+            through strides, no copy). Applies to q, k, v and out.
+        out: optional output to write in place, shaped like q with v's last
+            dim (Dv), q's dtype; it is also what is returned. Default: a new
+            array of q's framework, dtype and device.
+        return_lse: also return the log-sum-exp of each row's logits,
+            float32 [B, Hq, Lq] (for either layout), natural log. A row that
+            sees no key has O = 0 and LSE = -inf (with sinks: LSE = sink).
+        budget_ms: time budget of one submission in milliseconds (overrides
+            policy.budget_ms); 0 = none. Default 200.
+        policy: a longattn.Policy: the budget and how work is split.
+        progress: optional callable progress(done_rows, total_rows, report),
+            called between submissions with the GIL held: done_rows counts the
+            query rows whose output is final (of total_rows = Lq; all batches
+            and heads), report is the RunReport so far (one object, updated
+            in place between calls; copy it to keep it). Return False to
+            cancel: the call then raises longattn.Cancelled, whose .report,
+            .finished_rows, .out and .lse say what was done. None or True goes
+            on. An exception it raises stops the run and is re-raised.
+        report: also return the RunReport: per submission its dispatches,
+            predicted and measured ms; totals, budget misses, re-plans,
+            warnings, and the plan as executed.
+        stream: CUDA only: the stream to run on, an int cudaStream_t or an
+            object with .cuda_stream (torch.cuda.Stream). Default: torch's
+            current stream for torch tensors, else the legacy default
+            stream. The call runs on the arrays' device. A call with no
+            progress and no report whose plan is one small submission
+            (decode, short prefill) is only enqueued on the stream, as CUDA
+            libraries do (and can be captured in a CUDA graph); others wait
+            for each submission.
+        threads: CPU threads, 0 or None = all hardware threads.
+        profile: optional longattn.DeviceProfile to plan with, refined in
+            place by what this call measures. Default: the process-wide one.
+
+    Returns:
+        out; or (out, lse) with return_lse; with report=True the RunReport is
+        appended: (out, report) or (out, lse, report).
+
+    Raises:
+        longattn.InvalidArgument (ValueError): bad shapes, dtypes, devices,
+            strides or options; the message names the argument and value.
+        longattn.Unsupported (NotImplementedError): valid but not served by
+            this build or backend (e.g. CUDA arrays without the CUDA backend).
+        longattn.OutOfMemory (MemoryError), longattn.BackendError
+            (RuntimeError): the run failed; .report says what ran.
+        longattn.Cancelled: progress returned False.
+    """
+    op = "longattn.attention"
+    bshd, args = _common_args(op, causal, scale, policy, budget_ms, profile, threads, layout)
+    if progress is not None and not callable(progress):
+        raise InvalidArgument(f"[{op}] progress = {progress!r} must be callable or None")
+    want_lse = _flag(op, "return_lse", return_lse)
+    want_report = _flag(op, "report", report)
+    fw = framework_of(q)
+    if out is None:
+        shape = _out_shape(q, v)
+        if shape is not None:
+            out = fw.empty(shape, q)
+    lse = None
+    if want_lse:
+        shape = _lse_shape(q, bshd)
+        if shape is not None:
+            lse = fw.empty(shape, q, float32=True)
+    rep = run(
+        q,
+        k,
+        v,
+        out,
+        lse,
+        mask=mask,
+        sinks=sinks,
+        stream=stream_handle(op, stream, fw, q),
+        progress=progress,
+        report=want_report,
+        framework=fw,
+        **args,
+    )
+    result: Tuple[Any, ...] = (out,)
+    if want_lse:
+        result += (lse,)
+    if want_report:
+        result += (rep,)
+    return result[0] if len(result) == 1 else result
+
+
+def plan(
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    causal: bool = False,
+    mask: Any = None,
+    scale: Optional[float] = None,
+    sinks: Any = None,
+    layout: str = "bhsd",
+    out: Any = None,
+    return_lse: bool = False,
+    budget_ms: Optional[float] = None,
+    policy: Optional[Policy] = None,
+    progress: Optional[ProgressCallback] = None,
+    report: bool = False,
+    stream: Any = None,
+    threads: Optional[int] = None,
+    profile: Optional[DeviceProfile] = None,
+) -> Plan:
+    """The plan attention() would run with the same arguments, without running
+    it: its submissions, each dispatch's rectangle of queries x keys and mode,
+    predicted times, the workspace it needs, and why this route.
+
+    Takes attention()'s arguments, so a call can be inspected by swapping the
+    function name; only shapes, dtypes, strides and options are read (the
+    arrays' contents are not), and out need not be given. progress, report
+    and stream do not change a plan and are ignored. Runs the same argument
+    checks as attention() and raises the same errors. The plan comes from the
+    profile the call would use (profile=, or the process-wide one), so it
+    changes as runs refine that profile.
+    """
+    del progress, report, stream  # accepted for symmetry with attention()
+    op = "longattn.plan"
+    _, args = _common_args(op, causal, scale, policy, budget_ms, profile, threads, layout)
+    fw = framework_of(q)
+    with fw.device_scope(q):
+        return _core.plan(
+            native(op, "q", q),
+            native(op, "k", k),
+            native(op, "v", v),
+            native(op, "out", out),
+            _flag(op, "return_lse", return_lse),
+            native(op, "mask", mask),
+            native(op, "sinks", sinks),
+            **args,
+        )
+
+
+def merge_states(
+    parts: Sequence[Tuple[Any, Any]],
+    *,
+    out: Any = None,
+    return_lse: bool = False,
+    layout: str = "bhsd",
+    threads: Optional[int] = None,
+) -> Any:
+    """Merges attention results over disjoint key sets into the result over
+    their union, exactly (the online-softmax rule; CPU arrays only).
+
+    With m = max_i lse_i and w_i = exp(lse_i - m):
+        out = sum_i w_i o_i / sum_i w_i,    lse = m + log(sum_i w_i).
+    A part with lse = -inf (no key) carries no weight; a row empty in every
+    part gives out = 0, lse = -inf.
+
+    Args:
+        parts: a sequence of (o, lse) pairs, e.g. from
+            attention(..., return_lse=True) over each key shard: o
+            [B, H, L, Dv] (or [B, L, H, Dv] with layout 'bshd'), any float
+            dtype; lse float32 [B, H, L], natural log.
+        out: optional output to write in place, shaped like the parts' o;
+            default a new array like parts[0]'s o (framework and dtype).
+        return_lse: also return the merged LSE, float32 [B, H, L].
+        layout: 'bhsd' or 'bshd', for the o arrays and out.
+        threads: CPU threads, 0 or None = all.
+
+    Returns:
+        out, or (out, lse) with return_lse.
+    """
+    op = "longattn.merge_states"
+    bshd = _layout(op, layout)
+    nthreads = 0 if threads is None else _number(op, "threads", threads, int)
+    want_lse = _flag(op, "return_lse", return_lse)
+    try:
+        parts = list(parts)
+    except TypeError:
+        raise InvalidArgument(f"[{op}] parts must be a sequence of (o, lse) pairs") from None
+    first = parts[0] if parts and isinstance(parts[0], (tuple, list)) and len(parts[0]) == 2 else None
+    out_lse = None
+    if first is not None:
+        fw = framework_of(first[0])
+        if out is None and len(getattr(first[0], "shape", ())) == 4:
+            out = fw.empty(first[0].shape, first[0])
+        if want_lse and len(getattr(first[1], "shape", ())) == 3:
+            out_lse = fw.empty(first[1].shape, first[1], float32=True)
+    _core.merge_states(
+        [
+            (native(op, f"parts[{i}].o", p[0]), native(op, f"parts[{i}].lse", p[1]))
+            if isinstance(p, (tuple, list)) and len(p) == 2
+            else p
+            for i, p in enumerate(parts)
+        ],
+        native(op, "out", out),
+        native(op, "out_lse", out_lse),
+        bshd=bshd,
+        threads=nthreads,
+    )
+    return (out, out_lse) if want_lse else out

@@ -1,0 +1,33 @@
+// A build with the CUDA backend: the arrays' device is made current for the
+// call, as PyTorch's own ops do (torch.cuda.device).
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "device.hpp"
+#include "longattn/error.hpp"
+
+namespace longattn::py {
+
+CudaDeviceScope::CudaDeviceScope(int device) {
+  if (device < 0) return;
+  int current = 0;
+  cudaError_t e = cudaGetDevice(&current);
+  if (e == cudaSuccess && current == device) return;
+  if (e == cudaSuccess) e = cudaSetDevice(device);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw BackendError("[longattn.attention] cannot select cuda:" + std::to_string(device) + " (" +
+                       cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")");
+  }
+  previous_ = current;
+}
+
+CudaDeviceScope::~CudaDeviceScope() {
+  // A destructor must not throw; the call's own result says what went wrong.
+  if (previous_ >= 0 && cudaSetDevice(previous_) != cudaSuccess) (void)cudaGetLastError();
+}
+
+bool cuda_built() { return true; }
+
+}  // namespace longattn::py
