@@ -87,9 +87,9 @@ struct Call {
   TensorView q, k, v, out;
   AttentionOptions opt;
 
-  Call(const char* op, nb::handle q_, nb::handle k_, nb::handle v_, nb::handle out_,
-       nb::handle lse, nb::handle mask, nb::handle sinks, bool bshd, bool causal,
-       std::optional<double> scale, const Policy& policy, DeviceProfile* profile, int threads)
+  Call(const char* op, nb::handle q_, nb::handle k_, nb::handle v_, nb::handle out_, nb::handle lse,
+       nb::handle mask, nb::handle sinks, bool bshd, bool causal, std::optional<double> scale,
+       const Policy& policy, DeviceProfile* profile, int threads)
       : arrays(op) {
     const Arrange layout = bshd ? Arrange::bshd : Arrange::as_is;
     q = arrays.input(q_, "q", layout);
@@ -152,8 +152,8 @@ nb::object plan(nb::handle q, nb::handle k, nb::handle v, nb::handle out, bool w
     c.out = contiguous(nullptr, c.q.dtype, {c.q.shape[0], c.q.shape[1], c.q.shape[2], c.v.shape[3]},
                        c.q.device);
   if (want_lse && c.q.rank == 4)
-    c.opt.lse = contiguous(nullptr, DType::float32, 3, {c.q.shape[0], c.q.shape[1], c.q.shape[2], 0},
-                           c.q.device);
+    c.opt.lse = contiguous(nullptr, DType::float32, 3,
+                           {c.q.shape[0], c.q.shape[1], c.q.shape[2], 0}, c.q.device);
   Plan p;
   {
     nb::gil_scoped_release nogil;
@@ -162,8 +162,7 @@ nb::object plan(nb::handle q, nb::handle k, nb::handle v, nb::handle out, bool w
   return plan_to_python(p);
 }
 
-void merge(const nb::sequence& parts, nb::handle out, nb::handle out_lse, bool bshd,
-           int threads) {
+void merge(const nb::sequence& parts, nb::handle out, nb::handle out_lse, bool bshd, int threads) {
   ArraySet arrays("longattn.merge_states");
   const Arrange layout = bshd ? Arrange::bshd : Arrange::as_is;
   std::vector<PartialResult> views;
@@ -174,8 +173,8 @@ void merge(const nb::sequence& parts, nb::handle out, nb::handle out_lse, bool b
     if (!nb::isinstance<nb::sequence>(part) || nb::len(part) != 2)
       throw InvalidArgument("[longattn.merge_states] " + name +
                             " must be a pair (o, lse) of arrays");
-    views.push_back({arrays.input(part[0], name + ".o", layout),
-                     arrays.input(part[1], name + ".lse")});
+    views.push_back(
+        {arrays.input(part[0], name + ".o", layout), arrays.input(part[1], name + ".lse")});
   }
   const TensorView o = arrays.output(out, "out", layout);
   const TensorView l = arrays.output(out_lse, "out_lse");
@@ -188,6 +187,35 @@ BackendKind parse_backend(const std::string& name) {
   if (name == "cuda") return BackendKind::cuda;
   throw InvalidArgument("[longattn.default_profile] backend = '" + name +
                         "' must be 'cpu' or 'cuda'");
+}
+
+// For the tests of the error translation (errors.hpp): raises the C++ error
+// of `code` with `message`, carrying a report that finished rows [0, rows)
+// when rows > 0, as a run stopped part way does.
+template <class E>
+[[noreturn]] void raise_with_rows(E e, std::int64_t rows) {
+  if (rows > 0) {
+    auto r = std::make_shared<RunReport>();
+    r->backend = "test";
+    r->finished_rows.emplace_back(0, rows);
+    e.set_partial_report(std::move(r));
+  }
+  throw e;
+}
+
+void raise_error(const std::string& code, const std::string& message, std::int64_t rows) {
+  if (code == "invalid_argument") raise_with_rows(InvalidArgument(message), rows);
+  if (code == "unsupported") raise_with_rows(Unsupported(message), rows);
+  if (code == "out_of_memory") raise_with_rows(OutOfMemory(message), rows);
+  if (code == "backend") raise_with_rows(BackendError(message), rows);
+  if (code == "io") raise_with_rows(IoError(message), rows);
+  if (code == "cancelled") {
+    RunReport r;
+    r.backend = "test";
+    if (rows > 0) r.finished_rows.emplace_back(0, rows);
+    throw Cancelled(message, std::move(r));
+  }
+  throw InvalidArgument("[longattn._core._raise_error] code = '" + code + "' is not an ErrorCode");
 }
 
 nb::dict default_policy() {
@@ -216,10 +244,10 @@ NB_MODULE(_core, m) {
   bind_device_profile(m);
 
   m.def("attention", &attention, "q"_a, "k"_a, "v"_a, "out"_a.none(), "lse"_a.none(),
-        "mask"_a.none(), "sinks"_a.none(), nb::kw_only(), "bshd"_a, "causal"_a,
-        "scale"_a.none(), "budget_ms"_a, "safety"_a, "chunk_threshold_keys"_a,
-        "workspace_limit_bytes"_a, "fixed_chunk_keys"_a, "fixed_query_rows"_a,
-        "profile"_a.none(), "threads"_a, "stream"_a, "progress"_a.none(), "report"_a,
+        "mask"_a.none(), "sinks"_a.none(), nb::kw_only(), "bshd"_a, "causal"_a, "scale"_a.none(),
+        "budget_ms"_a, "safety"_a, "chunk_threshold_keys"_a, "workspace_limit_bytes"_a,
+        "fixed_chunk_keys"_a, "fixed_query_rows"_a, "profile"_a.none(), "threads"_a, "stream"_a,
+        "progress"_a.none(), "report"_a,
         "Runs longattn::attention on views of the given arrays, writing out (and\n"
         "lse). Returns the run report when report=True, else None.");
   m.def("plan", &plan, "q"_a, "k"_a, "v"_a, "out"_a.none(), "lse"_a, "mask"_a.none(),
@@ -227,16 +255,15 @@ NB_MODULE(_core, m) {
         "safety"_a, "chunk_threshold_keys"_a, "workspace_limit_bytes"_a, "fixed_chunk_keys"_a,
         "fixed_query_rows"_a, "profile"_a.none(), "threads"_a,
         "The plan longattn::attention would run (longattn::plan_attention).");
-  m.def("merge_states", &merge, "parts"_a, "out"_a, "out_lse"_a.none(), nb::kw_only(),
+  m.def("merge_states", &merge, "parts"_a, "out"_a.none(), "out_lse"_a.none(), nb::kw_only(),
         "bshd"_a, "threads"_a, "longattn::merge_states on views of the given arrays.");
   m.def(
       "default_profile",
-      [](const std::string& backend) {
-        return longattn::default_profile(parse_backend(backend));
-      },
-      "backend"_a = "cpu",
-      "A copy of the process-wide profile of a backend ('cpu' or 'cuda').");
+      [](const std::string& backend) { return longattn::default_profile(parse_backend(backend)); },
+      "backend"_a = "cpu", "A copy of the process-wide profile of a backend ('cpu' or 'cuda').");
   m.def("default_policy", &default_policy,
         "The fields of AttentionOptions::default_policy() as a dict.");
   m.def("cuda_built", &cuda_built, "Whether this build has the CUDA backend.");
+  m.def("_raise_error", &raise_error, "code"_a, "message"_a, "rows"_a = 0,
+        "Tests only: raises the C++ error of `code` (error.hpp's ErrorCode names).");
 }

@@ -1,6 +1,8 @@
 // DeviceProfile, the one C++ object Python holds by reference: a call given
 // a profile plans with it and refines it in place (attention.hpp). Plans and
 // reports are plain Python objects instead (report.hpp).
+#include "types.hpp"
+
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/string.h>
@@ -8,7 +10,6 @@
 #include <sstream>
 
 #include "longattn/attention.hpp"
-#include "types.hpp"
 
 namespace longattn::py {
 namespace {
@@ -74,8 +75,7 @@ void bind_device_profile(nb::module_& m) {
           "gflops", [](const DeviceProfile& p) { return rates_view(p); },
           [](DeviceProfile& p, nb::handle mapping) { set_rates(p, mapping); },
           nb::for_getter(nb::sig("def gflops(self, /) -> typing.Mapping[str, float]")),
-          nb::for_setter(
-              nb::sig("def gflops(self, value: typing.Mapping[str, float], /) -> None")),
+          nb::for_setter(nb::sig("def gflops(self, value: typing.Mapping[str, float], /) -> None")),
           "Achieved GFLOP/s per rate key: a read-only snapshot. Assign a whole\n"
           "mapping to change it (profile.gflops = {**profile.gflops, key: value}).")
       .def_rw("default_gflops", &DeviceProfile::default_gflops, "Rate used when no key matches.")
@@ -83,8 +83,7 @@ void bind_device_profile(nb::module_& m) {
               "Fixed cost per dispatch.")
       .def_rw("submission_overhead_ms", &DeviceProfile::submission_overhead_ms,
               "Fixed cost per submission (commit + wait).")
-      .def_rw("state_gbps", &DeviceProfile::state_gbps,
-              "Running-state read/write bandwidth, GB/s.")
+      .def_rw("state_gbps", &DeviceProfile::state_gbps, "Running-state read/write bandwidth, GB/s.")
       .def_rw("fill_rows", &DeviceProfile::fill_rows,
               "Rows (B * Hq * queries) needed to keep the device busy.")
       .def_rw("query_tile", &DeviceProfile::query_tile,

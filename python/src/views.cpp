@@ -141,9 +141,8 @@ TensorView ArraySet::convert(const Array& a, const std::string& name, Arrange ar
       break;
     default:
       throw Unsupported(std::string("[") + op_ + "] " + name + " is in " +
-                        dlpack_device_name(a.device_type()) +
-                        " memory (DLPack device type " + std::to_string(a.device_type()) +
-                        "): longattn reads CPU and CUDA memory");
+                        dlpack_device_name(a.device_type()) + " memory (DLPack device type " +
+                        std::to_string(a.device_type()) + "): longattn reads CPU and CUDA memory");
   }
 
   // Dims are placed right-aligned for leading_ones (NumPy broadcasting) and

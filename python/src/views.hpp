@@ -52,8 +52,7 @@ class ArraySet {
 
  private:
   template <class Array>
-  TensorView convert(const Array& a, const std::string& name, Arrange arrange,
-                     bool bfloat16_bits);
+  TensorView convert(const Array& a, const std::string& name, Arrange arrange, bool bfloat16_bits);
 
   struct Note {
     std::string trigger;  // said only for messages that contain this
