@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
     const auto kv = longattn::contiguous(k.data(), dt, {sh.B, sh.Hkv, sh.Lk, sh.D});
     const auto vv = longattn::contiguous(v.data(), dt, {sh.B, sh.Hkv, sh.Lk, sh.D});
     const auto ov = longattn::contiguous(o.data(), dt, {sh.B, sh.Hq, sh.Lq, sh.D});
-    const double flops = lb::attention_flops(sh.B, sh.Hq, sh.D, sh.D, sh.Lq, sh.Lk, true);
+    const double flops = longattn::attention_flops(sh.B, sh.Hq, sh.Lq, sh.Lk, sh.D, sh.D, true);
 
     auto run = [&](const std::string& label, double budget, longattn::DeviceProfile& profile) {
       longattn::AttentionOptions opt;

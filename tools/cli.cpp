@@ -179,7 +179,8 @@ int main(int argc, const char* const* argv, std::ostream& out, std::ostream& err
       ->transform(integer_in(0, kMaxInt64));
   run_cmd
       ->add_option("--tolerance", run.tolerance,
-                   "max relative O error for PASS (default per dtype)")
+                   "max O error, relative to each row's max |O|, for PASS (default: the tests' "
+                   "tolerance for the dtype)")
       ->transform(number_in(0, kInf, /*lo_open=*/true));
   run_cmd->add_option("--report", run.report_path, "write the run report as JSON");
   run_cmd->add_option("--timeline", run.timeline_path,

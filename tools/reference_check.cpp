@@ -1,129 +1,30 @@
-// A float64 scalar attention over sampled rows, written from the definition
-// in DESIGN.md (not from the library's state math): scores, max, sum of
-// exponentials, weighted sum, then normalize.
+// The sampled rows go to the oracle (ref::attention_row) as a problem of
+// their own, one KV head at a time, so the check copies at most one KV head
+// into double however long the problem is.
 #include "reference_check.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <vector>
+
+#include "metric.hpp"
+#include "reference.hpp"
 
 namespace longattn::cli {
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// Element (i0, i1, i2, i3) of a 4-D (or lower-rank, left-padded) array that
-// broadcasts: size-1 dims are read at index 0.
-double at4(const HostArray& a, std::int64_t i0, std::int64_t i1, std::int64_t i2, std::int64_t i3) {
-  std::int64_t s[4] = {1, 1, 1, 1};
-  const std::size_t r = a.shape.size();
-  for (std::size_t d = 0; d < r; ++d) s[4 - r + d] = a.shape[d];
-  const std::int64_t idx[4] = {i0, i1, i2, i3};
-  std::int64_t off = 0;
-  for (int d = 0; d < 4; ++d) off = off * s[d] + (s[d] == 1 ? 0 : idx[d]);
-  return element_as_double(a, off);
-}
-
-// std::max(-inf, NaN) is -inf: a NaN score would drop out of the max, and a
-// row whose every score is NaN would look empty (O = 0) while the library
-// rightly returns NaN. NaN wins here, so it reaches O and the LSE as it does
-// in the library.
-double max_nan(double a, double b) { return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b); }
-
-struct RowRef {
-  std::vector<double> o;  // [Dv]
-  double lse = -kInf;
+struct Row {
+  std::int64_t b, h, i;
 };
 
-RowRef reference_row(const Workload& w, std::int64_t b, std::int64_t h, std::int64_t i) {
-  const std::int64_t Hq = w.q.shape[1], Lq = w.q.shape[2], D = w.q.shape[3];
-  const std::int64_t Hkv = w.k.shape[1], Lk = w.k.shape[2], Dv = w.v.shape[3];
-  const std::int64_t kvh = h / (Hq / Hkv);
-  const double scale = w.scale ? *w.scale : 1.0 / std::sqrt(static_cast<double>(D));
-
-  std::vector<double> q(static_cast<std::size_t>(D));
-  // q, k, v are contiguous [B, H, L, D] (generated or read from .npy).
-  const std::int64_t q_row = ((b * Hq + h) * Lq + i) * D;
-  const std::int64_t k_base = (b * Hkv + kvh) * Lk * D;
-  const std::int64_t v_base = (b * Hkv + kvh) * Lk * Dv;
-  for (std::int64_t d = 0; d < D; ++d) q[d] = element_as_double(w.q, q_row + d);
-
-  std::vector<double> s(static_cast<std::size_t>(Lk), -kInf);
-  double m = -kInf;
-  for (std::int64_t j = 0; j < Lk; ++j) {
-    if (w.causal && j > i + (Lk - Lq)) continue;  // bottom-right aligned
-    double bias = 0;
-    if (!w.mask.empty()) {
-      const double mv = at4(w.mask, b, h, i, j);
-      if (w.mask.dtype == DType::boolean) {
-        if (mv == 0) continue;
-      } else {
-        bias = mv;
-      }
-    }
-    double dot = 0;
-    for (std::int64_t d = 0; d < D; ++d) dot += q[d] * element_as_double(w.k, k_base + j * D + d);
-    s[j] = scale * dot + bias;
-    m = max_nan(m, s[j]);
-  }
-  const double sink = w.sinks.empty() ? -kInf : element_as_double(w.sinks, h);
-  m = max_nan(m, sink);
-
-  RowRef r;
-  r.o.assign(static_cast<std::size_t>(Dv), 0.0);
-  if (m == -kInf) return r;  // nothing visible, no sink: O = 0, LSE = -inf
-  double l = sink == -kInf ? 0.0 : std::exp(sink - m);
-  for (std::int64_t j = 0; j < Lk; ++j) {
-    if (s[j] == -kInf) continue;  // masked; a NaN score is not skipped
-    const double p = std::exp(s[j] - m);
-    l += p;
-    for (std::int64_t d = 0; d < Dv; ++d) r.o[d] += p * element_as_double(w.v, v_base + j * Dv + d);
-  }
-  for (auto& x : r.o) x /= l;
-  r.lse = m + std::log(l);
-  return r;
-}
-
-double abs_err(double got, double want) {
-  if (std::isnan(got) || std::isnan(want)) return std::isnan(got) && std::isnan(want) ? 0 : kInf;
-  if (std::isinf(got) || std::isinf(want)) return got == want ? 0 : kInf;
-  return std::abs(got - want);
-}
-
-}  // namespace
-
-double default_out_tolerance(DType dtype) {
-  switch (dtype) {
-    case DType::float32:
-      return 1e-4;
-    case DType::float16:
-      return 5e-3;
-    case DType::bfloat16:
-      return 3e-2;
-    case DType::boolean:
-      break;
-  }
-  return 0;
-}
-
-double default_lse_tolerance(DType dtype) { return dtype == DType::float32 ? 1e-3 : 2e-2; }
-
-CheckResult check_against_reference(const Workload& w, std::int64_t rows, std::uint64_t seed,
-                                    double tolerance) {
-  const std::int64_t B = w.q.shape[0], Hq = w.q.shape[1], Lq = w.q.shape[2];
-  const std::int64_t Dv = w.v.shape[3];
-  CheckResult res;
-  res.out_tolerance = tolerance > 0 ? tolerance : default_out_tolerance(w.q.dtype);
-  res.lse_tolerance = default_lse_tolerance(w.q.dtype);
-
-  // Edge rows first (tiling and causal bugs live there), then a seeded sample.
-  struct Row {
-    std::int64_t b, h, i;
-  };
+// Edge rows first (tiling and causal bugs live there), then a seeded sample;
+// every row once when `rows` covers them all.
+std::vector<Row> pick_rows(std::int64_t B, std::int64_t Hq, std::int64_t Lq, std::int64_t rows,
+                           std::uint64_t seed) {
   std::vector<Row> picks;
-  const std::int64_t all_rows = B * Hq * Lq;
-  if (rows >= all_rows) {
+  if (rows >= B * Hq * Lq) {
     // Every row once, rather than `rows` draws with repeats: --check-rows
     // 1e12 on a small problem must not build a vector of 1e12 picks.
     for (std::int64_t b = 0; b < B; ++b)
@@ -141,33 +42,134 @@ CheckResult check_against_reference(const Workload& w, std::int64_t rows, std::u
     }
     picks.resize(static_cast<std::size_t>(std::min<std::int64_t>(rows, std::ssize(picks))));
   }
+  return picks;
+}
 
-  std::vector<RowRef> refs(picks.size());
-#pragma omp parallel for schedule(dynamic)
-  for (std::int64_t n = 0; n < std::ssize(picks); ++n)
-    refs[n] = reference_row(w, picks[n].b, picks[n].h, picks[n].i);
-
-  double ref_scale = 0;
-  for (const auto& r : refs)
-    for (double x : r.o) ref_scale = std::max(ref_scale, std::abs(x));
-  if (ref_scale == 0) ref_scale = 1;  // every sampled row empty: compare absolutely
-
-  for (std::size_t n = 0; n < picks.size(); ++n) {
-    const auto [b, h, i] = picks[n];
-    const std::int64_t row = (b * Hq + h) * Lq + i;
-    for (std::int64_t d = 0; d < Dv; ++d) {
-      const double e = abs_err(element_as_double(w.out, row * Dv + d), refs[n].o[d]) / ref_scale;
-      if (e > res.max_out_err || (n == 0 && d == 0)) {
-        if (e > res.max_out_err) res.max_out_err = e;
-        res.worst_row =
-            "b=" + std::to_string(b) + " h=" + std::to_string(h) + " i=" + std::to_string(i);
-      }
-    }
-    if (!w.lse.empty())
-      res.max_lse_err = std::max(res.max_lse_err, abs_err(w.lse.as<float>()[row], refs[n].lse));
+ref::FloatType float_type(DType t) {
+  switch (t) {
+    case DType::float32:
+      return ref::FloatType::float32;
+    case DType::float16:
+      return ref::FloatType::float16;
+    case DType::bfloat16:
+      return ref::FloatType::bfloat16;
+    case DType::boolean:
+      break;
   }
+  throw InvalidArgument("[longattn] check: the output is not a float type");
+}
+
+// Element (i0, i1, i2, i3) of a 4-D (or lower-rank, left-padded) array that
+// broadcasts: size-1 dims are read at index 0.
+double at4(const HostArray& a, std::int64_t i0, std::int64_t i1, std::int64_t i2, std::int64_t i3) {
+  std::int64_t s[4] = {1, 1, 1, 1};
+  const std::size_t r = a.shape.size();
+  for (std::size_t d = 0; d < r; ++d) s[4 - r + d] = a.shape[d];
+  const std::int64_t idx[4] = {i0, i1, i2, i3};
+  std::int64_t off = 0;
+  for (int d = 0; d < 4; ++d) off = off * s[d] + (s[d] == 1 ? 0 : idx[d]);
+  return element_as_double(a, off);
+}
+
+// Rows that all read KV head `kvh` of batch `b`, as an oracle problem of
+// their own: row r becomes query head r of length 1 over that head's keys
+// (Hkv = 1). Which keys row (b, h, i) sees in the whole problem, the causal
+// rule as the oracle states it (ref::visible) and the mask, becomes a
+// [1, rows, 1, Lk] mask: additive when the mask is, else boolean.
+ref::Inputs rows_as_problem(const Workload& w, std::int64_t b, std::int64_t kvh,
+                            const std::vector<Row>& rows) {
+  const std::int64_t Hq = w.q.shape[1], Lq = w.q.shape[2], D = w.q.shape[3];
+  const std::int64_t Hkv = w.k.shape[1], Lk = w.k.shape[2], Dv = w.v.shape[3];
+  const std::int64_t R = std::ssize(rows);
+  ref::Inputs in;
+  in.B = 1, in.Hq = R, in.Hkv = 1, in.Lq = 1, in.Lk = Lk, in.D = D, in.Dv = Dv;
+  in.scale = w.scale ? *w.scale : 1.0 / std::sqrt(static_cast<double>(D));
+  // q, k, v are contiguous [B, H, L, D] (generated or read from .npy).
+  for (const Row& r : rows)
+    for (std::int64_t d = 0; d < D; ++d)
+      in.q.push_back(element_as_double(w.q, ((b * Hq + r.h) * Lq + r.i) * D + d));
+  in.k.resize(static_cast<std::size_t>(Lk * D));
+  in.v.resize(static_cast<std::size_t>(Lk * Dv));
+  for (std::int64_t n = 0; n < Lk * D; ++n)
+    in.k[static_cast<std::size_t>(n)] = element_as_double(w.k, (b * Hkv + kvh) * Lk * D + n);
+  for (std::int64_t n = 0; n < Lk * Dv; ++n)
+    in.v[static_cast<std::size_t>(n)] = element_as_double(w.v, (b * Hkv + kvh) * Lk * Dv + n);
+  if (!w.sinks.empty())
+    for (const Row& r : rows) in.sinks.push_back(element_as_double(w.sinks, r.h));
+
+  if (!w.causal && w.mask.empty()) return in;
+  ref::Inputs whole;  // shapes and the causal flag only: ref::visible's causal rule
+  whole.B = w.q.shape[0], whole.Hq = Hq, whole.Hkv = Hkv, whole.Lq = Lq, whole.Lk = Lk;
+  whole.causal = w.causal;
+  const bool additive = !w.mask.empty() && w.mask.dtype != DType::boolean;
+  in.mask_type = additive ? ref::MaskType::additive : ref::MaskType::boolean;
+  in.mask_shape = {1, R, 1, Lk};
+  in.mask.reserve(static_cast<std::size_t>(R * Lk));
+  for (const Row& r : rows)
+    for (std::int64_t j = 0; j < Lk; ++j) {
+      double unused = 0;
+      const bool seen = ref::visible(whole, b, r.h, r.i, j, &unused);
+      const double m = w.mask.empty() ? 1.0 : at4(w.mask, b, r.h, r.i, j);
+      if (additive)
+        in.mask.push_back(seen ? m : -std::numeric_limits<double>::infinity());
+      else
+        in.mask.push_back(seen && m != 0 ? 1.0 : 0.0);
+    }
+  return in;
+}
+
+}  // namespace
+
+CheckResult check_against_reference(const Workload& w, std::int64_t rows, std::uint64_t seed,
+                                    double tolerance) {
+  const std::int64_t B = w.q.shape[0], Hq = w.q.shape[1], Lq = w.q.shape[2];
+  const std::int64_t Hkv = w.k.shape[1], Dv = w.v.shape[3];
+  CheckResult res;
+  res.out_tolerance = tolerance > 0 ? tolerance : ref::tolerance(float_type(w.out.dtype));
+  res.lse_tolerance = ref::lse_tolerance();
+  const std::vector<Row> picks = pick_rows(B, Hq, Lq, rows, seed);
+
+  // The oracle's rows, in the order of `picks`, taken KV head by KV head
+  // (at most kRowsAtOnce rows a problem, to bound the mask it builds).
+  constexpr std::size_t kRowsAtOnce = 64;
+  auto kv_of = [&](std::size_t n) { return picks[n].b * Hkv + picks[n].h / (Hq / Hkv); };
+  std::vector<std::size_t> order(picks.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t x, std::size_t y) { return kv_of(x) < kv_of(y); });
+  const auto dv = static_cast<std::size_t>(Dv);
+  std::vector<double> want_o(picks.size() * dv), want_lse(picks.size());
+  for (std::size_t first = 0, last = 0; first < order.size(); first = last) {
+    std::vector<Row> batch;
+    while (last < order.size() && batch.size() < kRowsAtOnce &&
+           kv_of(order[last]) == kv_of(order[first]))
+      batch.push_back(picks[order[last++]]);
+    const Row& r0 = batch.front();
+    const ref::Inputs in = rows_as_problem(w, r0.b, r0.h / (Hq / Hkv), batch);
+    ref::check_inputs(in);
+#pragma omp parallel for schedule(dynamic)
+    for (std::int64_t r = 0; r < std::ssize(batch); ++r) {
+      const std::size_t n = order[first + static_cast<std::size_t>(r)];
+      ref::attention_row(in, 0, r, 0, &want_o[n * dv], &want_lse[n]);
+    }
+  }
+
+  std::vector<double> got_o, got_lse;
+  for (const Row& p : picks) {
+    const std::int64_t row = (p.b * Hq + p.h) * Lq + p.i;
+    for (std::int64_t d = 0; d < Dv; ++d) got_o.push_back(element_as_double(w.out, row * Dv + d));
+    if (!w.lse.empty()) got_lse.push_back(w.lse.as<float>()[row]);
+  }
+  const ref::Metric o = ref::metric(got_o, want_o, Dv);
+  res.max_out_err = o.err;
+  if (o.worst >= 0) {
+    const Row& p = picks[static_cast<std::size_t>(o.worst / Dv)];
+    res.worst_row =
+        "b=" + std::to_string(p.b) + " h=" + std::to_string(p.h) + " i=" + std::to_string(p.i);
+  }
+  if (!w.lse.empty()) res.max_lse_err = ref::lse_metric(got_lse, want_lse).err;
   res.rows = std::ssize(picks);
-  res.all_rows = res.rows == all_rows;
+  res.all_rows = res.rows == B * Hq * Lq;
   res.pass = res.max_out_err <= res.out_tolerance && res.max_lse_err <= res.lse_tolerance;
   return res;
 }

@@ -286,8 +286,8 @@ int run_command(const RunArgs& a, std::ostream& out, std::ostream& err) {
       fmt::print(out, "check: no query rows to compare (Lq = 0 or no heads)\n");
     else
       fmt::print(out,
-                 "check: {} rows vs float64 reference: max rel err O {:.2e} (worst {}), "
-                 "max abs err LSE {:.2e}; tolerance {:.0e} / {:.0e}: {}\n",
+                 "check: {} rows vs float64 reference: max err O {:.2e} (of each row's max "
+                 "|O|; worst {}), max err LSE {:.2e}; tolerance {:.2e} / {:.2e}: {}\n",
                  c.all_rows ? fmt::format("all {}", c.rows) : fmt::format("{} sampled", c.rows),
                  c.max_out_err, c.worst_row, c.max_lse_err, c.out_tolerance, c.lse_tolerance,
                  c.pass ? "PASS" : "FAIL");

@@ -4,14 +4,15 @@ one combined table (printed last, also written as Markdown).
 
   sdpa_bench.py --longattn bench_longattn.csv [--out table.md]
 
-Same shapes (bfloat16, B = 1, Hq = 32, Hkv = 8), same FLOP count (4 B Hq D x
-visible pairs, bottom-right causal), CUDA-event timing, warm-up, median, and
-the same two timing methods as bench_gpu.cpp (see its header): prefill rows
-one call between two events with a host sync after each (`bench`); decode
-rows and the copy ceiling back to back, an event pair around each call and
-one sync at the end (`bench_back_to_back`), inputs rotated over buffer sets
-as bench_gpu does; decode rows also by CUDA graph replay (`bench_graph`: 20
-calls captured into one graph, replays timed back to back, median / 20).
+Same shapes (bfloat16, B = 1, Hq = 32, Hkv = 8), the same FLOP count (the
+CSV's flops column, the library's attention_flops), CUDA-event timing,
+warm-up, median, and the same two timing methods as bench_gpu.cpp (see its
+header): prefill rows one call between two events with a host sync after each
+(`bench`); decode rows and the copy ceiling back to back, an event pair around
+each call and one sync at the end (`bench_back_to_back`), inputs rotated over
+buffer sets as bench_gpu does; decode rows also by CUDA graph replay
+(`bench_graph`: 20 calls captured into one graph, replays timed back to back,
+median / 20).
 Backends: FLASH_ATTENTION and CUDNN_ATTENTION, each forced
 alone and each on its native path for the row (sdpa_ms says how; the
 table's last column records which path ran); a backend that refuses a case
@@ -29,13 +30,6 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 HQ, HKV = 32, 8
-
-
-def visible_pairs(lq, lk, causal):
-    if not causal:
-        return lq * lk
-    rows = min(lq, lk)
-    return rows * ((lk - rows + 1) + lk) / 2.0
 
 
 def bench(fn, budget_ms=1500.0):
@@ -286,7 +280,7 @@ def main():
                         gms, None if gms is None else kv_bytes / gms * 1e-6,
                         tgr, None if tgr is None else kv_bytes / tgr * 1e-6))
             continue
-        flops = 4 * HQ * d * visible_pairs(lq, lk, causal)
+        flops = float(r["flops"])
         if r["group"] == "f32":  # float32 path of longattn; SDPA's fused kernels take 16-bit only
             lines.append(f"| f32 d{d} q{lq} k{lk} {'causal' if causal else 'full'} (float32 path) | {ms:.2f} | "
                          f"{flops / ms * 1e-9:.1f} | n/a | n/a | | | | |")

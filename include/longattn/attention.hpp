@@ -82,6 +82,13 @@ struct AttentionOptions {
 void attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
                const AttentionOptions& options = {});
 
+// The FLOPs of one attention() call without a mask array: 2 * (D + Dv) per
+// (batch, query head) and visible (query, key) pair, the two matrix
+// products; causal is bottom-right aligned. The same count as RunReport's
+// total_flops (one implementation), for benchmarks that time other code.
+double attention_flops(std::int64_t B, std::int64_t Hq, std::int64_t Lq, std::int64_t Lk,
+                       std::int64_t D, std::int64_t Dv, bool causal);
+
 // The plan attention() would run, without running it. Only shapes, dtypes
 // and options are read; data pointers may be null.
 Plan plan_attention(const TensorView& q, const TensorView& k, const TensorView& v,

@@ -1,5 +1,6 @@
 // Pair and FLOP counts under the causal rule (shared by planner, executor,
-// reports and benchmarks, so every TFLOP/s figure uses the same count).
+// reports and, through the public attention_flops(), benchmarks, so every
+// TFLOP/s figure uses the same count).
 #include "core/problem.hpp"
 
 #include <algorithm>
@@ -32,3 +33,16 @@ double Problem::flops(std::int64_t q0, std::int64_t q1, std::int64_t k0, std::in
 }
 
 }  // namespace longattn::core
+
+namespace longattn {
+
+double attention_flops(std::int64_t B, std::int64_t Hq, std::int64_t Lq, std::int64_t Lk,
+                       std::int64_t D, std::int64_t Dv, bool causal) {
+  core::Problem p;
+  p.B = B, p.Hq = Hq, p.Lq = Lq, p.Lk = Lk, p.D = D, p.Dv = Dv;
+  p.causal = causal;
+  p.causal_offset = Lk - Lq;  // bottom-right
+  return p.flops(0, Lq, 0, Lk);
+}
+
+}  // namespace longattn

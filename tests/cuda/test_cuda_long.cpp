@@ -1,18 +1,19 @@
 // The size check: a causal bfloat16 prefill with Lq = Lk = 1,048,576,
-// Hq = 32, Hkv = 8, D = 128 under a 100 ms budget, compared with a float64
-// computation on sampled rows. Needs ~22 GB of GPU memory and ~30 s, so it
+// Hq = 32, Hkv = 8, D = 128 under a 100 ms budget, compared with the float64
+// reference on sampled rows. Needs ~22 GB of GPU memory and ~30 s, so it
 // runs only when LONGATTN_CUDA_LONG=1 (tools/gpu_check.sh sets it);
 // LONGATTN_CUDA_LONG_L overrides the length.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <limits>
 #include <string>
 #include <vector>
 
 #include "cuda_harness.hpp"
 #include "fill.hpp"
+#include "reference.hpp"
 
 namespace {
 
@@ -80,50 +81,56 @@ TEST_F(CudaLong, CausalPrefillOneMillionTokensBudgeted) {
   EXPECT_TRUE(report.completed);
   EXPECT_LE(worst_after_first, 100.0);
 
-  // Sampled rows against float64.
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  // Sampled rows against the float64 reference. Each head's rows go to it
+  // as a problem of their own over that head's keys (row r as query head r
+  // of length 1), which holds one KV head in double rather than all of q;
+  // the causal rule, as the reference states it, becomes a boolean mask.
+  ref::Inputs whole;  // shapes and the causal flag: ref::visible's rule
+  whole.Hq = Hq, whole.Hkv = Hkv, whole.Lq = L, whole.Lk = L, whole.D = D, whole.Dv = D;
+  whole.causal = true;
+  const std::vector<std::int64_t> rows = {0, 1, 4097, L / 2 + 7, L - 1};
+  const auto R = static_cast<std::int64_t>(rows.size());
   double worst = 0;
   for (std::int64_t h : {0, 13, 31}) {
     const std::int64_t hk = h / (Hq / Hkv);
-    const auto K = download_bf16(static_cast<std::uint16_t*>(k.p) + hk * L * D,
-                                 static_cast<std::size_t>(L * D));
-    const auto V = download_bf16(static_cast<std::uint16_t*>(v.p) + hk * L * D,
-                                 static_cast<std::size_t>(L * D));
-    for (std::int64_t i :
-         {std::int64_t{0}, std::int64_t{1}, std::int64_t{4097}, L / 2 + 7, L - 1}) {
+    ref::Inputs in;
+    in.Hq = R, in.Hkv = 1, in.Lq = 1, in.Lk = L, in.D = D, in.Dv = D;
+    in.scale = 1.0 / std::sqrt(static_cast<double>(D));
+    in.k = download_bf16(static_cast<std::uint16_t*>(k.p) + hk * L * D,
+                         static_cast<std::size_t>(L * D));
+    in.v = download_bf16(static_cast<std::uint16_t*>(v.p) + hk * L * D,
+                         static_cast<std::size_t>(L * D));
+    in.mask_type = ref::MaskType::boolean;
+    in.mask_shape = {1, R, 1, L};
+    std::vector<double> got_o, got_lse;
+    for (std::int64_t i : rows) {
       const auto Q = download_bf16(static_cast<std::uint16_t*>(q.p) + (h * L + i) * D,
                                    static_cast<std::size_t>(D));
+      in.q.insert(in.q.end(), Q.begin(), Q.end());
       const auto O = download_bf16(static_cast<std::uint16_t*>(o.p) + (h * L + i) * D,
                                    static_cast<std::size_t>(D));
-      float got_lse = 0;
+      got_o.insert(got_o.end(), O.begin(), O.end());
+      float got_lse_i = 0;
       ASSERT_EQ(
-          cudaMemcpy(&got_lse, static_cast<float*>(lse.p) + h * L + i, 4, cudaMemcpyDeviceToHost),
+          cudaMemcpy(&got_lse_i, static_cast<float*>(lse.p) + h * L + i, 4, cudaMemcpyDeviceToHost),
           cudaSuccess);
-      std::vector<double> s(static_cast<std::size_t>(i + 1));
-      double mx = -std::numeric_limits<double>::infinity();
-      for (std::int64_t j = 0; j <= i; ++j) {
-        double x = 0;
-        for (std::int64_t d = 0; d < D; ++d) x += Q[d] * K[j * D + d];
-        s[j] = x * scale;
-        mx = std::max(mx, s[j]);
+      got_lse.push_back(got_lse_i);
+      for (std::int64_t j = 0; j < L; ++j) {
+        double unused = 0;
+        in.mask.push_back(ref::visible(whole, 0, h, i, j, &unused) ? 1.0 : 0.0);
       }
-      double sum = 0;
-      std::vector<double> want(static_cast<std::size_t>(D), 0.0);
-      for (std::int64_t j = 0; j <= i; ++j) {
-        const double p = std::exp(s[j] - mx);
-        sum += p;
-        for (std::int64_t d = 0; d < D; ++d) want[d] += p * V[j * D + d];
-      }
-      // The suite's metrics: O relative to this row's own scale (|O| is
-      // 0.004-0.009 here: the old max(1, .) would pass an all-zero row),
-      // LSE by its own float32 tolerance.
-      for (double& w : want) w /= sum;
-      const double err = lt::metric(O, want, D).err;
-      const double lse_err = lt::lse_metric({got_lse}, {mx + std::log(sum)}).err;
-      worst = std::max(worst, err);
-      EXPECT_LE(err, lt::tolerance(DType::bfloat16)) << "row " << i << " head " << h;
-      EXPECT_LE(lse_err, lt::lse_tolerance()) << "row " << i << " head " << h;
     }
+    // The suite's metrics: O relative to each row's own scale (|O| is
+    // 0.004-0.009 here: the old max(1, .) would pass an all-zero row), LSE
+    // by its own float32 tolerance.
+    const ref::Outputs want = ref::attention(in);
+    const lt::Metric m = lt::metric(got_o, want.o, D);
+    const lt::Metric m_lse = lt::lse_metric(got_lse, want.lse);
+    worst = std::max(worst, m.err);
+    EXPECT_LE(m.err, lt::tolerance(DType::bfloat16))
+        << "head " << h << ", row " << rows[static_cast<std::size_t>(m.worst / D)];
+    EXPECT_LE(m_lse.err, lt::lse_tolerance())
+        << "head " << h << ", row " << rows[static_cast<std::size_t>(m_lse.worst)];
   }
   std::printf("[long] sampled rows: worst error %.2e (tolerance %.2e)\n", worst,
               lt::tolerance(DType::bfloat16));
