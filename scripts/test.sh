@@ -9,12 +9,14 @@
 #  4. planted faults: a build with LONGATTN_PLANT_FAULTS=ON (src/core/faults.hpp)
 #     runs the CPU suite (at reduced size) once with no fault, which must pass,
 #     then once per fault (a dropped key chunk, a zeroed output row, two heads
-#     swapped, the causal diagonal shifted by one), each of which must fail it.
+#     swapped, the causal diagonal shifted by one), each of which must fail it;
+#  5. the Python package (scripts/test_python.sh): a venv under build-py/
+#     filled from PyPI, `pip install .` (CPU backend), pytest on tests/python.
 # Tests that skip themselves (GTEST_SKIP) are counted as skipped by ctest and
 # listed after each suite, not folded into "100% tests passed".
-# Everything is written under build-ci/, build-asan/, build-fuzz/ and
-# build-faults/ (ignored), fuzzer artefacts included; the script fails if it
-# leaves a new file anywhere else in the checkout.
+# Everything is written under build-ci/, build-asan/, build-fuzz/,
+# build-faults/ and build-py/ (ignored), fuzzer artefacts included; the
+# script fails if it leaves a new file anywhere else in the checkout.
 # LONGATTN_FUZZ_SECONDS (default 30) sets how long each fuzzer runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +45,7 @@ run_ctest() {
   fi
 }
 
-echo "== 1/4 Release, -Werror"
+echo "== 1/5 Release, -Werror"
 cmake -S . -B build-ci -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGATTN_WERROR=ON -DLONGATTN_BUILD_BENCH=ON
 cmake --build build-ci -j "$jobs"
 run_ctest build-ci
@@ -55,14 +57,14 @@ cmake -S tests/install -B build-ci/consumer -G Ninja -DCMAKE_PREFIX_PATH="$PWD/b
 cmake --build build-ci/consumer
 build-ci/consumer/consumer
 
-echo "== 2/4 AddressSanitizer + UndefinedBehaviorSanitizer"
+echo "== 2/5 AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLONGATTN_CUDA=OFF \
   -DLONGATTN_SANITIZE=address,undefined -DLONGATTN_BUILD_BENCH=OFF
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LONGATTN_TEST_SMALL=1 run_ctest build-asan
 
-echo "== 3/4 libFuzzer"
+echo "== 3/5 libFuzzer"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLONGATTN_CUDA=OFF \
   -DLONGATTN_FUZZ=ON -DLONGATTN_BUILD_TESTS=ON -DLONGATTN_BUILD_BENCH=OFF -DLONGATTN_BUILD_TOOLS=OFF
 cmake --build build-fuzz -j "$jobs" --target fuzz_planner fuzz_validate
@@ -87,7 +89,7 @@ for f in fuzz_planner fuzz_validate; do
   tail -n 12 "$log"
 done
 
-echo "== 4/4 planted faults: each must fail the suite"
+echo "== 4/5 planted faults: each must fail the suite"
 cmake -S . -B build-faults -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGATTN_CUDA=OFF -DLONGATTN_WERROR=ON \
   -DLONGATTN_PLANT_FAULTS=ON -DLONGATTN_BUILD_TOOLS=OFF -DLONGATTN_BUILD_BENCH=OFF
 cmake --build build-faults -j "$jobs"
@@ -121,6 +123,9 @@ for fault in drop_chunk zero_row swap_heads shift_diagonal; do
     awk '{printf "%s%s %d", (NR > 1 ? ", " : ""), $2, $1}')
   echo "planted fault $fault: $count tests failed (good): $by_suite"
 done
+
+echo "== 5/5 Python package"
+scripts/test_python.sh
 
 left=$(comm -13 <(sort <<<"$untracked_before") <(sort <<<"$(untracked)") | sed '/^$/d')
 if [ -n "$left" ]; then

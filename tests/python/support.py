@@ -1,6 +1,6 @@
 """Test support: an independent float64 attention in NumPy (shares no code with
 the library), the one output metric and tolerance table of the C++ tests
-(tests/support/support.hpp), and input makers for NumPy and PyTorch.
+(tests/reference/metric.hpp), and input makers for NumPy and PyTorch.
 
 Every array a test checks goes through `check()`; the reference sees the
 inputs already rounded to the dtype under test, so what remains is the
@@ -36,7 +36,7 @@ requires_cuda = pytest.mark.skipif(
     reason="needs torch with a CUDA GPU (none on this machine)",
 )
 
-# ---- the tolerance table (mirrors tests/support/support.cpp) ------------------
+# ---- the tolerance table (mirrors tests/reference/metric.cpp) -----------------
 
 # Output metric: max |got - want| / scale(row), scale(row) = max(floor,
 # max |want| over the row's finite entries); rows are the last dim (Dv).
@@ -116,7 +116,7 @@ def as_float64(x: Any) -> np.ndarray:
 
 
 def output_error(got: Any, want: np.ndarray) -> float:
-    """The C++ tests' output metric (support.hpp, lt::metric with row = Dv)."""
+    """The C++ tests' output metric (ref::metric with row = Dv)."""
     g = as_float64(got)
     assert g.shape == want.shape, (g.shape, want.shape)
     finite = np.isfinite(want)
