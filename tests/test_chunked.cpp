@@ -13,6 +13,7 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <utility>
 
 #include "test_common.hpp"
 
@@ -64,6 +65,22 @@ TEST(Chunked, ChunkSizesFromOneKey) {
         c.dtype = t, c.causal = causal, c.sinks = chunk % 2 == 1;
         c.seed = ++seed;
         check_chunked_against_single(c, chunk, 0);
+      }
+}
+
+// PyTorch's top-left causal rule (query i sees keys j <= i) on both sides of
+// Lq = Lk: with Lk > Lq the last keys are seen by no row (and must not leak
+// in through a chunk), with Lq > Lk the last rows see every key.
+TEST(Chunked, TopLeftCausal) {
+  std::uint64_t seed = 60;
+  for (DType t : lt::all_dtypes())
+    for (auto [lq, lk] : {std::pair{37, 199}, std::pair{199, 37}, std::pair{64, 64}})
+      for (std::int64_t chunk : {1, 16, 50}) {
+        Case c;
+        c.B = 1, c.Hq = 4, c.Hkv = 2, c.Lq = lq, c.Lk = lk, c.D = 32;
+        c.dtype = t, c.causal = true, c.causal_top_left = true, c.sinks = chunk == 16;
+        c.seed = ++seed;
+        check_chunked_against_single(c, chunk, chunk == 50 ? 8 : 0);
       }
 }
 

@@ -192,6 +192,12 @@ std::vector<BadInput> bad_inputs() {
       {"threads < 0", [](T, O o) { o.threads = -2; }, "threads = -2"},
       // 65536 threads crashed the OpenMP runtime (SIGSEGV) before this check.
       {"threads absurd", [](T, O o) { o.threads = 65536; }, "threads = 65536"},
+      {"causal_align not an enumerator",
+       [](T, O o) {
+         o.causal = true;
+         o.causal_align = static_cast<longattn::CausalAlign>(7);
+       },
+       "causal_align = 7"},
       // Devices.
       {"k on another device", [](T t, O) { t.k.device = longattn::Device::cuda; }, "k.device"},
       {"lse on another device", [](T, O o) { o.lse.device = longattn::Device::cuda; },

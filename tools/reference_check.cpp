@@ -125,7 +125,8 @@ CheckResult check_against_reference(const Workload& w, std::int64_t rows, std::u
   const std::int64_t B = w.q.shape[0], Hq = w.q.shape[1], Lq = w.q.shape[2];
   const std::int64_t Hkv = w.k.shape[1], Dv = w.v.shape[3];
   CheckResult res;
-  res.out_tolerance = tolerance > 0 ? tolerance : ref::tolerance(float_type(w.out.dtype));
+  res.out_tolerance =
+      tolerance > 0 ? tolerance : ref::tolerance(float_type(w.out.dtype), w.k.shape[2]);
   res.lse_tolerance = ref::lse_tolerance();
   const std::vector<Row> picks = pick_rows(B, Hq, Lq, rows, seed);
 

@@ -48,6 +48,7 @@ nlohmann::json run_report_json(const RunReport& r) {
   nlohmann::json subs = nlohmann::json::array();
   for (const auto& s : r.submissions)
     subs.push_back({{"dispatches", s.dispatches},
+                    {"kernels", s.kernels},
                     {"flops", num(s.flops)},
                     {"predicted_ms", num(s.predicted_ms)},
                     {"measured_ms", num(s.measured_ms)},

@@ -2,11 +2,13 @@
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <numeric>
 #include <ostream>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "messages.hpp"
@@ -122,6 +124,12 @@ void print_warnings(std::ostream& err, const std::vector<std::string>& warnings,
 void print_submissions(std::ostream& out, const RunReport& r, bool all) {
   const auto& subs = r.submissions;
   if (subs.empty()) return;
+  // Which kernels ran (each once), so a run shows its path.
+  std::vector<std::string> kernels;
+  for (const auto& s : subs)
+    for (const auto& k : s.kernels)
+      if (std::find(kernels.begin(), kernels.end(), k) == kernels.end()) kernels.push_back(k);
+  if (!kernels.empty()) fmt::print(out, "  kernels: {}\n", fmt::join(kernels, ", "));
   const double budget = r.budget_ms;
   if (all || subs.size() <= kTableRows) {
     table_header(out, budget);

@@ -9,8 +9,12 @@
 //   K and V are never copied or expanded.
 // - 1 <= D, Dv <= 256 on the CPU (Dv may differ from D). The CUDA backend
 //   supports D = Dv in {64, 80, 96, 128, 192, 256}.
-// - Causal is bottom-right aligned: query i sees keys j <= i + (Lk - Lq).
-//   With Lq > Lk the first Lq - Lk rows see no key.
+// - Causal is bottom-right aligned by default: query i sees keys
+//   j <= i + (Lk - Lq), so the last query sees every key (FlashAttention's
+//   and MLX's rule; the one a KV cache needs). With Lq > Lk the first
+//   Lq - Lk rows see no key. CausalAlign::top_left is PyTorch's is_causal:
+//   query i sees keys j <= i, so with Lk > Lq the last Lk - Lq keys are
+//   never seen. The two agree when Lq = Lk.
 // - A mask array is either boolean (DType::boolean, true = keep) or additive
 //   (float32/float16/bfloat16, added to the scaled logit, -inf = drop). Its
 //   logical shape is 4-D and broadcasts to [B, Hq, Lq, Lk]: each dim is 1 or
@@ -44,9 +48,14 @@ namespace longattn {
 enum class BackendKind : std::uint8_t { automatic, cpu, cuda };
 const char* backend_name(BackendKind b);
 
+// Where the causal diagonal sits when Lq != Lk (see the conventions above).
+enum class CausalAlign : std::uint8_t { bottom_right, top_left };
+
 struct AttentionOptions {
+  // Causal alignment, read only when causal.
+  CausalAlign causal_align = CausalAlign::bottom_right;
   std::optional<double> scale;                   // default 1/sqrt(D)
-  bool causal = false;                           // bottom-right aligned
+  bool causal = false;                           // see causal_align
   TensorView mask;                               // optional boolean or additive mask (see above)
   TensorView sinks;                              // optional float32 [Hq]
   TensorView lse;                                // optional output, float32 [B, Hq, Lq], base e

@@ -101,6 +101,11 @@ struct Plan {
 
 struct SubmissionReport {
   std::size_t dispatches = 0;
+  // The kernels that ran this submission's dispatches, each named once in
+  // order of first use: "cpu.avx2", "cpu.generic"; "cuda.wgmma" (Hopper
+  // prefill), "cuda.wgmma.packed" (Hopper decode), "cuda.mma" (mma.sync
+  // prefill), "cuda.vector" (float32 and short decode).
+  std::vector<std::string> kernels;
   double flops = 0;
   double predicted_ms = 0;
   double measured_ms = 0;

@@ -49,8 +49,10 @@ class Backend {
   // Runs (or enqueues) one dispatch. `state` is ignored in single_pass mode.
   // A dispatch outside begin/end_submission (the executor's enqueue path)
   // is untimed: the CUDA backend only launches it on its stream, and
-  // nothing waits for it.
-  virtual void dispatch(const Problem& p, const Dispatch& d, const StateView& state) = 0;
+  // nothing waits for it. Returns the name of the kernel that ran it (a
+  // string literal: "cpu.avx2", "cuda.wgmma", ...), which the run report
+  // lists per submission, so that tests and users can see which path ran.
+  virtual const char* dispatch(const Problem& p, const Dispatch& d, const StateView& state) = 0;
   // Commits the submission. Returns its measured time in ms when known now
   // (the CPU always, CUDA when waiting on the host), else nullopt.
   virtual std::optional<double> end_submission() = 0;

@@ -268,7 +268,10 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
           sent.rect.k1 = sent.rect.k0;  // faults.hpp: this chunk's keys are lost
           dropped = true;
         }
-        be.dispatch(p, sent, state.s);
+        const std::string kernel = be.dispatch(p, sent, state.s);
+        if (!kernel.empty() &&
+            std::find(sr.kernels.begin(), sr.kernels.end(), kernel) == sr.kernels.end())
+          sr.kernels.push_back(kernel);
         cur = advance(d);
         if (writes_output(d.mode)) add_finished(report, d.rect.q0, d.rect.q1);
         sr.flops += d.flops;

@@ -11,6 +11,7 @@
 
 #include "core/half.hpp"
 #include "core/problem.hpp"
+#include "core/state.hpp"
 #include "longattn/attention.hpp"
 
 namespace longattn {
@@ -93,7 +94,7 @@ void merge_states(const std::vector<PartialResult>& parts, const TensorView& out
         for (std::size_t i = 0; i < parts.size(); ++i) {
           const double l =
               static_cast<const float*>(parts[i].lse.data)[offset(parts[i].lse, b, h, r)];
-          w[i] = m == -INFINITY ? 0.0 : std::exp(l - m);  // guard -inf - -inf
+          w[i] = core::rescale(l, m, [](double x) { return std::exp(x); });
           sum += w[i];
         }
         std::fill(acc.begin(), acc.end(), 0.0);

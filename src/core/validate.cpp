@@ -269,6 +269,9 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
     c.fail("policy.fixed_chunk_keys = ", pol.fixed_chunk_keys, " must be >= 0");
   if (pol.fixed_query_rows < 0)
     c.fail("policy.fixed_query_rows = ", pol.fixed_query_rows, " must be >= 0");
+  if (opt.causal_align != CausalAlign::bottom_right && opt.causal_align != CausalAlign::top_left)
+    c.fail("causal_align = ", static_cast<int>(opt.causal_align),
+           " is not a CausalAlign (bottom_right or top_left)");
   const int max_threads = max_cpu_threads();
   if (opt.threads < 0 || opt.threads > max_threads)
     c.fail("threads = ", opt.threads, " must be in [0, ", max_threads,
@@ -307,7 +310,10 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
   p.v = v.data;
   p.o = out.data;
   p.causal = opt.causal;
-  p.causal_offset = p.Lk - p.Lq + (planted(Fault::shift_diagonal) ? 1 : 0);  // faults.hpp
+  // Query i sees keys j <= i + causal_offset; top-left puts the diagonal
+  // through (0, 0), bottom-right through (Lq - 1, Lk - 1).
+  p.causal_offset = (opt.causal_align == CausalAlign::top_left ? 0 : p.Lk - p.Lq) +
+                    (planted(Fault::shift_diagonal) ? 1 : 0);  // faults.hpp
   return p;
 }
 

@@ -1,7 +1,9 @@
 // The CPU backend: dispatches run synchronously on OpenMP threads; a
 // submission's measured time is its wall time.
 #include <chrono>
+#include <cstdlib>
 #include <new>
+#include <string>
 #include <thread>
 
 #if defined(LONGATTN_HAVE_AVX2_KERNEL)
@@ -27,13 +29,32 @@ bool have_avx2() {
 #endif
 }
 
+// The kernel path: the best this CPU has, or the one LONGATTN_CPU_KERNEL
+// names ("generic" or "avx2"; "auto" or unset = best), read per backend
+// (per call) so that tests and A/B runs can switch within one process.
+bool use_avx2() {
+  const char* env = std::getenv("LONGATTN_CPU_KERNEL");
+  const std::string want = env ? env : "auto";
+  if (want == "auto" || want.empty()) return have_avx2();
+  if (want == "generic") return false;
+  if (want == "avx2") {
+    if (!have_avx2())
+      throw Unsupported(
+          "[longattn::cpu] LONGATTN_CPU_KERNEL = avx2 but this CPU or build has no AVX2 + FMA + "
+          "F16C kernel");
+    return true;
+  }
+  throw InvalidArgument("[longattn::cpu] LONGATTN_CPU_KERNEL = \"" + want +
+                        "\" is not one of auto, generic, avx2");
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const BackendConfig& cfg)
       : threads_(cfg.threads > 0
                      ? cfg.threads
                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
-        avx2_(have_avx2()) {}
+        avx2_(use_avx2()) {}
 
   std::string name() const override { return "cpu"; }
   std::string device_name() const override {
@@ -62,11 +83,13 @@ class CpuBackend final : public Backend {
   }
 
   void begin_submission() override { t0_ = std::chrono::steady_clock::now(); }
-  void dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
-    if (avx2_)
+  const char* dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
+    if (avx2_) {
       cpu::run_rect_avx2(p, d.rect, d.mode, state, threads_);
-    else
-      cpu::run_rect_generic(p, d.rect, d.mode, state, threads_);
+      return "cpu.avx2";
+    }
+    cpu::run_rect_generic(p, d.rect, d.mode, state, threads_);
+    return "cpu.generic";
   }
   std::optional<double> end_submission() override {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_)

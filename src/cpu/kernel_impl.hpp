@@ -284,7 +284,7 @@ class Rectangle {
         s.m[static_cast<std::size_t>(r)] = -INFINITY;
         s.l[static_cast<std::size_t>(r)] = 0.f;
         if (valid(r, nrow_q) && p_.sinks) {  // the sink enters once, with the fresh state
-          s.m[static_cast<std::size_t>(r)] = p_.sinks[head(it, r) * p_.sinks_stride] * core::kLog2e;
+          s.m[static_cast<std::size_t>(r)] = core::sink_m(p_.sinks[head(it, r) * p_.sinks_stride]);
           s.l[static_cast<std::size_t>(r)] = 1.f;
         }
         continue;
@@ -416,14 +416,15 @@ class Rectangle {
       float& m = s.m[static_cast<std::size_t>(r)];
       float& l = s.l[static_cast<std::size_t>(r)];
       const float m_new = nan ? NAN : std::max(m, tile_max);
-      if (m_new == -INFINITY) {  // nothing visible yet: P row = 0, guard -inf - -inf
+      if (m_new == -INFINITY) {  // nothing visible yet: P row = 0 (and no P.V)
         std::fill(row, row + kKeyTile, 0.f);
         continue;
       }
       any = true;
-      const float alpha = exp2s(m - m_new);
+      const core::OnlineStep st = core::online_step(m, m_new, exp2s);
+      const float alpha = st.alpha;
       v8f sum = splat(0.f);
-      const v8f mv = splat(m_new);
+      const v8f mv = splat(st.shift);
       for (int v = 0; v < kKeyTile / 8; ++v) {
         const v8f pv = v < nvec ? exp2v(load8(row + 8 * v) - mv) : splat(0.f);
         store8(row + 8 * v, pv);

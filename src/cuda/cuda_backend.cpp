@@ -78,40 +78,25 @@ const cuda::LauncherEntry& find_launcher(const Problem& p) {
                     dtype_name(p.dtype) + " is not built (this build has D in {" + have + "})");
 }
 
+// The names the run report gives the kernels (plan.hpp, SubmissionReport).
+const char* kernel_name(KernelKind k, bool packed) {
+  switch (k) {
+    case KernelKind::wgmma:
+      return packed ? "cuda.wgmma.packed" : "cuda.wgmma";
+    case KernelKind::tensor_core:
+      return "cuda.mma";
+    case KernelKind::vector:
+      return "cuda.vector";
+  }
+  throw BackendError("[longattn::cuda] unknown kernel kind " + std::to_string(static_cast<int>(k)));
+}
+
 KernelParams make_params(const Problem& p) {
   KernelParams k;
-  k.dtype = static_cast<std::int32_t>(p.dtype);
-  k.B = p.B;
-  k.Hq = p.Hq;
-  k.Hkv = p.Hkv;
-  k.group = p.group;
-  k.Lq = p.Lq;
-  k.Lk = p.Lk;
-  k.D = p.D;
-  k.q = p.q;
-  k.k = p.k;
-  k.v = p.v;
-  k.o = p.o;
-  k.lse = p.lse;
-  for (int i = 0; i < 4; ++i) {
-    k.q_s[i] = p.q_stride[i];
-    k.k_s[i] = p.k_stride[i];
-    k.v_s[i] = p.v_stride[i];
-    k.o_s[i] = p.o_stride[i];
-    k.mask_s[i] = p.mask_stride[i];
-  }
-  for (int i = 0; i < 3; ++i) k.lse_s[i] = p.lse_stride[i];
+  static_cast<Problem&>(k) = p;
   k.vec_q = vectorizable(p.q, p.q_stride, p.dtype);
   k.vec_k = vectorizable(p.k, p.k_stride, p.dtype);
   k.vec_v = vectorizable(p.v, p.v_stride, p.dtype);
-  k.causal = p.causal;
-  k.causal_offset = p.causal_offset;
-  k.mask_kind = p.mask_kind == MaskKind::boolean ? 1 : p.mask_kind == MaskKind::additive ? 2 : 0;
-  k.mask_dtype = p.mask_dtype == DType::float16 ? 1 : p.mask_dtype == DType::bfloat16 ? 2 : 0;
-  k.mask = p.mask;
-  k.sinks = p.sinks;
-  k.sinks_stride = p.sinks_stride;
-  k.scale_log2 = p.scale_log2;
   return k;
 }
 
@@ -184,9 +169,9 @@ class CudaBackend final : public Backend {
                "cudaEventRecord(submission start)");
   }
 
-  void dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
+  const char* dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
     const Rect& r = d.rect;
-    if (r.q1 <= r.q0 || p.B == 0) return;  // no rows: nothing to launch (and no grid of 0)
+    if (r.q1 <= r.q0 || p.B == 0) return "";  // no rows: nothing to launch (and no grid of 0)
     const cuda::LauncherEntry& entry = find_launcher(p);
     KernelParams k = make_params(p);
     k.q0 = r.q0;
@@ -269,10 +254,7 @@ class CudaBackend final : public Backend {
       throw Unsupported("[longattn::cuda] " + std::string(grid_heads_name) + " = " +
                         std::to_string(grid_heads) + " exceeds the grid limit 65535");
     k.splits = static_cast<std::int32_t>(splits);
-    if (splits == 1) {
-      entry.launch(k, stream_);
-      return;
-    }
+    if (splits == 1) return kernel_name(entry.launch(k, stream_), k.packed != 0);
     const std::int64_t n = p.B * p.Hq * nq;
     const std::int64_t o_at = (2 * splits * n + 3) / 4 * 4;  // part_o 16-byte aligned
     const auto bytes = static_cast<std::size_t>(o_at + splits * n * p.D) * sizeof(float);
@@ -281,8 +263,9 @@ class CudaBackend final : public Backend {
     k.part_l = ws.ptr + splits * n;
     k.part_o = ws.ptr + o_at;
     std::lock_guard<std::mutex> hold(ws.launch);
-    entry.launch(k, stream_);
+    const KernelKind ran = entry.launch(k, stream_);
     cuda::launch_merge(k, stream_);
+    return kernel_name(ran, k.packed != 0);
   }
 
   // This stream's split-K workspace (graph-owned under capture), at least
@@ -297,8 +280,8 @@ class CudaBackend final : public Backend {
   // array masks, on rows TMA can read (16-byte aligned, unit last stride);
   // everything else, or LONGATTN_CUDA_PREFILL=mma, takes the mma.sync kernel.
   bool use_wgmma(const Problem& p, const KernelParams& k) const {
-    if (!hopper_ || !cuda::hopper_head_dim(static_cast<int>(p.D)) || k.mask_kind != 0 || !k.vec_q ||
-        !k.vec_k || !k.vec_v)
+    if (!hopper_ || !cuda::hopper_head_dim(static_cast<int>(p.D)) ||
+        k.mask_kind != MaskKind::none || !k.vec_q || !k.vec_k || !k.vec_v)
       return false;
     return !force_mma_;
   }

@@ -69,23 +69,29 @@ __device__ __forceinline__ float fast_exp2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+// The same, for the state rules of core/state.hpp.
+struct FastExp2 {
+  __device__ __forceinline__ float operator()(float x) const { return fast_exp2(x); }
+};
 
 // ---- masking -------------------------------------------------------------
 
 // The array mask's base-2 term for (b, h, q, j): 0 or -inf for boolean
 // masks, value * log2(e) for additive ones.
 __device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, i64 q, i64 j) {
-  const i64 off = b * p.mask_s[0] + h * p.mask_s[1] + q * p.mask_s[2] + j * p.mask_s[3];
-  if (p.mask_kind == 1) return static_cast<const std::uint8_t*>(p.mask)[off] ? 0.f : -INFINITY;
+  const i64 off =
+      b * p.mask_stride[0] + h * p.mask_stride[1] + q * p.mask_stride[2] + j * p.mask_stride[3];
+  if (p.mask_kind == core::MaskKind::boolean)
+    return static_cast<const std::uint8_t*>(p.mask)[off] ? 0.f : -INFINITY;
   float x;
   switch (p.mask_dtype) {
-    case 0:
+    case DType::float32:
       x = static_cast<const float*>(p.mask)[off];
       break;
-    case 1:
+    case DType::float16:
       x = __half2float(static_cast<const __half*>(p.mask)[off]);
       break;
-    default:
+    default:  // bfloat16 (validation admits no other additive dtype)
       x = __bfloat162float(static_cast<const __nv_bfloat16*>(p.mask)[off]);
       break;
   }
@@ -97,7 +103,7 @@ __device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, 
 __device__ __forceinline__ float extra_term(const KernelParams& p, i64 b, i64 h, i64 q, i64 j) {
   if (q >= p.q1 || j >= p.k1) return -INFINITY;
   if (p.causal && j > q + p.causal_offset) return -INFINITY;
-  return p.mask_kind != 0 ? mask_term(p, b, h, q, j) : 0.f;
+  return p.mask_kind != core::MaskKind::none ? mask_term(p, b, h, q, j) : 0.f;
 }
 
 // Base-2 logit of (q, j) given the raw product q.k: applies scale, causal,
@@ -108,7 +114,7 @@ __device__ __forceinline__ float masked_logit(const KernelParams& p, float qk, i
   if (q >= p.q1 || j >= p.k1) return -INFINITY;
   if (p.causal && j > q + p.causal_offset) return -INFINITY;
   float t = qk * p.scale_log2;
-  if (p.mask_kind != 0) t += mask_term(p, b, h, q, j);
+  if (p.mask_kind != core::MaskKind::none) t += mask_term(p, b, h, q, j);
   return t;
 }
 
@@ -128,7 +134,7 @@ __device__ __forceinline__ void initial_ml(const KernelParams& p, InMode mode, i
   m = -INFINITY;
   l = 0.f;
   if (mode == InMode::sinks && p.sinks != nullptr) {
-    m = p.sinks[h * p.sinks_stride] * core::kLog2e;
+    m = core::sink_m(p.sinks[h * p.sinks_stride]);
     l = 1.f;
   } else if (mode == InMode::load) {
     const i64 r = state_row(p, b, h, q);
@@ -141,7 +147,9 @@ __device__ __forceinline__ void initial_ml(const KernelParams& p, InMode mode, i
 __device__ __forceinline__ void store_ml(const KernelParams& p, OutMode mode, int split, i64 b,
                                          i64 h, i64 q, float m, float l) {
   if (mode == OutMode::final) {
-    if (p.lse) p.lse[b * p.lse_s[0] + h * p.lse_s[1] + q * p.lse_s[2]] = core::lse_base_e(m, l);
+    if (p.lse)
+      p.lse[b * p.lse_stride[0] + h * p.lse_stride[1] + q * p.lse_stride[2]] =
+          core::lse_base_e(m, l);
   } else if (mode == OutMode::state) {
     const i64 r = state_row(p, b, h, q);
     p.st_m[r] = m;
@@ -162,7 +170,7 @@ __device__ __forceinline__ float* o_slot(const KernelParams& p, OutMode mode, in
 
 template <typename T>
 __device__ __forceinline__ T* out_row(const KernelParams& p, i64 b, i64 h, i64 q) {
-  return static_cast<T*>(p.o) + b * p.o_s[0] + h * p.o_s[1] + q * p.o_s[2];
+  return static_cast<T*>(p.o) + b * p.o_stride[0] + h * p.o_stride[1] + q * p.o_stride[2];
 }
 
 // ---- block coordinates (prefill kernels) --------------------------------------

@@ -291,9 +291,9 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
   CUtensorMap tq, tk, tv;
   // K and V rows at or past k1 read as zeros, like the mma.sync kernel's
   // zero fill, so that keys outside the rectangle never reach P V.
-  if (!encode_rows_map(&tq, p.q, p.B, p.Hq, p.Lq, D, p.q_s, qrows, kPacked ? group : 1) ||
-      !encode_rows_map(&tk, p.k, p.B, p.Hkv, p.k1, D, p.k_s, cfg.block_n) ||
-      !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, D, p.v_s, cfg.block_n))
+  if (!encode_rows_map(&tq, p.q, p.B, p.Hq, p.Lq, D, p.q_stride, qrows, kPacked ? group : 1) ||
+      !encode_rows_map(&tk, p.k, p.B, p.Hkv, p.k1, D, p.k_stride, cfg.block_n) ||
+      !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, D, p.v_stride, cfg.block_n))
     return false;
   allow_dynamic_smem<hopper_kernel<T, D, kPacked>>(hopper_smem_bytes(cfg, D),
                                                    "cudaFuncSetAttribute(hopper_kernel)");

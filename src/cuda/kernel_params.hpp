@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "core/problem.hpp"
+
 namespace longattn::cuda {
 
 // Where a kernel's row starts from.
@@ -37,41 +39,15 @@ enum class KernelKind : std::int32_t {
                     // to tensor_core when TMA cannot describe the layout
 };
 
-struct KernelParams {
-  std::int32_t dtype = 0;  // of q, k, v, out: 0 float32, 1 float16, 2 bfloat16
-
-  // Sizes (see core::Problem).
-  std::int64_t B = 0, Hq = 0, Hkv = 0, group = 1, Lq = 0, Lk = 0, D = 0;
-
-  // Tensors; element strides in [B, H, L, D] order.
-  const void* q = nullptr;
-  std::int64_t q_s[4] = {};
-  const void* k = nullptr;
-  std::int64_t k_s[4] = {};
-  const void* v = nullptr;
-  std::int64_t v_s[4] = {};
-  void* o = nullptr;
-  std::int64_t o_s[4] = {};
-  float* lse = nullptr;
-  std::int64_t lse_s[3] = {};  // optional, base e
-
+// The validated problem (every size, pointer, stride, mask and scale, as
+// core::Problem defines them) plus what one dispatch adds. Built from the
+// Problem by copying it whole (make_params in cuda_backend.cpp), so the two
+// cannot drift apart.
+struct KernelParams : core::Problem {
   // Whether q / k / v rows can be read 16 bytes at a time: last stride 1,
   // the other strides multiples of 16 bytes, base pointer 16-byte aligned.
   // Otherwise the kernels read them element by element (any strides).
   std::int32_t vec_q = 0, vec_k = 0, vec_v = 0;
-
-  // Masking. mask_kind: 0 none, 1 boolean (1 byte), 2 additive;
-  // mask_dtype for additive: 0 float32, 1 float16, 2 bfloat16.
-  std::int32_t causal = 0;
-  std::int64_t causal_offset = 0;  // Lk - Lq
-  std::int32_t mask_kind = 0;
-  std::int32_t mask_dtype = 0;
-  const void* mask = nullptr;
-  std::int64_t mask_s[4] = {};
-
-  const float* sinks = nullptr;
-  std::int64_t sinks_stride = 1;  // base e
-  float scale_log2 = 1.f;         // softmax scale * log2(e)
 
   // The rectangle [q0, q1) x [k0, k1).
   std::int64_t q0 = 0, q1 = 0, k0 = 0, k1 = 0;
@@ -210,8 +186,10 @@ constexpr int kMaxSplits = 256;
 void launch_merge(const KernelParams& p, void* stream);
 
 // Per-(dtype, head_dim) launchers, defined by the generated translation
-// units (instantiate.cu.in). `stream` is a cudaStream_t.
-using Launcher = void (*)(const KernelParams& p, void* stream);
+// units (instantiate.cu.in). `stream` is a cudaStream_t. They return the
+// kernel that ran: p.kind, or tensor_core where the Hopper kernel cannot
+// describe the layout to TMA and the launcher fell back.
+using Launcher = KernelKind (*)(const KernelParams& p, void* stream);
 // Resident blocks per SM of the tensor-core kernel (0 for float32), from
 // cudaOccupancyMaxActiveBlocksPerMultiprocessor on the current device.
 using Occupancy = int (*)();

@@ -57,15 +57,15 @@ __global__ void __launch_bounds__(kMergeThreads)
   M = red_m[0];
 #pragma unroll
   for (int w = 1; w < kMergeWarps; ++w) M = fmaxf(M, red_m[w]);
-  // Factors onto the common max; all zero when every part is empty (no NaN).
-  const float f = M == -INFINITY ? 0.f : exp2f(ms - M);
+  // Factors onto the common max (core::rescale: zero when every part is empty).
+  const float f = core::rescale(ms, M);
   if (mine) fac[tid] = f;
   float L = f * ls;
 #pragma unroll
   for (int off = 16; off >= 1; off /= 2) L += __shfl_xor_sync(0xffffffffu, L, off);
   if (lane == 0) red_l[warp] = L;
   __syncthreads();  // also publishes fac
-  const float f0 = M == -INFINITY ? 0.f : exp2f(m0 - M);
+  const float f0 = core::rescale(m0, M);
   L = l0 * f0;
 #pragma unroll
   for (int w = 0; w < kMergeWarps; ++w) L += red_l[w];
@@ -120,16 +120,16 @@ __global__ void __launch_bounds__(kMergeThreads)
         st_o[d] = O;
         continue;
       }
-      const i64 off = b * p.o_s[0] + h * p.o_s[1] + q * p.o_s[2] + d * p.o_s[3];
+      const i64 off = b * p.o_stride[0] + h * p.o_stride[1] + q * p.o_stride[2] + d * p.o_stride[3];
       const float x = O * inv;
       switch (p.dtype) {
-        case 0:
+        case DType::float32:
           static_cast<float*>(p.o)[off] = x;
           break;
-        case 1:
+        case DType::float16:
           static_cast<__half*>(p.o)[off] = __float2half_rn(x);
           break;
-        default:
+        default:  // bfloat16 (validation admits no other output dtype)
           static_cast<__nv_bfloat16*>(p.o)[off] = __float2bfloat16_rn(x);
           break;
       }

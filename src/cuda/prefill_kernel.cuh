@@ -73,9 +73,10 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   const InMode in_mode = p.splits > 1 ? InMode::empty : p.in_mode;
   const OutMode out_mode = p.splits > 1 ? OutMode::partial : p.out_mode;
 
-  const T* qg = static_cast<const T*>(p.q) + b * p.q_s[0] + h * p.q_s[1] + qt0 * p.q_s[2];
-  const T* kg = static_cast<const T*>(p.k) + b * p.k_s[0] + hkv * p.k_s[1];
-  const T* vg = static_cast<const T*>(p.v) + b * p.v_s[0] + hkv * p.v_s[1];
+  const T* qg =
+      static_cast<const T*>(p.q) + b * p.q_stride[0] + h * p.q_stride[1] + qt0 * p.q_stride[2];
+  const T* kg = static_cast<const T*>(p.k) + b * p.k_stride[0] + hkv * p.k_stride[1];
+  const T* vg = static_cast<const T*>(p.v) + b * p.v_stride[0] + hkv * p.v_stride[1];
 
   // Rows of this thread: warp*WR + mt*16 + g + 8i.
   float m[MT][2], l[MT][2];
@@ -91,15 +92,15 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   // Keys [j, j + BN) of K or V into a shared-memory tile; rows at or past
   // kend read as zeros.
   auto load_k = [&](T* dst, i64 j) {
-    load_tile<T, D, LDS, BN, NT>(dst, kg + j * p.k_s[2], p.k_s[2], p.k_s[3], kend - j, p.vec_k,
-                                 tid);
+    load_tile<T, D, LDS, BN, NT>(dst, kg + j * p.k_stride[2], p.k_stride[2], p.k_stride[3],
+                                 kend - j, p.vec_k, tid);
   };
   auto load_v = [&](T* dst, i64 j) {
-    load_tile<T, D, LDS, BN, NT>(dst, vg + j * p.v_s[2], p.v_s[2], p.v_s[3], kend - j, p.vec_v,
-                                 tid);
+    load_tile<T, D, LDS, BN, NT>(dst, vg + j * p.v_stride[2], p.v_stride[2], p.v_stride[3],
+                                 kend - j, p.vec_v, tid);
   };
   if (t_beg < t_end) {
-    load_tile<T, D, LDS, BM, NT>(sQ, qg, p.q_s[2], p.q_s[3], qt1 - qt0, p.vec_q, tid);
+    load_tile<T, D, LDS, BM, NT>(sQ, qg, p.q_stride[2], p.q_stride[3], qt1 - qt0, p.vec_q, tid);
     const i64 kt = p.k0 + t_beg * BN;
     load_k(sK0, kt);
     cp_async_commit();
@@ -161,10 +162,10 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
 
     // Scale to base 2; mask only tiles that cross the causal diagonal, the
     // rectangle's key end, or that have an array mask.
-    const bool need_mask = p.mask_kind != 0 || kt + BN > kfull;
+    const bool need_mask = p.mask_kind != core::MaskKind::none || kt + BN > kfull;
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
-      if (need_mask && p.mask_kind == 0) {
+      if (need_mask && p.mask_kind == core::MaskKind::none) {
         // Causal / key-end only: a per-row column limit, in 32-bit.
 #pragma unroll
         for (int i = 0; i < 2; ++i) {

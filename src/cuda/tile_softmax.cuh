@@ -76,18 +76,17 @@ __device__ __forceinline__ float softmax_row_p(float (&s)[NS][4], int i, float& 
   mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
   mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
   const float m_new = fmaxf(m, mx);
-  const float alpha = m_new == -INFINITY ? 0.f : fast_exp2(m - m_new);
-  const float ms = m_new == -INFINITY ? 0.f : m_new;
+  const core::OnlineStep st = core::online_step(m, m_new, FastExp2{});
   m = m_new;
   float sum = 0.f;
 #pragma unroll
   for (int nt = 0; nt < NS; ++nt) {
-    s[nt][2 * i] = fast_exp2(s[nt][2 * i] - ms);
-    s[nt][2 * i + 1] = fast_exp2(s[nt][2 * i + 1] - ms);
+    s[nt][2 * i] = fast_exp2(s[nt][2 * i] - st.shift);
+    s[nt][2 * i + 1] = fast_exp2(s[nt][2 * i + 1] - st.shift);
     sum += s[nt][2 * i] + s[nt][2 * i + 1];
   }
-  l = l * alpha + sum;
-  return alpha;
+  l = l * st.alpha + sum;
+  return st.alpha;
 }
 
 template <int NO>
@@ -131,8 +130,8 @@ __device__ __forceinline__ void store_row(const KernelParams& p, OutMode mode, i
 #pragma unroll
     for (int nt = 0; nt < NO; ++nt) {
       const i64 d = nt * 8 + 2 * t4;
-      orow[d * p.o_s[3]] = from_f<T>(acc[nt][2 * i] * inv);
-      orow[(d + 1) * p.o_s[3]] = from_f<T>(acc[nt][2 * i + 1] * inv);
+      orow[d * p.o_stride[3]] = from_f<T>(acc[nt][2 * i] * inv);
+      orow[(d + 1) * p.o_stride[3]] = from_f<T>(acc[nt][2 * i + 1] * inv);
     }
   } else {
     float* os = o_slot(p, mode, split, b, h, q);

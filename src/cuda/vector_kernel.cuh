@@ -102,7 +102,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
   const i64 per = (steps + p.splits - 1) / p.splits;
   const i64 kb = p.k0 + min(steps, split * per) * KSTEP;
   const i64 ke = min(kend, p.k0 + min(steps, split * per + per) * KSTEP);
-  const bool need_extra = p.causal || p.mask_kind != 0 || p0 + R > P;
+  const bool need_extra = p.causal || p.mask_kind != core::MaskKind::none || p0 + R > P;
 
   // Queries, pre-scaled to base 2.
   float qv[R][8];
@@ -111,11 +111,11 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
     const i64 pi = p0 + r;
     const bool valid = pi < P && active;
     const i64 h = hkv * p.group + pi % p.group, q = p.q0 + pi / p.group;
-    const T* qp = valid ? static_cast<const T*>(p.q) + b * p.q_s[0] + h * p.q_s[1] + q * p.q_s[2] +
-                              c * 8 * p.q_s[3]
+    const T* qp = valid ? static_cast<const T*>(p.q) + b * p.q_stride[0] + h * p.q_stride[1] +
+                              q * p.q_stride[2] + c * 8 * p.q_stride[3]
                         : nullptr;
     Raw8<T> raw;
-    load_raw<T>(raw, qp, p.q_s[3], p.vec_q, valid);
+    load_raw<T>(raw, qp, p.q_stride[3], p.vec_q, valid);
     to_floats<T>(raw, qv[r]);
 #pragma unroll
     for (int e = 0; e < 8; ++e) qv[r][e] *= p.scale_log2;
@@ -130,8 +130,10 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
     for (int e = 0; e < 8; ++e) o[r][e] = 0.f;
   }
 
-  const T* kbase = static_cast<const T*>(p.k) + b * p.k_s[0] + hkv * p.k_s[1] + c * 8 * p.k_s[3];
-  const T* vbase = static_cast<const T*>(p.v) + b * p.v_s[0] + hkv * p.v_s[1] + c * 8 * p.v_s[3];
+  const T* kbase =
+      static_cast<const T*>(p.k) + b * p.k_stride[0] + hkv * p.k_stride[1] + c * 8 * p.k_stride[3];
+  const T* vbase =
+      static_cast<const T*>(p.v) + b * p.v_stride[0] + hkv * p.v_stride[1] + c * 8 * p.v_stride[3];
 
   i64 hr[R], qr[R];  // head and query of each packed row
 #pragma unroll
@@ -148,8 +150,10 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
 #pragma unroll
     for (int u = 0; u < NB; ++u) {
       const bool valid = jb + u < ke && active;
-      load_raw<T>(kd[u], kbase + (valid ? (jb + u) * p.k_s[2] : 0), p.k_s[3], p.vec_k, valid);
-      load_raw<T>(vd[u], vbase + (valid ? (jb + u) * p.v_s[2] : 0), p.v_s[3], p.vec_v, valid);
+      load_raw<T>(kd[u], kbase + (valid ? (jb + u) * p.k_stride[2] : 0), p.k_stride[3], p.vec_k,
+                  valid);
+      load_raw<T>(vd[u], vbase + (valid ? (jb + u) * p.v_stride[2] : 0), p.v_stride[3], p.vec_v,
+                  valid);
     }
   };
   if (kb < ke) load_step(kb, kr, vr);
@@ -190,20 +194,18 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
           s[r][u] += extra_term(p, b, hr[r], qr[r], j);
         mx = fmaxf(mx, s[r][u]);
       }
-      // Guard -inf - (-inf): a row that has seen only masked keys stays empty.
       const float m_new = fmaxf(m[r], mx);
-      const float alpha = m_new == -INFINITY ? 0.f : fast_exp2(m[r] - m_new);
-      const float ms = m_new == -INFINITY ? 0.f : m_new;
+      const core::OnlineStep st = core::online_step(m[r], m_new, FastExp2{});
       m[r] = m_new;
       float sum = 0.f;
 #pragma unroll
       for (int u = 0; u < NB; ++u) {
-        s[r][u] = fast_exp2(s[r][u] - ms);  // s now holds p
+        s[r][u] = fast_exp2(s[r][u] - st.shift);  // s now holds p
         sum += s[r][u];
       }
-      l[r] = l[r] * alpha + sum;
+      l[r] = l[r] * st.alpha + sum;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) o[r][e] *= alpha;
+      for (int e = 0; e < 8; ++e) o[r][e] *= st.alpha;
     }
 #pragma unroll
     for (int u = 0; u < NB; ++u) {
@@ -252,20 +254,20 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
 #pragma unroll
     for (int gi = 0; gi < G; ++gi) M = fmaxf(M, sm_m[gi][r]);
     float L = 0.f, O = 0.f;
-    if (M != -INFINITY) {
-      const float f0 = exp2f(m0 - M);
+    if (M != -INFINITY) {  // else every side is empty and stays so
+      const float f0 = core::rescale(m0, M);
       L = l0 * f0;
       if (in_mode == InMode::load) O = p.st_o[state_row(p, b, h, q) * D + d] * f0;
 #pragma unroll
       for (int gi = 0; gi < G; ++gi) {
-        const float f = exp2f(sm_m[gi][r] - M);
+        const float f = core::rescale(sm_m[gi][r], M);
         L += sm_l[gi][r] * f;
         O += sm_o[gi][r][d] * f;
       }
     }
     if (d == 0) store_ml(p, out_mode, split, b, h, q, M, L);
     if (out_mode == OutMode::final)
-      out_row<T>(p, b, h, q)[d * p.o_s[3]] = from_f<T>(O * core::inv_sum(L));
+      out_row<T>(p, b, h, q)[d * p.o_stride[3]] = from_f<T>(O * core::inv_sum(L));
     else
       o_slot(p, out_mode, split, b, h, q)[d] = O;
   }

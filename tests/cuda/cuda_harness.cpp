@@ -2,6 +2,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "core/backend.hpp"
@@ -98,5 +99,24 @@ double cuda_vs_cpu(const Case& c, const longattn::AttentionOptions& base) {
 }
 
 std::vector<std::int64_t> built_head_dims() { return longattn::core::cuda_head_dims(); }
+
+bool is_hopper() {
+  int dev = 0, major = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
+        "cudaDeviceGetAttribute");
+  return major == 9;
+}
+
+std::vector<std::string> check_cuda_kernels(const Case& c, longattn::AttentionOptions base) {
+  longattn::RunReport report;
+  base.report = &report;
+  check_cuda(c, base);
+  std::vector<std::string> all;
+  for (const auto& s : report.submissions)
+    for (const auto& k : s.kernels)
+      if (std::find(all.begin(), all.end(), k) == all.end()) all.push_back(k);
+  return all;
+}
 
 }  // namespace lt::gpu

@@ -65,4 +65,12 @@ double cuda_vs_cpu(const Case& c, const longattn::AttentionOptions& base = {});
 // Head dims this build instantiated.
 std::vector<std::int64_t> built_head_dims();
 
+// Whether the current device is a Hopper (sm_90), where "auto" takes the
+// wgmma kernel.
+bool is_hopper();
+
+// Runs a case on the GPU with a report, checks it against the reference and
+// returns the kernels the report names (each once, over all submissions).
+std::vector<std::string> check_cuda_kernels(const Case& c, longattn::AttentionOptions base = {});
+
 }  // namespace lt::gpu

@@ -29,7 +29,8 @@ const DType kDtypes[] = {DType::float32, DType::float16, DType::bfloat16};
 // Hopper (wgmma) kernel where it applies, decode-sized problems (at most 64
 // packed rows) in its packed mode; "mma" (LONGATTN_CUDA_PREFILL=mma, read
 // by each call's CUDA backend) forces the mma.sync kernel for prefill and
-// so the vector kernel for decode, as on GPUs before Hopper.
+// so the vector kernel for decode, as on GPUs before Hopper. The tests aimed
+// at one kernel assert, from the run report, that it is the one that ran.
 class CudaAttention : public CudaTest, public ::testing::WithParamInterface<const char*> {
  protected:
   void SetUp() override {
@@ -38,6 +39,8 @@ class CudaAttention : public CudaTest, public ::testing::WithParamInterface<cons
     setenv("LONGATTN_CUDA_PREFILL", k == "mma" ? "mma" : "auto", 1);
   }
   void TearDown() override { unsetenv("LONGATTN_CUDA_PREFILL"); }
+  // Whether this parameter runs the Hopper kernel on this device.
+  bool wgmma() const { return std::string(GetParam()) == "auto" && lt::gpu::is_hopper(); }
 };
 INSTANTIATE_TEST_SUITE_P(Kernels, CudaAttention, ::testing::Values("auto", "mma"),
                          [](const ::testing::TestParamInfo<const char*>& i) {
@@ -108,6 +111,24 @@ TEST_P(CudaAttention, MoreQueriesThanKeysCausal) {
       c.seed = static_cast<std::uint64_t>(Lq * 1000 + Lk);
       check_cuda(c);
     }
+}
+
+// PyTorch's top-left causal rule (query i sees keys j <= i) with more keys
+// than queries (the last keys seen by no row) and more queries than keys,
+// single pass and chunked.
+TEST_P(CudaAttention, TopLeftCausal) {
+  std::uint64_t seed = 1700;
+  for (DType t : kDtypes)
+    for (auto [Lq, Lk] : {std::pair<std::int64_t, std::int64_t>{100, 700}, {300, 129}, {1, 64}})
+      for (bool chunked : {false, true}) {
+        Case c;
+        c.Hq = 4, c.Hkv = 2, c.Lq = Lq, c.Lk = Lk, c.D = 128;
+        c.dtype = t, c.causal = true, c.causal_top_left = true;
+        c.seed = ++seed;
+        longattn::AttentionOptions base;
+        base.policy = chunked ? lt::chunked_policy(64, 48) : lt::single_pass_policy();
+        check_cuda(c, base);
+      }
 }
 
 TEST_P(CudaAttention, MaskKinds) {
@@ -247,7 +268,9 @@ TEST_P(CudaAttention, HopperTileShapes) {
           c.sinks = Lq == 257;
           c.qk_std = D == 256 ? 3.0 : 1.0;
           c.seed = ++seed;
-          check_cuda(c);
+          EXPECT_EQ(lt::gpu::check_cuda_kernels(c),
+                    std::vector<std::string>{wgmma() ? "cuda.wgmma" : "cuda.mma"})
+              << c.name();
         }
   }
 }
@@ -275,7 +298,12 @@ TEST_P(CudaAttention, DecodeShapes) {
           c.sinks = Lq == 3;
           c.layout = Lq == 17 ? Layout::cache_slice : Layout::bhld;
           c.seed = ++seed;
-          check_cuda(c);
+          // Without the Hopper kernel, up to 8 packed rows (GQA heads x
+          // queries) take the vector kernel, more the mma.sync kernel.
+          const char* want = wgmma()                ? "cuda.wgmma.packed"
+                             : Lq * (Hq / Hkv) <= 8 ? "cuda.vector"
+                                                    : "cuda.mma";
+          EXPECT_EQ(lt::gpu::check_cuda_kernels(c), std::vector<std::string>{want}) << c.name();
         }
   }
 }

@@ -174,8 +174,9 @@ class RecordingBackend final : public core::Backend {
     s = {};
   }
   void begin_submission() override { calls.push_back("begin"); }
-  void dispatch(const core::Problem&, const Dispatch& d, const core::StateView&) override {
+  const char* dispatch(const core::Problem&, const Dispatch& d, const core::StateView&) override {
     calls.push_back(std::string("dispatch ") + mode_name(d.mode));
+    return "recording";
   }
   std::optional<double> end_submission() override {
     calls.push_back("end");

@@ -58,11 +58,12 @@ class ModelBackend final : public core::Backend {
   }
   void release_state(core::StateView& s) noexcept override { s = {}; }
   void begin_submission() override { ms_ = submission_ms; }
-  void dispatch(const core::Problem&, const Dispatch& d, const core::StateView&) override {
+  const char* dispatch(const core::Problem&, const Dispatch& d, const core::StateView&) override {
     if (dispatches++ == fail_at_dispatch) failure();
     ms_ += dispatch_ms + d.flops / (gflops * 1e6);
     if (uniform_(rng_) < p_stall) ms_ += slice_ms;
     if (core::writes_output(d.mode)) outputs_written.emplace_back(d.rect.q0, d.rect.q1);
+    return "model";
   }
   std::optional<double> end_submission() override {
     double t = ms_ * std::exp(noise_sigma * normal_(rng_));

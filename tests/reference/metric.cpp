@@ -8,10 +8,10 @@
 
 namespace ref {
 
-double tolerance(FloatType t) {
+double tolerance(FloatType t, std::int64_t keys) {
   switch (t) {
     case FloatType::float32:
-      return 1e-5;
+      return std::max(1e-5, 1e-7 * std::sqrt(static_cast<double>(std::max<std::int64_t>(0, keys))));
     case FloatType::float16:
       return 2e-3;
     case FloatType::bfloat16:

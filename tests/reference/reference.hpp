@@ -7,7 +7,8 @@
 //
 // Semantics (the ones longattn documents in include/longattn/attention.hpp):
 // - s_ij = scale * q_i . k_j (+ additive mask value).
-// - Causal is bottom-right aligned: query i sees key j iff j <= i + (Lk - Lq).
+// - Causal is bottom-right aligned: query i sees key j iff j <= i + (Lk - Lq);
+//   or, with causal_top_left, iff j <= i (PyTorch's is_causal).
 // - Boolean mask: 0 = drop, non-zero = keep. Additive mask: -inf = drop,
 //   anything else is added to the scaled logit. Causal and a mask combine.
 // - GQA: query head h reads KV head h / (Hq / Hkv).
@@ -33,6 +34,7 @@ struct Inputs {
   std::vector<double> v;  // contiguous [B, Hkv, Lk, Dv]
   double scale = 1.0;
   bool causal = false;
+  bool causal_top_left = false;  // read only when causal
   MaskType mask_type = MaskType::none;
   // Contiguous mask of shape mask_shape; each dim is 1 (broadcast) or the
   // full size of [B, Hq, Lq, Lk]. Boolean masks hold 0 / 1.

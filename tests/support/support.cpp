@@ -239,14 +239,14 @@ void store(DType t, void* base, std::int64_t index, double x) {
 
 // ---- tolerance -----------------------------------------------------------------
 
-double tolerance(DType t) {
+double tolerance(DType t, std::int64_t keys) {
   switch (t) {
     case DType::float32:
-      return ref::tolerance(ref::FloatType::float32);
+      return ref::tolerance(ref::FloatType::float32, keys);
     case DType::float16:
-      return ref::tolerance(ref::FloatType::float16);
+      return ref::tolerance(ref::FloatType::float16, keys);
     case DType::bfloat16:
-      return ref::tolerance(ref::FloatType::bfloat16);
+      return ref::tolerance(ref::FloatType::bfloat16, keys);
     case DType::boolean:
       break;
   }
@@ -290,7 +290,7 @@ std::string Case::name() const {
   s << "B" << B << " Hq" << Hq << " Hkv" << Hkv << " Lq" << Lq << " Lk" << Lk << " D" << D;
   if (dv() != D) s << " Dv" << dv();
   s << " " << name_of(dtype);
-  if (causal) s << " causal";
+  if (causal) s << (causal_top_left ? " causal(top-left)" : " causal");
   if (mask != MaskKind::none) {
     s << " mask=" << to_string(mask) << "[";
     for (int d = 0; d < 4; ++d) s << (mask_broadcast[d] ? "1" : "n");
@@ -365,6 +365,7 @@ CaseData::CaseData(const Case& cs) : c(cs) {
   in.B = B, in.Hq = Hq, in.Hkv = Hkv, in.Lq = Lq, in.Lk = Lk, in.D = D, in.Dv = Dv;
   in.scale = c.effective_scale();
   in.causal = c.causal;
+  in.causal_top_left = c.causal_top_left;
 
   q = make_bhlx(c.dtype, c.layout, false, B, Hq, Lq, D, false);
   k = make_bhlx(c.dtype, c.layout, true, B, Hkv, Lk, D, false);
@@ -466,6 +467,8 @@ longattn::AttentionOptions CaseData::options(const Tensors& t,
                                              longattn::AttentionOptions base) const {
   base.scale = c.scale;
   base.causal = c.causal;
+  base.causal_align =
+      c.causal_top_left ? longattn::CausalAlign::top_left : longattn::CausalAlign::bottom_right;
   base.mask = t.mask;
   base.sinks = t.sinks;
   base.lse = t.lse;
@@ -535,7 +538,7 @@ void run(CaseData& d, const longattn::AttentionOptions& base) {
 
 Comparison compare(CaseData& d, std::optional<double> tol) {
   Comparison r;
-  r.tol = tol ? *tol : tolerance(d.c.dtype);
+  r.tol = tol ? *tol : tolerance(d.c.dtype, d.c.Lk);
   const ref::Outputs& want = d.expected();
   const std::vector<double> got_o = d.out.read();
   r.o = metric(got_o, want.o, d.c.dv());

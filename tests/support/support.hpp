@@ -54,7 +54,9 @@ using ref::lse_tolerance;
 using ref::metric;
 using ref::Metric;
 // The table's tolerance (ref::tolerance) for outputs stored in `t`.
-double tolerance(DType t);
+// `keys`: the most keys a row sees (widens float32 for long rows; see
+// ref::tolerance).
+double tolerance(DType t, std::int64_t keys = 0);
 
 // ---- case description -----------------------------------------------------
 
@@ -76,6 +78,7 @@ struct Case {
   std::int64_t Dv = 0;  // 0: same as D
   DType dtype = DType::float32;
   bool causal = false;
+  bool causal_top_left = false;  // PyTorch's is_causal alignment (else bottom-right)
   MaskKind mask = MaskKind::none;
   // true: that dim of [B, Hq, Lq, Lk] is broadcast (size 1, or stride 0 when
   // mask_stride0 is set).

@@ -1,0 +1,105 @@
+// Every CPU kernel path this machine can run, forced one at a time through
+// LONGATTN_CPU_KERNEL, against the reference (single pass and chunked), and
+// the run report naming the path that ran. A path the CPU lacks is skipped
+// with the reason.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "test_common.hpp"
+
+namespace {
+
+using longattn::DType;
+using lt::Case;
+
+// Restores LONGATTN_CPU_KERNEL when a test ends, however it ends.
+class ForcedKernel {
+ public:
+  explicit ForcedKernel(const char* path) {
+    if (const char* old = std::getenv("LONGATTN_CPU_KERNEL")) old_ = old;
+    setenv("LONGATTN_CPU_KERNEL", path, 1);
+  }
+  ~ForcedKernel() {
+    if (old_.empty())
+      unsetenv("LONGATTN_CPU_KERNEL");
+    else
+      setenv("LONGATTN_CPU_KERNEL", old_.c_str(), 1);
+  }
+  ForcedKernel(const ForcedKernel&) = delete;
+  ForcedKernel& operator=(const ForcedKernel&) = delete;
+
+ private:
+  std::string old_;
+};
+
+// The distinct kernels a report names, over all its submissions.
+std::vector<std::string> kernels_of(const longattn::RunReport& r) {
+  std::vector<std::string> all;
+  for (const auto& s : r.submissions)
+    for (const auto& k : s.kernels)
+      if (std::find(all.begin(), all.end(), k) == all.end()) all.push_back(k);
+  return all;
+}
+
+// Whether the CPU backend accepts the forced path on this machine.
+bool path_available(const char* path) {
+  ForcedKernel force(path);
+  Case c;
+  c.Lq = 1, c.Lk = 1, c.D = 8;
+  lt::CaseData d(c);
+  try {
+    lt::run(d);
+    return true;
+  } catch (const longattn::Unsupported&) {
+    return false;
+  }
+}
+
+class CpuKernel : public ::testing::TestWithParam<const char*> {};
+INSTANTIATE_TEST_SUITE_P(Paths, CpuKernel, ::testing::Values("generic", "avx2"),
+                         [](const ::testing::TestParamInfo<const char*>& i) {
+                           return std::string(i.param);
+                         });
+
+TEST_P(CpuKernel, MatchesTheReferenceAndIsReported) {
+  const char* path = GetParam();
+  if (!path_available(path))
+    GTEST_SKIP() << "the " << path << " kernel does not run on this CPU (or was not built)";
+  ForcedKernel force(path);
+  std::uint64_t seed = 7000;
+  for (DType t : lt::all_dtypes())
+    for (bool chunked : {false, true})
+      for (bool causal : {false, true}) {
+        Case c;
+        c.B = 2, c.Hq = 4, c.Hkv = 2, c.Lq = 53, c.Lk = 150, c.D = 72, c.Dv = 40;
+        c.dtype = t, c.causal = causal, c.sinks = chunked;
+        c.mask = causal ? lt::MaskKind::none : lt::MaskKind::additive;
+        c.seed = ++seed;
+        longattn::RunReport report;
+        longattn::AttentionOptions base;
+        base.policy = chunked ? lt::chunked_policy(40) : lt::single_pass_policy();
+        base.report = &report;
+        lt::check_case(c, base);
+        EXPECT_EQ(kernels_of(report), std::vector<std::string>{std::string("cpu.") + path})
+            << c.name();
+      }
+}
+
+TEST(CpuKernelChoice, UnknownPathIsRefusedByName) {
+  ForcedKernel force("avx9000");
+  Case c;
+  lt::CaseData d(c);
+  try {
+    lt::run(d);
+    FAIL() << "LONGATTN_CPU_KERNEL = avx9000 was accepted";
+  } catch (const longattn::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("LONGATTN_CPU_KERNEL = \"avx9000\""), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
