@@ -89,6 +89,17 @@ def _layout(op: str, layout: Any) -> bool:
     return layout == "bshd"
 
 
+def _causal(op: str, causal: Any) -> Tuple[bool, bool]:
+    """(causal, top-left aligned)."""
+    if isinstance(causal, str):
+        if causal in ("bottom_right", "top_left"):
+            return True, causal == "top_left"
+        raise InvalidArgument(
+            f"[{op}] causal = {causal!r} must be True, False, 'bottom_right' or 'top_left'"
+        )
+    return _flag(op, "causal", causal), False
+
+
 def _flag(op: str, name: str, value: Any) -> bool:
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return bool(value)
@@ -123,9 +134,11 @@ def _common_args(
     bshd = _layout(op, layout)
     if profile is not None and not isinstance(profile, DeviceProfile):
         raise InvalidArgument(f"[{op}] profile = {profile!r} must be a longattn.DeviceProfile or None")
+    is_causal, top_left = _causal(op, causal)
     args = dict(
         bshd=bshd,
-        causal=_flag(op, "causal", causal),
+        causal=is_causal,
+        causal_top_left=top_left,
         scale=None if scale is None else _number(op, "scale", scale, float),
         profile=profile,
         threads=0 if threads is None else _number(op, "threads", threads, int),
@@ -165,6 +178,7 @@ def run(
     sinks: Any = None,
     bshd: bool = False,
     causal: bool = False,
+    causal_top_left: bool = False,
     scale: Optional[float] = None,
     budget_ms: float,
     safety: float,
@@ -200,6 +214,7 @@ def run(
                 native(op, "sinks", sinks),
                 bshd=bshd,
                 causal=causal,
+                causal_top_left=causal_top_left,
                 scale=scale,
                 budget_ms=budget_ms,
                 safety=safety,
@@ -227,7 +242,7 @@ def attention(
     k: Any,
     v: Any,
     *,
-    causal: bool = False,
+    causal: Union[bool, str] = False,
     mask: Any = None,
     scale: Optional[float] = None,
     sinks: Any = None,
@@ -262,10 +277,13 @@ def attention(
             are never expanded.
         v: values [B, Hkv, Lk, Dv] (or [B, Lk, Hkv, Dv]). CPU: 1 <= D, Dv
             <= 256; CUDA: D = Dv in {64, 80, 96, 128, 192, 256}.
-        causal: mask keys after each query, bottom-right aligned: query i
-            sees keys j <= i + (Lk - Lq) (FlashAttention's and MLX's rule,
-            what a KV cache needs); with Lq > Lk the first Lq - Lk rows see
-            no key. Combines with `mask` (a key must pass both).
+        causal: mask the keys after each query. True or 'bottom_right':
+            query i sees keys j <= i + (Lk - Lq), so the last query sees
+            every key (FlashAttention's and MLX's rule, what a KV cache
+            needs); with Lq > Lk the first Lq - Lk rows see no key.
+            'top_left': query i sees keys j <= i (PyTorch's is_causal); with
+            Lk > Lq the last Lk - Lq keys are never seen. The two agree when
+            Lq = Lk. Combines with `mask` (a key must pass both).
         mask: optional boolean (True = keep) or additive float array (added
             to the scaled logits; -inf drops a key), broadcastable to
             [B, Hq, Lq, Lk]: each dim 1 or full (stride 0 is fine). Fewer
@@ -364,7 +382,7 @@ def plan(
     k: Any,
     v: Any,
     *,
-    causal: bool = False,
+    causal: Union[bool, str] = False,
     mask: Any = None,
     scale: Optional[float] = None,
     sinks: Any = None,

@@ -81,6 +81,11 @@ class SubmissionReport:
     """What one submission did, against what was predicted."""
 
     dispatches: int
+    # The kernels that ran its dispatches, each once, in order of first use:
+    # "cpu.avx2", "cpu.generic"; "cuda.wgmma" (Hopper prefill),
+    # "cuda.wgmma.packed" (Hopper decode), "cuda.mma" (mma.sync prefill),
+    # "cuda.vector" (float32 and short decode).
+    kernels: List[str]
     flops: float
     predicted_ms: float
     measured_ms: float  # 0 for a submission not timed

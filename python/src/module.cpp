@@ -88,8 +88,8 @@ struct Call {
   AttentionOptions opt;
 
   Call(const char* op, nb::handle q_, nb::handle k_, nb::handle v_, nb::handle out_, nb::handle lse,
-       nb::handle mask, nb::handle sinks, bool bshd, bool causal, std::optional<double> scale,
-       const Policy& policy, DeviceProfile* profile, int threads)
+       nb::handle mask, nb::handle sinks, bool bshd, bool causal, bool causal_top_left,
+       std::optional<double> scale, const Policy& policy, DeviceProfile* profile, int threads)
       : arrays(op) {
     const Arrange layout = bshd ? Arrange::bshd : Arrange::as_is;
     q = arrays.input(q_, "q", layout);
@@ -101,6 +101,7 @@ struct Call {
     opt.lse = arrays.output(lse, "lse");
     opt.scale = scale;
     opt.causal = causal;
+    opt.causal_align = causal_top_left ? CausalAlign::top_left : CausalAlign::bottom_right;
     opt.policy = policy;
     opt.profile = profile;
     opt.threads = threads;
@@ -109,12 +110,12 @@ struct Call {
 
 nb::object attention(nb::handle q, nb::handle k, nb::handle v, nb::handle out, nb::handle lse,
                      nb::handle mask, nb::handle sinks, bool bshd, bool causal,
-                     std::optional<double> scale, double budget_ms, double safety,
-                     std::int64_t chunk_threshold_keys, std::int64_t workspace_limit_bytes,
-                     std::int64_t fixed_chunk_keys, std::int64_t fixed_query_rows,
-                     DeviceProfile* profile, int threads, std::uintptr_t stream,
-                     nb::object progress, bool want_report) {
-  Call c("longattn.attention", q, k, v, out, lse, mask, sinks, bshd, causal, scale,
+                     bool causal_top_left, std::optional<double> scale, double budget_ms,
+                     double safety, std::int64_t chunk_threshold_keys,
+                     std::int64_t workspace_limit_bytes, std::int64_t fixed_chunk_keys,
+                     std::int64_t fixed_query_rows, DeviceProfile* profile, int threads,
+                     std::uintptr_t stream, nb::object progress, bool want_report) {
+  Call c("longattn.attention", q, k, v, out, lse, mask, sinks, bshd, causal, causal_top_left, scale,
          make_policy(budget_ms, safety, chunk_threshold_keys, workspace_limit_bytes,
                      fixed_chunk_keys, fixed_query_rows),
          profile, threads);
@@ -137,12 +138,13 @@ nb::object attention(nb::handle q, nb::handle k, nb::handle v, nb::handle out, n
 }
 
 nb::object plan(nb::handle q, nb::handle k, nb::handle v, nb::handle out, bool want_lse,
-                nb::handle mask, nb::handle sinks, bool bshd, bool causal,
+                nb::handle mask, nb::handle sinks, bool bshd, bool causal, bool causal_top_left,
                 std::optional<double> scale, double budget_ms, double safety,
                 std::int64_t chunk_threshold_keys, std::int64_t workspace_limit_bytes,
                 std::int64_t fixed_chunk_keys, std::int64_t fixed_query_rows,
                 DeviceProfile* profile, int threads) {
-  Call c("longattn.plan", q, k, v, out, nb::none(), mask, sinks, bshd, causal, scale,
+  Call c("longattn.plan", q, k, v, out, nb::none(), mask, sinks, bshd, causal, causal_top_left,
+         scale,
          make_policy(budget_ms, safety, chunk_threshold_keys, workspace_limit_bytes,
                      fixed_chunk_keys, fixed_query_rows),
          profile, threads);
@@ -244,17 +246,17 @@ NB_MODULE(_core, m) {
   bind_device_profile(m);
 
   m.def("attention", &attention, "q"_a, "k"_a, "v"_a, "out"_a.none(), "lse"_a.none(),
-        "mask"_a.none(), "sinks"_a.none(), nb::kw_only(), "bshd"_a, "causal"_a, "scale"_a.none(),
-        "budget_ms"_a, "safety"_a, "chunk_threshold_keys"_a, "workspace_limit_bytes"_a,
-        "fixed_chunk_keys"_a, "fixed_query_rows"_a, "profile"_a.none(), "threads"_a, "stream"_a,
-        "progress"_a.none(), "report"_a,
+        "mask"_a.none(), "sinks"_a.none(), nb::kw_only(), "bshd"_a, "causal"_a, "causal_top_left"_a,
+        "scale"_a.none(), "budget_ms"_a, "safety"_a, "chunk_threshold_keys"_a,
+        "workspace_limit_bytes"_a, "fixed_chunk_keys"_a, "fixed_query_rows"_a, "profile"_a.none(),
+        "threads"_a, "stream"_a, "progress"_a.none(), "report"_a,
         "Runs longattn::attention on views of the given arrays, writing out (and\n"
         "lse). Returns the run report when report=True, else None.");
   m.def("plan", &plan, "q"_a, "k"_a, "v"_a, "out"_a.none(), "lse"_a, "mask"_a.none(),
-        "sinks"_a.none(), nb::kw_only(), "bshd"_a, "causal"_a, "scale"_a.none(), "budget_ms"_a,
-        "safety"_a, "chunk_threshold_keys"_a, "workspace_limit_bytes"_a, "fixed_chunk_keys"_a,
-        "fixed_query_rows"_a, "profile"_a.none(), "threads"_a,
-        "The plan longattn::attention would run (longattn::plan_attention).");
+        "sinks"_a.none(), nb::kw_only(), "bshd"_a, "causal"_a, "causal_top_left"_a,
+        "scale"_a.none(), "budget_ms"_a, "safety"_a, "chunk_threshold_keys"_a,
+        "workspace_limit_bytes"_a, "fixed_chunk_keys"_a, "fixed_query_rows"_a, "profile"_a.none(),
+        "threads"_a, "The plan longattn::attention would run (longattn::plan_attention).");
   m.def("merge_states", &merge, "parts"_a, "out"_a.none(), "out_lse"_a.none(), nb::kw_only(),
         "bshd"_a, "threads"_a, "longattn::merge_states on views of the given arrays.");
   m.def(

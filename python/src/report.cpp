@@ -22,7 +22,8 @@ nb::list rows_list(const std::vector<std::pair<std::int64_t, std::int64_t>>& row
 }
 
 nb::object submission_report(const nb::handle& cls, const SubmissionReport& s) {
-  return cls("dispatches"_a = s.dispatches, "flops"_a = s.flops, "predicted_ms"_a = s.predicted_ms,
+  return cls("dispatches"_a = s.dispatches, "kernels"_a = string_list(s.kernels),
+             "flops"_a = s.flops, "predicted_ms"_a = s.predicted_ms,
              "measured_ms"_a = s.measured_ms, "over_budget"_a = s.over_budget);
 }
 

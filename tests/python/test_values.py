@@ -81,6 +81,22 @@ def test_matches_reference(rng, framework, dtype, layout, shape):
         assert (as_float64(lse)[:, :, :first] == -np.inf).all()
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("align", ["top_left", "bottom_right"])
+@pytest.mark.parametrize("lengths", [(20, 70), (70, 20), (33, 33)])
+def test_causal_alignment(rng, framework, dtype, align, lengths):
+    """top_left (PyTorch's is_causal): query i sees keys j <= i, so with
+    Lk > Lq the last keys are never seen; bottom_right: j <= i + Lk - Lq."""
+    Lq, Lk = lengths
+    c = Case(rng, framework, dtype, "bhsd", 1, 4, 2, Lq, Lk, 32, 32)
+    out, lse = longattn.attention(c.q, c.k, c.v, causal=align, return_lse=True)
+    check(out, c.reference(causal=align), dtype, lse=lse)
+    if Lq != Lk:  # the two differ
+        other = "bottom_right" if align == "top_left" else "top_left"
+        assert np.abs(as_float64(out) - c.reference(causal=other)[0]).max() > 1e-2
+
+
 def masks(rng, kind, B, Hq, Lq, Lk, dtype):
     """(mask for the call as NumPy, the same for the reference)."""
     if kind == "bool_2d":  # [Lq, Lk], broadcast over batch and heads
