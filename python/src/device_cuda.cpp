@@ -12,10 +12,14 @@ namespace longattn::py {
 CudaDeviceScope::CudaDeviceScope(int device) {
   if (device < 0) return;
   int current = 0;
-  cudaError_t e = cudaGetDevice(&current);
-  if (e == cudaSuccess && current == device) return;
-  if (e == cudaSuccess) e = cudaSetDevice(device);
-  if (e != cudaSuccess) {
+  if (cudaGetDevice(&current) != cudaSuccess) {
+    // No usable device (no GPU, no driver): the library's own check says
+    // so, as an Unsupported error naming the cause.
+    (void)cudaGetLastError();
+    return;
+  }
+  if (current == device) return;
+  if (const cudaError_t e = cudaSetDevice(device); e != cudaSuccess) {
     (void)cudaGetLastError();
     throw BackendError("[longattn.attention] cannot select cuda:" + std::to_string(device) + " (" +
                        cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")");

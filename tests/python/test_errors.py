@@ -147,6 +147,18 @@ def test_devices_without_the_memory(qkv):
             longattn.plan(*cuda)
 
 
+@pytest.mark.skipif(
+    longattn.cuda_built() and (torch is None or torch.cuda.is_available()),
+    reason="a GPU may be present: CUDA kernels would read host memory",
+)
+def test_cuda_arrays_without_a_gpu(qkv):
+    """attention() on CUDA arrays: Unsupported, naming why (no CUDA backend
+    in this build, or no CUDA device)."""
+    cuda = [FakeDevice(x, 2, 0) for x in qkv]
+    with pytest.raises(longattn.Unsupported, match="no CUDA backend|no CUDA device is available"):
+        longattn.attention(*cuda, out=FakeDevice(np.empty_like(qkv[0]), 2, 0))
+
+
 @requires_torch
 def test_torch_requires_grad(qkv):
     q, k, v = (to_torch(x, "float32") for x in qkv)
