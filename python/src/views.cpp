@@ -88,6 +88,20 @@ std::pair<nb::object, bool> unwrap_bfloat16(nb::handle obj) {
   return {nb::borrow(obj), false};
 }
 
+// Why an object with __dlpack__ did not export: its own error, e.g. torch's
+// "Can't export tensors that require gradient" or "... on a different CUDA
+// device index". Called only once the import has failed.
+std::string exporter_says(nb::handle obj) {
+  if (!nb::hasattr(obj, "__dlpack__")) return "";
+  try {
+    (void)obj.attr("__dlpack__")();
+  } catch (const nb::python_error& e) {
+    return std::string("; its __dlpack__() raised ") + nb::type_name(e.type()).c_str() + ": " +
+           nb::str(e.value()).c_str();
+  }
+  return "";
+}
+
 }  // namespace
 
 template <class Array>
@@ -181,7 +195,8 @@ TensorView ArraySet::input(nb::handle given, const std::string& name, Arrange ar
     throw InvalidArgument(std::string("[") + op_ + "] " + name + " of type " +
                           nb::type_name(obj.type()).c_str() +
                           " is not an array longattn can read in place (it needs __dlpack__ or "
-                          "the buffer protocol, and a dtype and device DLPack can describe)");
+                          "the buffer protocol, and a dtype and device DLPack can describe)" +
+                          exporter_says(obj));
   inputs_.push_back(a);
   return convert(inputs_.back(), name, arrange, bfloat16_bits);
 }
@@ -197,7 +212,8 @@ TensorView ArraySet::output(nb::handle given, const std::string& name, Arrange a
                           nb::type_name(obj.type()).c_str() +
                           (ro ? " is read-only: an output must be writable"
                               : " is not an array longattn can write in place (it needs "
-                                "__dlpack__ or the buffer protocol)"));
+                                "__dlpack__ or the buffer protocol)" +
+                                    exporter_says(obj)));
   }
   outputs_.push_back(a);
   return convert(outputs_.back(), name, arrange, bfloat16_bits);

@@ -151,12 +151,25 @@ def test_devices_without_the_memory(qkv):
     longattn.cuda_built() and (torch is None or torch.cuda.is_available()),
     reason="a GPU may be present: CUDA kernels would read host memory",
 )
-def test_cuda_arrays_without_a_gpu(qkv):
+def test_cuda_arrays_without_a_gpu(rng):
     """attention() on CUDA arrays: Unsupported, naming why (no CUDA backend
     in this build, or no CUDA device)."""
-    cuda = [FakeDevice(x, 2, 0) for x in qkv]
+    q, k = randn(rng, (1, 4, 8, 64), "float16"), randn(rng, (1, 2, 20, 64), "float16")
+    cuda = [FakeDevice(x, 2, 0) for x in (q, k, k, np.empty_like(q))]
     with pytest.raises(longattn.Unsupported, match="no CUDA backend|no CUDA device is available"):
-        longattn.attention(*cuda, out=FakeDevice(np.empty_like(qkv[0]), 2, 0))
+        longattn.attention(*cuda[:3], out=cuda[3])
+
+
+@requires_torch
+def test_exporter_refusal_is_quoted(qkv):
+    """An array whose own DLPack export fails: the error names the argument
+    and quotes the exporter's reason."""
+    q, k, v = (to_torch(x, "float32") for x in qkv)
+    with pytest.raises(longattn.InvalidArgument) as info:
+        longattn.attention(q, k.to_sparse(), v)
+    msg = str(info.value)
+    assert msg.startswith("[longattn.attention] k of type torch.Tensor is not an array longattn can read")
+    assert "its __dlpack__() raised BufferError" in msg and "layout" in msg
 
 
 @requires_torch

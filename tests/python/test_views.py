@@ -204,3 +204,7 @@ def test_other_dlpack_producers(rng):
     check(out, ref, "float32")
     pinned = [FakeDevice(x, 3) for x in (q, k, v)]  # kDLCUDAHost
     check(longattn.attention(*pinned, out=np.empty_like(q)), ref, "float32")
+    views = [memoryview(x) for x in (q, k, v)]  # the buffer protocol alone
+    out = longattn.attention(*views)
+    assert isinstance(out, np.ndarray)
+    check(out, ref, "float32")
