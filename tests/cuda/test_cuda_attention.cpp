@@ -298,14 +298,33 @@ TEST_P(CudaAttention, DecodeShapes) {
           c.sinks = Lq == 3;
           c.layout = Lq == 17 ? Layout::cache_slice : Layout::bhld;
           c.seed = ++seed;
-          // Without the Hopper kernel, up to 8 packed rows (GQA heads x
-          // queries) take the vector kernel, more the mma.sync kernel.
-          const char* want = wgmma()                ? "cuda.wgmma.packed"
-                             : Lq * (Hq / Hkv) <= 8 ? "cuda.vector"
-                                                    : "cuda.mma";
+          // The cache-slice layout pads q's rows to D + 3 elements, which
+          // TMA cannot read. Without the Hopper kernel, up to 8 packed rows
+          // (GQA heads x queries) take the vector kernel, more the mma.sync
+          // kernel.
+          const char* want = wgmma() && c.layout != Layout::cache_slice ? "cuda.wgmma.packed"
+                             : Lq * (Hq / Hkv) <= 8                     ? "cuda.vector"
+                                                                        : "cuda.mma";
           EXPECT_EQ(lt::gpu::check_cuda_kernels(c), std::vector<std::string>{want}) << c.name();
         }
   }
+}
+
+// Views that start one element past a 16-byte boundary (a tensor sliced
+// at an odd offset): every kernel must read them element by element, and
+// the Hopper kernel, whose TMA needs 16-byte alignment, must not take them.
+TEST_P(CudaAttention, MisalignedViewsTakeTheElementwisePaths) {
+  std::uint64_t seed = 1800;
+  for (DType t : kDtypes)
+    for (std::int64_t Lq : {1, 200}) {
+      Case c;
+      c.B = 2, c.Hq = 8, c.Hkv = 2, c.Lq = Lq, c.Lk = 700, c.D = 128;
+      c.dtype = t, c.causal = Lq > 1, c.sinks = true, c.misaligned = true;
+      c.seed = ++seed;
+      const char* want =
+          t == DType::float32 || Lq * (c.Hq / c.Hkv) <= 8 ? "cuda.vector" : "cuda.mma";
+      EXPECT_EQ(lt::gpu::check_cuda_kernels(c), std::vector<std::string>{want}) << c.name();
+    }
 }
 
 TEST_P(CudaAttention, ChunkedEqualsSinglePass) {

@@ -79,6 +79,10 @@ struct Case {
   DType dtype = DType::float32;
   bool causal = false;
   bool causal_top_left = false;  // PyTorch's is_causal alignment (else bottom-right)
+  // q, k, v and out start one element past a 16-byte boundary (otherwise
+  // every view of a contiguous layout is 16-byte aligned, as real tensors
+  // are), so the kernels must take their element-wise paths.
+  bool misaligned = false;
   MaskKind mask = MaskKind::none;
   // true: that dim of [B, Hq, Lq, Lk] is broadcast (size 1, or stride 0 when
   // mask_stride0 is set).
