@@ -9,7 +9,9 @@
 #     bench: build + benchmark only
 #
 # TEST_FILTER narrows the GPU tests (a --gtest_filter pattern), BENCH_ARGS
-# passes options to bench_gpu (e.g. "--filter decode").
+# passes options to bench_gpu (e.g. "--filter decode"). SANITIZERS=0 skips
+# compute-sanitizer, VECTOR_DECODE=0 the vector-kernel decode comparison
+# (for runs that must fit a time limit).
 #
 # Results go to $OUT (default ./gpu_check_out): summary.txt (commit, card,
 # GPU tests, sanitizers, the 1M-token test), bench_table.md,
@@ -89,7 +91,7 @@ if [ "$MODE" != bench ]; then
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|tests ran|Failure|error|\[cuda\]" "$OUT/test_cuda.log" | head -60 | keep
   [ $rc -ne 0 ] && { status=1; grep -B2 -A8 "Failure" "$OUT/test_cuda.log" | head -80; }
 
-  if command -v compute-sanitizer >/dev/null; then
+  if [ "${SANITIZERS:-1}" != 0 ] && command -v compute-sanitizer >/dev/null; then
     step "compute-sanitizer memcheck (small cases)"
     timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST" \
       --gtest_filter='*CudaAttention.Sinks/*:*CudaAttention.MoreQueriesThanKeysCausal/*:CudaBackend.ElementStridedLayouts:*CudaAttention.FullyMaskedRowsGiveZeroAndMinusInf/*:*CudaAttention.HopperTileShapes/auto:CudaAsync.BackToBack*:CudaAsync.TwoStreams*' \
@@ -110,9 +112,11 @@ fi
 if [ "$MODE" = full ] || [ "$MODE" = bench ]; then
   step "benchmark: longattn"
   timeout 420 "$BUILD/bench/gpu/bench_gpu" --csv "$OUT/bench_longattn.csv" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_longattn.log" | tail -45
-  step "benchmark: decode on the vector kernel, for comparison (LONGATTN_CUDA_DECODE=vector)"
-  LONGATTN_CUDA_DECODE=vector timeout 120 "$BUILD/bench/gpu/bench_gpu" --filter decode 2>&1 |
-    tee "$OUT/bench_decode_vector.log" | grep -E "decode|FAILED"
+  if [ "${VECTOR_DECODE:-1}" != 0 ]; then
+    step "benchmark: decode on the vector kernel, for comparison (LONGATTN_CUDA_DECODE=vector)"
+    LONGATTN_CUDA_DECODE=vector timeout 120 "$BUILD/bench/gpu/bench_gpu" --filter decode 2>&1 |
+      tee "$OUT/bench_decode_vector.log" | grep -E "decode|FAILED"
+  fi
   step "benchmark: PyTorch SDPA and ceilings"
   PYTHONUNBUFFERED=1 timeout 400 python3 "$ROOT/bench/gpu/sdpa_bench.py" --longattn "$OUT/bench_longattn.csv" \
     --out "$OUT/bench_table.md" >"$OUT/bench_sdpa.log" 2>&1 || tail -20 "$OUT/bench_sdpa.log"
