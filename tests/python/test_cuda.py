@@ -143,13 +143,15 @@ def test_cuda_errors(rng):
 
 
 def test_cancel_on_cuda(rng):
-    (q, k, v), want = cuda_case(rng, "float16", SHAPES["long_cache"])
-    policy = longattn.Policy(fixed_chunk_keys=256, fixed_query_rows=16)
+    """Cancelled once the first query group is final: its rows are right."""
+    (q, k, v), want = cuda_case(rng, "float16", (1, 4, 4, 512, 2000, 64, True))
+    policy = longattn.Policy(fixed_chunk_keys=256, fixed_query_rows=128, budget_ms=1e-3)
     with pytest.raises(longattn.Cancelled) as info:
-        longattn.attention(q, k, v, causal=True, policy=policy, progress=lambda d, t, r: d < 16)
+        longattn.attention(q, k, v, causal=True, policy=policy, progress=lambda d, t, r: d == 0)
     e = info.value
-    assert e.finished_rows and e.finished_rows[0][0] == 0
-    rows = slice(0, e.finished_rows[0][1])
+    assert not e.report.completed and e.report.backend == "cuda"
+    assert len(e.finished_rows) == 1 and e.finished_rows[0][0] == 0 and e.finished_rows[0][1] < 512
+    rows = slice(*e.finished_rows[0])
     got = as_float64(e.out)[:, :, rows]
     check(got, (want[0][:, :, rows], want[1][:, :, rows]), "float16")
     assert np.isfinite(got).all()
