@@ -73,5 +73,8 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendConfig& cfg);
 bool cuda_available();  // built with CUDA and a device is present
 // Head dims the CUDA build instantiated (D = Dv); empty without CUDA.
 std::vector<std::int64_t> cuda_head_dims();
+// A copy of `bytes` host bytes in memory of the current CUDA device, freed
+// with the pointer (calibrate()'s inputs). Throws Unsupported without CUDA.
+std::shared_ptr<void> cuda_upload(const void* host, std::size_t bytes);
 
 }  // namespace longattn::core

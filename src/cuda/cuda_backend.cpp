@@ -377,4 +377,11 @@ std::vector<std::int64_t> cuda_head_dims() {
   return dims;
 }
 
+std::shared_ptr<void> cuda_upload(const void* host, std::size_t bytes) {
+  void* p = cuda::device_alloc(std::max<std::size_t>(bytes, 1), "calibration inputs");
+  std::shared_ptr<void> owned(p, [](void* q) { (void)cudaFree(q); });
+  check_cuda(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy(calibration inputs)");
+  return owned;
+}
+
 }  // namespace longattn::core

@@ -14,4 +14,8 @@ bool cuda_available() { return false; }
 
 std::vector<std::int64_t> cuda_head_dims() { return {}; }
 
+std::shared_ptr<void> cuda_upload(const void*, std::size_t) {
+  throw Unsupported("[longattn::cuda] this build of longattn has no CUDA backend");
+}
+
 }  // namespace longattn::core

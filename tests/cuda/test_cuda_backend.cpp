@@ -6,6 +6,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/backend.hpp"
 #include "cuda_harness.hpp"
@@ -133,3 +136,24 @@ TEST_F(CudaBackend, ElementStridedLayouts) {
 }
 
 }  // namespace
+
+// calibrate() on the GPU: inputs in device memory, a rate for every variant
+// of a built head dim, the card's name in the profile.
+TEST_F(CudaBackend, CalibrateMeasuresTheDevice) {
+  const std::vector<std::int64_t> dims = lt::gpu::built_head_dims();
+  if (dims.empty()) GTEST_SKIP() << "no CUDA head dim built";
+  longattn::CalibrateOptions c;
+  c.backend = longattn::BackendKind::cuda;
+  c.dtypes = {DType::bfloat16};
+  c.head_dims = {dims.front()};
+  c.heads = 8, c.q_len = 256, c.k_len = 1024, c.reps = 1;
+  const longattn::DeviceProfile p = longattn::calibrate(c);
+  EXPECT_EQ(p.backend, "cuda");
+  EXPECT_NE(p.device_name.find("NVIDIA"), std::string::npos) << p.device_name;
+  for (auto [causal, masked] : {std::pair{false, false}, {true, false}, {false, true}}) {
+    const std::string key =
+        longattn::DeviceProfile::rate_key(DType::bfloat16, dims.front(), causal, masked);
+    ASSERT_TRUE(p.gflops.count(key)) << key;
+    EXPECT_GT(p.gflops.at(key), 1000) << key << ": a GPU does more than 1 TFLOP/s here";
+  }
+}
