@@ -1,0 +1,321 @@
+"""longattn.integrations.transformers: attn_implementation="longattn" in tiny
+randomly initialised models (no downloads) against "sdpa" (and "eager" for
+gpt-oss's sinks): logits with and without left padding, greedy generate()
+through prefill and cached decode, a sliding window, GQA, a chunked policy;
+and the attention function itself against transformers' sdpa function."""
+
+import copy
+
+import pytest
+
+from support import output_error, tolerance, torch
+
+if torch is None:  # pragma: no cover - the test stage installs torch
+    pytest.skip("torch is not installed", allow_module_level=True)
+transformers = pytest.importorskip("transformers")
+
+from transformers import (  # noqa: E402
+    AttentionInterface,
+    AutoModelForCausalLM,
+    GptOssConfig,
+    LlamaConfig,
+    Qwen2Config,
+)
+from transformers.integrations.sdpa_attention import sdpa_attention_forward  # noqa: E402
+
+import longattn  # noqa: E402
+import longattn.integrations.transformers as lat  # noqa: E402
+
+SMALL = dict(
+    num_hidden_layers=2,
+    hidden_size=64,
+    intermediate_size=128,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=128,
+    max_position_embeddings=256,
+    pad_token_id=0,
+)
+CONFIGS = {
+    "llama": lambda: LlamaConfig(**SMALL),
+    "qwen2": lambda: Qwen2Config(**SMALL),
+    # both layers slide over 6 keys: prompts of 12 tokens reach past it
+    "qwen2_sliding": lambda: Qwen2Config(
+        use_sliding_window=True, sliding_window=6, max_window_layers=0, **SMALL
+    ),
+}
+PROMPT = 12
+PAD = 5  # left padding of the second sequence
+
+
+@pytest.fixture(scope="module")
+def name():
+    return lat.register()
+
+
+class Spy:
+    """Records the calls of a registered attention function: (queries, keys,
+    whether a mask came)."""
+
+    def __init__(self, key):
+        self.key = key
+        self.calls = []
+
+    def __enter__(self):
+        self.inner = AttentionInterface._global_mapping[self.key]
+
+        def spy(module, query, key, value, attention_mask, *args, **kwargs):
+            self.calls.append((query.shape[-2], key.shape[-2], attention_mask is not None))
+            return self.inner(module, query, key, value, attention_mask, *args, **kwargs)
+
+        AttentionInterface._global_mapping[self.key] = spy
+        return self
+
+    def __exit__(self, *exc):
+        AttentionInterface._global_mapping[self.key] = self.inner
+
+
+def models(config, impls, dtype=torch.float32):
+    """One model per attn_implementation, all with the same random weights."""
+    torch.manual_seed(0)
+    out = {}
+    for impl in impls:
+        m = AutoModelForCausalLM.from_config(copy.deepcopy(config), attn_implementation=impl)
+        if out:
+            m.load_state_dict(next(iter(out.values())).state_dict())
+        out[impl] = m.to(dtype).eval()
+    for impl, m in out.items():
+        assert m.config._attn_implementation == impl
+    return out
+
+
+def prompt(padded):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, 128, (2, PROMPT), generator=g)
+    mask = torch.ones(2, PROMPT, dtype=torch.long)
+    if padded:
+        ids[1, :PAD] = 0
+        mask[1, :PAD] = 0
+    return ids, mask
+
+
+def assert_close(got, want, dtype):
+    # A whole model's logits, rows over the vocabulary: the attention
+    # tolerance of the dtype (bfloat16 measured at about half of it).
+    tol = tolerance(dtype)
+    err = output_error(got, want.double().numpy())
+    assert err <= tol, f"logits differ by {err:.3g} > {tol:.3g} ({dtype})"
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "left_padded"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("model", list(CONFIGS))
+def test_logits_match_sdpa(name, model, dtype, padded):
+    ms = models(CONFIGS[model](), ["sdpa", name], getattr(torch, dtype))
+    ids, mask = prompt(padded)
+    with torch.no_grad():
+        want = ms["sdpa"](ids, attention_mask=mask).logits
+        with Spy(name) as spy:
+            got = ms[name](ids, attention_mask=mask).logits
+    assert got.dtype == want.dtype
+    # every layer ran through longattn, with a mask exactly where padding or
+    # a window needs one (else causal by is_causal)
+    needs_mask = padded or model == "qwen2_sliding"
+    assert spy.calls == [(PROMPT, PROMPT, needs_mask)] * 2
+    assert_close(got.float(), want.float(), dtype)
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "left_padded"])
+@pytest.mark.parametrize("model", list(CONFIGS))
+def test_generate_matches_sdpa(name, model, padded):
+    """Greedy decoding of 10 tokens: prefill, then 9 cached decode steps of
+    one query each, all through longattn; the same tokens as sdpa."""
+    ms = models(CONFIGS[model](), ["sdpa", name])
+    ids, mask = prompt(padded)
+    kw = dict(attention_mask=mask, max_new_tokens=10, min_new_tokens=10, do_sample=False)
+    with torch.no_grad():
+        want = ms["sdpa"].generate(ids, **kw)
+        with Spy(name) as spy:
+            got = ms[name].generate(ids, **kw)
+    assert got.shape == (2, PROMPT + 10)
+    assert torch.equal(got, want)
+    decode = [c for c in spy.calls if c[0] == 1]
+    assert len(spy.calls) == 2 * 10 and len(decode) == 2 * 9
+    # keys seen by each decode step: the whole cache, or the sliding-window
+    # cache's last 6 keys
+    cap = 6 if model == "qwen2_sliding" else PROMPT + 10
+    assert [c[1] for c in decode[::2]] == [min(n, cap) for n in range(PROMPT + 1, PROMPT + 10)]
+    # decode steps carry a mask when padding or the window hides keys
+    assert any(c[2] for c in decode) == (padded or model == "qwen2_sliding")
+
+
+def test_chunked_policy_in_a_model(name):
+    """A model whose attention runs in many submissions (fixed 4 x 4 tiles,
+    a budget below any dispatch) gives the single-pass logits."""
+    policy = longattn.Policy(fixed_query_rows=4, fixed_chunk_keys=4)
+    chunked = lat.register("longattn_chunked", policy=policy, budget_ms=1e-4)
+    ms = models(CONFIGS["llama"](), ["sdpa", chunked])
+    ids, mask = prompt(True)
+    with torch.no_grad():
+        want = ms["sdpa"](ids, attention_mask=mask).logits
+        got = ms[chunked](ids, attention_mask=mask).logits
+    assert_close(got, want, "float32")
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "left_padded"])
+def test_compiled_model(name, padded):
+    """torch.compile(fullgraph=True) traces the whole model, transformers'
+    mask building included, with every attention as the op."""
+    ms = models(CONFIGS["llama"](), ["sdpa", name])
+    ids, mask = prompt(padded)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(str(gm.graph))
+        return gm.forward
+
+    torch._dynamo.reset()
+    with torch.no_grad():
+        got = torch.compile(ms[name], fullgraph=True, backend=backend)(ids, attention_mask=mask)
+        want = ms["sdpa"](ids, attention_mask=mask)
+    assert len(graphs) == 1 and graphs[0].count("longattn.attention") == 2
+    assert_close(got.logits, want.logits, "float32")
+
+
+def gpt_oss_config():
+    return GptOssConfig(
+        num_hidden_layers=2,
+        hidden_size=64,
+        intermediate_size=64,
+        head_dim=16,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        vocab_size=128,
+        sliding_window=6,
+        layer_types=["sliding_attention", "full_attention"],
+        pad_token_id=0,
+    )
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "left_padded"])
+def test_gpt_oss_sinks_match_eager(name, padded):
+    """gpt-oss passes its sinks as s_aux (sdpa cannot run it; eager is its
+    reference), with one sliding and one full layer."""
+    ms = models(gpt_oss_config(), ["eager", name])
+    with torch.no_grad():
+        sinks = torch.linspace(-1.5, 2.5, 4)  # large enough to matter
+        for m in ms.values():
+            for layer in m.model.layers:
+                layer.self_attn.sinks.copy_(sinks)
+    ids, mask = prompt(padded)
+    kw = dict(attention_mask=mask, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    with torch.no_grad():
+        want = ms["eager"](ids, attention_mask=mask).logits
+        got = ms[name](ids, attention_mask=mask).logits
+        assert_close(got, want, "float32")
+        assert torch.equal(ms[name].generate(ids, **kw), ms["eager"].generate(ids, **kw))
+
+
+# ---- the attention function against transformers' sdpa function -----------------
+
+
+class Module(torch.nn.Module):
+    def __init__(self, groups, causal=True):
+        super().__init__()
+        self.num_key_value_groups = groups
+        self.is_causal = causal
+
+
+def qkv(B, Hq, Hkv, Lq, Lk, D=16):
+    g = torch.Generator().manual_seed(Lq * 100 + Lk)
+    return (
+        torch.randn(B, Hq, Lq, D, generator=g),
+        torch.randn(B, Hkv, Lk, D, generator=g),
+        torch.randn(B, Hkv, Lk, D, generator=g),
+    )
+
+
+FORWARD_CASES = {
+    "causal_prefill": dict(Lq=9, Lk=9),
+    # an empty static cache: keys past the prompt are hidden by the top-left
+    # diagonal (transformers leaves the mask out for exactly this)
+    "static_cache_prefill": dict(Lq=5, Lk=12),
+    "decode": dict(Lq=1, Lk=20),
+    "bool_mask": dict(Lq=6, Lk=15, mask="bool"),
+    "float_mask": dict(Lq=6, Lk=15, mask="float"),
+    "position_bias": dict(Lq=7, Lk=7, bias=True),
+    "position_bias_and_mask": dict(Lq=7, Lk=7, bias=True, mask="bool"),
+    "not_causal": dict(Lq=6, Lk=11, causal=False),
+    "scaling": dict(Lq=4, Lk=10, scaling=0.7),
+    "mqa": dict(Lq=5, Lk=5, Hkv=1),
+}
+
+
+@pytest.mark.parametrize("case", list(FORWARD_CASES))
+def test_attention_forward_matches_sdpa_forward(case):
+    c = dict(FORWARD_CASES[case])
+    Hq, Hkv = 4, c.pop("Hkv", 2)
+    q, k, v = qkv(2, Hq, Hkv, c["Lq"], c["Lk"])
+    g = torch.Generator().manual_seed(7)
+    mask = {
+        None: None,
+        "bool": torch.rand(2, 1, c["Lq"], c["Lk"], generator=g) > 0.3,
+        "float": torch.randn(2, 1, c["Lq"], c["Lk"], generator=g),
+    }[c.get("mask")]
+    kw = dict(scaling=c.get("scaling", 0.25), dropout=0.0)
+    if c.get("bias"):
+        kw["position_bias"] = torch.randn(1, Hq, c["Lq"], c["Lk"], generator=g)
+    module = Module(Hq // Hkv, c.get("causal", True))
+    want, _ = sdpa_attention_forward(module, q, k, v, mask, **kw)
+    got, weights = lat.attention_forward(module, q, k, v, mask, **kw)
+    assert weights is None
+    assert got.shape == want.shape == (2, c["Lq"], Hq, 16) and got.is_contiguous()
+    err = output_error(got, want.double().numpy())
+    assert err <= tolerance("float32", c["Lk"]), err
+
+
+def test_sliding_window():
+    """A window with no mask: fine while every key lies inside it (what
+    transformers' masks leave out), NotImplementedError beyond; with a mask
+    (which holds the window) it is the mask's."""
+    module = Module(2)
+    # 6 keys; 3 queries on the top-left diagonal of 12 keys see keys 0..2
+    for Lq, Lk in ((6, 6), (3, 12)):
+        q, k, v = qkv(1, 4, 2, Lq, Lk)
+        want, _ = sdpa_attention_forward(module, q, k, v, None, scaling=0.25)
+        got, _ = lat.attention_forward(module, q, k, v, None, scaling=0.25, sliding_window=6)
+        assert output_error(got, want.double().numpy()) <= 1e-5
+    for causal, Lq, Lk in ((True, 7, 7), (True, 1, 7), (False, 3, 12)):
+        q, k, v = qkv(1, 4, 2, Lq, Lk)
+        with pytest.raises(NotImplementedError, match="sliding_window = 6 with"):
+            lat.attention_forward(Module(2, causal), q, k, v, None, sliding_window=6)
+    ones = torch.ones(1, 1, 7, 7, dtype=torch.bool)
+    window = ones.tril() & ~ones.tril(-6)  # key j > query i - 6, as transformers' masks
+    q, k, v = qkv(1, 4, 2, 7, 7)
+    want, _ = sdpa_attention_forward(module, q, k, v, window, scaling=0.25)
+    got, _ = lat.attention_forward(module, q, k, v, window, scaling=0.25, sliding_window=6)
+    assert output_error(got, want.double().numpy()) <= 1e-5
+
+
+def test_refusals():
+    module = Module(2)
+    q, k, v = qkv(1, 4, 2, 3, 3)
+    with pytest.raises(ValueError, match="dropout = 0.1"):
+        lat.attention_forward(module, q, k, v, None, dropout=0.1)
+    with pytest.raises(NotImplementedError, match="softcap"):
+        lat.attention_forward(module, q, k, v, None, softcap=50.0)
+    with pytest.warns(UserWarning, match="attention weights"):
+        lat.attention_forward(module, q, k, v, None, output_attentions=True)
+    with pytest.raises(TypeError, match="policy"):
+        lat.register("x", policy={"budget_ms": 1})
+
+
+def test_registered_entries(name):
+    from transformers import AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    assert name == "longattn"
+    assert AttentionMaskInterface._global_mapping[name] is sdpa_mask
+    assert AttentionInterface._global_mapping[name].__doc__ == lat.attention_forward.__doc__
