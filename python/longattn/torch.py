@@ -175,7 +175,9 @@ class _Folded:
             else:
                 hk = hv = heads
         if sinks_given and hq != heads:
-            raise RuntimeError(f"[{_OP}] sinks need query's heads ({hq}) to be the output's ({heads})")
+            raise RuntimeError(
+                f"[{_OP}] sinks need query's heads ({hq}) to be the output's ({heads})"
+            )
         self.q = _to_4d(q, batch, heads, B)
         self.k = _to_4d(k, batch, hk, B)
         self.v = _to_4d(v, batch, hv, B)
@@ -185,7 +187,8 @@ class _Folded:
         if attn_mask is not None:
             if not isinstance(attn_mask, Tensor):
                 raise TypeError(
-                    f"[{_OP}] attn_mask must be a torch.Tensor or None, not {type(attn_mask).__name__}"
+                    f"[{_OP}] attn_mask must be a torch.Tensor or None, "
+                    f"not {type(attn_mask).__name__}"
                 )
             full = lead + (L, S)
             if attn_mask.dim() > nd:
@@ -313,7 +316,9 @@ def _dispatch(
     """The folded call, through the op while torch.compile traces, else directly."""
     if not torch.compiler.is_compiling():
         mode: Union[bool, str] = False if causal == "none" else causal
-        return _run(f.q, f.k, f.v, f.mask, sinks, mode, scale, policy, budget_ms, progress, report, out_bshd)
+        return _run(
+            f.q, f.k, f.v, f.mask, sinks, mode, scale, policy, budget_ms, progress, report, out_bshd
+        )
     if progress is not None or report:
         raise RuntimeError(
             f"[{_OP}] progress= and report=True cannot be traced by torch.compile; "
@@ -460,8 +465,9 @@ def scaled_dot_product_attention(
             "dropout_p=0.0 (apply dropout elsewhere, or use torch's function for training)"
         )
     if is_causal and attn_mask is not None:
-        raise RuntimeError(
-            "_scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True"
+        raise RuntimeError(  # torch's message, word for word
+            "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+            "is_causal=True"
         )
     out, rep = _attention(
         query,

@@ -43,7 +43,7 @@ DEVICES = [
 
 def torch_f64(*args, **kwargs):
     """torch's own SDPA, math backend, on the same values in float64."""
-    args = [a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+    args = [a.double() if a.is_floating_point() else a for a in args]
     mask = kwargs.get("attn_mask")
     if mask is not None and mask.is_floating_point():
         kwargs["attn_mask"] = mask.double()
@@ -70,7 +70,12 @@ CASES = {
     "causal_l_lt_s": ((2, 2, 17, 64), (2, 2, 50, 64), (2, 2, 50, 64), {"is_causal": True}),
     "causal_l_gt_s": ((1, 2, 45, 64), (1, 2, 20, 64), (1, 2, 20, 64), {"is_causal": True}),
     "gqa": ((2, 8, 9, 64), (2, 2, 31, 64), (2, 2, 31, 64), {"enable_gqa": True}),
-    "gqa_causal": ((1, 6, 21, 64), (1, 3, 21, 64), (1, 3, 21, 64), {"enable_gqa": True, "is_causal": True}),
+    "gqa_causal": (
+        (1, 6, 21, 64),
+        (1, 3, 21, 64),
+        (1, 3, 21, 64),
+        {"enable_gqa": True, "is_causal": True},
+    ),
     "mqa_broadcast": ((2, 4, 5, 64), (2, 1, 40, 64), (2, 1, 40, 64), {}),
     "decode": ((3, 8, 1, 64), (3, 2, 300, 64), (3, 2, 300, 64), {"enable_gqa": True}),
     "scale": ((1, 2, 12, 64), (1, 2, 19, 64), (1, 2, 19, 64), {"scale": 0.37}),
@@ -164,7 +169,8 @@ def test_fully_masked_row_is_zero_as_in_torch(rng, kind):
     with sdpa_kernel(SDPBackend.MATH):
         theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     assert torch.equal(theirs[:, :, 2], out[:, :, 2])
-    assert torch.equal(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)[:, :, 2], out[:, :, 2])
+    default_path = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.equal(default_path[:, :, 2], out[:, :, 2])
     compare(out, torch_f64(q, k, v, attn_mask=mask), "float32", 10)
 
 
@@ -187,7 +193,8 @@ def test_inputs_are_read_in_place(rng):
     """bshd tensors seen as [B, H, S, D] (transposed views), 3-D and 5-D
     inputs, a broadcast batch: the arrays longattn gets share the caller's
     memory; values still match torch."""
-    buf_q, buf_k, buf_v = inputs(rng, "float32", "cpu", (2, 7, 4, 32), (2, 19, 2, 32), (2, 19, 2, 32))
+    shapes = (2, 7, 4, 32), (2, 19, 2, 32), (2, 19, 2, 32)
+    buf_q, buf_k, buf_v = inputs(rng, "float32", "cpu", *shapes)
     q, k, v = (x.transpose(1, 2) for x in (buf_q, buf_k, buf_v))
     f = lt._Folded(q, k, v, None, True, False)
     assert f.q is q and f.k is k and f.v is v
@@ -333,9 +340,8 @@ def test_compile_fullgraph(rng, backend, dynamic):
     torch._dynamo.reset()
     graphs = []
     if backend == "eager":
-        compiled = torch.compile(block, fullgraph=True, backend=graph_recorder(graphs), dynamic=dynamic)
-    else:
-        compiled = torch.compile(block, fullgraph=True, backend=backend, dynamic=dynamic)
+        backend = graph_recorder(graphs)
+    compiled = torch.compile(block, fullgraph=True, backend=backend, dynamic=dynamic)
     for Lq, Lk in ((5, 9), (7, 12)):
         q, k, v = inputs(rng, "float32", "cpu", (2, 4, Lq, 16), (2, 2, Lk, 16), (2, 2, Lk, 16))
         mask = torch.from_numpy(rng.random((Lq, Lk)) > 0.3)
