@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Python package's tests (scripts/test.sh runs this as a stage):
 #  1. a virtual environment under build-py/venv, filled from PyPI with NumPy,
-#     ml_dtypes, pytest, scikit-build-core, nanobind and PyTorch (CPU use of
-#     PyPI's wheel: see install_torch);
+#     ml_dtypes, pytest, scikit-build-core, nanobind, transformers (pinned)
+#     and PyTorch (CPU use of PyPI's wheel: see install_torch);
 #  2. `pip install .` of this checkout into it, without build isolation (the
 #     venv's nanobind and scikit-build-core build it), the CMake build kept
 #     in build-py/cmake for the next run;
@@ -54,7 +54,7 @@ if [[ ! -x $py ]] || ! "$py" -c "" 2>/dev/null; then
   [[ ${LONGATTN_PY_SYSTEM_SITE:-0} == 1 ]] && site=(--system-site-packages)
   "${PYTHON:-python3}" -m venv "${site[@]}" "$venv"
 fi
-pip_install "numpy>=1.25" ml_dtypes pytest "scikit-build-core>=0.10" "nanobind>=2.2"
+pip_install "numpy>=1.25" ml_dtypes pytest "scikit-build-core>=0.10" "nanobind>=2.2" transformers==5.24.0
 install_torch
 echo "-- venv ready ($((SECONDS - t0)) s): $("$py" -c 'import sys, numpy, torch, nanobind
 print(f"Python {sys.version.split()[0]}, numpy {numpy.__version__}, torch {torch.__version__}, nanobind {nanobind.__version__}")')"
