@@ -319,3 +319,23 @@ def test_registered_entries(name):
     assert name == "longattn"
     assert AttentionMaskInterface._global_mapping[name] is sdpa_mask
     assert AttentionInterface._global_mapping[name].__doc__ == lat.attention_forward.__doc__
+
+
+def test_docstrings_and_lazy_import():
+    import inspect
+    import subprocess
+    import sys
+
+    for fn in (lat.attention_forward, lat.register):
+        doc = inspect.getdoc(fn)
+        for param in inspect.signature(fn).parameters:
+            assert f"\n    {param}: " in doc, (fn.__name__, param)
+    assert "sliding" in inspect.getdoc(lat) and inspect.getdoc(longattn.integrations)
+    # importing the module imports neither transformers nor torch; register() does
+    code = (
+        "import sys, longattn.integrations.transformers; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
