@@ -436,14 +436,19 @@ def scaled_dot_product_attention(
     Returns:
         out (N, ..., Hq, L, Ev) of query's dtype, or (out, report).
 
-    Differences from torch, all deliberate:
+    Differences from torch:
         - A row whose every key is masked out (a False row of a boolean mask,
           or all -inf in a float mask) gives 0, longattn's rule for a row
           that sees no key. torch 2.15's math and CPU backends give 0 there
           too (its "safe softmax", since torch 2.5), and the tests check that
           they agree; older torch releases and some fused CUDA kernels give
-          NaN instead. (A float mask of finfo.min, not -inf, hides nothing:
-          both give the uniform average of the row's values.)
+          NaN instead.
+        - A float mask value of float32's finfo.min (about -3.4e38, what
+          transformers' eager masks use for "masked") counts as -inf: its
+          logit overflows to -inf in longattn's float32 math. Only a row that
+          is finfo.min throughout shows it: longattn gives 0 (no key seen),
+          torch the plain average of the row's values (every logit equal).
+          Any other row, and any finite value down to about -1e38, agrees.
         - dropout_p > 0 and float64 inputs are refused; float masks of any
           float dtype are accepted.
         - No backward: under autograd, inputs that require grad are refused

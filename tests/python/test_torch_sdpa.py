@@ -174,6 +174,24 @@ def test_fully_masked_row_is_zero_as_in_torch(rng, kind):
     compare(out, torch_f64(q, k, v, attn_mask=mask), "float32", 10)
 
 
+def test_finfo_min_row(rng):
+    """The documented difference: a row all finfo.min counts as masked (0),
+    where torch averages the row's values; -1e30 agrees, and finfo.min in a
+    row that also has visible keys agrees."""
+    q, k, v = inputs(rng, "float32", "cpu", (1, 2, 6, 16), (1, 2, 10, 16), (1, 2, 10, 16))
+    mask = torch.zeros(6, 10)
+    mask[2] = torch.finfo(torch.float32).min
+    mask[3, :4] = torch.finfo(torch.float32).min
+    mask[4] = -1e30
+    out = lt.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.equal(out[:, :, 2], torch.zeros_like(out[:, :, 2]))
+    assert torch.allclose(theirs[:, :, 2], v.mean(dim=2), atol=1e-6)
+    rows = [0, 1, 3, 4, 5]
+    assert torch.allclose(out[:, :, rows], theirs[:, :, rows], atol=1e-5)
+    assert torch.allclose(out[:, :, 4], v.mean(dim=2), atol=1e-6)
+
+
 def test_empty_sizes(rng):
     q, k, v = inputs(rng, "float32", "cpu", (2, 2, 0, 8), (2, 2, 5, 8), (2, 2, 5, 8))
     assert lt.scaled_dot_product_attention(q, k, v).shape == (2, 2, 0, 8)

@@ -38,6 +38,10 @@ What the attention function does with what the model passes (the same as
   NotImplementedError.
 - position_bias (an additive bias some models pass): folded into a float
   mask with transformers' own helper, as sdpa does.
+- a query that sees no key (a left-padding position) gives 0, as sdpa does
+  with transformers' boolean masks (with position_bias, whose float mask
+  uses finfo.min, sdpa gives such rows the average of the values instead:
+  see longattn.torch's notes on finfo.min); no later position reads them.
 - refused: dropout > 0 (training with attention dropout), a logit softcap
   (Gemma 2); output_attentions gives None weights with a warning, as sdpa.
 
