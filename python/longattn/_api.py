@@ -1,11 +1,18 @@
 """The public calls: attention(), plan(), merge_states(), and the Policy.
 
-Each call turns its keyword options into the native module's flat
-arguments, allocates the outputs in the caller's framework (_arrays.py) and
-calls longattn._core, which reads every array in place and runs the C++ API
-with the GIL released. The argument checks are the C++ library's (their
+Each call turns its keyword options into one native options object
+(_core.Options), allocates the outputs in the caller's framework (_arrays.py)
+and calls longattn._core, which reads every array in place and runs the C++
+API with the GIL released. The argument checks are the C++ library's (their
 messages arrive unchanged); only what the library cannot see is checked here
 (option types, the layout name).
+
+A decode step is a call of some tens of microseconds, so the path of a
+repeated call is kept short (issue 11: under 5 us over the same call from
+C++; bench/python/call_overhead.py measures it): options already checked
+come from a small cache keyed by their values and types, and the arrays go
+to the native module as they are (it reads NumPy arrays and torch tensors
+directly, python/src/views.hpp).
 
 run() is the one internal entry point for callers that bring their own
 outputs (the torch op, the SDPA drop-in): views plus options, nothing
@@ -14,12 +21,13 @@ allocated.
 
 from __future__ import annotations
 
+import atexit
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import _core
-from ._arrays import Framework, framework_of, native, stream_handle
+from ._arrays import Framework, default_stream, framework_of, stream_handle
 from ._errors import Error, InvalidArgument
 from ._report import Plan, RunReport
 
@@ -101,7 +109,8 @@ def _causal(op: str, causal: Any) -> Tuple[bool, bool]:
 
 
 def _flag(op: str, name: str, value: Any) -> bool:
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    # NumPy booleans: numpy.bool_ (named "bool" since NumPy 2).
+    if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
         return bool(value)
     raise InvalidArgument(f"[{op}] {name} = {value!r} must be True or False")
 
@@ -145,6 +154,38 @@ def _common_args(
         **_policy_args(op, policy, budget_ms),
     )
     return bshd, args
+
+
+def _native_options(
+    op: str, causal, scale, policy, budget_ms, profile, threads, layout
+) -> "_core.Options":
+    """The checked options as the native module takes them (the checks:
+    _common_args); those without a policy are cached (_OPTIONS)."""
+    _, args = _common_args(op, causal, scale, policy, budget_ms, profile, threads, layout)
+    options = _core.Options(**args)
+    if policy is None:
+        if len(_OPTIONS) >= _OPTIONS_MAX:
+            _OPTIONS.clear()
+        _OPTIONS[_options_key(causal, scale, layout, budget_ms, threads, profile)] = options
+    return options
+
+
+def _options_key(causal, scale, layout, budget_ms, threads, profile) -> tuple:
+    """The cache key of the options of a call without a policy (a Policy is
+    mutable, so calls with one are checked every time). The types of causal
+    and threads are part of it because equal values of other types are
+    refused (causal=1, threads=1.0); scale and budget_ms may be any number,
+    and equal numbers check alike."""
+    return (causal, causal.__class__, scale, layout, budget_ms, threads, threads.__class__, profile)
+
+
+# Checked options by _options_key; bounded (cleared when full), as a caller
+# may vary scale or budget_ms from call to call.
+_OPTIONS: Dict[tuple, Any] = {}
+_OPTIONS_MAX = 256
+# Emptied before the interpreter tears the modules down: the native objects
+# (and profiles) it holds are released while the native module still runs.
+atexit.register(_OPTIONS.clear)
 
 
 def _out_shape(q: Any, v: Any) -> Optional[Tuple[int, ...]]:
@@ -195,39 +236,33 @@ def run(
 ) -> Optional[RunReport]:
     """Attention into outputs the caller made: q, k, v, mask, sinks read in
     place, out (and lse) written in place; options already checked and flat
-    (see _common_args). Returns the report when report=True.
+    (see _common_args). Returns the report when report=True. `framework` is
+    accepted for older callers and not needed.
 
     An error that stops the run part way carries out and lse (besides its
     report), so that the finished rows can be used.
     """
-    op = "longattn.attention"
-    fw = framework or framework_of(q)
+    del framework
+    options = _core.Options(
+        bshd=bshd,
+        causal=causal,
+        causal_top_left=causal_top_left,
+        scale=scale,
+        budget_ms=budget_ms,
+        safety=safety,
+        chunk_threshold_keys=chunk_threshold_keys,
+        workspace_limit_bytes=workspace_limit_bytes,
+        fixed_chunk_keys=fixed_chunk_keys,
+        fixed_query_rows=fixed_query_rows,
+        profile=profile,
+        threads=threads,
+    )
+    return _run(q, k, v, out, lse, mask, sinks, options, stream, progress, report)
+
+
+def _run(q, k, v, out, lse, mask, sinks, options, stream, progress, report):
     try:
-        with fw.device_scope(q):
-            return _core.attention(
-                native(op, "q", q),
-                native(op, "k", k),
-                native(op, "v", v),
-                native(op, "out", out),
-                native(op, "lse", lse),
-                native(op, "mask", mask),
-                native(op, "sinks", sinks),
-                bshd=bshd,
-                causal=causal,
-                causal_top_left=causal_top_left,
-                scale=scale,
-                budget_ms=budget_ms,
-                safety=safety,
-                chunk_threshold_keys=chunk_threshold_keys,
-                workspace_limit_bytes=workspace_limit_bytes,
-                fixed_chunk_keys=fixed_chunk_keys,
-                fixed_query_rows=fixed_query_rows,
-                profile=profile,
-                threads=threads,
-                stream=stream,
-                progress=progress,
-                report=report,
-            )
+        return _core.attention(q, k, v, out, lse, mask, sinks, options, stream, progress, report)
     except Error as e:
         if e.report is not None:
             e.out, e.lse = out, lse
@@ -340,41 +375,50 @@ def attention(
         longattn.Cancelled: progress returned False.
     """
     op = "longattn.attention"
-    bshd, args = _common_args(op, causal, scale, policy, budget_ms, profile, threads, layout)
+    # Options seen before come from the cache; its key (_options_key) is
+    # written out here, on the path every call takes.
+    try:
+        options = None if policy is not None else _OPTIONS[
+            causal, causal.__class__, scale, layout, budget_ms, threads, threads.__class__, profile
+        ]
+    except (KeyError, TypeError):  # not cached yet; or unhashable, which the checks refuse
+        options = None
+    if options is None:
+        options = _native_options(op, causal, scale, policy, budget_ms, profile, threads, layout)
     if progress is not None and not callable(progress):
         raise InvalidArgument(f"[{op}] progress = {progress!r} must be callable or None")
-    want_lse = _flag(op, "return_lse", return_lse)
-    want_report = _flag(op, "report", report)
-    fw = framework_of(q)
+    want_lse = return_lse if return_lse is False else _flag(op, "return_lse", return_lse)
+    want_report = report if report is False else _flag(op, "report", report)
     if out is None:
         shape = _out_shape(q, v)
         if shape is not None:
-            out = fw.empty(shape, q)
+            out = framework_of(q).empty(shape, q)
     lse = None
     if want_lse:
-        shape = _lse_shape(q, bshd)
+        shape = _lse_shape(q, options.bshd)
         if shape is not None:
-            lse = fw.empty(shape, q, float32=True)
-    rep = run(
+            lse = framework_of(q).empty(shape, q, float32=True)
+    rep = _run(
         q,
         k,
         v,
         out,
         lse,
-        mask=mask,
-        sinks=sinks,
-        stream=stream_handle(op, stream, fw, q),
-        progress=progress,
-        report=want_report,
-        framework=fw,
-        **args,
+        mask,
+        sinks,
+        options,
+        default_stream(q) if stream is None else stream_handle(op, stream, q),
+        progress,
+        want_report,
     )
+    if not (want_lse or want_report):
+        return out
     result: Tuple[Any, ...] = (out,)
     if want_lse:
         result += (lse,)
     if want_report:
         result += (rep,)
-    return result[0] if len(result) == 1 else result
+    return result
 
 
 def plan(
@@ -411,19 +455,9 @@ def plan(
     """
     del progress, report, stream  # accepted for symmetry with attention()
     op = "longattn.plan"
-    _, args = _common_args(op, causal, scale, policy, budget_ms, profile, threads, layout)
-    fw = framework_of(q)
-    with fw.device_scope(q):
-        return _core.plan(
-            native(op, "q", q),
-            native(op, "k", k),
-            native(op, "v", v),
-            native(op, "out", out),
-            _flag(op, "return_lse", return_lse),
-            native(op, "mask", mask),
-            native(op, "sinks", sinks),
-            **args,
-        )
+    options = _native_options(op, causal, scale, policy, budget_ms, profile, threads, layout)
+    want_lse = _flag(op, "return_lse", return_lse)
+    return _core.plan(q, k, v, out, want_lse, mask, sinks, options)
 
 
 def merge_states(
@@ -472,16 +506,5 @@ def merge_states(
             out = fw.empty(first[0].shape, first[0])
         if want_lse and len(getattr(first[1], "shape", ())) == 3:
             out_lse = fw.empty(first[1].shape, first[1], float32=True)
-    _core.merge_states(
-        [
-            (native(op, f"parts[{i}].o", p[0]), native(op, f"parts[{i}].lse", p[1]))
-            if isinstance(p, (tuple, list)) and len(p) == 2
-            else p
-            for i, p in enumerate(parts)
-        ],
-        native(op, "out", out),
-        native(op, "out_lse", out_lse),
-        bshd=bshd,
-        threads=nthreads,
-    )
+    _core.merge_states(parts, out, out_lse, bshd=bshd, threads=nthreads)
     return (out, out_lse) if want_lse else out

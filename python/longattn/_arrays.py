@@ -1,20 +1,22 @@
-"""Framework glue: which framework the caller's arrays come from, and how to
-allocate outputs, pick the CUDA device and stream in that framework.
+"""Framework glue: which framework the caller's arrays come from, how to
+allocate outputs in it and which CUDA stream a call on its arrays runs on,
+and the framework's rules for reading an array (native()).
 
-The native module reads any array in place through DLPack or the buffer
-protocol; what it cannot do is create arrays of the caller's framework. That
-happens here, through the framework itself (``torch.empty``, ``numpy.empty``,
-an array-API namespace's ``empty``), so results come back as the caller's own
-type on the caller's device. Nothing here copies an array, and no framework
-is imported that the caller has not imported already (torch is looked up in
-sys.modules, never imported).
+The native module reads any array in place (NumPy arrays and torch tensors
+directly, others through DLPack or the buffer protocol; python/src/views.hpp)
+and makes the arrays' CUDA device current for the call; what it cannot do is
+create arrays of the caller's framework. That happens here, through the
+framework itself (``torch.empty``, ``numpy.empty``, an array-API namespace's
+``empty``), so results come back as the caller's own type on the caller's
+device. Nothing here copies an array, and no framework is imported that the
+caller has not imported already (torch is looked up in sys.modules, never
+imported).
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from typing import Any, ContextManager, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ._errors import InvalidArgument, Unsupported
 
@@ -37,21 +39,13 @@ def _torch_module():
 
 
 class Framework:
-    """Allocation, device and stream for one framework's arrays."""
+    """Allocation in one framework."""
 
     name = "?"
 
     def empty(self, shape: Shape, like: Any, float32: bool = False) -> Any:
         """An uninitialized array of `like`'s dtype (or float32), on its device."""
         raise NotImplementedError
-
-    def device_scope(self, like: Any) -> ContextManager[Any]:
-        """Makes `like`'s CUDA device current around the native call."""
-        return contextlib.nullcontext()
-
-    def default_stream(self, like: Any) -> int:
-        """The CUDA stream a call on `like` runs on when none is given."""
-        return 0
 
 
 class _NumPy(Framework):
@@ -73,20 +67,6 @@ class _Torch(Framework):
         return torch.empty(
             tuple(shape), dtype=torch.float32 if float32 else like.dtype, device=like.device
         )
-
-    def device_scope(self, like):
-        # torch exports a CUDA tensor through DLPack only while its device is
-        # the current one, and the CUDA backend runs on the current device.
-        if like.is_cuda:
-            torch = _torch_module()
-            if like.device.index != torch.cuda.current_device():
-                return torch.cuda.device(like.device)
-        return contextlib.nullcontext()
-
-    def default_stream(self, like):
-        if like.is_cuda:
-            return _torch_module().cuda.current_stream(like.device).cuda_stream
-        return 0
 
 
 class _ArrayApi(Framework):
@@ -125,19 +105,29 @@ def framework_of(x: Any) -> Framework:
 
 
 def native(op: str, name: str, x: Any) -> Any:
-    """`x` as the native module takes it, still the same memory.
+    """`x` as the native module takes it, still the same memory. The native
+    module calls this for each array its fast readers did not take (anything
+    but a plain NumPy array or torch tensor it can describe exactly), before
+    importing it through DLPack or the buffer protocol.
 
     - A torch tensor that requires grad: longattn has no backward, so under
       autograd that is refused (the result would silently carry no
       gradient); under torch.no_grad() its detached view is passed (torch
       exports no tensor that requires grad).
+    - A torch tensor with the negative bit set (torch's lazy negation: the
+      .imag of a conjugated view, torch._neg_view) is refused: its memory
+      holds the values negated, and DLPack would export it as if it did not.
     - A NumPy array of ml_dtypes.bfloat16, which has no DLPack or buffer
       export: its bits as a uint16 view, tagged (view, "bfloat16").
     """
-    if x is None:
-        return None
     torch = _torch_module()
     if torch is not None and isinstance(x, torch.Tensor):
+        if x.is_neg():
+            raise InvalidArgument(
+                f"[{op}] {name} has the negative bit set (a lazily negated view, such as "
+                f"the .imag of a conjugated tensor): its memory holds -{name}, which longattn "
+                f"cannot read in place; pass {name}.resolve_neg() (a copy)"
+            )
         if x.requires_grad:
             if torch.is_grad_enabled():
                 raise Unsupported(
@@ -154,15 +144,38 @@ def native(op: str, name: str, x: Any) -> Any:
     return x
 
 
-def stream_handle(op: str, stream: Any, framework: Framework, like: Any) -> int:
+def _torch_current_stream(device: int) -> int:
+    """torch.cuda.current_stream(device).cuda_stream, without making the
+    Stream object (microseconds a call): torch._C._cuda_getCurrentRawStream
+    is that value (torch.compile's generated code reads it so); the public
+    route where a torch lacks it."""
+    torch = _torch_module()
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return raw(device)
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def default_stream(like: Any) -> int:
+    """The CUDA stream a call on `like` runs on when none is given: torch's
+    current stream on the tensor's device for a torch CUDA tensor, else 0
+    (the legacy default stream; unused by calls on the CPU)."""
+    torch = _torch_module()
+    if torch is not None and isinstance(like, torch.Tensor) and like.is_cuda:
+        return _torch_current_stream(like.get_device())
+    return 0
+
+
+def stream_handle(op: str, stream: Any, like: Any) -> int:
     """The cudaStream_t of `stream` as an int (0: the legacy default stream).
 
-    stream: None (the framework's current stream: torch's for torch tensors),
-    an int handle, or an object with .cuda_stream (torch.cuda.Stream),
-    __cuda_stream__() (the CUDA stream protocol) or .ptr (cupy).
+    stream: None (default_stream(like): torch's current stream for torch
+    tensors), an int handle, or an object with .cuda_stream
+    (torch.cuda.Stream), __cuda_stream__() (the CUDA stream protocol) or
+    .ptr (cupy).
     """
     if stream is None:
-        return framework.default_stream(like)
+        return default_stream(like)
     handle: Optional[Any] = stream
     if not isinstance(stream, int):
         handle = getattr(stream, "cuda_stream", None)

@@ -9,7 +9,7 @@
 
 namespace longattn::py {
 
-CudaDeviceScope::CudaDeviceScope(int device) {
+CudaDeviceScope::CudaDeviceScope(const char* op, int device) {
   if (device < 0) return;
   int current = 0;
   if (cudaGetDevice(&current) != cudaSuccess) {
@@ -21,8 +21,8 @@ CudaDeviceScope::CudaDeviceScope(int device) {
   if (current == device) return;
   if (const cudaError_t e = cudaSetDevice(device); e != cudaSuccess) {
     (void)cudaGetLastError();
-    throw BackendError("[longattn.attention] cannot select cuda:" + std::to_string(device) + " (" +
-                       cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")");
+    throw BackendError(std::string("[") + op + "] cannot select cuda:" + std::to_string(device) +
+                       " (" + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")");
   }
   previous_ = current;
 }

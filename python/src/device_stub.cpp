@@ -3,7 +3,7 @@
 
 namespace longattn::py {
 
-CudaDeviceScope::CudaDeviceScope(int) {}
+CudaDeviceScope::CudaDeviceScope(const char*, int) {}
 CudaDeviceScope::~CudaDeviceScope() = default;
 
 bool cuda_built() { return false; }

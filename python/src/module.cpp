@@ -24,18 +24,35 @@ namespace {
 
 using namespace nb::literals;
 
-// Policy fields as the Python layer passes them (longattn.Policy).
-Policy make_policy(double budget_ms, double safety, std::int64_t chunk_threshold_keys,
-                   std::int64_t workspace_limit_bytes, std::int64_t fixed_chunk_keys,
-                   std::int64_t fixed_query_rows) {
-  Policy p;
-  p.budget_ms = budget_ms;
-  p.safety = safety;
-  p.chunk_threshold_keys = chunk_threshold_keys;
-  p.workspace_limit_bytes = workspace_limit_bytes;
-  p.fixed_chunk_keys = fixed_chunk_keys;
-  p.fixed_query_rows = fixed_query_rows;
-  return p;
+// The options of a call, checked by the Python layer (longattn._api) and
+// kept as one object: a call passes it as one argument instead of twelve
+// keywords, and calls with the same options reuse it. The arrays, the
+// stream, progress and report are per call and not part of it.
+struct CallOptions {
+  bool bshd = false;
+  AttentionOptions opt;
+  nb::object profile;  // keeps opt.profile alive
+};
+
+CallOptions make_options(bool bshd, bool causal, bool causal_top_left, std::optional<double> scale,
+                         double budget_ms, double safety, std::int64_t chunk_threshold_keys,
+                         std::int64_t workspace_limit_bytes, std::int64_t fixed_chunk_keys,
+                         std::int64_t fixed_query_rows, nb::object profile, int threads) {
+  CallOptions o;
+  o.bshd = bshd;
+  o.opt.scale = scale;
+  o.opt.causal = causal;
+  o.opt.causal_align = causal_top_left ? CausalAlign::top_left : CausalAlign::bottom_right;
+  o.opt.policy.budget_ms = budget_ms;
+  o.opt.policy.safety = safety;
+  o.opt.policy.chunk_threshold_keys = chunk_threshold_keys;
+  o.opt.policy.workspace_limit_bytes = workspace_limit_bytes;
+  o.opt.policy.fixed_chunk_keys = fixed_chunk_keys;
+  o.opt.policy.fixed_query_rows = fixed_query_rows;
+  if (!profile.is_none()) o.opt.profile = nb::cast<DeviceProfile*>(profile);
+  o.profile = std::move(profile);
+  o.opt.threads = threads;
+  return o;
 }
 
 // Runs `f` (a call into the library, GIL released); an InvalidArgument
@@ -88,10 +105,9 @@ struct Call {
   AttentionOptions opt;
 
   Call(const char* op, nb::handle q_, nb::handle k_, nb::handle v_, nb::handle out_, nb::handle lse,
-       nb::handle mask, nb::handle sinks, bool bshd, bool causal, bool causal_top_left,
-       std::optional<double> scale, const Policy& policy, DeviceProfile* profile, int threads)
-      : arrays(op) {
-    const Arrange layout = bshd ? Arrange::bshd : Arrange::as_is;
+       nb::handle mask, nb::handle sinks, const CallOptions& options)
+      : arrays(op), opt(options.opt) {
+    const Arrange layout = options.bshd ? Arrange::bshd : Arrange::as_is;
     q = arrays.input(q_, "q", layout);
     k = arrays.input(k_, "k", layout);
     v = arrays.input(v_, "v", layout);
@@ -99,26 +115,14 @@ struct Call {
     opt.mask = arrays.input(mask, "mask", Arrange::leading_ones);
     opt.sinks = arrays.input(sinks, "sinks");
     opt.lse = arrays.output(lse, "lse");
-    opt.scale = scale;
-    opt.causal = causal;
-    opt.causal_align = causal_top_left ? CausalAlign::top_left : CausalAlign::bottom_right;
-    opt.policy = policy;
-    opt.profile = profile;
-    opt.threads = threads;
   }
 };
 
 nb::object attention(nb::handle q, nb::handle k, nb::handle v, nb::handle out, nb::handle lse,
-                     nb::handle mask, nb::handle sinks, bool bshd, bool causal,
-                     bool causal_top_left, std::optional<double> scale, double budget_ms,
-                     double safety, std::int64_t chunk_threshold_keys,
-                     std::int64_t workspace_limit_bytes, std::int64_t fixed_chunk_keys,
-                     std::int64_t fixed_query_rows, DeviceProfile* profile, int threads,
+                     nb::handle mask, nb::handle sinks, const CallOptions& options,
                      std::uintptr_t stream, nb::object progress, bool want_report) {
-  Call c("longattn.attention", q, k, v, out, lse, mask, sinks, bshd, causal, causal_top_left, scale,
-         make_policy(budget_ms, safety, chunk_threshold_keys, workspace_limit_bytes,
-                     fixed_chunk_keys, fixed_query_rows),
-         profile, threads);
+  // The arrays' CUDA device stays current until `c` is destroyed (ArraySet).
+  Call c("longattn.attention", q, k, v, out, lse, mask, sinks, options);
   c.opt.cuda_stream = reinterpret_cast<void*>(stream);
   RunReport report;
   if (want_report) c.opt.report = &report;
@@ -130,7 +134,6 @@ nb::object attention(nb::handle q, nb::handle k, nb::handle v, nb::handle out, n
     };
   }
   {
-    const CudaDeviceScope device(c.arrays.cuda_device());
     nb::gil_scoped_release nogil;
     with_notes(c.arrays, [&] { longattn::attention(c.q, c.k, c.v, c.out, c.opt); });
   }
@@ -138,16 +141,8 @@ nb::object attention(nb::handle q, nb::handle k, nb::handle v, nb::handle out, n
 }
 
 nb::object plan(nb::handle q, nb::handle k, nb::handle v, nb::handle out, bool want_lse,
-                nb::handle mask, nb::handle sinks, bool bshd, bool causal, bool causal_top_left,
-                std::optional<double> scale, double budget_ms, double safety,
-                std::int64_t chunk_threshold_keys, std::int64_t workspace_limit_bytes,
-                std::int64_t fixed_chunk_keys, std::int64_t fixed_query_rows,
-                DeviceProfile* profile, int threads) {
-  Call c("longattn.plan", q, k, v, out, nb::none(), mask, sinks, bshd, causal, causal_top_left,
-         scale,
-         make_policy(budget_ms, safety, chunk_threshold_keys, workspace_limit_bytes,
-                     fixed_chunk_keys, fixed_query_rows),
-         profile, threads);
+                nb::handle mask, nb::handle sinks, const CallOptions& options) {
+  Call c("longattn.plan", q, k, v, out, nb::none(), mask, sinks, options);
   // A plan reads only shapes and dtypes: outputs not given are described
   // without memory (plan_attention accepts null data).
   if (!c.out.present() && c.q.rank == 4 && c.v.rank == 4)
@@ -245,18 +240,21 @@ NB_MODULE(_core, m) {
   register_error_translator();
   bind_device_profile(m);
 
+  nb::class_<CallOptions>(m, "Options",
+                          "The checked options of a call (longattn._api builds them):\n"
+                          "the layout, causal mask, scale, policy, profile and threads.")
+      .def(nb::new_(&make_options), nb::kw_only(), "bshd"_a, "causal"_a, "causal_top_left"_a,
+           "scale"_a.none(), "budget_ms"_a, "safety"_a, "chunk_threshold_keys"_a,
+           "workspace_limit_bytes"_a, "fixed_chunk_keys"_a, "fixed_query_rows"_a,
+           "profile"_a.none(), "threads"_a)
+      .def_prop_ro("bshd", [](const CallOptions& o) { return o.bshd; });
   m.def("attention", &attention, "q"_a, "k"_a, "v"_a, "out"_a.none(), "lse"_a.none(),
-        "mask"_a.none(), "sinks"_a.none(), nb::kw_only(), "bshd"_a, "causal"_a, "causal_top_left"_a,
-        "scale"_a.none(), "budget_ms"_a, "safety"_a, "chunk_threshold_keys"_a,
-        "workspace_limit_bytes"_a, "fixed_chunk_keys"_a, "fixed_query_rows"_a, "profile"_a.none(),
-        "threads"_a, "stream"_a, "progress"_a.none(), "report"_a,
+        "mask"_a.none(), "sinks"_a.none(), "options"_a, "stream"_a, "progress"_a.none(), "report"_a,
         "Runs longattn::attention on views of the given arrays, writing out (and\n"
         "lse). Returns the run report when report=True, else None.");
   m.def("plan", &plan, "q"_a, "k"_a, "v"_a, "out"_a.none(), "lse"_a, "mask"_a.none(),
-        "sinks"_a.none(), nb::kw_only(), "bshd"_a, "causal"_a, "causal_top_left"_a,
-        "scale"_a.none(), "budget_ms"_a, "safety"_a, "chunk_threshold_keys"_a,
-        "workspace_limit_bytes"_a, "fixed_chunk_keys"_a, "fixed_query_rows"_a, "profile"_a.none(),
-        "threads"_a, "The plan longattn::attention would run (longattn::plan_attention).");
+        "sinks"_a.none(), "options"_a,
+        "The plan longattn::attention would run (longattn::plan_attention).");
   m.def("merge_states", &merge, "parts"_a, "out"_a.none(), "out_lse"_a.none(), nb::kw_only(),
         "bshd"_a, "threads"_a, "longattn::merge_states on views of the given arrays.");
   m.def(
