@@ -149,6 +149,23 @@ def test_generate_matches_sdpa(name, model, padded):
     assert any(c[2] for c in decode) == (padded or model == "qwen2_sliding")
 
 
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "left_padded"])
+def test_generate_with_a_static_cache(name, padded):
+    """A static cache: the prefill's keys include the cache's empty slots,
+    and without padding transformers passes no mask (sdpa's top-left
+    is_causal hides them); then masked decode steps."""
+    ms = models(CONFIGS["llama"](), ["sdpa", name])
+    ids, mask = prompt(padded)
+    kw = dict(attention_mask=mask, max_new_tokens=10, min_new_tokens=10, do_sample=False)
+    with torch.no_grad():
+        want = ms["sdpa"].generate(ids, cache_implementation="static", **kw)
+        with Spy(name) as spy:
+            got = ms[name].generate(ids, cache_implementation="static", **kw)
+    assert torch.equal(got, want)
+    lq, lk, masked = spy.calls[0]
+    assert lq == PROMPT and lk > PROMPT and masked == padded
+
+
 def test_chunked_policy_in_a_model(name):
     """A model whose attention runs in many submissions (fixed 4 x 4 tiles,
     a budget below any dispatch) gives the single-pass logits."""
