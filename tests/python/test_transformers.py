@@ -199,6 +199,18 @@ def test_compiled_model(name, padded):
     assert_close(got.logits, want.logits, "float32")
 
 
+def test_reports(name):
+    """register(on_report=...) hands over every attention call's run report."""
+    reports = []
+    with_reports = lat.register("longattn_reports", budget_ms=25, on_report=reports.append)
+    ms = models(CONFIGS["llama"](), [with_reports])
+    with torch.no_grad():
+        ms[with_reports](*prompt(True))
+    assert len(reports) == 2  # one a layer
+    assert all(isinstance(r, longattn.RunReport) and r.completed for r in reports)
+    assert all(r.budget_ms == 25 and r.submissions for r in reports)
+
+
 def gpt_oss_config():
     return GptOssConfig(
         num_hidden_layers=2,
@@ -327,6 +339,8 @@ def test_refusals():
         lat.attention_forward(module, q, k, v, None, output_attentions=True)
     with pytest.raises(TypeError, match="policy"):
         lat.register("x", policy={"budget_ms": 1})
+    with pytest.raises(TypeError, match="on_report"):
+        lat.register("x", on_report=[])
 
 
 def test_registered_entries(name):

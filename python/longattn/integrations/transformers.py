@@ -55,9 +55,10 @@ Under torch.compile the call goes through the op torch.ops.longattn.attention
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from .._api import Policy
+from .._report import RunReport
 
 NAME = "longattn"
 
@@ -93,6 +94,7 @@ def attention_forward(
     *,
     budget_ms: Optional[float] = None,
     policy: Optional[Policy] = None,
+    on_report: Optional[Callable[[RunReport], Any]] = None,
     **kwargs: Any,
 ) -> Tuple[Any, None]:
     """transformers' attention function for attn_implementation="longattn"
@@ -116,6 +118,8 @@ def attention_forward(
         position_bias: an additive bias [B or 1, Hq or 1, Lq, Lk].
         budget_ms: time budget of one submission (register() sets it).
         policy: a longattn.Policy (register() sets it).
+        on_report: called with the call's longattn.RunReport after it ran
+            (register() sets it); not under torch.compile.
         kwargs: the rest of what models pass; `softcap` (not None) is
             refused, `output_attentions` warns; others are ignored, as by
             sdpa.
@@ -168,7 +172,7 @@ def attention_forward(
     sinks = None
     if s_aux is not None:
         sinks = s_aux.detach().float()  # longattn's sinks are float32 [Hq]
-    out, _ = lt._attention(
+    out, rep = lt._attention(
         query,
         key,
         value,
@@ -180,12 +184,19 @@ def attention_forward(
         out_bshd=True,
         budget_ms=budget_ms,
         policy=policy,
+        report=on_report is not None,
     )
+    if on_report is not None:
+        on_report(rep)
     return out, None
 
 
 def register(
-    name: str = NAME, *, budget_ms: Optional[float] = None, policy: Optional[Policy] = None
+    name: str = NAME,
+    *,
+    budget_ms: Optional[float] = None,
+    policy: Optional[Policy] = None,
+    on_report: Optional[Callable[[RunReport], Any]] = None,
 ) -> str:
     """Makes attn_implementation=name (default "longattn") available to every
     transformers model in this process: its attention function and its mask
@@ -197,6 +208,10 @@ def register(
         budget_ms: time budget of one submission for every attention call of
             models using this name; None = the policy's (default 200 ms).
         policy: a longattn.Policy for those calls.
+        on_report: optional callable, given each attention call's
+            longattn.RunReport (its submissions, measured and predicted ms)
+            once the call has run, e.g. list.append to collect them. Not
+            available under torch.compile (a report cannot be traced).
 
     Returns:
         name, e.g. for from_pretrained(..., attn_implementation=register()).
@@ -204,16 +219,20 @@ def register(
     Raises:
         ImportError: transformers (or torch) is not installed.
     """
+    op = "longattn.integrations.transformers.register"
     if policy is not None and not isinstance(policy, Policy):
-        raise TypeError(f"[longattn.integrations.transformers.register] policy = {policy!r} "
-                        "must be a longattn.Policy or None")
+        raise TypeError(f"[{op}] policy = {policy!r} must be a longattn.Policy or None")
+    if on_report is not None and not callable(on_report):
+        raise TypeError(f"[{op}] on_report = {on_report!r} must be callable or None")
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
 
     _torch()  # registers the op now, not inside a model's first traced call
 
     def longattn_attention(*args: Any, **kwargs: Any) -> Tuple[Any, None]:
-        return attention_forward(*args, budget_ms=budget_ms, policy=policy, **kwargs)
+        return attention_forward(
+            *args, budget_ms=budget_ms, policy=policy, on_report=on_report, **kwargs
+        )
 
     longattn_attention.__doc__ = attention_forward.__doc__
     AttentionInterface.register(name, longattn_attention)
