@@ -160,23 +160,37 @@ def _native_options(
     op: str, causal, scale, policy, budget_ms, profile, threads, layout
 ) -> "_core.Options":
     """The checked options as the native module takes them (the checks:
-    _common_args); those without a policy are cached (_OPTIONS)."""
+    _common_args), cached for the calls that repeat them (_OPTIONS)."""
     _, args = _common_args(op, causal, scale, policy, budget_ms, profile, threads, layout)
     options = _core.Options(**args)
-    if policy is None:
-        if len(_OPTIONS) >= _OPTIONS_MAX:
-            _OPTIONS.clear()
-        _OPTIONS[_options_key(causal, scale, layout, budget_ms, threads, profile)] = options
+    try:
+        key = _options_key(causal, scale, layout, budget_ms, threads, profile, policy)
+        hash(key)
+    except TypeError:  # a subclass of Policy, or an unhashable value: not cached
+        return options
+    if len(_OPTIONS) >= _OPTIONS_MAX:
+        _OPTIONS.clear()
+    _OPTIONS[key] = options
     return options
 
 
-def _options_key(causal, scale, layout, budget_ms, threads, profile) -> tuple:
-    """The cache key of the options of a call without a policy (a Policy is
-    mutable, so calls with one are checked every time). The types of causal
-    and threads are part of it because equal values of other types are
-    refused (causal=1, threads=1.0); scale and budget_ms may be any number,
-    and equal numbers check alike."""
-    return (causal, causal.__class__, scale, layout, budget_ms, threads, threads.__class__, profile)
+def _options_key(causal, scale, layout, budget_ms, threads, profile, policy) -> tuple:
+    """The cache key of a call's options: their values, and the types of
+    those whose equal values of other types are refused (causal=1,
+    threads=1.0, policy.fixed_chunk_keys=64.0); scale and budget_ms may be
+    any number, and equal numbers check alike. A Policy is mutable, so it
+    enters by its current values (_policy_key). Raises TypeError where the
+    options are not to be cached (hash() does too, for unhashable ones)."""
+    policy_key = None if policy is None else _policy_key(policy)
+    return (causal, causal.__class__, scale, layout, budget_ms, threads, threads.__class__, profile,
+            policy_key)
+
+
+def _policy_key(policy: "Policy") -> tuple:
+    if policy.__class__ is not Policy:  # a subclass may compute its fields
+        raise TypeError
+    values = tuple(policy.__dict__.values())
+    return values + tuple(map(type, values))
 
 
 # Checked options by _options_key; bounded (cleared when full), as a caller
@@ -378,10 +392,10 @@ def attention(
     # Options seen before come from the cache; its key (_options_key) is
     # written out here, on the path every call takes.
     try:
-        options = None if policy is not None else _OPTIONS[
-            causal, causal.__class__, scale, layout, budget_ms, threads, threads.__class__, profile
-        ]
-    except (KeyError, TypeError):  # not cached yet; or unhashable, which the checks refuse
+        policy_key = None if policy is None else _policy_key(policy)
+        options = _OPTIONS[causal, causal.__class__, scale, layout, budget_ms, threads,
+                           threads.__class__, profile, policy_key]
+    except (KeyError, TypeError):  # not cached (yet); the checks below decide
         options = None
     if options is None:
         options = _native_options(op, causal, scale, policy, budget_ms, profile, threads, layout)

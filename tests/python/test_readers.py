@@ -291,6 +291,8 @@ def test_arrays_made_for_the_call_stay_alive(rng, framework):
 
 
 def test_options_are_checked_once_and_reused(rng):
+    """Calls with the same options (a new but equal Policy too) reuse one
+    native options object."""
     q, k, v = (randn(rng, (1, 2, 3, 16), "float32") for _ in range(3))
     _api._OPTIONS.clear()
     for _ in range(3):
@@ -298,14 +300,23 @@ def test_options_are_checked_once_and_reused(rng):
     assert len(_api._OPTIONS) == 1
     (options,) = _api._OPTIONS.values()
     longattn.attention(q, k, v, causal=True, threads=1, scale=0.5)
-    assert list(_api._OPTIONS.values()) == [options]
-    assert options.bshd is False
+    assert list(_api._OPTIONS.values()) == [options] and options.bshd is False
+    for _ in range(3):
+        longattn.attention(q, k, v, policy=longattn.Policy(fixed_chunk_keys=64), layout="bshd")
+    assert len(_api._OPTIONS) == 2 and list(_api._OPTIONS.values())[1].bshd is True
+
+    class MyPolicy(longattn.Policy):
+        pass
+
+    longattn.attention(q, k, v, policy=MyPolicy())  # a subclass: checked each time
+    assert len(_api._OPTIONS) == 2
 
 
 def test_options_cache_keeps_the_checks(rng):
     """Values equal to accepted ones but of other types are still refused
-    (True == 1, 1 == 1.0); a mutable Policy is read at every call; the cache
-    is bounded."""
+    (True == 1, 1 == 1.0); a Policy changed in place is seen by the next
+    call; unhashable values are checked and not cached; the cache is
+    bounded."""
     q, k, v = (randn(rng, (1, 2, 3, 16), "float32") for _ in range(3))
     longattn.attention(q, k, v, causal=True, threads=1)
     with pytest.raises(longattn.InvalidArgument, match="causal = 1 must be True or False"):
@@ -319,6 +330,13 @@ def test_options_cache_keeps_the_checks(rng):
     assert longattn.attention(q, k, v, policy=policy, report=True)[1].budget_ms == 7
     policy.budget_ms = 3
     assert longattn.attention(q, k, v, policy=policy, report=True)[1].budget_ms == 3
+    longattn.attention(q, k, v, policy=longattn.Policy(fixed_chunk_keys=64))
+    with pytest.raises(longattn.InvalidArgument, match="policy.fixed_chunk_keys = 64.0 must be an integer"):
+        longattn.attention(q, k, v, policy=longattn.Policy(fixed_chunk_keys=64.0))
+    with pytest.raises(longattn.InvalidArgument, match="must be a longattn.Policy or None"):
+        longattn.attention(q, k, v, policy={"budget_ms": 5})
+    scale = np.array(0.5)  # accepted (a number), but unhashable: checked, not cached
+    longattn.attention(q, k, v, scale=scale)
     for i in range(2 * _api._OPTIONS_MAX):
         longattn.attention(q, k, v, scale=1.0 + i)
     assert len(_api._OPTIONS) <= _api._OPTIONS_MAX
