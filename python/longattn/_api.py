@@ -76,6 +76,9 @@ def cuda_built() -> bool:
     return _core.cuda_built()
 
 
+attention_flops = _core.attention_flops
+
+
 # ---- option checks the C++ library cannot make (types, names) ---------------
 
 

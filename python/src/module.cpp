@@ -264,6 +264,17 @@ NB_MODULE(_core, m) {
   m.def("default_policy", &default_policy,
         "The fields of AttentionOptions::default_policy() as a dict.");
   m.def("cuda_built", &cuda_built, "Whether this build has the CUDA backend.");
+  m.def(
+      "attention_flops",
+      [](std::int64_t B, std::int64_t Hq, std::int64_t Lq, std::int64_t Lk, std::int64_t D,
+         std::int64_t Dv, bool causal) {
+        return longattn::attention_flops(B, Hq, Lq, Lk, D, Dv, causal);
+      },
+      "B"_a, "Hq"_a, "Lq"_a, "Lk"_a, "D"_a, "Dv"_a, "causal"_a = false,
+      "FLOPs of one attention call without a mask array: 2 * (D + Dv) per\n"
+      "(batch, query head) and visible (query, key) pair (the two matrix\n"
+      "products); causal bottom-right aligned. The count behind every TFLOP/s\n"
+      "figure of longattn's reports and benchmarks.");
   m.def("_raise_error", &raise_error, "code"_a, "message"_a, "rows"_a = 0,
         "Tests only: raises the C++ error of `code` (error.hpp's ErrorCode names).");
 }

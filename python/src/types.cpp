@@ -4,12 +4,15 @@
 #include "types.hpp"
 
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/function.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <sstream>
 
 #include "longattn/attention.hpp"
+#include "longattn/calibrate.hpp"
 
 namespace longattn::py {
 namespace {
@@ -51,6 +54,44 @@ std::string repr(const DeviceProfile& p) {
     << ", fill_rows=" << p.fill_rows << ", query_tile=" << p.query_tile
     << ", key_tile=" << p.key_tile << ", samples=" << p.samples << ")";
   return s.str();
+}
+
+BackendKind calibrate_backend(const std::string& name) {
+  if (name == "auto") return BackendKind::automatic;
+  if (name == "cpu") return BackendKind::cpu;
+  if (name == "cuda") return BackendKind::cuda;
+  throw InvalidArgument("[longattn.DeviceProfile.calibrate] backend = '" + name +
+                        "' must be 'auto', 'cpu' or 'cuda'");
+}
+
+// calibrate() with the GIL released while it measures; `log` (a Python
+// callable) takes it back for each line.
+DeviceProfile calibrate(const std::string& backend, const std::vector<std::string>& dtypes,
+                        const std::vector<std::int64_t>& head_dims, std::int64_t heads,
+                        std::int64_t q_len, std::int64_t k_len, int reps, int threads,
+                        nb::object log) {
+  CalibrateOptions c;
+  c.backend = calibrate_backend(backend);
+  c.dtypes.clear();
+  for (const auto& d : dtypes) {
+    if (d != "float32" && d != "float16" && d != "bfloat16")
+      throw InvalidArgument("[longattn.DeviceProfile.calibrate] dtypes: '" + d +
+                            "' must be 'float32', 'float16' or 'bfloat16'");
+    c.dtypes.push_back(parse_dtype(d));
+  }
+  c.head_dims = head_dims;
+  c.heads = heads;
+  c.q_len = q_len;
+  c.k_len = k_len;
+  c.reps = reps;
+  c.threads = threads;
+  if (!log.is_none())
+    c.log = [log](const std::string& line) {
+      nb::gil_scoped_acquire hold;
+      log(line);
+    };
+  nb::gil_scoped_release free;
+  return longattn::calibrate(c);
 }
 
 }  // namespace
@@ -111,6 +152,22 @@ void bind_device_profile(nb::module_& m) {
       .def_static("load", &DeviceProfile::load, "path"_a,
                   "Reads a profile written by save() or `longattn calibrate`.\n"
                   "Raises longattn.IoError or InvalidArgument naming the path.")
+      .def_static("calibrate", &calibrate, nb::kw_only(), "backend"_a = "auto",
+                  "dtypes"_a = std::vector<std::string>{"float32", "float16", "bfloat16"},
+                  "head_dims"_a = std::vector<std::int64_t>{64, 128}, "heads"_a = 8,
+                  "q_len"_a = 1024, "k_len"_a = 1024, "reps"_a = 3, "threads"_a = 0,
+                  "log"_a = nb::none(),
+                  "Measures a profile of this machine's backend from attention calls\n"
+                  "on generated inputs (what `longattn calibrate` does): the fixed\n"
+                  "costs per dispatch and submission, a rate per (dtype, head dim)\n"
+                  "for full, causal and masked problems of heads x q_len x k_len, and\n"
+                  "the running state's bandwidth. Takes seconds to a minute.\n\n"
+                  "backend: 'auto' (CUDA when available), 'cpu' or 'cuda'. reps:\n"
+                  "timed runs after a warm-up (the median counts). threads: CPU\n"
+                  "threads, 0 = all. log: optional callable taking each progress\n"
+                  "line. Returns the profile; save() it and pass it as\n"
+                  "attention(profile=...). Raises InvalidArgument for bad options and\n"
+                  "Unsupported for a dtype or head dim the backend does not serve.")
       .def("__copy__", [](const DeviceProfile& p) { return p; })
       .def(
           "__deepcopy__", [](const DeviceProfile& p, nb::handle) { return p; }, "memo"_a)
