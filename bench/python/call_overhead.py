@@ -11,12 +11,16 @@ PyTorch tensors, and through longattn.torch's SDPA drop-in where it exists.
 Each figure is the median over batches of (host time of the batch / calls),
 after a warm-up batch; on CUDA the stream is drained after each batch,
 outside the timing, so the figure is what the caller's thread pays a call.
-The overhead is the Python figure minus the C++ one.
+C++ and Python measurements alternate for ROUNDS rounds, so that a machine
+whose speed drifts (other work on it) drifts both sides alike; the overhead
+is the median over rounds of (Python - C++) of the same round.
 
 Shapes: on CUDA a decode step (B 1, Hq 32, Hkv 8, Lq 1, Lk 4096, D 128,
-bf16), where an untimed call only enqueues; on the CPU the same heads over
-256 keys on one thread, so that the work (which both sides pay) stays small
-beside the overhead being measured.
+bf16), where an untimed call only enqueues; on the CPU the same decode step
+over 256 keys and a tiny one (Hq 8, Hkv 2, 16 keys, D 64), on one thread,
+so that the work (which both sides pay) stays small beside the overhead.
+The SDPA drop-in row (CUDA only) allocates its output, as
+F.scaled_dot_product_attention does.
 """
 import argparse
 import json
@@ -29,10 +33,11 @@ import numpy as np
 
 import longattn
 
-CALLS, BATCHES = 100, 21
+CALLS, BATCHES, ROUNDS = 100, 7, 7
 SHAPES = {
-    "cpu": dict(b=1, hq=32, hkv=8, lq=1, lk=256, d=128, threads=1),
-    "cuda": dict(b=1, hq=32, hkv=8, lq=1, lk=4096, d=128, threads=0),
+    "cpu": [dict(b=1, hq=32, hkv=8, lq=1, lk=256, d=128, threads=1),
+            dict(b=1, hq=8, hkv=2, lq=1, lk=16, d=64, threads=1)],
+    "cuda": [dict(b=1, hq=32, hkv=8, lq=1, lk=4096, d=128, threads=0)],
 }
 
 
@@ -81,41 +86,50 @@ def main():
     print("| device | shape | C++ us a call | path | Python us a call | overhead us |")
     print("|---|---|---:|---|---:|---:|")
     for device in devices:
-        s = SHAPES[device]
-        shape = (f"B{s['b']} Hq{s['hq']} Hkv{s['hkv']} Lq{s['lq']} Lk{s['lk']} D{s['d']} bf16"
-                 + (f", {s['threads']} thread" if s["threads"] else ""))
-        base = cpp_us(args.bench_call, device, s)
-        rows = []
-        threads = s["threads"] or None
-        if device == "cpu":
-            import ml_dtypes
-            bf16 = ml_dtypes.bfloat16
-            q = np.zeros((s["b"], s["hq"], s["lq"], s["d"]), bf16)
-            k = np.zeros((s["b"], s["hkv"], s["lk"], s["d"]), bf16)
-            v = np.zeros_like(k)
-            o = np.zeros_like(q)
-            rows.append(("longattn.attention, NumPy",
-                         lambda: longattn.attention(q, k, v, causal=True, out=o, threads=threads),
-                         lambda: None))
-        if torch is not None:
-            dev = torch.device(device)
-            tq = torch.zeros(s["b"], s["hq"], s["lq"], s["d"], dtype=torch.bfloat16, device=dev)
-            tk = torch.zeros(s["b"], s["hkv"], s["lk"], s["d"], dtype=torch.bfloat16, device=dev)
-            tv = torch.zeros_like(tk)
-            to = torch.zeros_like(tq)
-            drain = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-            rows.append(("longattn.attention, torch",
-                         lambda: longattn.attention(tq, tk, tv, causal=True, out=to,
-                                                    threads=threads), drain))
-            if lt_torch is not None:
-                # Lq = 1: top-left (SDPA's is_causal) and bottom-right agree
-                # only with all keys visible, so compare without is_causal.
-                rows.append(("longattn.torch.scaled_dot_product_attention",
-                             lambda: lt_torch.scaled_dot_product_attention(
-                                 tq, tk, tv, enable_gqa=True), drain))
-        for name, call, drain in rows:
-            us = python_us(call, drain)
-            print(f"| {device} | {shape} | {base:.2f} | {name} | {us:.2f} | {us - base:+.2f} |")
+        for s in SHAPES[device]:
+            measure(args.bench_call, device, s, torch, lt_torch)
+
+
+def measure(bench_call, device, s, torch, lt_torch):
+    shape = (f"B{s['b']} Hq{s['hq']} Hkv{s['hkv']} Lq{s['lq']} Lk{s['lk']} D{s['d']} bf16"
+             + (f", {s['threads']} thread" if s["threads"] else ""))
+    threads = s["threads"] or None
+    rows = []
+    if device == "cpu":
+        import ml_dtypes
+        bf16 = ml_dtypes.bfloat16
+        q = np.zeros((s["b"], s["hq"], s["lq"], s["d"]), bf16)
+        k = np.zeros((s["b"], s["hkv"], s["lk"], s["d"]), bf16)
+        v = np.zeros_like(k)
+        o = np.zeros_like(q)
+        rows.append(("longattn.attention, NumPy",
+                     lambda: longattn.attention(q, k, v, causal=True, out=o, threads=threads),
+                     lambda: None))
+    if torch is not None:
+        dev = torch.device(device)
+        tq = torch.zeros(s["b"], s["hq"], s["lq"], s["d"], dtype=torch.bfloat16, device=dev)
+        tk = torch.zeros(s["b"], s["hkv"], s["lk"], s["d"], dtype=torch.bfloat16, device=dev)
+        tv = torch.zeros_like(tk)
+        to = torch.zeros_like(tq)
+        drain = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        rows.append(("longattn.attention, torch",
+                     lambda: longattn.attention(tq, tk, tv, causal=True, out=to,
+                                                threads=threads), drain))
+        if lt_torch is not None and device == "cuda":
+            # Lq = 1: every key is visible with or without the causal rule.
+            rows.append(("longattn.torch.scaled_dot_product_attention",
+                         lambda: lt_torch.scaled_dot_product_attention(
+                             tq, tk, tv, enable_gqa=True), drain))
+    for name, call, drain in rows:
+        cpp, py, diff = [], [], []
+        for _ in range(ROUNDS):
+            c = cpp_us(bench_call, device, s)
+            p = python_us(call, drain)
+            cpp.append(c)
+            py.append(p)
+            diff.append(p - c)
+        print(f"| {device} | {shape} | {statistics.median(cpp):.2f} | {name} | "
+              f"{statistics.median(py):.2f} | {statistics.median(diff):+.2f} |", flush=True)
 
 
 if __name__ == "__main__":
