@@ -313,7 +313,11 @@ def test_errors_are_torchs(rng, case):
     theirs = torch_error(q, k, v, **kw)
     with pytest.raises(type(theirs)) as ours:
         lt.scaled_dot_product_attention(q, k, v, **kw)
-    assert str(ours.value) == str(theirs)
+    # The texts are torch 2.15's (the version CI installs); other releases
+    # word some of them differently (2.11 does for the GQA head counts), so
+    # elsewhere only the exception type must match.
+    if torch.__version__.startswith("2.15"):
+        assert str(ours.value) == str(theirs)
 
 
 def test_longattn_refusals(rng):
