@@ -15,6 +15,16 @@
 //   Lq - Lk rows see no key. CausalAlign::top_left is PyTorch's is_causal:
 //   query i sees keys j <= i, so with Lk > Lq the last Lk - Lq keys are
 //   never seen. The two agree when Lq = Lk.
+// - Sliding window (FlashAttention's window_size): window_left and
+//   window_right, -1 = unbounded, measured from each query's diagonal
+//   c(i) = i + (Lk - Lq) (bottom-right, the default) or c(i) = i (top-left):
+//   query i sees keys j with c(i) - window_left <= j <= c(i) + window_right.
+//   The alignment is causal_align's, read even when causal is false.
+//   Causal is window_right = 0; causal with a window is the intersection
+//   (window_right > 0 then changes nothing). Window 0 on both sides is the
+//   diagonal alone. No array is read: rectangles and key tiles the window
+//   hides are skipped, so the cost is about Lq x (left + right + 1), and a
+//   window combines with a mask array and sinks like causal does.
 // - A mask array is either boolean (DType::boolean, true = keep) or additive
 //   (float32/float16/bfloat16, added to the scaled logit, -inf = drop). Its
 //   logical shape is 4-D and broadcasts to [B, Hq, Lq, Lk]: each dim is 1 or
@@ -54,8 +64,10 @@ enum class CausalAlign : std::uint8_t { bottom_right, top_left };
 struct AttentionOptions {
   // Causal alignment, read only when causal.
   CausalAlign causal_align = CausalAlign::bottom_right;
-  std::optional<double> scale;                   // default 1/sqrt(D)
-  bool causal = false;                           // see causal_align
+  std::optional<double> scale;  // default 1/sqrt(D)
+  bool causal = false;          // see causal_align
+  // Sliding window around the diagonal (see above); -1 = unbounded.
+  std::int64_t window_left = -1, window_right = -1;
   TensorView mask;                               // optional boolean or additive mask (see above)
   TensorView sinks;                              // optional float32 [Hq]
   TensorView lse;                                // optional output, float32 [B, Hq, Lq], base e
@@ -91,9 +103,9 @@ struct AttentionOptions {
 void attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
                const AttentionOptions& options = {});
 
-// The FLOPs of one attention() call without a mask array: 2 * (D + Dv) per
-// (batch, query head) and visible (query, key) pair, the two matrix
-// products; causal is bottom-right aligned. The same count as RunReport's
+// The FLOPs of one attention() call without a mask array or window: 2 *
+// (D + Dv) per (batch, query head) and visible (query, key) pair, the two
+// matrix products; causal is bottom-right aligned. The same count as RunReport's
 // total_flops (one implementation), for benchmarks that time other code.
 double attention_flops(std::int64_t B, std::int64_t Hq, std::int64_t Lq, std::int64_t Lk,
                        std::int64_t D, std::int64_t Dv, bool causal);

@@ -25,6 +25,10 @@
 //     stays under 40 ms, so the many short groups near q = 0 share a
 //     submission, and no submission needs more than one group's worth of
 //     state: workspace = 48 * 16640 B = 0.8 MB, under the 1 GiB limit.
+// Sliding window: group [q0, q1) sees keys [key_begin(q0), key_end(q1 - 1))
+// only (its start rounded down to the key tile). A 1M-token prefill with a
+// 4K left window, in groups of 48, plans about 4K + 48 keys per group, so
+// the whole call costs about 1M x 4K pairs, not 1M x 1M / 2.
 // If instead one group could take every key in budget (small Lk, or a fast
 // GPU), G grows until a whole-key dispatch just fits and every group runs as
 // a single pass: splitting queries needs no running state at all.
@@ -88,8 +92,16 @@ double dispatch_floor_ms(const DeviceProfile& prof, double work_ms, double relax
          relax * work_ms / static_cast<double>(kMaxDispatches);
 }
 
-// Keys the group [q0, q1) sees at all: [0, key_end(q1 - 1)).
+// Keys the group [q0, q1) sees at all: [group_key_begin, key_end(q1 - 1)).
+// The start is the first row's first visible key (the window's left edge),
+// rounded down to the key tile, so that chunks stay on the tile grid the
+// kernels use; keys left of it are hidden from every row of the group.
 std::int64_t group_key_end(const Problem& p, std::int64_t q1) { return p.key_end(q1 - 1); }
+std::int64_t group_key_begin(const Problem& p, std::int64_t q0, std::int64_t q1,
+                             std::int64_t tile) {
+  const std::int64_t b = std::min(p.key_begin(q0), group_key_end(p, q1));
+  return b / tile * tile;
+}
 
 // Largest k1 in (k0, kend] (on key-tile boundaries, or kend) whose dispatch
 // fits the target; at least one tile even if that alone is over budget.
@@ -161,21 +173,25 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
   // Does the worst group of height g (the one that sees the most keys) fit
   // with all its keys in one dispatch? Grow g while it does (doubling, then
   // a binary search on tile multiples).
+  const std::int64_t kt = std::max<std::int64_t>(1, c.prof.key_tile);
+  // The last group sees the most keys under the causal rule. (Under a
+  // window that is not causal, a middle group may see a few more: the chunk
+  // loop then splits its keys, so the budget still holds.)
   auto whole_fits = [&](std::int64_t h) {
-    const std::int64_t q0 = p.Lq - h;  // the last group sees the most keys
-    if (!stateless && c.max_chunk > 0 && group_key_end(p, p.Lq) > c.max_chunk) return false;
-    return c.dispatch({q0, p.Lq, 0, group_key_end(p, p.Lq)}, Mode::single_pass) <=
-           c.dispatch_target();
+    const std::int64_t q0 = p.Lq - h, k0 = group_key_begin(p, q0, p.Lq, kt);
+    const std::int64_t kend = group_key_end(p, p.Lq);
+    if (!stateless && c.max_chunk > 0 && kend - k0 > c.max_chunk) return false;
+    return c.dispatch({q0, p.Lq, k0, kend}, Mode::single_pass) <= c.dispatch_target();
   };
   if (!whole_fits(g)) {
     // Even one key tile over a full-device group may be over budget (a tiny
     // budget, a slow device): then trade device fill for the budget.
-    const std::int64_t kt = std::max<std::int64_t>(1, c.prof.key_tile);
     // The first key tile is the dearest: under the causal rule every row
     // that sees anything sees it.
     auto tile_fits = [&](std::int64_t h) {
       const std::int64_t kend = group_key_end(p, p.Lq);
-      return c.dispatch({p.Lq - h, p.Lq, 0, std::min(kt, kend)}, Mode::accumulate) <=
+      const std::int64_t k0 = group_key_begin(p, p.Lq - h, p.Lq, kt);
+      return c.dispatch({p.Lq - h, p.Lq, k0, std::min(k0 + kt, kend)}, Mode::accumulate) <=
              c.dispatch_target();
     };
     const auto fits = [&](std::int64_t h) { return stateless ? whole_fits(h) : tile_fits(h); };
@@ -257,7 +273,8 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
     const std::int64_t q1 = std::min(p.Lq, q0 + g);
     const std::int64_t kend = group_key_end(p, q1);
     plan.query_rows = std::max(plan.query_rows, q1 - q0);
-    std::int64_t k = live ? from.k_next : 0;
+    // Keys left of the group's window are never planned (window skipping).
+    std::int64_t k = live ? from.k_next : group_key_begin(p, q0, q1, key_tile);
     bool started = live;
     if (kend <= k) {
       // No (more) visible keys: finalize an empty range so the rows get

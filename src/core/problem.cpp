@@ -7,24 +7,35 @@
 
 namespace longattn::core {
 
+namespace {
+
+// Sum over rows i in [q0, q1) of clamp(i + s, lo, hi), lo <= hi: rows up to
+// lo - s give lo, rows from hi - s on give hi, the ones between i + s.
+double clamped_sum(std::int64_t q0, std::int64_t q1, std::int64_t s, std::int64_t lo,
+                   std::int64_t hi) {
+  const std::int64_t a = std::clamp(lo - s, q0, q1);  // rows [q0, a) give lo
+  const std::int64_t b = std::clamp(hi - s, a, q1);   // rows [b, q1) give hi
+  const double ramp = static_cast<double>(b - a) *
+                      (static_cast<double>(a + s) + static_cast<double>(b - 1 + s)) / 2;
+  return static_cast<double>(a - q0) * static_cast<double>(lo) +
+         static_cast<double>(q1 - b) * static_cast<double>(hi) + ramp;
+}
+
+}  // namespace
+
 double Problem::visible_pairs(std::int64_t q0, std::int64_t q1, std::int64_t k0,
                               std::int64_t k1) const {
   if (q1 <= q0 || k1 <= k0) return 0;
-  const double rows = static_cast<double>(q1 - q0), cols = static_cast<double>(k1 - k0);
-  if (!causal) return rows * cols;
-  // Row i sees min(k1, max(k0, i + off + 1)) - k0 keys of the rectangle:
-  // none while i + off + 1 <= k0, all once i + off + 1 >= k1, a ramp between.
-  const std::int64_t off = causal_offset;
-  const std::int64_t full_from = std::max(q0, k1 - off - 1);
-  const double full = static_cast<double>(std::max<std::int64_t>(0, q1 - full_from)) * cols;
-  const std::int64_t a = std::max(q0, k0 - off), b = std::min(q1, k1 - off - 1);
-  double ramp = 0;
-  if (b > a) {
-    const double first = static_cast<double>(a + off + 1 - k0);
-    const double last = static_cast<double>(b - 1 + off + 1 - k0);
-    ramp = static_cast<double>(b - a) * (first + last) / 2;
-  }
-  return full + ramp;
+  // Row i sees [key_begin(i), key_end(i)); inside the rectangle that is
+  // clamp(end, k0, k1) - clamp(begin, k0, k1) keys (never negative: both
+  // bounds are monotone and begin <= end). Each bound is either unbounded
+  // or i + a shift, so each sum is a ramp between two flat parts.
+  const std::int64_t r = right_reach();
+  const double ends = r < 0 ? static_cast<double>(q1 - q0) * static_cast<double>(k1)
+                            : clamped_sum(q0, q1, causal_offset + r + 1, k0, k1);
+  const double begins = window_left < 0 ? static_cast<double>(q1 - q0) * static_cast<double>(k0)
+                                        : clamped_sum(q0, q1, causal_offset - window_left, k0, k1);
+  return ends - begins;
 }
 
 double Problem::flops(std::int64_t q0, std::int64_t q1, std::int64_t k0, std::int64_t k1) const {

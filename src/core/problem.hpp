@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "core/state.hpp"  // LONGATTN_HD: the key range is device code too
 #include "longattn/attention.hpp"
 
 namespace longattn::core {
@@ -38,9 +39,13 @@ struct Problem {
   float* lse = nullptr;
   std::int64_t lse_stride[3] = {};  // optional [B,Hq,Lq]
 
-  // Masking. causal_offset = Lk - Lq: query i sees keys j <= i + causal_offset.
+  // Masking. The diagonal of query i is key i + causal_offset (Lk - Lq
+  // bottom-right, 0 top-left). Causal: query i sees keys j <= its diagonal.
+  // The window (-1 = unbounded) bounds j to [diagonal - window_left,
+  // diagonal + window_right]; with causal, both rules hold.
   bool causal = false;
   std::int64_t causal_offset = 0;
+  std::int64_t window_left = -1, window_right = -1;
   MaskKind mask_kind = MaskKind::none;
   DType mask_dtype = DType::boolean;
   const void* mask = nullptr;
@@ -54,16 +59,38 @@ struct Problem {
   float scale_log2 = 1.f;  // scale * log2(e): kernels work in base 2
 
   // Visible (query, key) pairs inside [q0,q1) x [k0,k1) under the causal
-  // rule alone (array masks are not counted), for FLOP counts and costs.
+  // rule and the window (array masks are not counted), for FLOP counts and
+  // costs.
   double visible_pairs(std::int64_t q0, std::int64_t q1, std::int64_t k0, std::int64_t k1) const;
   // 2 * B * Hq * (D + Dv) per visible pair: the two matrix products.
   double flops(std::int64_t q0, std::int64_t q1, std::int64_t k0, std::int64_t k1) const;
-  // Last key (exclusive) that query row `qi` can see under the causal rule.
-  std::int64_t key_end(std::int64_t qi) const {
-    if (!causal) return Lk;
-    const std::int64_t e = qi + causal_offset + 1;
+  // How far right of its diagonal a row sees: causal and window_right
+  // intersected; -1 = unbounded.
+  LONGATTN_HD std::int64_t right_reach() const {
+    if (causal) return 0;  // window_right >= 0 cannot widen it
+    return window_right;
+  }
+  // Query row `qi` sees exactly the keys [key_begin(qi), key_end(qi)) (an
+  // array mask may hide more); both are in [0, Lk], nondecreasing in qi, and
+  // key_begin(qi) <= key_end(qi). Host and device code.
+  LONGATTN_HD std::int64_t key_begin(std::int64_t qi) const {
+    if (window_left < 0) return 0;
+    const std::int64_t b = qi + causal_offset - window_left;
+    return b < 0 ? 0 : (b > Lk ? Lk : b);
+  }
+  LONGATTN_HD std::int64_t key_end(std::int64_t qi) const {
+    const std::int64_t r = right_reach();
+    if (r < 0) return Lk;
+    const std::int64_t e = qi + causal_offset + r + 1;
     return e < 0 ? 0 : (e > Lk ? Lk : e);
   }
+  // Whether row qi sees key j under causal and the window.
+  LONGATTN_HD bool key_visible(std::int64_t qi, std::int64_t j) const {
+    const std::int64_t d = j - qi - causal_offset;  // right of the diagonal by d
+    const std::int64_t r = right_reach();
+    return (r < 0 || d <= r) && (window_left < 0 || -d <= window_left);
+  }
+  bool windowed() const { return window_left >= 0 || window_right >= 0; }
 };
 
 // Checks every argument; throws InvalidArgument / Unsupported naming the

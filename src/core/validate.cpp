@@ -272,6 +272,10 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
   if (opt.causal_align != CausalAlign::bottom_right && opt.causal_align != CausalAlign::top_left)
     c.fail("causal_align = ", static_cast<int>(opt.causal_align),
            " is not a CausalAlign (bottom_right or top_left)");
+  if (opt.window_left < -1)
+    c.fail("window_left = ", opt.window_left, " must be >= 0, or -1 for unbounded");
+  if (opt.window_right < -1)
+    c.fail("window_right = ", opt.window_right, " must be >= 0, or -1 for unbounded");
   const int max_threads = max_cpu_threads();
   if (opt.threads < 0 || opt.threads > max_threads)
     c.fail("threads = ", opt.threads, " must be in [0, ", max_threads,
@@ -310,6 +314,8 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
   p.v = v.data;
   p.o = out.data;
   p.causal = opt.causal;
+  p.window_left = opt.window_left;
+  p.window_right = opt.window_right;
   // Query i sees keys j <= i + causal_offset; top-left puts the diagonal
   // through (0, 0), bottom-right through (Lq - 1, Lk - 1).
   p.causal_offset = (opt.causal_align == CausalAlign::top_left ? 0 : p.Lk - p.Lq) +

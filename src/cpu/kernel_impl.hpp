@@ -227,11 +227,14 @@ class Rectangle {
     const int nrow_q = static_cast<int>(i_end - it.i0);
     load_q(it, nrow_q, s);
     load_state(it, nrow_q, s);
-    // Keys this run of queries can see inside the rectangle; all rows see
-    // at least [k0, all_see) so only tiles past that need causal masking.
+    // Keys this run of queries can see inside the rectangle: [k_begin,
+    // k_end). Every row sees [all_from, all_see), so only tiles reaching
+    // outside it need the causal / window rule applied per row.
     const std::int64_t k_end = std::min(r_.k1, p_.key_end(i_end - 1));
+    const std::int64_t k_begin = std::max(r_.k0, p_.key_begin(it.i0));
     const std::int64_t all_see = std::min(r_.k1, p_.key_end(it.i0));
-    for (std::int64_t kb = r_.k0; kb < k_end; kb += kKeyTile) {
+    const std::int64_t all_from = p_.key_begin(i_end - 1);
+    for (std::int64_t kb = k_begin; kb < k_end; kb += kKeyTile) {
       if (core::planted(core::Fault::drop_chunk) && mode_ == Mode::single_pass &&
           kb + kKeyTile >= r_.k1)
         continue;  // faults.hpp: the rectangle's last key tile is lost
@@ -239,7 +242,7 @@ class Rectangle {
       pack_k(it, kb, nk, s);
       gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
                   kKtStride, s.s.data(), kKeyTile);
-      mask_tile(it, nrow_q, kb, nk, kb + nk > all_see, s);
+      mask_tile(it, nrow_q, kb, nk, kb + nk > all_see || kb < all_from, s);
       if (!softmax_tile(nk, s)) continue;  // every row fully masked here
       pack_v(it, kb, nk, s);
       gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), v_stride(dvp_), s.o.data(),
@@ -358,10 +361,10 @@ class Rectangle {
                   static_cast<int>(p_.Dv), s.v.data() + j * v_stride(dvp_));
   }
 
-  // Scores past nk, hidden by the causal rule, or dropped by the mask array
-  // become -inf; an additive mask is added in base 2.
-  void mask_tile(const Item& it, int nrow_q, std::int64_t kb, int nk, bool causal_edge,
-                 Scratch& s) const {
+  // Scores past nk, hidden by the causal rule or the window, or dropped by
+  // the mask array become -inf; an additive mask is added in base 2.
+  // `edge`: some row of the run does not see every key of the tile.
+  void mask_tile(const Item& it, int nrow_q, std::int64_t kb, int nk, bool edge, Scratch& s) const {
     const bool array = p_.mask_kind != MaskKind::none;
     for (int r = 0; r < rows_pad_; ++r) {
       float* row = s.s.data() + r * kKeyTile;
@@ -371,9 +374,11 @@ class Rectangle {
       }
       std::fill(row + nk, row + kKeyTile, -INFINITY);
       const std::int64_t i = query(it, r);
-      if (p_.causal && causal_edge) {
-        const std::int64_t visible = std::clamp<std::int64_t>(p_.key_end(i) - kb, 0, nk);
-        std::fill(row + visible, row + nk, -INFINITY);
+      if (edge) {
+        const std::int64_t from = std::clamp<std::int64_t>(p_.key_begin(i) - kb, 0, nk);
+        const std::int64_t to = std::clamp<std::int64_t>(p_.key_end(i) - kb, from, nk);
+        std::fill(row, row + from, -INFINITY);
+        std::fill(row + to, row + nk, -INFINITY);
       }
       if (!array) continue;
       const std::int64_t moff =

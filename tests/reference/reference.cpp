@@ -45,7 +45,10 @@ void check_inputs(const Inputs& in) {
 bool visible(const Inputs& in, std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j,
              double* additive) {
   *additive = 0.0;
-  if (in.causal && j > i + (in.causal_top_left ? 0 : in.Lk - in.Lq)) return false;
+  const std::int64_t diagonal = in.causal_top_left ? i : i + in.Lk - in.Lq;
+  if (in.causal && j > diagonal) return false;
+  if (in.window_left >= 0 && j < diagonal - in.window_left) return false;
+  if (in.window_right >= 0 && j > diagonal + in.window_right) return false;
   if (in.mask_type == MaskType::boolean) return in.mask[mask_index(in, b, h, i, j)] != 0.0;
   if (in.mask_type == MaskType::additive) {
     const double a = in.mask[mask_index(in, b, h, i, j)];

@@ -9,6 +9,9 @@
 // - s_ij = scale * q_i . k_j (+ additive mask value).
 // - Causal is bottom-right aligned: query i sees key j iff j <= i + (Lk - Lq);
 //   or, with causal_top_left, iff j <= i (PyTorch's is_causal).
+// - Window (left, right; -1 = no bound on that side): with the diagonal
+//   d = i + (Lk - Lq), or d = i with causal_top_left, query i sees key j
+//   only if j >= d - left and j <= d + right. Causal and the window combine.
 // - Boolean mask: 0 = drop, non-zero = keep. Additive mask: -inf = drop,
 //   anything else is added to the scaled logit. Causal and a mask combine.
 // - GQA: query head h reads KV head h / (Hq / Hkv).
@@ -34,7 +37,8 @@ struct Inputs {
   std::vector<double> v;  // contiguous [B, Hkv, Lk, Dv]
   double scale = 1.0;
   bool causal = false;
-  bool causal_top_left = false;  // read only when causal
+  bool causal_top_left = false;                      // the diagonal of causal and of the window
+  std::int64_t window_left = -1, window_right = -1;  // -1: no bound
   MaskType mask_type = MaskType::none;
   // Contiguous mask of shape mask_shape; each dim is 1 (broadcast) or the
   // full size of [B, Hq, Lq, Lk]. Boolean masks hold 0 / 1.
@@ -48,7 +52,7 @@ struct Outputs {
   std::vector<double> lse;  // contiguous [B, Hq, Lq], base e
 };
 
-// Whether query row i may see key j (causal rule and mask), and the mask's
+// Whether query row i may see key j (causal rule, window and mask), and the mask's
 // additive term for it (0 for boolean masks or none).
 bool visible(const Inputs& in, std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j,
              double* additive);

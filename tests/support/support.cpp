@@ -301,6 +301,9 @@ std::string Case::name() const {
   if (dv() != D) s << " Dv" << dv();
   s << " " << name_of(dtype);
   if (causal) s << (causal_top_left ? " causal(top-left)" : " causal");
+  if (window_left >= 0 || window_right >= 0)
+    s << " window(" << window_left << "," << window_right << ")"
+      << (causal_top_left && !causal ? "(top-left)" : "");
   if (misaligned) s << " misaligned";
   if (mask != MaskKind::none) {
     s << " mask=" << to_string(mask) << "[";
@@ -377,6 +380,8 @@ CaseData::CaseData(const Case& cs) : c(cs) {
   in.scale = c.effective_scale();
   in.causal = c.causal;
   in.causal_top_left = c.causal_top_left;
+  in.window_left = c.window_left;
+  in.window_right = c.window_right;
 
   q = make_bhlx(c.dtype, c.layout, false, B, Hq, Lq, D, false, c.misaligned);
   k = make_bhlx(c.dtype, c.layout, true, B, Hkv, Lk, D, false, c.misaligned);
@@ -480,6 +485,8 @@ longattn::AttentionOptions CaseData::options(const Tensors& t,
   base.causal = c.causal;
   base.causal_align =
       c.causal_top_left ? longattn::CausalAlign::top_left : longattn::CausalAlign::bottom_right;
+  base.window_left = c.window_left;
+  base.window_right = c.window_right;
   base.mask = t.mask;
   base.sinks = t.sinks;
   base.lse = t.lse;

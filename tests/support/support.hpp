@@ -79,6 +79,8 @@ struct Case {
   DType dtype = DType::float32;
   bool causal = false;
   bool causal_top_left = false;  // PyTorch's is_causal alignment (else bottom-right)
+  // Sliding window around the diagonal (-1: unbounded), as AttentionOptions.
+  std::int64_t window_left = -1, window_right = -1;
   // q, k, v and out start one element past a 16-byte boundary (otherwise
   // every view of a contiguous layout is 16-byte aligned, as real tensors
   // are), so the kernels must take their element-wise paths.
