@@ -188,7 +188,11 @@ class CudaBackend final : public Backend {
       k.st_rows = state.rows;
     }
 
-    const std::int64_t nq = r.q1 - r.q0, keys = std::max<std::int64_t>(0, r.k1 - r.k0);
+    // Keys any row of the rectangle sees (the causal rule and the window
+    // hide the rest; the kernels skip their tiles), for the split-K sizing.
+    const std::int64_t nq = r.q1 - r.q0;
+    const std::int64_t keys = std::max<std::int64_t>(
+        0, std::min(r.k1, p.key_end(r.q1 - 1)) - std::max(r.k0, p.key_begin(r.q0)));
     const std::int64_t packed = p.group * nq;
     // Splits the split-K workspace can hold: each takes a partial state
     // (m, l, o) of every row.

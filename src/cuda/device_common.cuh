@@ -98,21 +98,21 @@ __device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, 
   return x * core::kLog2e;
 }
 
-// The base-2 term the causal rule, the rectangle and the array mask add to
-// the logit of (q, j): 0, -inf, or the additive mask's value.
+// The base-2 term the causal rule, the window, the rectangle and the array
+// mask add to the logit of (q, j): 0, -inf, or the additive mask's value.
 __device__ __forceinline__ float extra_term(const KernelParams& p, i64 b, i64 h, i64 q, i64 j) {
   if (q >= p.q1 || j >= p.k1) return -INFINITY;
-  if (p.causal && j > q + p.causal_offset) return -INFINITY;
+  if (!p.key_visible(q, j)) return -INFINITY;
   return p.mask_kind != core::MaskKind::none ? mask_term(p, b, h, q, j) : 0.f;
 }
 
 // Base-2 logit of (q, j) given the raw product q.k: applies scale, causal,
-// the rectangle's key end and the array mask. Rows outside [q0, q1) and keys
-// at or past k1 are excluded.
+// the window, the rectangle's key end and the array mask. Rows outside
+// [q0, q1) and keys at or past k1 are excluded.
 __device__ __forceinline__ float masked_logit(const KernelParams& p, float qk, i64 b, i64 h, i64 q,
                                               i64 j) {
   if (q >= p.q1 || j >= p.k1) return -INFINITY;
-  if (p.causal && j > q + p.causal_offset) return -INFINITY;
+  if (!p.key_visible(q, j)) return -INFINITY;
   float t = qk * p.scale_log2;
   if (p.mask_kind != core::MaskKind::none) t += mask_term(p, b, h, q, j);
   return t;
@@ -177,24 +177,35 @@ __device__ __forceinline__ T* out_row(const KernelParams& p, i64 b, i64 h, i64 q
 
 // What one prefill block covers: query tile [qt0, qt1) of head (b, h), the
 // heaviest causal tiles (last rows) first for load balance (blockIdx.x),
-// and its split's (blockIdx.z) share [t_beg, t_end) of the BN-key tiles the
-// query tile can see, which end at kend. Keys below kfull are visible to
-// every row of the tile (causally), so those tiles need no mask.
+// and its split's (blockIdx.z) share [t_beg, t_end) of the BN-key tiles
+// (counted from k0) the query tile can see: from the tile holding its first
+// row's first visible key (the window's left edge) to kend. Keys in
+// [klow, kfull) are visible to every row of the tile (causal rule and
+// window), so tiles inside it need no mask.
 struct TileRange {
-  i64 b, h, hkv, qt0, qt1, kend, t_beg, t_end, kfull;
+  i64 b, h, hkv, qt0, qt1, kend, t_beg, t_end, kfull, klow;
   int split;
 };
 // The key side of a TileRange, once b, h, hkv, qt0 and qt1 are set.
 template <int BN>
 __device__ __forceinline__ void key_range(const KernelParams& p, TileRange& t) {
   t.split = blockIdx.z;
-  t.kend = p.k1;
-  if (p.causal) t.kend = min(t.kend, max(p.k0, t.qt1 - 1 + p.causal_offset + 1));
+  t.kend = min(p.k1, max(p.k0, p.key_end(t.qt1 - 1)));
+  const i64 kbeg = min(t.kend, max(p.k0, p.key_begin(t.qt0)));
+  const i64 first = (kbeg - p.k0) / BN;  // tiles left of it are hidden from every row
   const i64 ntiles = t.kend > p.k0 ? (t.kend - p.k0 + BN - 1) / BN : 0;
-  const i64 per = (ntiles + p.splits - 1) / p.splits;
-  t.t_beg = min(ntiles, t.split * per);
-  t.t_end = min(ntiles, t.t_beg + per);
-  t.kfull = p.causal ? min(p.k1, t.qt0 + p.causal_offset + 1) : p.k1;
+  const i64 n = max(i64{0}, ntiles - first);
+  const i64 per = (n + p.splits - 1) / p.splits;
+  t.t_beg = first + min(n, t.split * per);
+  t.t_end = first + min(n, t.split * per + per);
+  t.kfull = min(p.k1, p.key_end(t.qt0));
+  t.klow = p.key_begin(t.qt1 - 1);
+}
+// Whether key tile [kt, kt + BN) needs a per-row limit: some row of the
+// block does not see all of it.
+template <int BN>
+__device__ __forceinline__ bool tile_crosses_edge(const TileRange& t, i64 kt) {
+  return kt + BN > t.kfull || kt < t.klow;
 }
 // One head's rows (blockIdx.y = b * Hq + h), BM query rows a tile.
 template <int BM, int BN>

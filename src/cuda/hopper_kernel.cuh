@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   const int QT = kPacked ? BM / static_cast<int>(p.group) : BM;
   const TileRange tr = kPacked ? packed_tile_range<BN>(p, QT) : tile_range<BM, BN>(p);
   const i64 b = tr.b, h = tr.h, hkv = tr.hkv, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
-  const i64 t_beg = tr.t_beg, t_end = tr.t_end, kfull = tr.kfull;
+  const i64 t_beg = tr.t_beg, t_end = tr.t_end;
   const int split = tr.split;
 
   // Ring slot and mbarrier phase parity of key tile `it`.
@@ -181,10 +181,11 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     }
     sm90::wgmma_commit();
   };
-  // Scale to base 2; mask only tiles that cross the causal diagonal or the
-  // rectangle's key end. Then P = 2^(S - m'); returns each row's alpha.
+  // Scale to base 2; mask only tiles that cross the causal diagonal, an
+  // edge of the window or the rectangle's key end. Then P = 2^(S - m');
+  // returns each row's alpha.
   auto softmax = [&](float(&sc)[NS][4], i64 kt, float(&alpha)[2]) {
-    if (kt + BN > kfull) {
+    if (tile_crosses_edge<BN>(tr, kt)) {
 #pragma unroll
       for (int i = 0; i < 2; ++i)
         limit_row(sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt), p.scale_log2);

@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   const int g = lane >> 2, t4 = lane & 3;
   const TileRange tr = tile_range<BM, BN>(p);
   const i64 b = tr.b, h = tr.h, hkv = tr.hkv, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
-  const i64 t_beg = tr.t_beg, t_end = tr.t_end, kfull = tr.kfull;
+  const i64 t_beg = tr.t_beg, t_end = tr.t_end;
   const int split = tr.split;
 
   const InMode in_mode = p.splits > 1 ? InMode::empty : p.in_mode;
@@ -160,13 +160,14 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
       }
     }
 
-    // Scale to base 2; mask only tiles that cross the causal diagonal, the
-    // rectangle's key end, or that have an array mask.
-    const bool need_mask = p.mask_kind != core::MaskKind::none || kt + BN > kfull;
+    // Scale to base 2; mask only tiles that cross the causal diagonal, an
+    // edge of the window, the rectangle's key end, or that have an array
+    // mask.
+    const bool need_mask = p.mask_kind != core::MaskKind::none || tile_crosses_edge<BN>(tr, kt);
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
       if (need_mask && p.mask_kind == core::MaskKind::none) {
-        // Causal / key-end only: a per-row column limit, in 32-bit.
+        // Causal / window / key-end only: a per-row column range, in 32-bit.
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           const i64 q = qt0 + warp * WR + mt * 16 + g + 8 * i;

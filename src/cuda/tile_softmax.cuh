@@ -40,27 +40,35 @@ __device__ __forceinline__ void init_row(const KernelParams& p, InMode mode, i64
   }
 }
 
-// Columns of row q visible in the BN-key tile at kt: up to the tile's key
-// end `kend` and the causal diagonal; none for rows past the rectangle.
+// The columns [lo, hi) of a tile that one row sees.
+struct Cols {
+  int lo, hi;
+};
+
+// Columns of row q visible in the BN-key tile at kt: from the window's left
+// edge up to the tile's key end `kend`, the causal diagonal and the
+// window's right edge; none for rows past the rectangle.
 template <int BN>
-__device__ __forceinline__ int visible_cols(const KernelParams& p, i64 q, i64 qt1, i64 kend,
-                                            i64 kt) {
-  i64 lim = q < qt1 ? kend : kt;
-  if (p.causal) lim = min(lim, q + p.causal_offset + 1);
-  return static_cast<int>(max(i64{0}, min(lim - kt, i64{BN})));
+__device__ __forceinline__ Cols visible_cols(const KernelParams& p, i64 q, i64 qt1, i64 kend,
+                                             i64 kt) {
+  if (q >= qt1) return {0, 0};
+  const i64 lo = min(max(p.key_begin(q) - kt, i64{0}), i64{BN});
+  const i64 hi = min(max(min(kend, p.key_end(q)) - kt, lo), i64{BN});
+  return {static_cast<int>(lo), static_cast<int>(hi)};
 }
 
-// Columns at or past `ncol` (the causal diagonal or the rectangle's end)
-// become -inf; the rest are scaled to base 2.
+// Columns outside [c.lo, c.hi) (the window, the causal diagonal or the
+// rectangle's end) become -inf; the rest are scaled to base 2.
 template <int NS>
-__device__ __forceinline__ void limit_row(float (&s)[NS][4], int i, int t4, int ncol,
+__device__ __forceinline__ void limit_row(float (&s)[NS][4], int i, int t4, Cols c,
                                           float scale_log2) {
 #pragma unroll
   for (int nt = 0; nt < NS; ++nt)
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       float& x = s[nt][2 * i + e];
-      x = nt * 8 + 2 * t4 + e < ncol ? x * scale_log2 : -INFINITY;
+      const int col = nt * 8 + 2 * t4 + e;
+      x = col >= c.lo && col < c.hi ? x * scale_log2 : -INFINITY;
     }
 }
 

@@ -92,17 +92,19 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
   const InMode in_mode = p.splits > 1 ? InMode::empty : p.in_mode;
   const OutMode out_mode = p.splits > 1 ? OutMode::partial : p.out_mode;
 
-  // Keys the block's rows can see, then this split's share (whole steps).
-  i64 kend = p.k1;
-  if (p.causal) {
-    const i64 qlast = p.q0 + (min(p0 + R, P) - 1) / p.group;
-    kend = min(kend, max(p.k0, qlast + p.causal_offset + 1));
-  }
-  const i64 steps = kend > p.k0 ? (kend - p.k0 + KSTEP - 1) / KSTEP : 0;
+  // Keys the block's rows can see, [kbeg, kend) (from the first row's
+  // window edge to the last row's diagonal), then this split's share
+  // (whole steps from kbeg).
+  const i64 qfirst = p.q0 + min(p0, P - 1) / p.group;
+  const i64 qlast = p.q0 + (min(p0 + R, P) - 1) / p.group;
+  const i64 kend = min(p.k1, max(p.k0, p.key_end(qlast)));
+  const i64 kbeg = min(kend, max(p.k0, p.key_begin(qfirst)));
+  const i64 steps = kend > kbeg ? (kend - kbeg + KSTEP - 1) / KSTEP : 0;
   const i64 per = (steps + p.splits - 1) / p.splits;
-  const i64 kb = p.k0 + min(steps, split * per) * KSTEP;
-  const i64 ke = min(kend, p.k0 + min(steps, split * per + per) * KSTEP);
-  const bool need_extra = p.causal || p.mask_kind != core::MaskKind::none || p0 + R > P;
+  const i64 kb = kbeg + min(steps, split * per) * KSTEP;
+  const i64 ke = min(kend, kbeg + min(steps, split * per + per) * KSTEP);
+  const bool need_extra = p.causal || p.window_left >= 0 || p.window_right >= 0 ||
+                          p.mask_kind != core::MaskKind::none || p0 + R > P;
 
   // Queries, pre-scaled to base 2.
   float qv[R][8];

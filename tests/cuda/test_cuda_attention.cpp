@@ -1,6 +1,6 @@
 // CUDA backend against the float64 reference through the public API: every
-// dtype and head dim, mask kinds, sinks, GQA ratios, odd lengths, layouts,
-// chunked vs single pass, fully masked rows, split-K decode.
+// dtype and head dim, mask kinds, sliding windows, sinks, GQA ratios, odd
+// lengths, layouts, chunked vs single pass, fully masked rows, split-K decode.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -358,6 +358,59 @@ TEST_P(CudaAttention, ChunkedEqualsSinglePass) {
         EXPECT_EQ(report.backend, "cuda");
         // Same kernels, different key order: within rounding of the output dtype.
         EXPECT_LE(lt::metric(d.out.read(), o1, c.dv()).err, lt::tolerance(t)) << c.name();
+      }
+}
+
+// Sliding windows (window_left / window_right around either diagonal), with
+// and without causal, single pass and chunked, on every kernel: windows of
+// 0, inside a tile, across tiles and wider than Lk; Lq < Lk, Lq = Lk and
+// Lq > Lk (rows whose window misses every key give 0 / -inf).
+TEST_P(CudaAttention, SlidingWindow) {
+  std::uint64_t seed = 5000;
+  const std::pair<std::int64_t, std::int64_t> windows[] = {
+      {0, 0}, {0, -1}, {5, -1}, {-1, 3}, {40, 7}, {130, 0}, {63, 200}, {5000, -1}, {-1, 5000}};
+  for (DType t : kDtypes)
+    for (auto [Lq, Lk] : {std::pair<std::int64_t, std::int64_t>{100, 700}, {257, 257}, {300, 129}})
+      for (const auto& [left, right] : windows)
+        for (bool causal : {false, true})
+          for (bool top_left : {false, true})
+            for (bool chunked : {false, true}) {
+              if (top_left && (chunked || t == DType::float32)) continue;  // fewer cases
+              Case c;
+              c.Hq = 4, c.Hkv = 2, c.Lq = Lq, c.Lk = Lk, c.D = 128;
+              c.dtype = t, c.causal = causal, c.causal_top_left = top_left;
+              c.window_left = left, c.window_right = right;
+              c.seed = ++seed;
+              longattn::AttentionOptions base;
+              base.policy = chunked ? lt::chunked_policy(64, 48) : lt::single_pass_policy();
+              check_cuda(c, base);
+            }
+}
+
+// A window with a mask array and sinks (the mma.sync kernel's element-wise
+// path), and decode over a long cache where only the window's keys are read
+// (split-K over the window alone, packed Hopper or vector kernel).
+TEST_P(CudaAttention, SlidingWindowWithMaskAndDecode) {
+  std::uint64_t seed = 5600;
+  for (DType t : kDtypes)
+    for (MaskKind kind : {MaskKind::boolean, MaskKind::additive}) {
+      Case c;
+      c.B = 2, c.Hq = 4, c.Hkv = 1, c.Lq = 90, c.Lk = 300, c.D = 128;
+      c.dtype = t, c.mask = kind, c.sinks = true, c.causal = true, c.window_left = 70;
+      c.mask_broadcast = {true, false, false, false};
+      c.seed = ++seed;
+      check_cuda(c);
+    }
+  for (DType t : kDtypes)
+    for (std::int64_t Lq : {1, 2, 8})
+      for (const auto& [left, right] :
+           {std::pair<std::int64_t, std::int64_t>{1000, 0}, {4095, -1}, {0, 0}, {100, 50}}) {
+        Case c;
+        c.B = 1, c.Hq = 8, c.Hkv = 2, c.Lq = Lq, c.Lk = 20000, c.D = 128;
+        c.dtype = t, c.causal = right == 0, c.window_left = left, c.window_right = right;
+        c.sinks = Lq == 2;
+        c.seed = ++seed;
+        check_cuda(c);
       }
 }
 
