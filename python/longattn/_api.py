@@ -118,6 +118,23 @@ def _flag(op: str, name: str, value: Any) -> bool:
     raise InvalidArgument(f"[{op}] {name} = {value!r} must be True or False")
 
 
+def _window(op: str, window: Any) -> Tuple[int, int]:
+    """(window_left, window_right), -1 = unbounded (None, or None on a side)."""
+    if window is None:
+        return -1, -1
+    try:
+        left, right = window
+    except (TypeError, ValueError):
+        raise InvalidArgument(
+            f"[{op}] window = {window!r} must be None or (left, right), each an integer "
+            "or None"
+        ) from None
+    return (
+        -1 if left is None else _number(op, "window[0]", left, int),
+        -1 if right is None else _number(op, "window[1]", right, int),
+    )
+
+
 def _policy_args(op: str, policy: Optional[Policy], budget_ms: Optional[float]) -> dict:
     if policy is None:
         policy = Policy()
@@ -141,16 +158,19 @@ def _policy_args(op: str, policy: Optional[Policy], budget_ms: Optional[float]) 
 
 
 def _common_args(
-    op: str, causal, scale, policy, budget_ms, profile, threads, layout
+    op: str, causal, scale, policy, budget_ms, profile, threads, layout, window=None
 ) -> Tuple[bool, dict]:
     bshd = _layout(op, layout)
     if profile is not None and not isinstance(profile, DeviceProfile):
         raise InvalidArgument(f"[{op}] profile = {profile!r} must be a longattn.DeviceProfile or None")
     is_causal, top_left = _causal(op, causal)
+    window_left, window_right = _window(op, window)
     args = dict(
         bshd=bshd,
         causal=is_causal,
         causal_top_left=top_left,
+        window_left=window_left,
+        window_right=window_right,
         scale=None if scale is None else _number(op, "scale", scale, float),
         profile=profile,
         threads=0 if threads is None else _number(op, "threads", threads, int),
@@ -160,14 +180,14 @@ def _common_args(
 
 
 def _native_options(
-    op: str, causal, scale, policy, budget_ms, profile, threads, layout
+    op: str, causal, scale, policy, budget_ms, profile, threads, layout, window=None
 ) -> "_core.Options":
     """The checked options as the native module takes them (the checks:
     _common_args), cached for the calls that repeat them (_OPTIONS)."""
-    _, args = _common_args(op, causal, scale, policy, budget_ms, profile, threads, layout)
+    _, args = _common_args(op, causal, scale, policy, budget_ms, profile, threads, layout, window)
     options = _core.Options(**args)
     try:
-        key = _options_key(causal, scale, layout, budget_ms, threads, profile, policy)
+        key = _options_key(causal, scale, layout, budget_ms, threads, profile, policy, window)
         hash(key)
     except TypeError:  # a subclass of Policy, or an unhashable value: not cached
         return options
@@ -177,7 +197,7 @@ def _native_options(
     return options
 
 
-def _options_key(causal, scale, layout, budget_ms, threads, profile, policy) -> tuple:
+def _options_key(causal, scale, layout, budget_ms, threads, profile, policy, window=None) -> tuple:
     """The cache key of a call's options: their values, and the types of
     those whose equal values of other types are refused (causal=1,
     threads=1.0, policy.fixed_chunk_keys=64.0); scale and budget_ms may be
@@ -185,8 +205,9 @@ def _options_key(causal, scale, layout, budget_ms, threads, profile, policy) -> 
     enters by its current values (_policy_key). Raises TypeError where the
     options are not to be cached (hash() does too, for unhashable ones)."""
     policy_key = None if policy is None else _policy_key(policy)
+    window_key = None if window is None else (tuple(window), tuple(map(type, window)))
     return (causal, causal.__class__, scale, layout, budget_ms, threads, threads.__class__, profile,
-            policy_key)
+            policy_key, window_key)
 
 
 def _policy_key(policy: "Policy") -> tuple:
@@ -237,6 +258,8 @@ def run(
     bshd: bool = False,
     causal: bool = False,
     causal_top_left: bool = False,
+    window_left: int = -1,
+    window_right: int = -1,
     scale: Optional[float] = None,
     budget_ms: float,
     safety: float,
@@ -264,6 +287,8 @@ def run(
         bshd=bshd,
         causal=causal,
         causal_top_left=causal_top_left,
+        window_left=window_left,
+        window_right=window_right,
         scale=scale,
         budget_ms=budget_ms,
         safety=safety,
@@ -295,6 +320,7 @@ def attention(
     v: Any,
     *,
     causal: Union[bool, str] = False,
+    window: Optional[Tuple[Optional[int], Optional[int]]] = None,
     mask: Any = None,
     scale: Optional[float] = None,
     sinks: Any = None,
@@ -336,6 +362,12 @@ def attention(
             'top_left': query i sees keys j <= i (PyTorch's is_causal); with
             Lk > Lq the last Lk - Lq keys are never seen. The two agree when
             Lq = Lk. Combines with `mask` (a key must pass both).
+        window: optional sliding window (left, right) around each query's
+            diagonal (FlashAttention's window_size): query i sees keys j
+            with d - left <= j <= d + right, d = i + (Lk - Lq), or d = i
+            with causal='top_left'; None (or None on a side) = unbounded.
+            With causal, both rules hold. Hidden key blocks are skipped, so
+            the cost follows the window, not Lq x Lk.
         mask: optional boolean (True = keep) or additive float array (added
             to the scaled logits; -inf drops a key), broadcastable to
             [B, Hq, Lq, Lk]: each dim 1 or full (stride 0 is fine). Fewer
@@ -396,12 +428,15 @@ def attention(
     # written out here, on the path every call takes.
     try:
         policy_key = None if policy is None else _policy_key(policy)
+        window_key = None if window is None else (tuple(window), tuple(map(type, window)))
         options = _OPTIONS[causal, causal.__class__, scale, layout, budget_ms, threads,
-                           threads.__class__, profile, policy_key]
+                           threads.__class__, profile, policy_key, window_key]
     except (KeyError, TypeError):  # not cached (yet); the checks below decide
         options = None
     if options is None:
-        options = _native_options(op, causal, scale, policy, budget_ms, profile, threads, layout)
+        options = _native_options(
+            op, causal, scale, policy, budget_ms, profile, threads, layout, window
+        )
     if progress is not None and not callable(progress):
         raise InvalidArgument(f"[{op}] progress = {progress!r} must be callable or None")
     want_lse = return_lse if return_lse is False else _flag(op, "return_lse", return_lse)
@@ -444,6 +479,7 @@ def plan(
     v: Any,
     *,
     causal: Union[bool, str] = False,
+    window: Optional[Tuple[Optional[int], Optional[int]]] = None,
     mask: Any = None,
     scale: Optional[float] = None,
     sinks: Any = None,
@@ -472,7 +508,7 @@ def plan(
     """
     del progress, report, stream  # accepted for symmetry with attention()
     op = "longattn.plan"
-    options = _native_options(op, causal, scale, policy, budget_ms, profile, threads, layout)
+    options = _native_options(op, causal, scale, policy, budget_ms, profile, threads, layout, window)
     want_lse = _flag(op, "return_lse", return_lse)
     return _core.plan(q, k, v, out, want_lse, mask, sinks, options)
 

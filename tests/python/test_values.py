@@ -197,3 +197,40 @@ def test_threads(rng):
     c = Case(rng, "numpy", "float32", "bhsd", 1, 4, 4, 16, 64, 32, 32)
     for threads in (1, 2, None):
         check(longattn.attention(c.q, c.k, c.v, threads=threads), c.reference(), "float32")
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("window", [(0, 0), (5, None), (None, 3), (17, 4), (500, 500)])
+@pytest.mark.parametrize("causal", [False, True, "top_left"])
+@pytest.mark.parametrize("lengths", [(40, 90), (90, 40)])
+def test_window(rng, framework, dtype, window, causal, lengths):
+    """window=(left, right) around the diagonal (bottom-right unless
+    causal='top_left'), None = unbounded; checked against the same
+    visibility given to the reference as a boolean mask. plan() counts only
+    the visible pairs."""
+    Lq, Lk = lengths
+    c = Case(rng, framework, dtype, "bhsd", 1, 4, 2, Lq, Lk, 32, 32)
+    left, right = window
+    i = np.arange(Lq)[:, None]
+    j = np.arange(Lk)[None, :]
+    d = i + (0 if causal == "top_left" else Lk - Lq)
+    keep = np.ones((Lq, Lk), dtype=bool)
+    if left is not None:
+        keep &= j >= d - left
+    if right is not None:
+        keep &= j <= d + right
+    out, lse = longattn.attention(c.q, c.k, c.v, causal=causal, window=window, return_lse=True)
+    check(out, c.reference(causal=causal, mask=keep), dtype, lse=lse)
+    if causal is not False:
+        keep &= j <= d
+    p = longattn.plan(c.q, c.k, c.v, causal=causal, window=window)
+    assert p.total_flops == pytest.approx(2 * 4 * 64 * keep.sum())
+
+
+def test_window_refused(rng):
+    c = Case(rng, "numpy", "float32", "bhsd", 1, 2, 1, 8, 8, 16, 16)
+    with pytest.raises(ValueError, match=r"window_left = -2"):
+        longattn.attention(c.q, c.k, c.v, window=(-2, 0))
+    with pytest.raises(longattn.InvalidArgument, match=r"window = 3 must be None or"):
+        longattn.attention(c.q, c.k, c.v, window=3)
