@@ -270,9 +270,8 @@ NB_MODULE(_core, m) {
   m.def(
       "attention_flops",
       [](std::int64_t B, std::int64_t Hq, std::int64_t Lq, std::int64_t Lk, std::int64_t D,
-         std::int64_t Dv, bool causal) {
-        return longattn::attention_flops(B, Hq, Lq, Lk, D, Dv, causal);
-      },
+         std::int64_t Dv,
+         bool causal) { return longattn::attention_flops(B, Hq, Lq, Lk, D, Dv, causal); },
       "B"_a, "Hq"_a, "Lq"_a, "Lk"_a, "D"_a, "Dv"_a, "causal"_a = false,
       "FLOPs of one attention call without a mask array: 2 * (D + Dv) per\n"
       "(batch, query head) and visible (query, key) pair (the two matrix\n"
