@@ -22,8 +22,8 @@ Two paths lead to the same native call:
   op torch.ops.longattn.attention, registered here with torch.library and a
   fake implementation, so dynamo and AOTAutograd see one opaque node with
   known output metadata and `fullgraph=True` holds. The op takes only what
-  a graph can carry: tensors, the causal alignment, the scale and the policy
-  as numbers. A progress callback or report=True cannot go through a graph
+  a graph can carry: tensors, the causal alignment, the sliding window, the
+  scale and the policy as numbers. A progress callback or report=True cannot go through a graph
   and is refused while compiling.
 
 Importing this module imports torch and registers the op; `import longattn`
@@ -39,6 +39,10 @@ from torch import Tensor
 
 from ._api import Policy, ProgressCallback, attention
 from ._report import RunReport
+
+# A sliding window (left, right) as longattn.attention takes it: None, or
+# None on a side, = unbounded.
+Window = Optional[Tuple[Optional[int], Optional[int]]]
 
 __all__ = ["scaled_dot_product_attention", "attention_op"]
 
@@ -220,6 +224,7 @@ def _run(
     mask: Optional[Tensor],
     sinks: Optional[Tensor],
     causal: Union[bool, str],
+    window: Window,
     scale: Optional[float],
     policy: Optional[Policy],
     budget_ms: Optional[float],
@@ -242,6 +247,7 @@ def _run(
         k,
         v,
         causal=causal,
+        window=window,
         mask=mask,
         scale=scale,
         sinks=sinks,
@@ -262,6 +268,8 @@ def attention_op(
     mask: Optional[Tensor],
     sinks: Optional[Tensor],
     causal: str,
+    window_left: int,
+    window_right: int,
     scale: Optional[float],
     budget_ms: float,
     safety: float,
@@ -275,7 +283,9 @@ def attention_op(
 
     q [B, Hq, L, D], k [B, Hkv, S, D], v [B, Hkv, S, Dv] (layout 'bhsd', any
     strides); mask and sinks as longattn.attention takes them; causal 'none',
-    'bottom_right' or 'top_left'; scale None = 1/sqrt(D); the policy as its
+    'bottom_right' or 'top_left'; window_left and window_right longattn's
+    window=(left, right), -1 = unbounded (None there), measured from the
+    diagonal of causal's alignment; scale None = 1/sqrt(D); the policy as its
     six numbers (longattn.Policy's fields, budget_ms included). Returns a new
     tensor [B, Hq, L, Dv], or [B, L, Hq, Dv] when out_bshd (what transformers
     expects back). No autograd formula: longattn has no backward.
@@ -289,12 +299,17 @@ def attention_op(
         fixed_query_rows=fixed_query_rows,
     )
     mode: Union[bool, str] = False if causal == "none" else causal
-    return _run(q, k, v, mask, sinks, mode, scale, policy, None, None, False, out_bshd)[0]
+    window = (
+        None if window_left == -1 else window_left,
+        None if window_right == -1 else window_right,
+    )
+    return _run(q, k, v, mask, sinks, mode, window, scale, policy, None, None, False, out_bshd)[0]
 
 
 @attention_op.register_fake
 def _attention_fake(
-    q, k, v, mask, sinks, causal, scale, budget_ms, safety, chunk_threshold_keys,
+    q, k, v, mask, sinks, causal, window_left, window_right, scale, budget_ms, safety,
+    chunk_threshold_keys,
     workspace_limit_bytes, fixed_chunk_keys, fixed_query_rows, out_bshd,
 ):  # fmt: skip
     B, H, L, _ = q.shape
@@ -306,6 +321,7 @@ def _dispatch(
     f: _Folded,
     sinks: Optional[Tensor],
     causal: str,
+    window: Window,
     scale: Optional[float],
     policy: Optional[Policy],
     budget_ms: Optional[float],
@@ -317,14 +333,16 @@ def _dispatch(
     if not torch.compiler.is_compiling():
         mode: Union[bool, str] = False if causal == "none" else causal
         return _run(
-            f.q, f.k, f.v, f.mask, sinks, mode, scale, policy, budget_ms, progress, report, out_bshd
-        )
+            f.q, f.k, f.v, f.mask, sinks, mode, window, scale, policy, budget_ms, progress, report,
+            out_bshd,
+        )  # fmt: skip
     if progress is not None or report:
         raise RuntimeError(
             f"[{_OP}] progress= and report=True cannot be traced by torch.compile; "
             "call the function outside the compiled region to use them"
         )
     p = _DEFAULT_POLICY if policy is None else policy
+    left, right = (None, None) if window is None else window
     out = attention_op(
         f.q,
         f.k,
@@ -332,6 +350,8 @@ def _dispatch(
         f.mask,
         sinks,
         causal,
+        -1 if left is None else left,
+        -1 if right is None else right,
         None if scale is None else float(scale),
         float(p.budget_ms if budget_ms is None else budget_ms),
         float(p.safety),
@@ -354,6 +374,7 @@ def _attention(
     enable_gqa: bool,
     sinks: Optional[Tensor] = None,
     out_bshd: bool = False,
+    window: Window = None,
     budget_ms: Optional[float] = None,
     policy: Optional[Policy] = None,
     progress: Optional[ProgressCallback] = None,
@@ -361,9 +382,13 @@ def _attention(
 ) -> Tuple[Tensor, Optional[RunReport]]:
     """SDPA-shaped attention on torch tensors (the shared body of
     scaled_dot_product_attention and the transformers hook): fold, run,
-    unfold. out_bshd returns [..., L, H, Ev] instead of [..., H, L, Ev]."""
+    unfold. out_bshd returns [..., L, H, Ev] instead of [..., H, L, Ev].
+    window is longattn.attention's (torch's SDPA has none, so the public
+    function does not take it; the transformers hook does)."""
     f = _Folded(query, key, value, attn_mask, enable_gqa, sinks is not None)
-    out, rep = _dispatch(f, sinks, causal, scale, policy, budget_ms, progress, report, out_bshd)
+    out, rep = _dispatch(
+        f, sinks, causal, window, scale, policy, budget_ms, progress, report, out_bshd
+    )
     shape = f.out_shape
     if out_bshd and len(shape) >= 3:
         shape = shape[:-3] + (shape[-2], shape[-3], shape[-1])

@@ -389,6 +389,12 @@ OP_ARGS = {
     "plain": dict(mask=None, sinks=None, causal="none", scale=None, out_bshd=False),
     "mask_top_left": dict(mask="bool", sinks=None, causal="top_left", scale=0.3, out_bshd=False),
     "sinks_bshd": dict(mask="float", sinks=True, causal="bottom_right", scale=None, out_bshd=True),
+    "window_top_left": dict(
+        mask="bool", sinks=None, causal="top_left", window=(2, -1), scale=None, out_bshd=True
+    ),
+    "window_both_sides": dict(
+        mask=None, sinks=True, causal="none", window=(1, 3), scale=None, out_bshd=False
+    ),
 }
 
 
@@ -405,8 +411,9 @@ def test_opcheck(rng, case):
     }[a["mask"]]
     sinks = torch.linspace(-1, 1, 4) if a["sinks"] else None
     p = longattn.Policy()
+    left, right = a.get("window", (-1, -1))
     args = (
-        q, k, v, mask, sinks, a["causal"], a["scale"], p.budget_ms, p.safety,
+        q, k, v, mask, sinks, a["causal"], left, right, a["scale"], p.budget_ms, p.safety,
         p.chunk_threshold_keys, p.workspace_limit_bytes, p.fixed_chunk_keys,
         p.fixed_query_rows, a["out_bshd"],
     )  # fmt: skip
@@ -420,6 +427,7 @@ def test_opcheck(rng, case):
         mask=mask,
         sinks=sinks,
         causal=False if a["causal"] == "none" else a["causal"],
+        window=None if "window" not in a else tuple(None if w == -1 else w for w in (left, right)),
         scale=a["scale"],
     )
     assert torch.equal(out.transpose(1, 2) if a["out_bshd"] else out, want)

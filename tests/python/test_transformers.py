@@ -1,7 +1,8 @@
 """longattn.integrations.transformers: attn_implementation="longattn" in tiny
 randomly initialised models (no downloads) against "sdpa" (and "eager" for
 gpt-oss's sinks): logits with and without left padding, greedy generate()
-through prefill and cached decode, a sliding window, GQA, a chunked policy;
+through prefill and cached decode, a sliding window (in transformers' masks,
+and from sliding_window alone where no mask comes), GQA, a chunked policy;
 and the attention function itself against transformers' sdpa function."""
 
 import copy
@@ -305,10 +306,56 @@ def test_attention_forward_matches_sdpa_forward(case):
     assert err <= tolerance("float32", c["Lk"]), err
 
 
-def test_sliding_window():
-    """A window with no mask: fine while every key lies inside it (what
-    transformers' masks leave out), NotImplementedError beyond; with a mask
-    (which holds the window) it is the mask's."""
+def sliding_mask(causal, window, Lq, Lk, q_offset=0):
+    """transformers' own boolean mask of a sliding-window layer (sdpa_mask,
+    never skipped), queries at positions q_offset + i."""
+    from transformers.masking_utils import (
+        sdpa_mask,
+        sliding_window_bidirectional_mask_function,
+        sliding_window_causal_mask_function,
+    )
+
+    fn = (
+        sliding_window_causal_mask_function
+        if causal
+        else sliding_window_bidirectional_mask_function
+    )(window)
+    return sdpa_mask(
+        batch_size=2, q_length=Lq, kv_length=Lk, q_offset=q_offset, mask_function=fn,
+        allow_is_causal_skip=False,
+    )  # fmt: skip
+
+
+# (causal module, Lq, Lk): prefill (Lq = Lk), an empty static cache's
+# prefill (top-left), a decode step (the query is the last position), a
+# bidirectional layer; every one with keys outside the window of 4
+WINDOW_CASES = [(True, 11, 11), (True, 5, 12), (True, 1, 9), (False, 10, 10)]
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["plain", "position_bias"])
+@pytest.mark.parametrize("causal,Lq,Lk", WINDOW_CASES)
+def test_sliding_window_without_a_mask(causal, Lq, Lk, bias):
+    """sliding_window with no mask is the window of transformers' own masks:
+    the same as sdpa given the mask sdpa_mask builds for the layer."""
+    W = 4
+    module = Module(2, causal)
+    q, k, v = qkv(2, 4, 2, Lq, Lk)
+    mask = sliding_mask(causal, W, Lq, Lk, q_offset=Lk - 1 if Lq == 1 else 0)
+    assert not mask.all()  # the window hides keys
+    kw = dict(scaling=0.25)
+    if bias:
+        kw["position_bias"] = torch.randn(1, 4, Lq, Lk, generator=torch.Generator().manual_seed(3))
+    want, _ = sdpa_attention_forward(module, q, k, v, mask, **kw)
+    got, _ = lat.attention_forward(module, q, k, v, None, sliding_window=W, **kw)
+    assert output_error(got, want.double().numpy()) <= 1e-5
+    # with the mask, the mask is the window (applied once, not twice)
+    got, _ = lat.attention_forward(module, q, k, v, mask, sliding_window=W, **kw)
+    assert output_error(got, want.double().numpy()) <= 1e-5
+
+
+def test_sliding_window_that_hides_nothing():
+    """A window wider than the keys changes nothing (where transformers'
+    sdpa_mask leaves the mask out): the plain causal call."""
     module = Module(2)
     # 6 keys; 3 queries on the top-left diagonal of 12 keys see keys 0..2
     for Lq, Lk in ((6, 6), (3, 12)):
@@ -316,16 +363,67 @@ def test_sliding_window():
         want, _ = sdpa_attention_forward(module, q, k, v, None, scaling=0.25)
         got, _ = lat.attention_forward(module, q, k, v, None, scaling=0.25, sliding_window=6)
         assert output_error(got, want.double().numpy()) <= 1e-5
-    for causal, Lq, Lk in ((True, 7, 7), (True, 1, 7), (False, 3, 12)):
-        q, k, v = qkv(1, 4, 2, Lq, Lk)
-        with pytest.raises(NotImplementedError, match="sliding_window = 6 with"):
-            lat.attention_forward(Module(2, causal), q, k, v, None, sliding_window=6)
-    ones = torch.ones(1, 1, 7, 7, dtype=torch.bool)
-    window = ones.tril() & ~ones.tril(-6)  # key j > query i - 6, as transformers' masks
-    q, k, v = qkv(1, 4, 2, 7, 7)
-    want, _ = sdpa_attention_forward(module, q, k, v, window, scaling=0.25)
-    got, _ = lat.attention_forward(module, q, k, v, window, scaling=0.25, sliding_window=6)
-    assert output_error(got, want.double().numpy()) <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def maskless():
+    """The longattn attention function under a name whose mask builder
+    returns None (as flash attention's does without padding): every layer's
+    call, sliding ones included, comes without a mask."""
+    from transformers import AttentionMaskInterface
+
+    name = lat.register("longattn_maskless")
+    AttentionMaskInterface.register(name, lambda *args, **kwargs: None)
+    return name
+
+
+def test_sliding_model_without_masks(name, maskless):
+    """qwen2 with both layers sliding over 6 keys, its 12-token prompt
+    reaching past them, and no mask passed: the window comes from
+    sliding_window alone; logits and greedy tokens are sdpa's (with masks)."""
+    ms = models(CONFIGS["qwen2_sliding"](), ["sdpa", maskless])
+    ids, mask = prompt(False)
+    kw = dict(attention_mask=mask, max_new_tokens=10, min_new_tokens=10, do_sample=False)
+    with torch.no_grad():
+        want = ms["sdpa"](ids, attention_mask=mask).logits
+        with Spy(maskless) as spy:
+            got = ms[maskless](ids, attention_mask=mask).logits
+        assert spy.calls == [(PROMPT, PROMPT, False)] * 2
+        assert_close(got, want, "float32")
+        with Spy(maskless) as spy:
+            tokens = ms[maskless].generate(ids, **kw)
+        assert not any(c[2] for c in spy.calls)
+        assert torch.equal(tokens, ms["sdpa"].generate(ids, **kw))
+
+
+def test_gpt_oss_without_masks(maskless):
+    """gpt-oss (one sliding layer, one full, sinks) with no masks passed."""
+    ms = models(gpt_oss_config(), ["eager", maskless])
+    ids, mask = prompt(False)
+    with torch.no_grad():
+        want = ms["eager"](ids, attention_mask=mask).logits
+        got = ms[maskless](ids, attention_mask=mask).logits
+    assert_close(got, want, "float32")
+
+
+def test_compiled_sliding_model_without_masks(maskless):
+    """torch.compile(fullgraph=True) traces the maskless sliding model: the
+    window rides in the op's arguments."""
+    ms = models(CONFIGS["qwen2_sliding"](), ["sdpa", maskless])
+    ids, mask = prompt(False)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(str(gm.graph))
+        return gm.forward
+
+    torch._dynamo.reset()
+    with torch.no_grad():
+        compiled = torch.compile(ms[maskless], fullgraph=True, backend=backend)
+        got = compiled(ids, attention_mask=mask)
+        want = ms["sdpa"](ids, attention_mask=mask)
+    assert len(graphs) == 1 and graphs[0].count("longattn.attention") == 2
+    assert_close(got.logits, want.logits, "float32")
 
 
 def test_refusals():

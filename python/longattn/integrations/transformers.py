@@ -30,12 +30,15 @@ What the attention function does with what the model passes (the same as
 - module.scaling (the `scaling` argument) is the logit scale.
 - sinks: a model with attention sinks passes them as `s_aux` (gpt-oss): one
   logit per head in the softmax denominator, which is longattn's `sinks`.
-- sliding windows: transformers' mask already holds the window wherever the
-  window can hide a key (sdpa_mask leaves the mask out only when every key
-  lies inside the window), so a window arrives in the mask and is honoured.
-  A window asked for with no mask and keys outside it (a caller that
-  bypassed transformers' masks) cannot be expressed yet and raises
-  NotImplementedError.
+- sliding windows: with a mask, the mask holds the window (transformers'
+  sdpa_mask puts it there wherever it can hide a key) and it is honoured
+  as it is. With no mask (a mask builder that leaves it out, or a direct
+  call), `sliding_window` = W becomes longattn's window on the diagonal of
+  the call's alignment, as transformers' masks define W: a causal layer's
+  query sees W keys, itself and the W - 1 before it (window (W - 1, None),
+  kv_idx > q_idx - W in masking_utils), and a bidirectional layer's
+  (module.is_causal False) every key within distance W on either side
+  (window (W, W), |q_idx - kv_idx| <= W).
 - position_bias (an additive bias some models pass): folded into a float
   mask with transformers' own helper, as sdpa does.
 - a query that sees no key (a left-padding position) gives 0, as sdpa does
@@ -111,9 +114,10 @@ def attention_forward(
         dropout: must be 0 (longattn does no dropout).
         scaling: the logit scale (module.scaling); None = 1/sqrt(D).
         is_causal: overrides module.is_causal.
-        sliding_window: the layer's window, if any: honoured through the
-            mask (see the module's docstring); NotImplementedError where it
-            would have to be applied without one.
+        sliding_window: the layer's window W, if any: the mask holds it
+            when there is one; without one, a causal layer's query sees the
+            W keys up to itself, a bidirectional layer's those within W of
+            it (see the module's docstring).
         s_aux: attention sinks, one logit per query head (gpt-oss).
         position_bias: an additive bias [B or 1, Hq or 1, Lq, Lk].
         budget_ms: time budget of one submission (register() sets it).
@@ -145,30 +149,29 @@ def attention_forward(
             stacklevel=2,
         )
     lt = _longattn_torch or _torch()
-    q_len, kv_len = query.shape[-2], key.shape[-2]
+    q_len = query.shape[-2]
     if is_causal is None:
         is_causal = getattr(module, "is_causal", True)
     # sdpa's rule: causal (top-left) only for several queries and no mask.
     causal = bool(is_causal) and q_len > 1 and attention_mask is None
-    if sliding_window is not None and attention_mask is None and position_bias is None:
-        # The farthest key a query can see without the window: with the
-        # top-left diagonal query i sees keys 0..i; otherwise the last query
-        # sees all Lk keys. transformers' window keeps keys j > i - window.
-        reach = min(q_len, kv_len) if causal else max(q_len, kv_len)
-        if reach > sliding_window:
-            raise NotImplementedError(
-                f"[{op}] sliding_window = {sliding_window} with {kv_len} keys and no mask: "
-                "longattn has no sliding-window option yet, and this call carries no mask "
-                "holding the window (transformers' masks for attn_implementation='longattn' "
-                "hold it; register() installs them)"
-            )
+    window = None
+    if sliding_window is not None and attention_mask is None:
+        # A mask, when there is one, already holds the window in the model's
+        # absolute positions (and position_bias below is folded into the
+        # mask only after this). Without one the window lies on the diagonal
+        # of the call's alignment: top-left when causal, else the queries
+        # are the last Lq positions (a decode step), both of which
+        # transformers' positions agree with when it leaves the mask out.
+        w = sliding_window
+        window = (w - 1, None) if is_causal else (w, w)
     if position_bias is not None:
         from transformers.integrations.sdpa_attention import create_position_bias_mask
 
+        # The bias mask holds causal (top-left) when it is; causal stays set,
+        # hiding nothing more, so that a window keeps its diagonal.
         attention_mask = create_position_bias_mask(
             position_bias, attention_mask, causal, query, key
         )
-        causal = False
     sinks = None
     if s_aux is not None:
         sinks = s_aux.detach().float()  # longattn's sinks are float32 [Hq]
@@ -182,6 +185,7 @@ def attention_forward(
         True,  # GQA: Hkv divides Hq, K and V not repeated
         sinks=sinks,
         out_bshd=True,
+        window=window,
         budget_ms=budget_ms,
         policy=policy,
         report=on_report is not None,
