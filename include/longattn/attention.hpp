@@ -25,6 +25,10 @@
 //   diagonal alone. No array is read: rectangles and key tiles the window
 //   hides are skipped, so the cost is about Lq x (left + right + 1), and a
 //   window combines with a mask array and sinks like causal does.
+// - Logit soft-cap (Gemma 2): softcap > 0 replaces each logit s = scale * q.k
+//   by softcap * tanh(s / softcap) before any mask is added and before the
+//   softmax (and the sink, which is a logit of its own, is not capped);
+//   0 = off. CPU only for now: the CUDA backend refuses it (Unsupported).
 // - A mask array is either boolean (DType::boolean, true = keep) or additive
 //   (float32/float16/bfloat16, added to the scaled logit, -inf = drop). Its
 //   logical shape is 4-D and broadcasts to [B, Hq, Lq, Lk]: each dim is 1 or
@@ -68,10 +72,11 @@ struct AttentionOptions {
   bool causal = false;          // see causal_align
   // Sliding window around the diagonal (see above); -1 = unbounded.
   std::int64_t window_left = -1, window_right = -1;
-  TensorView mask;                               // optional boolean or additive mask (see above)
-  TensorView sinks;                              // optional float32 [Hq]
-  TensorView lse;                                // optional output, float32 [B, Hq, Lq], base e
-  Policy policy = default_policy();              // how to split the work
+  float softcap = 0;                 // logit soft-cap (see above); 0 = off, else finite and > 0
+  TensorView mask;                   // optional boolean or additive mask (see above)
+  TensorView sinks;                  // optional float32 [Hq]
+  TensorView lse;                    // optional output, float32 [B, Hq, Lq], base e
+  Policy policy = default_policy();  // how to split the work
   BackendKind backend = BackendKind::automatic;  // automatic: by q.device
   DeviceProfile* profile = nullptr;  // used and refined in place; nullptr: the process-wide one
   int threads = 0;                   // CPU threads, 0..1024; 0 = all hardware threads

@@ -57,6 +57,10 @@ struct Problem {
 
   float scale = 1.f;       // softmax scale on q.k
   float scale_log2 = 1.f;  // scale * log2(e): kernels work in base 2
+  // Logit soft-cap in natural units (s -> softcap * tanh(s / softcap) with
+  // s = scale * q.k, before the mask); 0 = off.
+  float softcap = 0.f;
+  float softcap_log2 = 0.f;  // softcap * log2(e), finite: the cap in base 2
 
   // Visible (query, key) pairs inside [q0,q1) x [k0,k1) under the causal
   // rule and the window (array masks are not counted), for FLOP counts and

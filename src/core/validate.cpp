@@ -255,6 +255,16 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
   p.scale = static_cast<float>(scale);
   p.scale_log2 = static_cast<float>(scale * 1.4426950408889634);
 
+  // Soft-cap. The kernels cap in base 2, at softcap * log2(e): that must be
+  // finite in float32 too, or inf * tanh(0) would make a logit NaN.
+  const double softcap = opt.softcap;
+  if (!(softcap >= 0) || !std::isfinite(softcap) ||
+      !std::isfinite(static_cast<float>(softcap * 1.4426950408889634)))
+    c.fail("softcap = ", softcap, " must be finite and >= 0 (0 = off; at most ",
+           std::numeric_limits<float>::max() / 1.4426950408889634, ")");
+  p.softcap = opt.softcap;
+  p.softcap_log2 = static_cast<float>(softcap * 1.4426950408889634);
+
   // Policy and options.
   const Policy& pol = opt.policy;
   if (!(pol.budget_ms >= 0) || !std::isfinite(pol.budget_ms))
@@ -292,6 +302,9 @@ Problem validate_attention(const TensorView& q, const TensorView& k, const Tenso
     const auto dims = cuda_head_dims();
     if (dims.empty())
       c.unsupported("backend = cuda but this build of longattn has no CUDA backend");
+    if (opt.softcap > 0)
+      c.unsupported("softcap = ", opt.softcap,
+                    " is not supported on CUDA yet (the CUDA kernels do not cap logits)");
     if (p.D != p.Dv)
       c.unsupported("v.shape[3] = ", p.Dv, " differs from q.shape[3] = ", p.D,
                     ": the CUDA backend needs Dv = D");

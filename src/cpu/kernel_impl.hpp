@@ -5,7 +5,7 @@
 // Per work item (batch b, KV head g, a run of queries): R rows = the `group`
 // query heads of g times nq queries. For each key tile of 64 keys:
 //   S = (scale*log2e * Q) . K^T           (6x16 register-blocked FMA kernel)
-//   mask S (causal / array) in place
+//   soft-cap S (if set), then mask S (causal / array) in place
 //   online softmax per row in base 2      (m, l, rescale O)
 //   O += P . V                            (the same FMA kernel)
 // Never an Lq x Lk matrix: S is R x 64. K and V are converted to float32 and
@@ -362,16 +362,26 @@ class Rectangle {
   }
 
   // Scores past nk, hidden by the causal rule or the window, or dropped by
-  // the mask array become -inf; an additive mask is added in base 2.
+  // the mask array become -inf; an additive mask is added in base 2. The
+  // soft-cap comes first, as the mask is added to the capped logit.
   // `edge`: some row of the run does not see every key of the tile.
   void mask_tile(const Item& it, int nrow_q, std::int64_t kb, int nk, bool edge, Scratch& s) const {
     const bool array = p_.mask_kind != MaskKind::none;
+    // The soft-cap is defined on the natural logit s = scale * q.k, but S
+    // already holds log2(e) * s (Q was scaled by scale_log2). With
+    // c2 = log2(e) * softcap (softcap_log2): S / c2 = s / softcap, and
+    // c2 * tanh(S / c2) = log2(e) * softcap * tanh(s / softcap), the capped
+    // logit in base 2. Dividing (not multiplying by 1 / c2) keeps S = 0 at 0
+    // when c2 is so small that its reciprocal overflows.
+    const float cap2 = p_.softcap_log2;
     for (int r = 0; r < rows_pad_; ++r) {
       float* row = s.s.data() + r * kKeyTile;
       if (!valid(r, nrow_q)) {
         std::fill(row, row + kKeyTile, -INFINITY);
         continue;
       }
+      if (cap2 > 0)
+        for (int j = 0; j < nk; ++j) row[j] = cap2 * std::tanh(row[j] / cap2);
       std::fill(row + nk, row + kKeyTile, -INFINITY);
       const std::int64_t i = query(it, r);
       if (edge) {

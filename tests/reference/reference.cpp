@@ -76,7 +76,9 @@ void attention_row(const Inputs& in, std::int64_t b, std::int64_t h, std::int64_
     const double* kj = &in.k[static_cast<std::size_t>(((b * in.Hkv + hk) * in.Lk + j) * in.D)];
     double dot = 0.0;
     for (std::int64_t d = 0; d < in.D; ++d) dot += qi[d] * kj[d];
-    const double s = in.scale * dot + add;
+    double logit = in.scale * dot;
+    if (in.softcap > 0) logit = in.softcap * std::tanh(logit / in.softcap);
+    const double s = logit + add;
     if (std::isnan(s)) has_nan = true;
     if (s > m) m = s;
     keys.push_back(j);

@@ -6,7 +6,8 @@
 // in a second pass (the textbook two-pass softmax), all in double.
 //
 // Semantics (the ones longattn documents in include/longattn/attention.hpp):
-// - s_ij = scale * q_i . k_j (+ additive mask value).
+// - s_ij = scale * q_i . k_j (+ additive mask value); with softcap > 0 the
+//   first term is capped: softcap * tanh(scale * q_i . k_j / softcap).
 // - Causal is bottom-right aligned: query i sees key j iff j <= i + (Lk - Lq);
 //   or, with causal_top_left, iff j <= i (PyTorch's is_causal).
 // - Window (left, right; -1 = no bound on that side): with the diagonal
@@ -36,6 +37,7 @@ struct Inputs {
   std::vector<double> k;  // contiguous [B, Hkv, Lk, D]
   std::vector<double> v;  // contiguous [B, Hkv, Lk, Dv]
   double scale = 1.0;
+  double softcap = 0.0;  // 0: off
   bool causal = false;
   bool causal_top_left = false;                      // the diagonal of causal and of the window
   std::int64_t window_left = -1, window_right = -1;  // -1: no bound

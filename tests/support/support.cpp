@@ -315,6 +315,7 @@ std::string Case::name() const {
   if (sinks) s << " sinks";
   if (layout != Layout::bhld) s << " " << to_string(layout);
   if (scale) s << " scale=" << *scale;
+  if (softcap > 0) s << " softcap=" << softcap;
   if (qk_std != 1.0) s << " qk_std=" << qk_std;
   s << " seed=" << seed;
   return s.str();
@@ -378,6 +379,7 @@ CaseData::CaseData(const Case& cs) : c(cs) {
   const std::int64_t B = c.B, Hq = c.Hq, Hkv = c.Hkv, Lq = c.Lq, Lk = c.Lk, D = c.D, Dv = c.dv();
   in.B = B, in.Hq = Hq, in.Hkv = Hkv, in.Lq = Lq, in.Lk = Lk, in.D = D, in.Dv = Dv;
   in.scale = c.effective_scale();
+  in.softcap = c.softcap;
   in.causal = c.causal;
   in.causal_top_left = c.causal_top_left;
   in.window_left = c.window_left;
@@ -482,6 +484,7 @@ std::vector<Buffer*> CaseData::buffers() {
 longattn::AttentionOptions CaseData::options(const Tensors& t,
                                              longattn::AttentionOptions base) const {
   base.scale = c.scale;
+  base.softcap = c.softcap;
   base.causal = c.causal;
   base.causal_align =
       c.causal_top_left ? longattn::CausalAlign::top_left : longattn::CausalAlign::bottom_right;

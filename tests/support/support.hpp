@@ -96,6 +96,7 @@ struct Case {
   bool lse = true;  // ask for LSE
   Layout layout = Layout::bhld;
   std::optional<double> scale;  // default 1/sqrt(D)
+  float softcap = 0;            // AttentionOptions::softcap (0 = off)
   double qk_std = 1.0;          // q, k ~ N(0, qk_std^2); v ~ N(0, 1)
   std::uint64_t seed = 1;
 
