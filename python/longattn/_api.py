@@ -158,7 +158,7 @@ def _policy_args(op: str, policy: Optional[Policy], budget_ms: Optional[float]) 
 
 
 def _common_args(
-    op: str, causal, scale, policy, budget_ms, profile, threads, layout, window=None
+    op: str, causal, scale, policy, budget_ms, profile, threads, layout, window=None, softcap=None
 ) -> Tuple[bool, dict]:
     bshd = _layout(op, layout)
     if profile is not None and not isinstance(profile, DeviceProfile):
@@ -172,6 +172,7 @@ def _common_args(
         window_left=window_left,
         window_right=window_right,
         scale=None if scale is None else _number(op, "scale", scale, float),
+        softcap=0.0 if softcap is None else _number(op, "softcap", softcap, float),
         profile=profile,
         threads=0 if threads is None else _number(op, "threads", threads, int),
         **_policy_args(op, policy, budget_ms),
@@ -180,14 +181,18 @@ def _common_args(
 
 
 def _native_options(
-    op: str, causal, scale, policy, budget_ms, profile, threads, layout, window=None
+    op: str, causal, scale, policy, budget_ms, profile, threads, layout, window=None, softcap=None
 ) -> "_core.Options":
     """The checked options as the native module takes them (the checks:
     _common_args), cached for the calls that repeat them (_OPTIONS)."""
-    _, args = _common_args(op, causal, scale, policy, budget_ms, profile, threads, layout, window)
+    _, args = _common_args(
+        op, causal, scale, policy, budget_ms, profile, threads, layout, window, softcap
+    )
     options = _core.Options(**args)
     try:
-        key = _options_key(causal, scale, layout, budget_ms, threads, profile, policy, window)
+        key = _options_key(
+            causal, scale, layout, budget_ms, threads, profile, policy, window, softcap
+        )
         hash(key)
     except TypeError:  # a subclass of Policy, or an unhashable value: not cached
         return options
@@ -197,7 +202,9 @@ def _native_options(
     return options
 
 
-def _options_key(causal, scale, layout, budget_ms, threads, profile, policy, window=None) -> tuple:
+def _options_key(
+    causal, scale, layout, budget_ms, threads, profile, policy, window=None, softcap=None
+) -> tuple:
     """The cache key of a call's options: their values, and the types of
     those whose equal values of other types are refused (causal=1,
     threads=1.0, policy.fixed_chunk_keys=64.0); scale and budget_ms may be
@@ -207,7 +214,7 @@ def _options_key(causal, scale, layout, budget_ms, threads, profile, policy, win
     policy_key = None if policy is None else _policy_key(policy)
     window_key = None if window is None else (tuple(window), tuple(map(type, window)))
     return (causal, causal.__class__, scale, layout, budget_ms, threads, threads.__class__, profile,
-            policy_key, window_key)
+            policy_key, window_key, softcap)
 
 
 def _policy_key(policy: "Policy") -> tuple:
@@ -261,6 +268,7 @@ def run(
     window_left: int = -1,
     window_right: int = -1,
     scale: Optional[float] = None,
+    softcap: float = 0.0,
     budget_ms: float,
     safety: float,
     chunk_threshold_keys: int,
@@ -290,6 +298,7 @@ def run(
         window_left=window_left,
         window_right=window_right,
         scale=scale,
+        softcap=softcap,
         budget_ms=budget_ms,
         safety=safety,
         chunk_threshold_keys=chunk_threshold_keys,
@@ -323,6 +332,7 @@ def attention(
     window: Optional[Tuple[Optional[int], Optional[int]]] = None,
     mask: Any = None,
     scale: Optional[float] = None,
+    softcap: Optional[float] = None,
     sinks: Any = None,
     layout: str = "bhsd",
     out: Any = None,
@@ -374,6 +384,10 @@ def attention(
             than 4 dims are aligned to the right, as NumPy broadcasts
             ([Lq, Lk] reads as [1, 1, Lq, Lk]). Not affected by `layout`.
         scale: logit scale; default 1 / sqrt(D).
+        softcap: optional logit soft-cap (Gemma 2): each logit s = scale *
+            q.k becomes softcap * tanh(s / softcap) before the mask is added
+            and the softmax. None or 0 = off; else finite and > 0. CPU only
+            for now (CUDA raises Unsupported).
         sinks: optional float32 [Hq]: one extra logit per head that enters
             the softmax denominator only (as in gpt-oss).
         layout: 'bhsd' ([B, H, S, D] arrays) or 'bshd' ([B, S, H, D], read
@@ -430,12 +444,12 @@ def attention(
         policy_key = None if policy is None else _policy_key(policy)
         window_key = None if window is None else (tuple(window), tuple(map(type, window)))
         options = _OPTIONS[causal, causal.__class__, scale, layout, budget_ms, threads,
-                           threads.__class__, profile, policy_key, window_key]
+                           threads.__class__, profile, policy_key, window_key, softcap]
     except (KeyError, TypeError):  # not cached (yet); the checks below decide
         options = None
     if options is None:
         options = _native_options(
-            op, causal, scale, policy, budget_ms, profile, threads, layout, window
+            op, causal, scale, policy, budget_ms, profile, threads, layout, window, softcap
         )
     if progress is not None and not callable(progress):
         raise InvalidArgument(f"[{op}] progress = {progress!r} must be callable or None")
@@ -482,6 +496,7 @@ def plan(
     window: Optional[Tuple[Optional[int], Optional[int]]] = None,
     mask: Any = None,
     scale: Optional[float] = None,
+    softcap: Optional[float] = None,
     sinks: Any = None,
     layout: str = "bhsd",
     out: Any = None,
@@ -508,7 +523,9 @@ def plan(
     """
     del progress, report, stream  # accepted for symmetry with attention()
     op = "longattn.plan"
-    options = _native_options(op, causal, scale, policy, budget_ms, profile, threads, layout, window)
+    options = _native_options(
+        op, causal, scale, policy, budget_ms, profile, threads, layout, window, softcap
+    )
     want_lse = _flag(op, "return_lse", return_lse)
     return _core.plan(q, k, v, out, want_lse, mask, sinks, options)
 

@@ -38,7 +38,7 @@ CallOptions make_options(bool bshd, bool causal, bool causal_top_left, std::opti
                          double budget_ms, double safety, std::int64_t chunk_threshold_keys,
                          std::int64_t workspace_limit_bytes, std::int64_t fixed_chunk_keys,
                          std::int64_t fixed_query_rows, nb::object profile, int threads,
-                         std::int64_t window_left, std::int64_t window_right) {
+                         std::int64_t window_left, std::int64_t window_right, double softcap) {
   CallOptions o;
   o.bshd = bshd;
   o.opt.scale = scale;
@@ -46,6 +46,7 @@ CallOptions make_options(bool bshd, bool causal, bool causal_top_left, std::opti
   o.opt.causal_align = causal_top_left ? CausalAlign::top_left : CausalAlign::bottom_right;
   o.opt.window_left = window_left;
   o.opt.window_right = window_right;
+  o.opt.softcap = static_cast<float>(softcap);
   o.opt.policy.budget_ms = budget_ms;
   o.opt.policy.safety = safety;
   o.opt.policy.chunk_threshold_keys = chunk_threshold_keys;
@@ -245,11 +246,13 @@ NB_MODULE(_core, m) {
 
   nb::class_<CallOptions>(m, "Options",
                           "The checked options of a call (longattn._api builds them):\n"
-                          "the layout, causal mask, window, scale, policy, profile and threads.")
+                          "the layout, causal mask, window, scale, softcap, policy, profile and\n"
+                          "threads.")
       .def(nb::new_(&make_options), nb::kw_only(), "bshd"_a, "causal"_a, "causal_top_left"_a,
            "scale"_a.none(), "budget_ms"_a, "safety"_a, "chunk_threshold_keys"_a,
            "workspace_limit_bytes"_a, "fixed_chunk_keys"_a, "fixed_query_rows"_a,
-           "profile"_a.none(), "threads"_a, "window_left"_a = -1, "window_right"_a = -1)
+           "profile"_a.none(), "threads"_a, "window_left"_a = -1, "window_right"_a = -1,
+           "softcap"_a = 0.0)
       .def_prop_ro("bshd", [](const CallOptions& o) { return o.bshd; });
   m.def("attention", &attention, "q"_a, "k"_a, "v"_a, "out"_a.none(), "lse"_a.none(),
         "mask"_a.none(), "sinks"_a.none(), "options"_a, "stream"_a, "progress"_a.none(), "report"_a,

@@ -61,11 +61,13 @@ def reference(
     mask: Optional[np.ndarray] = None,
     scale: Optional[float] = None,
     sinks: Optional[np.ndarray] = None,
+    softcap: Optional[float] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Attention over float64 [B, H, L, D] arrays, straight from the
     definition: (O [B, Hq, Lq, Dv], LSE [B, Hq, Lq]). causal: False, True or
     'bottom_right' (query i sees keys j <= i + Lk - Lq), 'top_left' (j <= i).
-    A row that sees no key has O = 0, LSE = -inf (with sinks: LSE = sink)."""
+    A row that sees no key has O = 0, LSE = -inf (with sinks: LSE = sink).
+    softcap: each logit s becomes softcap * tanh(s / softcap), before the mask."""
     q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
     B, Hq, Lq, D = q.shape
     Hkv, Lk = k.shape[1], k.shape[2]
@@ -75,6 +77,8 @@ def reference(
     if scale is None:
         scale = 1.0 / math.sqrt(D)
     s = np.einsum("bhqd,bhkd->bhqk", q, k) * scale
+    if softcap:
+        s = softcap * np.tanh(s / softcap)
     keep = np.ones((B, Hq, Lq, Lk), dtype=bool)
     if causal:
         i = np.arange(Lq)[:, None]

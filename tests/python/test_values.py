@@ -234,3 +234,34 @@ def test_window_refused(rng):
         longattn.attention(c.q, c.k, c.v, window=(-2, 0))
     with pytest.raises(longattn.InvalidArgument, match=r"window = 3 must be None or"):
         longattn.attention(c.q, c.k, c.v, window=3)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_softcap(rng, framework, dtype, causal):
+    """softcap=c caps each logit at c * tanh(s / c) before the mask is added;
+    logits far past the cap (scale=1: |s| ~ 6) saturate instead of making
+    the softmax nearly one-hot."""
+    c = Case(rng, framework, dtype, "bhsd", 1, 4, 2, 33, 70, 32, 32)
+    mask = rng.standard_normal((33, 70)).astype(np.float32)
+    out, lse = longattn.attention(
+        c.q, c.k, c.v, causal=causal, mask=mask, scale=1.0, softcap=2.0, return_lse=True
+    )
+    want = c.reference(causal=causal, mask=mask, scale=1.0, softcap=2.0)
+    check(out, want, dtype, lse=lse)
+    # None and 0 are off.
+    for off in (None, 0):
+        check(longattn.attention(c.q, c.k, c.v, softcap=off), c.reference(), dtype)
+    assert longattn.plan(c.q, c.k, c.v, softcap=2.0).total_flops > 0
+
+
+def test_softcap_refused(rng):
+    c = Case(rng, "numpy", "float32", "bhsd", 1, 2, 1, 8, 8, 16, 16)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"softcap = "):
+            longattn.attention(c.q, c.k, c.v, softcap=bad)
+        with pytest.raises(ValueError, match=r"softcap = "):
+            longattn.plan(c.q, c.k, c.v, softcap=bad)
+    with pytest.raises(longattn.InvalidArgument, match=r"softcap = 'x' must be a number"):
+        longattn.attention(c.q, c.k, c.v, softcap="x")
