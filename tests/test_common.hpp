@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <vector>
 
 #include "support.hpp"
@@ -24,6 +25,30 @@ inline CaseData check_case(const Case& c, const longattn::AttentionOptions& base
   const Comparison r = compare(d);
   EXPECT_TRUE(r.ok) << r.message;
   return d;
+}
+
+// Expects the given query rows (of every batch and head) to have seen no
+// key: O = 0 exactly, LSE = -inf (with sinks: the sink up to float32
+// rounding), never NaN.
+inline void expect_empty_rows(CaseData& d, const std::vector<std::int64_t>& rows) {
+  const auto o = d.out.read();
+  const auto lse = d.lse.read();
+  const std::int64_t Dv = d.c.dv();
+  for (std::int64_t b = 0; b < d.c.B; ++b)
+    for (std::int64_t h = 0; h < d.c.Hq; ++h)
+      for (std::int64_t i : rows) {
+        const std::int64_t r = (b * d.c.Hq + h) * d.c.Lq + i;
+        // With sinks LSE = sink up to float32 rounding (the kernel may work in
+        // base 2 and convert back); without, exactly -inf.
+        const double got = lse[static_cast<std::size_t>(r)];
+        if (d.c.sinks)
+          EXPECT_NEAR(got, d.in.sinks[static_cast<std::size_t>(h)], 1e-6)
+              << d.c.name() << " row " << i;
+        else
+          EXPECT_EQ(got, -std::numeric_limits<double>::infinity()) << d.c.name() << " row " << i;
+        for (std::int64_t x = 0; x < Dv; ++x)
+          ASSERT_EQ(o[static_cast<std::size_t>(r * Dv + x)], 0.0) << d.c.name() << " row " << i;
+      }
 }
 
 }  // namespace lt
