@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <regex>
 #include <string>
 #include <vector>
@@ -134,6 +135,10 @@ std::string contract(const TensorView& q, const TensorView& k, const TensorView&
       p.fixed_query_rows < 0)
     return "negative policy size";
   if (opt.threads < 0) return "threads";
+  if (opt.causal_align != CausalAlign::bottom_right && opt.causal_align != CausalAlign::top_left)
+    return "causal_align";
+  if (opt.window_left < -1 || opt.window_right < -1) return "window below -1";
+  if (!std::isfinite(opt.softcap) || opt.softcap < 0) return "softcap";
   return "";
 }
 
@@ -210,6 +215,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   opt.policy.chunk_threshold_keys = r.in(-1, 8);
   if (r.in(0, 3) == 0) opt.policy.workspace_limit_bytes = r.in(-1, 1 << 16);
   opt.threads = static_cast<int>(r.in(-1, 2));
+  // Read last, with "off" at the reader's end value, so that the committed
+  // corpus inputs (written before these options) still parse as they did.
+  opt.causal_align = static_cast<CausalAlign>(r.in(0, 2));  // 2: not an enumerator
+  if (r.in(0, 3) == 1) {
+    opt.window_left = r.in(-3, 8);
+    opt.window_right = r.in(-3, 8);
+  }
+  if (r.in(0, 4) == 1) {
+    const std::int64_t c = r.in(0, 12);
+    opt.softcap = c == 0   ? std::numeric_limits<float>::quiet_NaN()
+                  : c == 1 ? std::numeric_limits<float>::infinity()
+                  : c == 2 ? -1.f
+                           : static_cast<float>(c - 3) * 0.5f;
+  }
   // Keep the work tiny so the fuzzer stays fast.
   const double work = double(q.shape[0]) * double(q.shape[1]) * double(q.shape[2]) *
                       double(k.shape[2]) * double(q.shape[3] + v.shape[3]);
@@ -222,7 +241,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (w.rfind(prefix, 0) != 0) fail("message does not start with the operation", w);
     if (e.code() == ErrorCode::invalid_argument || e.code() == ErrorCode::unsupported) {
       static const std::regex names(
-          "\\b(q|k|v|out|mask|sinks|lse|scale|threads|backend)(\\.(shape|strides|dtype|device|"
+          "\\b(q|k|v|out|mask|sinks|lse|scale|threads|backend|causal_align|window_left|"
+          "window_right|softcap)(\\.(shape|strides|dtype|device|"
           "data|rank)\\b|\\b)|\\bpolicy\\.[a-z_]+");
       if (!std::regex_search(w.begin() + static_cast<std::ptrdiff_t>(prefix.size()), w.end(),
                              names))
