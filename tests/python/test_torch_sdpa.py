@@ -12,6 +12,7 @@ from support import (
     DTYPES,
     as_float64,
     check,
+    graph_recorder,
     output_error,
     randn,
     reference,
@@ -337,14 +338,6 @@ def test_longattn_refusals(rng):
 
 
 # ---- torch.compile and the op ---------------------------------------------------------
-
-
-def graph_recorder(graphs):
-    def backend(gm, example_inputs):
-        graphs.append(str(gm.graph))
-        return gm.forward
-
-    return backend
 
 
 @pytest.mark.parametrize("backend", ["eager", "aot_eager"])

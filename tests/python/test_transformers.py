@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from support import output_error, tolerance, torch
+from support import graph_recorder, output_error, tolerance, torch
 
 if torch is None:  # pragma: no cover - the test stage installs torch
     pytest.skip("torch is not installed", allow_module_level=True)
@@ -187,11 +187,7 @@ def test_compiled_model(name, padded):
     ms = models(CONFIGS["llama"](), ["sdpa", name])
     ids, mask = prompt(padded)
     graphs = []
-
-    def backend(gm, example_inputs):
-        graphs.append(str(gm.graph))
-        return gm.forward
-
+    backend = graph_recorder(graphs)
     torch._dynamo.reset()
     with torch.no_grad():
         got = torch.compile(ms[name], fullgraph=True, backend=backend)(ids, attention_mask=mask)
@@ -412,11 +408,7 @@ def test_compiled_sliding_model_without_masks(maskless):
     ms = models(CONFIGS["qwen2_sliding"](), ["sdpa", maskless])
     ids, mask = prompt(False)
     graphs = []
-
-    def backend(gm, example_inputs):
-        graphs.append(str(gm.graph))
-        return gm.forward
-
+    backend = graph_recorder(graphs)
     torch._dynamo.reset()
     with torch.no_grad():
         compiled = torch.compile(ms[maskless], fullgraph=True, backend=backend)
