@@ -57,25 +57,45 @@ using cuda::vector_splits;
 // about 0.5 MB.
 constexpr std::size_t kWorkspaceBytes = std::size_t{64} << 20;
 
-// Whether rows of a tensor can be read 16 bytes at a time.
-bool vectorizable(const void* ptr, const std::int64_t (&s)[4], DType t) {
+// Whether rows of a tensor can be read 16 bytes at a time: `cols` a
+// multiple of 8 (so a row is whole 16-byte pieces), unit column stride, the
+// other strides and the base 16-byte aligned.
+bool vectorizable(const void* ptr, const std::int64_t (&s)[4], DType t, std::int64_t cols) {
   const auto es = static_cast<std::int64_t>(dtype_size(t));
-  return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0 && s[3] == 1 && (s[0] * es) % 16 == 0 &&
-         (s[1] * es) % 16 == 0 && (s[2] * es) % 16 == 0;
+  return cols % 8 == 0 && reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0 && s[3] == 1 &&
+         (s[0] * es) % 16 == 0 && (s[1] * es) % 16 == 0 && (s[2] * es) % 16 == 0;
+}
+
+// Whether a mask's key pairs (j, j + 1), j even, can be read as one
+// 2-element load (KernelParams::vec_mask).
+bool mask_pairs(const Problem& p) {
+  if (p.mask_kind == MaskKind::none || p.mask_stride[3] != 1) return false;
+  const std::size_t es = p.mask_kind == MaskKind::boolean ? 1 : dtype_size(p.mask_dtype);
+  return reinterpret_cast<std::uintptr_t>(p.mask) % (2 * es) == 0 && p.mask_stride[0] % 2 == 0 &&
+         p.mask_stride[1] % 2 == 0 && p.mask_stride[2] % 2 == 0;
+}
+
+// The launcher of the narrowest instantiated width >= max(D, Dv) for the
+// dtype (narrower heads run padded, KernelParams::width); `hopper_only`
+// takes only the Hopper kernel's widths.
+const cuda::LauncherEntry* find_width(const Problem& p, bool hopper_only) {
+  const cuda::LauncherEntry* best = nullptr;
+  for (int i = 0; i < cuda::kNumLaunchers; ++i) {
+    const auto& e = cuda::kLaunchers[i];
+    if (e.dtype != static_cast<int>(p.dtype) || e.head_dim < std::max(p.D, p.Dv)) continue;
+    if (hopper_only && !cuda::hopper_head_dim(e.head_dim)) continue;
+    if (best == nullptr || e.head_dim < best->head_dim) best = &e;
+  }
+  return best;
 }
 
 const cuda::LauncherEntry& find_launcher(const Problem& p) {
-  if (p.D != p.Dv)
-    throw Unsupported("[longattn::cuda] D = " + std::to_string(p.D) + " and Dv = " +
-                      std::to_string(p.Dv) + " differ; the CUDA backend needs D = Dv");
-  for (int i = 0; i < cuda::kNumLaunchers; ++i) {
-    const auto& e = cuda::kLaunchers[i];
-    if (e.dtype == static_cast<int>(p.dtype) && e.head_dim == p.D) return e;
-  }
+  if (const cuda::LauncherEntry* e = find_width(p, false)) return *e;
   std::string have;
   for (auto d : cuda_head_dims()) have += (have.empty() ? "" : ", ") + std::to_string(d);
-  throw Unsupported("[longattn::cuda] head_dim D = " + std::to_string(p.D) + " with dtype " +
-                    dtype_name(p.dtype) + " is not built (this build has D in {" + have + "})");
+  throw Unsupported("[longattn::cuda] head dims D = " + std::to_string(p.D) +
+                    ", Dv = " + std::to_string(p.Dv) + " with dtype " + dtype_name(p.dtype) +
+                    " exceed this build's widest (built widths: " + have + ")");
 }
 
 // The names the run report gives the kernels (plan.hpp, SubmissionReport).
@@ -94,9 +114,10 @@ const char* kernel_name(KernelKind k, bool packed) {
 KernelParams make_params(const Problem& p) {
   KernelParams k;
   static_cast<Problem&>(k) = p;
-  k.vec_q = vectorizable(p.q, p.q_stride, p.dtype);
-  k.vec_k = vectorizable(p.k, p.k_stride, p.dtype);
-  k.vec_v = vectorizable(p.v, p.v_stride, p.dtype);
+  k.vec_q = vectorizable(p.q, p.q_stride, p.dtype, p.D);
+  k.vec_k = vectorizable(p.k, p.k_stride, p.dtype, p.D);
+  k.vec_v = vectorizable(p.v, p.v_stride, p.dtype, p.Dv);
+  k.vec_mask = mask_pairs(p);
   return k;
 }
 
@@ -136,7 +157,7 @@ class CudaBackend final : public Backend {
 
   StateView alloc_state(const Problem& p, std::int64_t rows) override {
     const std::int64_t n = p.B * p.Hq * rows;
-    const auto bytes = static_cast<std::size_t>(n * (p.Dv + 2)) * sizeof(float);
+    const auto bytes = static_cast<std::size_t>(n * (cuda::state_pitch(p.Dv) + 2)) * sizeof(float);
     auto* base = static_cast<float*>(device_alloc(bytes, "the running state"));
     states_.push_back(base);
     StateView s;
@@ -172,7 +193,6 @@ class CudaBackend final : public Backend {
   const char* dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
     const Rect& r = d.rect;
     if (r.q1 <= r.q0 || p.B == 0) return "";  // no rows: nothing to launch (and no grid of 0)
-    const cuda::LauncherEntry& entry = find_launcher(p);
     KernelParams k = make_params(p);
     k.q0 = r.q0;
     k.q1 = r.q1;
@@ -187,6 +207,7 @@ class CudaBackend final : public Backend {
       k.st_q0 = state.q0;
       k.st_rows = state.rows;
     }
+    k.st_pitch = cuda::state_pitch(p.Dv);
 
     // Keys any row of the rectangle sees (the causal rule and the window
     // hide the rest; the kernels skip their tiles), for the split-K sizing.
@@ -194,10 +215,19 @@ class CudaBackend final : public Backend {
     const std::int64_t keys = std::max<std::int64_t>(
         0, std::min(r.k1, p.key_end(r.q1 - 1)) - std::max(r.k0, p.key_begin(r.q0)));
     const std::int64_t packed = p.group * nq;
+    // The kernel, then its width: the Hopper kernel's (64, 128 or 256)
+    // where it serves, else the narrowest instantiated one.
+    const cuda::LauncherEntry* hopper = hopper_ ? find_width(p, true) : nullptr;
+    const bool wgmma_decode = use_wgmma_decode(p, k, packed, hopper);
+    const bool vector = !wgmma_decode && (p.dtype == DType::float32 || packed <= 8);
+    const bool wgmma = !wgmma_decode && !vector && use_wgmma(k, hopper);
+    const cuda::LauncherEntry& entry = wgmma_decode || wgmma ? *hopper : find_launcher(p);
+    const int hd = entry.head_dim;
+    k.width = hd;
     // Splits the split-K workspace can hold: each takes a partial state
     // (m, l, o) of every row.
     const std::int64_t row_bytes =
-        p.B * p.Hq * nq * (p.D + 2) * static_cast<std::int64_t>(sizeof(float));
+        p.B * p.Hq * nq * (hd + 2) * static_cast<std::int64_t>(sizeof(float));
     const std::int64_t workspace_splits = static_cast<std::int64_t>(kWorkspaceBytes) / row_bytes;
     const std::int64_t max_splits = std::min<std::int64_t>(cuda::kMaxSplits, workspace_splits);
     cuda::TileGrid g;  // the tile kernels' grid, for tile_splits
@@ -207,10 +237,10 @@ class CudaBackend final : public Backend {
     // The grid's head dimension, which CUDA limits to 65535.
     std::int64_t grid_heads = p.B * p.Hkv;
     const char* grid_heads_name = "B * Hkv";
-    if (use_wgmma_decode(p, k, packed)) {
+    if (wgmma_decode) {
       // The Hopper kernel in packed mode: one block per (b, KV head, query
       // tile, split); memory-bound, so split-K aims for one wave.
-      const cuda::HopperConfig cfg = cuda::hopper_decode_config(static_cast<int>(p.D));
+      const cuda::HopperConfig cfg = cuda::hopper_decode_config(hd);
       k.kind = KernelKind::wgmma;
       k.packed = 1;
       g.base = ceil_div(nq, cfg.block_m / p.group) * p.B * p.Hkv;
@@ -218,12 +248,12 @@ class CudaBackend final : public Backend {
       g.min_units = 2;
       g.one_wave = true;
       splits = cuda::tile_splits(g);
-    } else if (p.dtype == DType::float32 || packed <= 8) {
+    } else if (vector) {
       k.kind = KernelKind::vector;
       int rows = 8;
       while (rows / 2 >= packed && rows > 1) rows /= 2;
       k.rows_per_block = rows;
-      const int lanes = cuda::vec_lanes_per_key(static_cast<int>(p.D));
+      const int lanes = cuda::vec_lanes_per_key(hd);
       const int nb = cuda::vec_keys_per_group(rows, static_cast<int>(dtype_size(p.dtype)));
       const std::int64_t kstep = static_cast<std::int64_t>(cuda::kVecWarps) * (32 / lanes) * nb;
       // At least 128 keys a split. The kernel is latency-bound per block
@@ -236,8 +266,7 @@ class CudaBackend final : public Backend {
                              ceil_div(128, kstep), std::int64_t{cuda::kVecBlocksPerSm} * sms_,
                              max_splits);
     } else {
-      const int hd = static_cast<int>(p.D);
-      if (use_wgmma(p, k)) {
+      if (wgmma) {
         k.kind = KernelKind::wgmma;
         g.base = ceil_div(nq, cuda::hopper_config(hd).block_m) * p.B * p.Hq;
         g.units = ceil_div(keys, cuda::hopper_config(hd).block_n);
@@ -261,7 +290,7 @@ class CudaBackend final : public Backend {
     if (splits == 1) return kernel_name(entry.launch(k, stream_), k.packed != 0);
     const std::int64_t n = p.B * p.Hq * nq;
     const std::int64_t o_at = (2 * splits * n + 3) / 4 * 4;  // part_o 16-byte aligned
-    const auto bytes = static_cast<std::size_t>(o_at + splits * n * p.D) * sizeof(float);
+    const auto bytes = static_cast<std::size_t>(o_at + splits * n * hd) * sizeof(float);
     StreamWorkspace& ws = workspace(bytes);
     k.part_m = ws.ptr;
     k.part_l = ws.ptr + splits * n;
@@ -280,12 +309,12 @@ class CudaBackend final : public Backend {
     return *workspace_;
   }
 
-  // The Hopper kernel serves 16-bit prefill at D in {64, 128, 256} without
-  // array masks, on rows TMA can read (16-byte aligned, unit last stride);
+  // The Hopper kernel serves 16-bit prefill at widths 64, 128 and 256
+  // (`hopper`: the narrowest one built that holds D and Dv; none on other
+  // GPUs), on rows TMA can read (16-byte aligned, unit last stride);
   // everything else, or LONGATTN_CUDA_PREFILL=mma, takes the mma.sync kernel.
-  bool use_wgmma(const Problem& p, const KernelParams& k) const {
-    if (!hopper_ || !cuda::hopper_head_dim(static_cast<int>(p.D)) ||
-        k.mask_kind != MaskKind::none || !k.vec_q || !k.vec_k || !k.vec_v)
+  bool use_wgmma(const KernelParams& k, const cuda::LauncherEntry* hopper) const {
+    if (hopper == nullptr || k.dtype == DType::float32 || !k.vec_q || !k.vec_k || !k.vec_v)
       return false;
     return !force_mma_;
   }
@@ -294,9 +323,10 @@ class CudaBackend final : public Backend {
   // layout conditions, a power-of-2 GQA group of at most 64 heads and at
   // most 64 packed rows (decode, short verification steps), unless
   // LONGATTN_CUDA_DECODE=vector.
-  bool use_wgmma_decode(const Problem& p, const KernelParams& k, std::int64_t packed) const {
+  bool use_wgmma_decode(const Problem& p, const KernelParams& k, std::int64_t packed,
+                        const cuda::LauncherEntry* hopper) const {
     if (p.dtype == DType::float32 || packed > 64 || p.group > 64 ||
-        (p.group & (p.group - 1)) != 0 || !use_wgmma(p, k))
+        (p.group & (p.group - 1)) != 0 || !use_wgmma(k, hopper))
       return false;
     return !vector_decode_;
   }

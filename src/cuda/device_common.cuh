@@ -98,24 +98,59 @@ __device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, 
   return x * core::kLog2e;
 }
 
+// The terms of keys j and j + 1 (j even) of row (b, h, q), for kernels
+// whose threads hold adjacent columns: one 2-element load where vec_mask
+// says every even key's pair is aligned, else two. Keys at or past Lk (a tile's padding) read as
+// hidden.
+__device__ __forceinline__ void mask_pair(const KernelParams& p, i64 b, i64 h, i64 q, i64 j,
+                                          float (&t)[2]) {
+  const i64 off =
+      b * p.mask_stride[0] + h * p.mask_stride[1] + q * p.mask_stride[2] + j * p.mask_stride[3];
+  if (p.vec_mask && j + 1 < p.Lk) {
+    if (p.mask_kind == core::MaskKind::boolean) {
+      const uchar2 x =
+          *reinterpret_cast<const uchar2*>(static_cast<const std::uint8_t*>(p.mask) + off);
+      t[0] = x.x ? 0.f : -INFINITY;
+      t[1] = x.y ? 0.f : -INFINITY;
+      return;
+    }
+    float2 x;
+    switch (p.mask_dtype) {
+      case DType::float32:
+        x = *reinterpret_cast<const float2*>(static_cast<const float*>(p.mask) + off);
+        break;
+      case DType::float16:
+        x = __half22float2(
+            *reinterpret_cast<const __half2*>(static_cast<const __half*>(p.mask) + off));
+        break;
+      default:  // bfloat16
+        x = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(
+            static_cast<const __nv_bfloat16*>(p.mask) + off));
+        break;
+    }
+    t[0] = x.x * core::kLog2e;
+    t[1] = x.y * core::kLog2e;
+    return;
+  }
+  t[0] = j < p.Lk ? mask_term(p, b, h, q, j) : -INFINITY;
+  t[1] = j + 1 < p.Lk ? mask_term(p, b, h, q, j + 1) : -INFINITY;
+}
+
+// Base-2 logit of a scaled product t = scale_log2 * q.k: the soft-cap
+// c2 tanh(t / c2) with c2 = softcap * log2(e), which is log2(e) times the
+// natural capped logit softcap tanh(s / softcap) (the CPU kernel's rule), or
+// t itself. tanhf, not tanh.approx: its 2^-11 relative error would move a
+// logit of 30 by 0.015, past the bfloat16 tolerance.
+__device__ __forceinline__ float capped(const KernelParams& p, float t) {
+  return p.softcap_log2 > 0.f ? p.softcap_log2 * tanhf(t / p.softcap_log2) : t;
+}
+
 // The base-2 term the causal rule, the window, the rectangle and the array
 // mask add to the logit of (q, j): 0, -inf, or the additive mask's value.
 __device__ __forceinline__ float extra_term(const KernelParams& p, i64 b, i64 h, i64 q, i64 j) {
   if (q >= p.q1 || j >= p.k1) return -INFINITY;
   if (!p.key_visible(q, j)) return -INFINITY;
   return p.mask_kind != core::MaskKind::none ? mask_term(p, b, h, q, j) : 0.f;
-}
-
-// Base-2 logit of (q, j) given the raw product q.k: applies scale, causal,
-// the window, the rectangle's key end and the array mask. Rows outside
-// [q0, q1) and keys at or past k1 are excluded.
-__device__ __forceinline__ float masked_logit(const KernelParams& p, float qk, i64 b, i64 h, i64 q,
-                                              i64 j) {
-  if (q >= p.q1 || j >= p.k1) return -INFINITY;
-  if (!p.key_visible(q, j)) return -INFINITY;
-  float t = qk * p.scale_log2;
-  if (p.mask_kind != core::MaskKind::none) t += mask_term(p, b, h, q, j);
-  return t;
 }
 
 // ---- row state in / out -----------------------------------------------------
@@ -161,11 +196,12 @@ __device__ __forceinline__ void store_ml(const KernelParams& p, OutMode mode, in
   }
 }
 
-// Address of o[d] of a row in out mode state / partial (float32).
+// Address of o[d] of a row in out mode state / partial (float32); only
+// d < Dv is kept in the state.
 __device__ __forceinline__ float* o_slot(const KernelParams& p, OutMode mode, int split, i64 b,
                                          i64 h, i64 q) {
-  if (mode == OutMode::state) return p.st_o + state_row(p, b, h, q) * p.D;
-  return p.part_o + partial_row(p, split, b, h, q) * p.D;
+  if (mode == OutMode::state) return p.st_o + state_row(p, b, h, q) * p.st_pitch;
+  return p.part_o + partial_row(p, split, b, h, q) * p.width;
 }
 
 template <typename T>

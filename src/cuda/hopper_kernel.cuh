@@ -181,19 +181,20 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     }
     sm90::wgmma_commit();
   };
-  // Scale to base 2; mask only tiles that cross the causal diagonal, an
-  // edge of the window or the rectangle's key end. Then P = 2^(S - m');
-  // returns each row's alpha.
+  // Base-2 logits; the array mask, or a per-row column range on tiles
+  // that cross the causal diagonal, an edge of the window or the
+  // rectangle's key end. Then P = 2^(S - m'); returns each row's alpha.
+  const bool masked = p.mask_kind != core::MaskKind::none;
   auto softmax = [&](float(&sc)[NS][4], i64 kt, float(&alpha)[2]) {
-    if (tile_crosses_edge<BN>(tr, kt)) {
+    if (masked) {
 #pragma unroll
       for (int i = 0; i < 2; ++i)
-        limit_row(sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt), p.scale_log2);
+        mask_row(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt), b, hr[i], q[i], kt);
+    } else if (tile_crosses_edge<BN>(tr, kt)) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) limit_row(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt));
     } else {
-#pragma unroll
-      for (int nt = 0; nt < NS; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) sc[nt][e] *= p.scale_log2;
+      scale_tile(p, sc);
     }
 #pragma unroll
     for (int i = 0; i < 2; ++i) alpha[i] = softmax_row_p(sc, i, m[i], l[i]);
@@ -292,9 +293,11 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
   CUtensorMap tq, tk, tv;
   // K and V rows at or past k1 read as zeros, like the mma.sync kernel's
   // zero fill, so that keys outside the rectangle never reach P V.
-  if (!encode_rows_map(&tq, p.q, p.B, p.Hq, p.Lq, D, p.q_stride, qrows, kPacked ? group : 1) ||
-      !encode_rows_map(&tk, p.k, p.B, p.Hkv, p.k1, D, p.k_stride, cfg.block_n) ||
-      !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, D, p.v_stride, cfg.block_n))
+  // Columns past D (Q, K) or Dv (V) read as zeros too: a narrower head
+  // runs padded to the kernel's width D.
+  if (!encode_rows_map(&tq, p.q, p.B, p.Hq, p.Lq, p.D, p.q_stride, qrows, kPacked ? group : 1) ||
+      !encode_rows_map(&tk, p.k, p.B, p.Hkv, p.k1, p.D, p.k_stride, cfg.block_n) ||
+      !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, p.Dv, p.v_stride, cfg.block_n))
     return false;
   allow_dynamic_smem<hopper_kernel<T, D, kPacked>>(hopper_smem_bytes(cfg, D),
                                                    "cudaFuncSetAttribute(hopper_kernel)");

@@ -48,6 +48,10 @@ struct KernelParams : core::Problem {
   // the other strides multiples of 16 bytes, base pointer 16-byte aligned.
   // Otherwise the kernels read them element by element (any strides).
   std::int32_t vec_q = 0, vec_k = 0, vec_v = 0;
+  // Whether the mask's terms of keys (j, j + 1), j even, are adjacent and
+  // aligned as a pair: unit key stride, the other strides even, the base
+  // aligned to two elements.
+  std::int32_t vec_mask = 0;
 
   // The rectangle [q0, q1) x [k0, k1).
   std::int64_t q0 = 0, q1 = 0, k0 = 0, k1 = 0;
@@ -55,16 +59,17 @@ struct KernelParams : core::Problem {
   InMode in_mode = InMode::empty;
   OutMode out_mode = OutMode::final;
 
-  // Running state (m base 2): row (b, h, q) at ((b*Hq + h) * st_rows + q - st_q0).
+  // Running state (m base 2): row (b, h, q) at ((b*Hq + h) * st_rows + q - st_q0);
+  // its o at st_o[row * st_pitch + d], d < Dv (state_pitch).
   float* st_m = nullptr;
   float* st_l = nullptr;
   float* st_o = nullptr;
-  std::int64_t st_q0 = 0, st_rows = 0;
+  std::int64_t st_q0 = 0, st_rows = 0, st_pitch = 0;
 
   // Split-K partial workspace: `splits` slots of N = B*Hq*(q1-q0) rows each;
   // row (b, h, q) of slot s at s*N + (b*Hq + h)*(q1-q0) + q - q0.
-  // part_m[s*N + r], part_l[...], part_o[(s*N + r) * D + d]; part_o is
-  // 16-byte aligned (the merge kernel reads it as float4, D % 4 == 0).
+  // part_m[s*N + r], part_l[...], part_o[(s*N + r) * width + d]; part_o is
+  // 16-byte aligned (the merge kernel reads it as float4, width % 4 == 0).
   float* part_m = nullptr;
   float* part_l = nullptr;
   float* part_o = nullptr;
@@ -77,7 +82,18 @@ struct KernelParams : core::Problem {
   std::int32_t packed = 0;
 
   KernelKind kind = KernelKind::tensor_core;
+
+  // The head-dim width the kernel was instantiated for (its template D),
+  // >= max(D, Dv). Narrower heads run padded: columns of Q and K past D and
+  // of V past Dv read as zeros, and only the first Dv columns are read from
+  // or written to the output and the running state.
+  std::int32_t width = 0;
 };
+
+// Floats between running-state rows: Dv rounded up to 4, so each row is
+// 16-byte aligned and the kernels' float2 accesses stay in it. One pitch
+// for every kernel a call's dispatches may use, whatever their width.
+constexpr std::int64_t state_pitch(std::int64_t dv) { return (dv + 3) / 4 * 4; }
 
 // Tensor-core prefill tiles: each warp owns m_tiles x 16 query rows; key
 // tiles of block_n. With two m-tiles a warp feeds every K/V fragment it reads

@@ -70,8 +70,9 @@ __global__ void __launch_bounds__(kMergeThreads)
 #pragma unroll
   for (int w = 0; w < kMergeWarps; ++w) L += red_l[w];
 
-  const int cols = static_cast<int>(p.D / 4);  // float4 columns (launch_merge checks D % 4)
-  const int lanes = kMergeThreads / cols;      // splits read side by side
+  // float4 columns of the padded rows (launch_merge checks width % 4).
+  const int cols = p.width / 4;
+  const int lanes = kMergeThreads / cols;  // splits read side by side
   const int c = tid % cols, sl = tid / cols;
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
   auto add = [&](float fs, const float4& x) {
@@ -98,7 +99,7 @@ __global__ void __launch_bounds__(kMergeThreads)
   __syncthreads();
 
   float* st_o = p.in_mode == InMode::load || p.out_mode == OutMode::state
-                    ? p.st_o + state_row(p, b, h, q) * p.D
+                    ? p.st_o + state_row(p, b, h, q) * p.st_pitch
                     : nullptr;
   const float inv = core::inv_sum(L);
   for (int c4 = tid; c4 < cols; c4 += kMergeThreads) {
@@ -114,6 +115,7 @@ __global__ void __launch_bounds__(kMergeThreads)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const i64 d = 4 * c4 + e;
+      if (d >= p.Dv) break;  // padding columns of a narrower head
       float O = o4[e];
       if (p.in_mode == InMode::load) O += st_o[d] * f0;
       if (p.out_mode == OutMode::state) {
@@ -142,11 +144,11 @@ __global__ void __launch_bounds__(kMergeThreads)
 }  // namespace
 
 void launch_merge(const KernelParams& p, void* stream) {
-  if (p.D % 4 != 0 || p.D > 4 * kMergeThreads || p.splits > kMaxSplits ||
+  if (p.width % 4 != 0 || p.width > 4 * kMergeThreads || p.splits > kMaxSplits ||
       reinterpret_cast<std::uintptr_t>(p.part_o) % 16 != 0)
-    throw BackendError("[longattn::cuda] merge_kernel: D = " + std::to_string(p.D) +
+    throw BackendError("[longattn::cuda] merge_kernel: width = " + std::to_string(p.width) +
                        ", splits = " + std::to_string(p.splits) +
-                       " or an unaligned part_o (needs D % 4 == 0, splits <= " +
+                       " or an unaligned part_o (needs width % 4 == 0, splits <= " +
                        std::to_string(kMaxSplits) + ", 16-byte alignment)");
   const long long N = p.B * p.Hq * (p.q1 - p.q0);
   const dim3 grid(static_cast<unsigned>(N));

@@ -21,24 +21,27 @@
 
 namespace longattn::cuda {
 
-// Copies rows [0, kRows) of a [rows, D] tile into shared memory (row stride
-// kLds); rows >= nvalid become zeros (so that padding keys never carry NaN
-// into P V). `vec`: 16-byte cp.async; else element loads with any strides.
+// Copies rows [0, kRows) of a [rows, ncols] tile into shared memory (row
+// stride kLds, D columns); rows >= nvalid and columns >= ncols (a head
+// narrower than the kernel's width D) become zeros, so that padding never
+// carries NaN into P V nor adds to Q K^T. `vec`: 16-byte cp.async (ncols a
+// multiple of 8); else element loads with any strides.
 template <typename T, int D, int kLds, int kRows, int kThreads>
 __device__ __forceinline__ void load_tile(T* s, const T* g, i64 row_stride, i64 col_stride,
-                                          i64 nvalid, bool vec, int tid) {
+                                          i64 nvalid, i64 ncols, bool vec, int tid) {
   constexpr int C = D / 8;
   for (int idx = tid; idx < kRows * C; idx += kThreads) {
     const int r = idx / C, c = idx % C;
     T* dst = s + r * kLds + c * 8;
-    const bool valid = r < nvalid;
+    const bool valid = r < nvalid && c * 8 < ncols;
     if (vec) {
       cp_async16(dst, valid ? g + r * row_stride + c * 8 : g, valid);
     } else {
       alignas(16) T tmp[8];
 #pragma unroll
       for (int e = 0; e < 8; ++e)
-        tmp[e] = valid ? g[r * row_stride + (c * 8 + e) * col_stride] : from_f<T>(0.f);
+        tmp[e] = valid && c * 8 + e < ncols ? g[r * row_stride + (c * 8 + e) * col_stride]
+                                            : from_f<T>(0.f);
       *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(tmp);
     }
   }
@@ -93,14 +96,15 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   // kend read as zeros.
   auto load_k = [&](T* dst, i64 j) {
     load_tile<T, D, LDS, BN, NT>(dst, kg + j * p.k_stride[2], p.k_stride[2], p.k_stride[3],
-                                 kend - j, p.vec_k, tid);
+                                 kend - j, p.D, p.vec_k, tid);
   };
   auto load_v = [&](T* dst, i64 j) {
     load_tile<T, D, LDS, BN, NT>(dst, vg + j * p.v_stride[2], p.v_stride[2], p.v_stride[3],
-                                 kend - j, p.vec_v, tid);
+                                 kend - j, p.Dv, p.vec_v, tid);
   };
   if (t_beg < t_end) {
-    load_tile<T, D, LDS, BM, NT>(sQ, qg, p.q_stride[2], p.q_stride[3], qt1 - qt0, p.vec_q, tid);
+    load_tile<T, D, LDS, BM, NT>(sQ, qg, p.q_stride[2], p.q_stride[3], qt1 - qt0, p.D, p.vec_q,
+                                 tid);
     const i64 kt = p.k0 + t_beg * BN;
     load_k(sK0, kt);
     cp_async_commit();
@@ -163,30 +167,23 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
     // Scale to base 2; mask only tiles that cross the causal diagonal, an
     // edge of the window, the rectangle's key end, or that have an array
     // mask.
-    const bool need_mask = p.mask_kind != core::MaskKind::none || tile_crosses_edge<BN>(tr, kt);
+    const bool masked = p.mask_kind != core::MaskKind::none;
+    const bool edge = tile_crosses_edge<BN>(tr, kt);
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
-      if (need_mask && p.mask_kind == core::MaskKind::none) {
-        // Causal / window / key-end only: a per-row column range, in 32-bit.
+      if (masked || edge) {
+        // A per-row column range (causal, window, key end), in 32-bit.
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           const i64 q = qt0 + warp * WR + mt * 16 + g + 8 * i;
-          limit_row(s[mt], i, t4, visible_cols<BN>(p, q, qt1, kend, kt), p.scale_log2);
+          const Cols c = visible_cols<BN>(p, q, qt1, kend, kt);
+          if (masked)
+            mask_row(p, s[mt], i, t4, c, b, h, q, kt);
+          else
+            limit_row(p, s[mt], i, t4, c);
         }
-      } else if (need_mask) {
-#pragma unroll
-        for (int nt = 0; nt < NS; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const i64 q = qt0 + warp * WR + mt * 16 + g + (e >= 2 ? 8 : 0);
-            const i64 j = kt + nt * 8 + 2 * t4 + (e & 1);
-            s[mt][nt][e] = j < kend ? masked_logit(p, s[mt][nt][e], b, h, q, j) : -INFINITY;
-          }
       } else {
-#pragma unroll
-        for (int nt = 0; nt < NS; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) s[mt][nt][e] *= p.scale_log2;
+        scale_tile(p, s[mt]);
       }
 
 #pragma unroll

@@ -5,7 +5,9 @@
 // four lanes holds a whole row between them.
 //
 //   init_row:    the row's starting (m, l, o): empty, sinks or a loaded state
-//   limit_row:   scale to base 2, -inf past the row's last visible column
+//   limit_row:   base-2 logits (scaled, soft-capped), -inf outside the row's
+//                visible columns; mask_row adds the array mask; scale_tile
+//                for tiles every row sees whole
 //   softmax_row: m' = max(m, rowmax), P = 2^(s - m'), l and O rescaled
 //                (softmax_row_p + rescale_row, for kernels that overlap them)
 //   pack_p:      P as the A fragment of the P V product
@@ -32,9 +34,9 @@ __device__ __forceinline__ void init_row(const KernelParams& p, InMode mode, i64
 #pragma unroll
   for (int nt = 0; nt < NO; ++nt) {
     float2 x = make_float2(0.f, 0.f);
-    if (mode == InMode::load && valid)
-      x = *reinterpret_cast<const float2*>(p.st_o + state_row(p, b, h, q) * NO * 8 + nt * 8 +
-                                           2 * t4);
+    const int d = nt * 8 + 2 * t4;  // state_pitch keeps d + 1 inside the row
+    if (mode == InMode::load && valid && d < p.Dv)
+      x = *reinterpret_cast<const float2*>(p.st_o + state_row(p, b, h, q) * p.st_pitch + d);
     acc[nt][2 * i] = x.x;
     acc[nt][2 * i + 1] = x.y;
   }
@@ -58,18 +60,59 @@ __device__ __forceinline__ Cols visible_cols(const KernelParams& p, i64 q, i64 q
 }
 
 // Columns outside [c.lo, c.hi) (the window, the causal diagonal or the
-// rectangle's end) become -inf; the rest are scaled to base 2.
+// rectangle's end) become -inf; the rest take their base-2 logit (scaled,
+// soft-capped).
 template <int NS>
-__device__ __forceinline__ void limit_row(float (&s)[NS][4], int i, int t4, Cols c,
-                                          float scale_log2) {
+__device__ __forceinline__ void limit_row(const KernelParams& p, float (&s)[NS][4], int i, int t4,
+                                          Cols c) {
 #pragma unroll
   for (int nt = 0; nt < NS; ++nt)
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       float& x = s[nt][2 * i + e];
       const int col = nt * 8 + 2 * t4 + e;
-      x = col >= c.lo && col < c.hi ? x * scale_log2 : -INFINITY;
+      x = col >= c.lo && col < c.hi ? capped(p, x * p.scale_log2) : -INFINITY;
     }
+}
+
+// The same with the array mask of row (b, h, q) over the tile's keys from
+// kt: a hidden pair becomes -inf, an additive term is added after the cap.
+// A thread's two columns of an n-tile are adjacent keys, read together.
+template <int NS>
+__device__ __forceinline__ void mask_row(const KernelParams& p, float (&s)[NS][4], int i, int t4,
+                                         Cols c, i64 b, i64 h, i64 q, i64 kt) {
+  if (c.hi <= c.lo) {  // also every row past the rectangle: no mask row to read
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt) s[nt][2 * i] = s[nt][2 * i + 1] = -INFINITY;
+    return;
+  }
+#pragma unroll
+  for (int nt = 0; nt < NS; ++nt) {
+    const int col = nt * 8 + 2 * t4;
+    float t[2];
+    mask_pair(p, b, h, q, kt + col, t);
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& x = s[nt][2 * i + e];
+      x = col + e >= c.lo && col + e < c.hi ? capped(p, x * p.scale_log2) + t[e] : -INFINITY;
+    }
+  }
+}
+
+// Every column of an unmasked tile that all rows see: scale (and cap).
+template <int NS>
+__device__ __forceinline__ void scale_tile(const KernelParams& p, float (&s)[NS][4]) {
+  if (p.softcap_log2 > 0.f) {
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] = capped(p, s[nt][e] * p.scale_log2);
+  } else {
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] *= p.scale_log2;
+  }
 }
 
 // Online softmax, base 2: m' = max(m, rowmax), P = 2^(s - m'), l rescaled
@@ -137,16 +180,17 @@ __device__ __forceinline__ void store_row(const KernelParams& p, OutMode mode, i
     T* orow = out_row<T>(p, b, h, q);
 #pragma unroll
     for (int nt = 0; nt < NO; ++nt) {
-      const i64 d = nt * 8 + 2 * t4;
-      orow[d * p.o_stride[3]] = from_f<T>(acc[nt][2 * i] * inv);
-      orow[(d + 1) * p.o_stride[3]] = from_f<T>(acc[nt][2 * i + 1] * inv);
+      const i64 d = nt * 8 + 2 * t4;  // columns past Dv are a narrower head's padding
+      if (d < p.Dv) orow[d * p.o_stride[3]] = from_f<T>(acc[nt][2 * i] * inv);
+      if (d + 1 < p.Dv) orow[(d + 1) * p.o_stride[3]] = from_f<T>(acc[nt][2 * i + 1] * inv);
     }
   } else {
     float* os = o_slot(p, mode, split, b, h, q);
 #pragma unroll
     for (int nt = 0; nt < NO; ++nt)
-      *reinterpret_cast<float2*>(os + nt * 8 + 2 * t4) =
-          make_float2(acc[nt][2 * i], acc[nt][2 * i + 1]);
+      if (nt * 8 + 2 * t4 < p.Dv)
+        *reinterpret_cast<float2*>(os + nt * 8 + 2 * t4) =
+            make_float2(acc[nt][2 * i], acc[nt][2 * i + 1]);
   }
 }
 

@@ -30,12 +30,14 @@ struct Raw8<float> {
   float4 a, b;
 };
 
+// Eight dims from ptr, of which the first n exist (a head narrower than the
+// kernel's width ends inside a lane's eight); the rest read as zeros.
 template <typename T>
 __device__ __forceinline__ void load_raw(Raw8<T>& r, const T* ptr, i64 col_stride, bool vec,
-                                         bool valid) {
-  if (!valid) {
+                                         bool valid, int n) {
+  if (!valid || n <= 0) {
     r = Raw8<T>{};
-  } else if (vec) {
+  } else if (vec && n >= 8) {
     if constexpr (sizeof(T) == 4) {
       r.a = reinterpret_cast<const float4*>(ptr)[0];
       r.b = reinterpret_cast<const float4*>(ptr)[1];
@@ -45,7 +47,7 @@ __device__ __forceinline__ void load_raw(Raw8<T>& r, const T* ptr, i64 col_strid
   } else {
     alignas(16) T tmp[8];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) tmp[e] = ptr[e * col_stride];
+    for (int e = 0; e < 8; ++e) tmp[e] = e < n ? ptr[e * col_stride] : from_f<T>(0.f);
     r = *reinterpret_cast<const Raw8<T>*>(tmp);
   }
 }
@@ -117,7 +119,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
                               q * p.q_stride[2] + c * 8 * p.q_stride[3]
                         : nullptr;
     Raw8<T> raw;
-    load_raw<T>(raw, qp, p.q_stride[3], p.vec_q, valid);
+    load_raw<T>(raw, qp, p.q_stride[3], p.vec_q, valid, static_cast<int>(p.D) - c * 8);
     to_floats<T>(raw, qv[r]);
 #pragma unroll
     for (int e = 0; e < 8; ++e) qv[r][e] *= p.scale_log2;
@@ -153,9 +155,9 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
     for (int u = 0; u < NB; ++u) {
       const bool valid = jb + u < ke && active;
       load_raw<T>(kd[u], kbase + (valid ? (jb + u) * p.k_stride[2] : 0), p.k_stride[3], p.vec_k,
-                  valid);
+                  valid, static_cast<int>(p.D) - c * 8);
       load_raw<T>(vd[u], vbase + (valid ? (jb + u) * p.v_stride[2] : 0), p.v_stride[3], p.vec_v,
-                  valid);
+                  valid, static_cast<int>(p.Dv) - c * 8);
     }
   };
   if (kb < ke) load_step(kb, kr, vr);
@@ -190,10 +192,12 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
 #pragma unroll
       for (int u = 0; u < NB; ++u) {
         const i64 j = jb + u;
-        if (j >= ke)
+        if (j >= ke) {
           s[r][u] = -INFINITY;
-        else if (need_extra)
-          s[r][u] += extra_term(p, b, hr[r], qr[r], j);
+        } else {
+          s[r][u] = capped(p, s[r][u]);
+          if (need_extra) s[r][u] += extra_term(p, b, hr[r], qr[r], j);
+        }
         mx = fmaxf(mx, s[r][u]);
       }
       const float m_new = fmaxf(m[r], mx);
@@ -249,7 +253,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
   for (int idx = tid; idx < R * D; idx += NT) {
     const int r = idx / D, d = idx % D;
     const i64 pi = p0 + r;
-    if (pi >= P) continue;
+    if (pi >= P || d >= p.Dv) continue;  // past Dv: a narrower head's padding
     const i64 h = hkv * p.group + pi % p.group, q = p.q0 + pi / p.group;
     const float m0 = sm_m0[r], l0 = sm_l0[r];
     float M = m0;
@@ -259,7 +263,7 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
     if (M != -INFINITY) {  // else every side is empty and stays so
       const float f0 = core::rescale(m0, M);
       L = l0 * f0;
-      if (in_mode == InMode::load) O = p.st_o[state_row(p, b, h, q) * D + d] * f0;
+      if (in_mode == InMode::load) O = p.st_o[state_row(p, b, h, q) * p.st_pitch + d] * f0;
 #pragma unroll
       for (int gi = 0; gi < G; ++gi) {
         const float f = core::rescale(sm_m[gi][r], M);

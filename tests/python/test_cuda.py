@@ -129,12 +129,22 @@ def test_second_device(rng):
     check(out, want, "float16")
 
 
+@pytest.mark.parametrize("d, dv", [(40, 40), (72, 72), (128, 64), (33, 96)])
+def test_narrow_and_unequal_head_dims(rng, d, dv):
+    """Heads without their own kernel width run padded; Dv may differ."""
+    (q, k, v), _ = cuda_case(rng, "bfloat16", (1, 4, 2, 200, 300, 128, True))
+    q, k, v = q[..., :d], k[..., :d], v[..., :dv]
+    want = reference(*(as_float64(t) for t in (q, k, v)), causal=True)
+    out, lse = longattn.attention(q, k, v, causal=True, return_lse=True)
+    assert out.shape == (1, 4, 200, dv)
+    check(as_float64(out), want, "bfloat16", lse=lse)
+
+
 def test_cuda_errors(rng):
     (q, k, v), _ = cuda_case(rng, "float16", SHAPES["prefill"])
-    with pytest.raises(longattn.Unsupported, match="is not a CUDA head dim"):
-        longattn.attention(q[..., :40], k[..., :40], v[..., :40])
-    with pytest.raises(longattn.Unsupported, match="the CUDA backend needs Dv = D"):
-        longattn.attention(q, k, v[..., :64])
+    wide = torch.zeros(1, 1, 4, 300, device=q.device, dtype=q.dtype)
+    with pytest.raises(longattn.InvalidArgument, match=r"q.shape.3. = 300 .*must be in \[1, 256\]"):
+        longattn.attention(wide, wide, wide)
     with pytest.raises(longattn.InvalidArgument, match="k.device = cpu differs from q.device = cuda"):
         longattn.attention(q, k.cpu(), v)
     with pytest.raises(longattn.InvalidArgument, match="merge_states runs on the CPU"):

@@ -143,8 +143,9 @@ def test_devices_without_the_memory(qkv):
         with pytest.raises(longattn.Unsupported, match="this build of longattn has no CUDA backend"):
             longattn.plan(*cuda)
     else:
-        with pytest.raises(longattn.Unsupported, match="q.shape.3. = 16 is not a CUDA head dim"):
-            longattn.plan(*cuda)
+        wide = [FakeDevice(np.zeros(x.shape[:3] + (300,), x.dtype), 2, 0) for x in (q, k, v)]
+        with pytest.raises(longattn.InvalidArgument, match=r"q.shape.3. = 300 .*must be in \[1, 256\]"):
+            longattn.plan(*wide)
 
 
 @pytest.mark.skipif(
