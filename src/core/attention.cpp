@@ -102,13 +102,21 @@ Plan plan_attention(const TensorView& q, const TensorView& k, const TensorView& 
 void attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
                const AttentionOptions& options) {
   const char* op = "longattn::attention";
-  const core::Problem p = core::validate_attention(q, k, v, out, options, op, true);
+  core::Problem p = core::validate_attention(q, k, v, out, options, op, true);
   const BackendKind kind = resolve(options.backend, q);
   // The call plans and refines a copy; what it measured is merged back
   // afterwards, so concurrent calls never plan from a half-updated profile.
   DeviceProfile local = profile_for(options, kind, op);
   auto backend = make_backend(kind, options);
-  const Plan plan = core::make_plan(p, local, options.policy, {}, op);
+  Plan plan = core::make_plan(p, local, options.policy, {}, op);
+  // An array mask is summarized in blocks when the call is worth it (not a
+  // decode step or a short single pass): the kernels then skip the tiles
+  // it hides, and, given the counts, the planner re-plans at the cost of
+  // what the mask shows.
+  if (p.mask_kind != core::MaskKind::none && (plan.chunked || plan.predicted_ms > 1.0)) {
+    backend->summarize_mask(p);
+    if (p.mask_cost != nullptr) plan = core::make_plan(p, local, options.policy, {}, op);
+  }
 
   // A CUDA call that asks for no report and no progress, with a small
   // single-pass plan (decode, short prefill), is only enqueued on the

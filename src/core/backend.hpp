@@ -45,6 +45,14 @@ class Backend {
   // Never throws: it also runs while another error unwinds.
   virtual void release_state(StateView& s) noexcept = 0;
 
+  // Summarizes the array mask in blocks (mask_blocks.hpp) and points p at
+  // the summary (p.mask_blocks, kept for the backend's lifetime) and, where
+  // reading it back needs no wait that the call must not make, at its
+  // counts for the planner (p.mask_cost). Called at most once per call,
+  // before planning, and only for a mask. A backend without one leaves p
+  // as it is (every tile is read, the mask costs as dense).
+  virtual void summarize_mask(Problem& /*p*/) {}
+
   virtual void begin_submission() = 0;
   // Runs (or enqueues) one dispatch. `state` is ignored in single_pass mode.
   // A dispatch outside begin/end_submission (the executor's enqueue path)

@@ -13,6 +13,8 @@ namespace longattn::core {
 
 enum class MaskKind : std::uint8_t { none, boolean, additive };
 
+struct MaskCost;  // mask_blocks.hpp
+
 struct Problem {
   // Sizes.
   std::int64_t B = 0;      // batch
@@ -50,6 +52,14 @@ struct Problem {
   DType mask_dtype = DType::boolean;
   const void* mask = nullptr;
   std::int64_t mask_stride[4] = {};  // 0 on broadcast dims
+  // The mask's block summary (mask_blocks.hpp) in the backend's memory:
+  // block (b, h, qb, kb) at b*mb_stride[0] + h*mb_stride[1] +
+  // qb*mb_stride[2] + kb, the first two 0 where the mask broadcasts. Null:
+  // none, every tile is read.
+  const std::uint8_t* mask_blocks = nullptr;
+  std::int64_t mb_stride[3] = {};
+  // Its counts for costing (host memory); null: the mask costs as dense.
+  const MaskCost* mask_cost = nullptr;
 
   // Sinks: float32 [Hq], natural-log units; nullptr = none.
   const float* sinks = nullptr;
@@ -63,8 +73,8 @@ struct Problem {
   float softcap_log2 = 0.f;  // softcap * log2(e), finite: the cap in base 2
 
   // Visible (query, key) pairs inside [q0,q1) x [k0,k1) under the causal
-  // rule and the window (array masks are not counted), for FLOP counts and
-  // costs.
+  // rule and the window, and, with mask_cost, less the mask's hidden
+  // blocks, for FLOP counts and costs.
   double visible_pairs(std::int64_t q0, std::int64_t q1, std::int64_t k0, std::int64_t k1) const;
   // 2 * B * Hq * (D + Dv) per visible pair: the two matrix products.
   double flops(std::int64_t q0, std::int64_t q1, std::int64_t k0, std::int64_t k1) const;

@@ -11,6 +11,7 @@
 #endif
 
 #include "core/backend.hpp"
+#include "core/mask_blocks.hpp"
 #include "cpu/kernel.hpp"
 
 namespace longattn::core {
@@ -82,6 +83,13 @@ class CpuBackend final : public Backend {
     s = {};
   }
 
+  void summarize_mask(Problem& p) override {
+    blocks_ = core::summarize_mask_host(p);
+    cost_ = core::mask_cost(p, blocks_);
+    core::attach_blocks(p, blocks_.data());
+    p.mask_cost = &cost_;
+  }
+
   void begin_submission() override { t0_ = std::chrono::steady_clock::now(); }
   const char* dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
     if (avx2_) {
@@ -101,6 +109,8 @@ class CpuBackend final : public Backend {
   int threads_;
   bool avx2_;
   std::vector<float> m_, l_, o_;
+  std::vector<std::uint8_t> blocks_;  // the mask's summary (summarize_mask)
+  core::MaskCost cost_;
   std::chrono::steady_clock::time_point t0_;
 };
 

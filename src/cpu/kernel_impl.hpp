@@ -24,6 +24,7 @@
 
 #include "core/faults.hpp"
 #include "core/half.hpp"
+#include "core/mask_blocks.hpp"
 #include "core/state.hpp"
 #include "cpu/kernel.hpp"
 
@@ -239,6 +240,10 @@ class Rectangle {
           kb + kKeyTile >= r_.k1)
         continue;  // faults.hpp: the rectangle's last key tile is lost
       const int nk = static_cast<int>(std::min<std::int64_t>(kKeyTile, k_end - kb));
+      // A tile the mask hides from every row of the run adds nothing.
+      if (core::mask_hides(p_, it.b, it.g * p_.group, (it.g + 1) * p_.group, it.i0, i_end, kb,
+                           kb + nk))
+        continue;
       pack_k(it, kb, nk, s);
       gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
                   kKtStride, s.s.data(), kKeyTile);

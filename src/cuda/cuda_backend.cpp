@@ -34,6 +34,7 @@
 
 #include "core/backend.hpp"
 #include "core/int_math.hpp"
+#include "core/mask_blocks.hpp"
 #include "cuda/check.hpp"
 #include "cuda/device_cache.hpp"
 #include "cuda/kernel_params.hpp"
@@ -145,6 +146,7 @@ class CudaBackend final : public Backend {
   // state waits for the device by itself, and CUDA defers destroying an
   // event still pending. Errors are dropped: destructors must not throw.
   ~CudaBackend() override {
+    if (blocks_ != nullptr) (void)cudaFreeAsync(blocks_, stream_);  // after the call's kernels
     for (auto& s : states_) (void)cudaFree(s);
     for (auto& [a, b] : events_) {
       (void)cudaEventDestroy(a);
@@ -177,6 +179,30 @@ class CudaBackend final : public Backend {
     // broken, which the next launch or synchronization reports).
     (void)cudaFree(s.m);
     s = StateView{};
+  }
+
+  // On the device, on the call's stream, into stream-ordered memory (so it
+  // works under graph capture and is freed after the call's kernels). The
+  // counts need the summary on the host: read back only when the call
+  // waits on the host anyway and the stream is not being captured.
+  void summarize_mask(Problem& p) override {
+    const core::BlockDims d = core::block_dims(p);
+    const auto bytes = static_cast<std::size_t>(d.nb * d.nh * d.nq * d.nk);
+    if (bytes == 0) return;
+    void* ptr = nullptr;
+    check_cuda(cudaMallocAsync(&ptr, bytes, stream_), "cudaMallocAsync(mask summary)");
+    blocks_ = static_cast<std::uint8_t*>(ptr);
+    cuda::launch_mask_summary(make_params(p), blocks_, stream_);
+    core::attach_blocks(p, blocks_);
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    check_cuda(cudaStreamIsCapturing(stream_, &capture), "cudaStreamIsCapturing");
+    if (!host_wait_ || capture != cudaStreamCaptureStatusNone) return;
+    std::vector<std::uint8_t> host(bytes);
+    check_cuda(cudaMemcpyAsync(host.data(), blocks_, bytes, cudaMemcpyDeviceToHost, stream_),
+               "cudaMemcpyAsync(mask summary)");
+    check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(mask summary)");
+    cost_ = core::mask_cost(p, host);
+    p.mask_cost = &cost_;
   }
 
   void begin_submission() override {
@@ -373,6 +399,8 @@ class CudaBackend final : public Backend {
   std::string device_name_;
   std::shared_ptr<StreamWorkspace> workspace_;  // taken by the first split-K dispatch
   std::vector<float*> states_;
+  std::uint8_t* blocks_ = nullptr;  // the mask's summary (summarize_mask), stream-ordered
+  core::MaskCost cost_;
   // (start, end) event pairs; [0, next_event_) are submissions not yet
   // timed (host_wait off), reused after finish().
   std::vector<std::pair<cudaEvent_t, cudaEvent_t>> events_;

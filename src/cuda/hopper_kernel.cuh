@@ -24,6 +24,7 @@
 
 #include <cuda_runtime.h>
 
+#include "core/mask_blocks.hpp"
 #include "cuda/check.hpp"
 #include "cuda/device_common.cuh"
 #include "cuda/sm90.cuh"
@@ -74,15 +75,26 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   const i64 t_beg = tr.t_beg, t_end = tr.t_end;
   const int split = tr.split;
 
-  // Ring slot and mbarrier phase parity of key tile `it`.
+  // Ring slot and mbarrier phase parity of the n-th key tile the block runs.
   struct Stage {
     int s;
     std::uint32_t ph;
   };
-  auto stage_of = [&](i64 it) {
-    const int n = static_cast<int>(it - t_beg);
-    return Stage{n % ST, static_cast<std::uint32_t>((n / ST) & 1)};
+  auto stage_of = [&](int n) { return Stage{n % ST, static_cast<std::uint32_t>((n / ST) & 1)}; };
+  // The first key tile from `it` on that the array mask does not hide from
+  // every row of the block (its block summary, mask_blocks.hpp): hidden
+  // tiles are neither loaded nor computed. Producer and consumers walk the
+  // same sequence. (Packed rows span several heads: no skipping there.)
+  auto next_live = [&](i64 it) {
+    if (kPacked || p.mask_blocks == nullptr) return it;
+    while (it < t_end) {
+      const i64 kt = p.k0 + it * BN;
+      if (!core::mask_hides(p, b, h, h + 1, qt0, qt1, kt, min(kt + BN, kend))) break;
+      ++it;
+    }
+    return it;
   };
+  const i64 first = next_live(t_beg);
 
   if (threadIdx.x == 0) {
     sm90::mbar_init(q_full, 1);
@@ -104,7 +116,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   const int wg = threadIdx.x / 128;
   if (wg == 0) {
     if constexpr (CW > 1) sm90::reg_dealloc<kProducerRegs>();
-    if (threadIdx.x == 0 && t_beg < t_end) {
+    if (threadIdx.x == 0 && first < t_end) {
       const int ib = static_cast<int>(b), ih = static_cast<int>(h), ikv = static_cast<int>(hkv);
       sm90::mbar_arrive_expect_tx(q_full, kQBytes);
       // Packed: the box is QT queries x group heads from head h, the
@@ -112,8 +124,9 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
 #pragma unroll
       for (int cb = 0; cb < CB; ++cb)
         sm90::tma_load_4d(sQ + cb * BM * 128, &tq, q_full, cb * 64, static_cast<int>(qt0), ih, ib);
-      for (i64 it = t_beg; it < t_end; ++it) {
-        const auto [s, ph] = stage_of(it);
+      int n = 0;
+      for (i64 it = first; it < t_end; it = next_live(it + 1), ++n) {
+        const auto [s, ph] = stage_of(n);
         const int kt = static_cast<int>(p.k0 + it * BN);
         // A fresh barrier counts as having completed the phase before its
         // first, so the first pass over the ring does not wait.
@@ -185,12 +198,15 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   // that cross the causal diagonal, an edge of the window or the
   // rectangle's key end. Then P = 2^(S - m'); returns each row's alpha.
   const bool masked = p.mask_kind != core::MaskKind::none;
+  // This warpgroup's rows, for the mask's open blocks (nothing to read).
+  const i64 cr0 = qt0 + cw * 64, cr1 = min(cr0 + 64, qt1);
   auto softmax = [&](float(&sc)[NS][4], i64 kt, float(&alpha)[2]) {
-    if (masked) {
+    if (masked &&
+        (kPacked || !core::mask_opens(p, b, h, h + 1, cr0, cr1, kt, min(kt + BN, kend)))) {
 #pragma unroll
       for (int i = 0; i < 2; ++i)
         mask_row(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt), b, hr[i], q[i], kt);
-    } else if (tile_crosses_edge<BN>(tr, kt)) {
+    } else if (masked || tile_crosses_edge<BN>(tr, kt)) {
 #pragma unroll
       for (int i = 0; i < 2; ++i) limit_row(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt));
     } else {
@@ -224,9 +240,9 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     sm90::fence_operands(pa);
     if (lane == 0) sm90::mbar_arrive(v_empty(s));
   };
-  // S(it) to completion, then its softmax.
-  auto s_step = [&](i64 it) {
-    const Stage k = stage_of(it);
+  // S of tile `it`, the n-th run, to completion, then its softmax.
+  auto s_step = [&](i64 it, int n) {
+    const Stage k = stage_of(n);
     sm90::mbar_wait(k_full(k.s), k.ph);
     sm90::fence_operands(sc);
     sm90::wgmma_fence();
@@ -234,9 +250,9 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     sm90::wgmma_wait<0>();
     s_done(it, k.s);
   };
-  // O += P(it) V(it) to completion.
-  auto pv_step = [&](i64 it) {
-    const Stage v = stage_of(it);
+  // O += P V of the n-th tile run, to completion.
+  auto pv_step = [&](int n) {
+    const Stage v = stage_of(n);
     sm90::mbar_wait(v_full(v.s), v.ph);
     sm90::fence_operands(acc);
     sm90::wgmma_fence();
@@ -252,17 +268,18 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     for (int kk = 0; kk < BN / 16; ++kk) pack_p<T>(sc, kk, pa[kk]);
   };
 
-  if (t_beg < t_end) {
+  int n = 0;  // tiles run so far
+  if (first < t_end) {
     sm90::mbar_wait(q_full, 0);
-    s_step(t_beg);
+    s_step(first, n++);
     finish_p();
   }
-  for (i64 it = t_beg + 1; it < t_end; ++it) {
+  for (i64 it = next_live(first + 1); it < t_end; it = next_live(it + 1), ++n) {
     if constexpr (!cfg.overlap) {
-      pv_step(it - 1);
-      s_step(it);
+      pv_step(n - 1);
+      s_step(it, n);
     } else {
-      const Stage k = stage_of(it), v = stage_of(it - 1);
+      const Stage k = stage_of(n), v = stage_of(n - 1);
       sm90::mbar_wait(k_full(k.s), k.ph);
       sm90::mbar_wait(v_full(v.s), v.ph);
       sm90::fence_operands(sc);
@@ -277,7 +294,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     }
     finish_p();
   }
-  if (t_beg < t_end) pv_step(t_end - 1);
+  if (n > 0) pv_step(n - 1);
 
 #pragma unroll
   for (int i = 0; i < 2; ++i)

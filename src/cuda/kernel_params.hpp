@@ -201,6 +201,10 @@ constexpr int kMaxSplits = 256;
 // Defined in merge_kernel.cu.
 void launch_merge(const KernelParams& p, void* stream);
 
+// The array mask's block summary (core/mask_blocks.hpp) into `out`
+// (device memory, block_dims layout). Defined in mask_summary.cu.
+void launch_mask_summary(const KernelParams& p, std::uint8_t* out, void* stream);
+
 // Per-(dtype, head_dim) launchers, defined by the generated translation
 // units (instantiate.cu.in). `stream` is a cudaStream_t. They return the
 // kernel that ran: p.kind, or tensor_core where the Hopper kernel cannot

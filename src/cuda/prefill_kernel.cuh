@@ -14,6 +14,7 @@
 
 #include <cuda_runtime.h>
 
+#include "core/mask_blocks.hpp"
 #include "cuda/check.hpp"
 #include "cuda/device_common.cuh"
 #include "cuda/smem_limit.hpp"
@@ -71,6 +72,20 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   const TileRange tr = tile_range<BM, BN>(p);
   const i64 b = tr.b, h = tr.h, hkv = tr.hkv, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
   const i64 t_beg = tr.t_beg, t_end = tr.t_end;
+  // The first key tile from `it` on that the array mask does not hide from
+  // every row of the block (its block summary, mask_blocks.hpp): hidden
+  // tiles are neither loaded nor computed.
+  auto next_live = [&](i64 it) {
+    if (p.mask_blocks == nullptr) return it;
+    while (it < t_end) {
+      const i64 kt = p.k0 + it * BN;
+      if (!core::mask_hides(p, tr.b, tr.h, tr.h + 1, tr.qt0, tr.qt1, kt, min(kt + BN, tr.kend)))
+        break;
+      ++it;
+    }
+    return it;
+  };
+  const i64 first = next_live(t_beg);
   const int split = tr.split;
 
   const InMode in_mode = p.splits > 1 ? InMode::empty : p.in_mode;
@@ -102,10 +117,10 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
     load_tile<T, D, LDS, BN, NT>(dst, vg + j * p.v_stride[2], p.v_stride[2], p.v_stride[3],
                                  kend - j, p.Dv, p.vec_v, tid);
   };
-  if (t_beg < t_end) {
+  if (first < t_end) {
     load_tile<T, D, LDS, BM, NT>(sQ, qg, p.q_stride[2], p.q_stride[3], qt1 - qt0, p.D, p.vec_q,
                                  tid);
-    const i64 kt = p.k0 + t_beg * BN;
+    const i64 kt = p.k0 + first * BN;
     load_k(sK0, kt);
     cp_async_commit();
     if constexpr (ST == 2) {
@@ -120,18 +135,17 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
   // [K(i+1)]. ST == 2: [Q K(0)], [V(0)], then per tile [K(i+1)], [V(i+1)]
   // (possibly empty), so "all but the newest group" is always the tile the
   // next step reads.
-  for (i64 it = t_beg; it < t_end; ++it) {
-    const i64 kt = p.k0 + it * BN;
-    const int buf = ST == 2 ? static_cast<int>((it - t_beg) & 1) : 0;
+  int n = 0;  // tiles run so far
+  for (i64 it = first, next = next_live(first + 1); it < t_end;
+       it = next, next = next_live(next + 1), ++n) {
+    const i64 kt = p.k0 + it * BN, kn = p.k0 + next * BN;
+    const int buf = ST == 2 ? (n & 1) : 0;
     T* const sK = sK0 + buf * BN * LDS;
     T* const sV = sV0 + buf * BN * LDS;
     if constexpr (ST == 2) {
       cp_async_wait_group<1>();
       __syncthreads();  // K(it) (and Q) landed; every warp is done with tile it-1's buffers
-      if (it + 1 < t_end) {
-        const i64 kn = kt + BN;
-        load_k(sK0 + (buf ^ 1) * BN * LDS, kn);
-      }
+      if (next < t_end) load_k(sK0 + (buf ^ 1) * BN * LDS, kn);
       cp_async_commit();
     } else {
       cp_async_wait_all();
@@ -169,6 +183,10 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
     // mask.
     const bool masked = p.mask_kind != core::MaskKind::none;
     const bool edge = tile_crosses_edge<BN>(tr, kt);
+    // The warp's rows need the mask read unless its blocks are open.
+    const i64 wr0 = qt0 + warp * WR;
+    const bool read_mask = masked && !core::mask_opens(p, b, h, h + 1, wr0, min(wr0 + WR, qt1), kt,
+                                                       min(kt + BN, kend));
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
       if (masked || edge) {
@@ -177,7 +195,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
         for (int i = 0; i < 2; ++i) {
           const i64 q = qt0 + warp * WR + mt * 16 + g + 8 * i;
           const Cols c = visible_cols<BN>(p, q, qt1, kend, kt);
-          if (masked)
+          if (read_mask)
             mask_row(p, s[mt], i, t4, c, b, h, q, kt);
           else
             limit_row(p, s[mt], i, t4, c);
@@ -193,18 +211,12 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
     if constexpr (ST == 2) {
       cp_async_wait_group<1>();
       __syncthreads();  // V(it) landed; the other V buffer (tile it-1) is free
-      if (it + 1 < t_end) {
-        const i64 kn = kt + BN;
-        load_v(sV0 + (buf ^ 1) * BN * LDS, kn);
-      }
+      if (next < t_end) load_v(sV0 + (buf ^ 1) * BN * LDS, kn);
       cp_async_commit();
     } else {
       cp_async_wait_all();
       __syncthreads();  // V(it) landed; every warp is done with K(it)
-      if (it + 1 < t_end) {
-        const i64 kn = kt + BN;
-        load_k(sK, kn);
-      }
+      if (next < t_end) load_k(sK, kn);
       cp_async_commit();
     }
 

@@ -44,6 +44,7 @@ target_sources(longattn PRIVATE
   ${_la_cuda_dir}/device_cache.cpp
   ${_la_cuda_dir}/split_k.cpp
   ${_la_cuda_dir}/merge_kernel.cu
+  ${_la_cuda_dir}/mask_summary.cu
   ${_la_cuda_dir}/tensor_map.cpp
   ${_la_gen_dir}/registry.cpp
   ${_la_sources})
