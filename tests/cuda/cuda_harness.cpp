@@ -3,6 +3,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <sstream>
 #include <stdexcept>
 
 #include "core/backend.hpp"
@@ -109,14 +111,115 @@ bool is_hopper() {
 }
 
 std::vector<std::string> check_cuda_kernels(const Case& c, longattn::AttentionOptions base) {
+  CaseData d(c);
+  std::vector<std::string> kernels = run_cuda_kernels(d, base);
+  const Comparison r = compare(d);
+  EXPECT_TRUE(r.ok) << r.message;
+  return kernels;
+}
+
+std::vector<std::string> run_cuda_kernels(CaseData& d, longattn::AttentionOptions base) {
   longattn::RunReport report;
   base.report = &report;
-  check_cuda(c, base);
+  run_cuda(d, base);
   std::vector<std::string> all;
   for (const auto& s : report.submissions)
     for (const auto& k : s.kernels)
       if (std::find(all.begin(), all.end(), k) == all.end()) all.push_back(k);
   return all;
+}
+
+Comparison compare_sampled(CaseData& d, const std::vector<std::int64_t>& rows) {
+  const Case& c = d.c;
+  const std::int64_t Dv = c.dv();
+  // Multiply-adds of the whole reference; 3e7 is about 0.1 s of it.
+  const double work = static_cast<double>(c.B * c.Hq) * static_cast<double>(c.Lq) *
+                      static_cast<double>(c.Lk) * static_cast<double>(c.D + Dv);
+  if (work <= 3e7) return compare(d);
+
+  std::vector<std::int64_t> sample = rows;
+  sample.insert(sample.end(), {0, 63, 64, 127, 128, c.Lq - 2, c.Lq - 1});
+  for (std::int64_t n = 1; n < 4; ++n) sample.push_back(c.Lq * n / 4 + 2 * n + 1);  // off the grid
+  std::erase_if(sample, [&](std::int64_t i) { return i < 0 || i >= c.Lq; });
+  std::sort(sample.begin(), sample.end());
+  sample.erase(std::unique(sample.begin(), sample.end()), sample.end());
+
+  const std::vector<double> all_o = d.out.read();
+  const std::vector<double> all_lse = d.lse.present() ? d.lse.read() : std::vector<double>{};
+  std::vector<double> got_o, want_o, got_lse, want_lse;
+  std::vector<double> o(static_cast<std::size_t>(Dv));
+  for (std::int64_t b = 0; b < c.B; ++b)
+    for (std::int64_t h = 0; h < c.Hq; ++h)
+      for (std::int64_t i : sample) {
+        double lse = 0;
+        ref::attention_row(d.in, b, h, i, o.data(), &lse);
+        const auto r = static_cast<std::size_t>((b * c.Hq + h) * c.Lq + i);
+        got_o.insert(got_o.end(), all_o.begin() + static_cast<std::ptrdiff_t>(r * Dv),
+                     all_o.begin() + static_cast<std::ptrdiff_t>((r + 1) * Dv));
+        want_o.insert(want_o.end(), o.begin(), o.end());
+        if (d.lse.present()) {
+          got_lse.push_back(all_lse[r]);
+          want_lse.push_back(lse);
+        }
+      }
+
+  Comparison r;
+  r.tol = tolerance(c.dtype, c.Lk);
+  r.o = metric(got_o, want_o, Dv);
+  r.guard_damage = d.out.guard_damage();
+  if (d.lse.present()) {
+    r.lse = lse_metric(got_lse, want_lse);
+    r.guard_damage += d.lse.guard_damage();
+  }
+  r.ok = r.o.err <= r.tol && r.lse.err <= lse_tolerance() && r.guard_damage == 0;
+  // The worst entry, as (b, h, row) of the case rather than an index into
+  // the sample.
+  auto where = [&](std::int64_t k) {
+    const auto n = static_cast<std::int64_t>(sample.size());
+    return " [b " + std::to_string(k / (c.Hq * n)) + ", h " + std::to_string(k / n % c.Hq) +
+           ", row " + std::to_string(sample[static_cast<std::size_t>(k % n)]) + "]";
+  };
+  std::ostringstream s;
+  s << c.name() << ": rows";
+  for (std::int64_t i : sample) s << ' ' << i;
+  s << " of " << c.Lq << "; tol " << r.tol << "; O " << r.o.describe_worst(got_o, want_o);
+  if (r.o.worst >= 0) s << where(r.o.worst / Dv);
+  if (d.lse.present()) {
+    s << "; LSE (tol " << lse_tolerance() << ") " << r.lse.describe_worst(got_lse, want_lse);
+    if (r.lse.worst >= 0) s << where(r.lse.worst);
+  }
+  if (r.guard_damage) s << "; " << r.guard_damage << " elements written outside the output views";
+  r.message = s.str();
+  return r;
+}
+
+void KernelChoiceTest::SetUp() {
+  CudaTest::SetUp();
+  if (IsSkipped()) return;
+  setenv("LONGATTN_CUDA_PREFILL", std::string(GetParam()) == "mma" ? "mma" : "auto", 1);
+}
+
+void KernelChoiceTest::TearDown() { unsetenv("LONGATTN_CUDA_PREFILL"); }
+
+bool KernelChoiceTest::wgmma() const { return std::string(GetParam()) == "auto" && is_hopper(); }
+
+std::string KernelChoiceTest::expected_kernel(const Case& c) const {
+  if (c.dtype == longattn::DType::float32) return "cuda.vector";
+  const std::int64_t group = c.Hq / c.Hkv, packed = c.Lq * group;
+  bool hopper_width = false;
+  for (std::int64_t w : built_head_dims())
+    hopper_width |= (w == 64 || w == 128 || w == 256) && w >= std::max(c.D, c.dv());
+  const bool whole_rows =
+      c.D % 8 == 0 && c.dv() % 8 == 0 && !c.misaligned && c.layout != Layout::cache_slice;
+  const bool hopper = wgmma() && hopper_width && whole_rows;
+  if (hopper && packed <= 64 && group <= 64 && (group & (group - 1)) == 0)
+    return "cuda.wgmma.packed";
+  if (packed <= 8) return "cuda.vector";
+  return hopper ? "cuda.wgmma" : "cuda.mma";
+}
+
+std::string kernel_choice_name(const ::testing::TestParamInfo<const char*>& info) {
+  return info.param;
 }
 
 }  // namespace lt::gpu

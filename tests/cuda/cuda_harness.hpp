@@ -73,4 +73,46 @@ bool is_hopper();
 // returns the kernels the report names (each once, over all submissions).
 std::vector<std::string> check_cuda_kernels(const Case& c, longattn::AttentionOptions base = {});
 
+// Runs d on the GPU with a report (outputs in d.out / d.lse host bytes) and
+// returns the kernels the report names (each once, over all submissions).
+std::vector<std::string> run_cuda_kernels(CaseData& d, longattn::AttentionOptions base = {});
+
+// compare(d), but for a case whose float64 reference would take long (about
+// 0.1 s and more) only on a sample of query rows, of every batch and head:
+// the first and last two rows, both sides of the first 64- and 128-row tile
+// edges, three rows spread in between off the tile grid, and `rows` (rows
+// the test knows to be special). Same metric, tolerance and guard check; the
+// message names the sampled rows.
+Comparison compare_sampled(CaseData& d, const std::vector<std::int64_t>& rows = {});
+
+// A GPU test run once per kernel choice, as test_cuda_attention.cpp's
+// CudaAttention: "auto" takes the Hopper (wgmma) kernel where it applies,
+// decode-sized problems (at most 64 packed rows: GQA group x queries) in its
+// packed mode; "mma" sets LONGATTN_CUDA_PREFILL=mma (read by each call's
+// CUDA backend), which forces the mma.sync kernel for prefill and so the
+// vector kernel (at most 8 packed rows) or mma.sync for decode, as on GPUs
+// before Hopper. Instantiate with
+//   INSTANTIATE_TEST_SUITE_P(Kernels, X, ::testing::Values("auto", "mma"), kernel_choice_name);
+class KernelChoiceTest : public CudaTest, public ::testing::WithParamInterface<const char*> {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  // Whether this parameter runs the Hopper kernel on this device.
+  bool wgmma() const;
+  // The kernel a single-pass run of c reports on this parameter (the CUDA
+  // backend's dispatch rule, issue 12):
+  // - float32: "cuda.vector";
+  // - 16-bit on the Hopper kernel when wgmma(), this build has a Hopper
+  //   width (64, 128, 256) that holds max(D, Dv) (narrower heads run padded)
+  //   and the rows of q, k and v are whole 16-byte pieces at 16-byte aligned
+  //   strides (D and Dv multiples of 8; not Case::misaligned; not the
+  //   cache-slice layout, whose q rows are padded by 3 elements), with any
+  //   mask: "cuda.wgmma.packed" up to 64 packed rows (GQA group x queries)
+  //   of a power-of-2 group of at most 64, else (the group aside)
+  //   "cuda.wgmma" above 8 packed rows;
+  // - otherwise "cuda.vector" up to 8 packed rows, "cuda.mma" above.
+  std::string expected_kernel(const Case& c) const;
+};
+std::string kernel_choice_name(const ::testing::TestParamInfo<const char*>& info);
+
 }  // namespace lt::gpu
