@@ -3,10 +3,16 @@
 # (and compute-sanitizer memcheck / racecheck on small cases), then the
 # benchmark against PyTorch SDPA; print the benchmark table last.
 #
-#   tools/gpu_check.sh [quick|full|bench]   (default full)
-#     quick: build + tests + sanitizers
-#     full:  quick + the 1M-token test + benchmark
-#     bench: build + benchmark only
+#   tools/gpu_check.sh [quick|full|bench|shapes]   (default full)
+#     quick:  build + tests + sanitizers
+#     full:   quick + the 1M-token test + benchmark
+#     bench:  build + benchmark only
+#     shapes: build + issue 12's rows only (bench_gpu --suite shapes, then
+#             --suite budget-shapes, then bench/gpu/shapes_peers.py for
+#             PyTorch SDPA and FlexAttention on the same rows), within
+#             SHAPES_TIME seconds after the build (default 480): the peer
+#             script gets what the two suites leave and skips what no longer
+#             fits (its rows say so)
 #
 # TEST_FILTER narrows the GPU tests (a --gtest_filter pattern), BENCH_ARGS
 # passes options to bench_gpu (e.g. "--filter decode"). SANITIZERS=0 skips
@@ -17,7 +23,8 @@
 # GPU tests, sanitizers, the 1M-token test), bench_table.md,
 # bench_longattn.csv and logs.tar.gz (every log): few files, for remote
 # runners that return only a handful. The summary, then the table, print
-# last.
+# last. shapes writes shapes_longattn.csv, budget_shapes.csv and
+# shapes_table.md instead of the bench files.
 #
 # Needs CMake >= 3.24, ninja, nvcc, GoogleTest and nlohmann_json; when the
 # last two are missing they are taken from build-deps/ (googletest sources
@@ -75,7 +82,7 @@ grep -E "CUDA backend" "$OUT/configure.log"
 
 step "build"
 TARGETS="test_cuda bench_gpu"
-[ "$MODE" = bench ] && TARGETS="bench_gpu"
+{ [ "$MODE" = bench ] || [ "$MODE" = shapes ]; } && TARGETS="bench_gpu"
 if ! ninja -C "$BUILD" -j "$JOBS" $TARGETS >"$OUT/build.log" 2>&1; then
   grep -E "error|FAILED" "$OUT/build.log" | head -40
   exit 1
@@ -84,7 +91,7 @@ grep -cE "warning" "$OUT/build.log" | sed 's/^/build warnings: /'
 ninja -C "$BUILD" -j "$JOBS" longattn_cli >>"$OUT/build.log" 2>&1 && echo "longattn_cli built" || echo "longattn_cli not built (see build.log)"
 
 TEST="$BUILD/tests/cuda/test_cuda"
-if [ "$MODE" != bench ]; then
+if [ "$MODE" != bench ] && [ "$MODE" != shapes ]; then
   step "GPU tests"
   timeout ${TEST_TIMEOUT:-600} "$TEST" ${TEST_FILTER:+--gtest_filter=$TEST_FILTER} --gtest_brief=0 --gtest_output=xml:"$OUT/test_cuda.xml" >"$OUT/test_cuda.log" 2>&1
   rc=$?
@@ -123,9 +130,43 @@ if [ "$MODE" = full ] || [ "$MODE" = bench ]; then
   grep -E "^ceilings" "$OUT/bench_sdpa.log"
 fi
 
+if [ "$MODE" = shapes ]; then
+  T0=$SECONDS
+  BENCH="$BUILD/bench/gpu/bench_gpu"
+  step "shapes: longattn (bench_gpu --suite shapes)"
+  timeout 240 "$BENCH" --suite shapes --csv "$OUT/shapes_longattn.csv" ${BENCH_ARGS:-} 2>&1 |
+    tee "$OUT/shapes_longattn.log"
+  step "shapes: budget table, fresh profile (bench_gpu --suite budget-shapes)"
+  timeout 150 "$BENCH" --suite budget-shapes --csv "$OUT/budget_shapes.csv" ${BENCH_ARGS:-} 2>&1 |
+    tee "$OUT/budget_shapes.log"
+  # What is left of SHAPES_TIME, less 20 s for the script's start and its
+  # tables; the hard timeout leaves room for one peer that overruns (the
+  # table is written after every row, so a cut keeps what was measured).
+  LEFT=$((${SHAPES_TIME:-480} - (SECONDS - T0) - 20))
+  [ "$LEFT" -lt 60 ] && LEFT=60
+  step "shapes: PyTorch SDPA and FlexAttention on the same rows ($LEFT s)"
+  PYTHONUNBUFFERED=1 timeout $((LEFT + 90)) python3 "$ROOT/bench/gpu/shapes_peers.py" \
+    --longattn "$OUT/shapes_longattn.csv" --budget "$OUT/budget_shapes.csv" \
+    --out "$OUT/shapes_table.md" --time-limit "$LEFT" 2>&1 | tee "$OUT/shapes_peers.log" |
+    grep -E "^(card:|mask |window |headdim )"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" != 0 ]; then
+    echo "shapes_peers.py exit $rc (124: cut by the timeout); its last lines:"
+    tail -8 "$OUT/shapes_peers.log"
+  fi
+  echo "shapes: $((SECONDS - T0)) s after the build" | keep
+fi
+
 (cd "$OUT" && tar czf logs.tar.gz --ignore-failed-read ./*.log ./*.xml gpu.txt commit.txt 2>/dev/null &&
   rm -f ./*.log ./*.xml gpu.txt commit.txt)
 step "summary"
 cat "$OUT/summary.txt"
 if [ -f "$OUT/bench_table.md" ]; then echo; cat "$OUT/bench_table.md"; fi
+if [ "$MODE" = shapes ]; then
+  if [ -f "$OUT/shapes_table.md" ]; then
+    echo; cat "$OUT/shapes_table.md"
+  else  # no peer table: longattn's own rows, from the CSVs
+    echo; cat "$OUT/shapes_longattn.csv" "$OUT/budget_shapes.csv" 2>/dev/null
+  fi
+fi
 exit $status

@@ -23,7 +23,10 @@
 //   time a call. This is how a decode loop under graphs runs, and it drops
 //   the per-launch gaps that dominate microsecond calls.
 //
-//   bench_gpu [--csv FILE] [--filter SUBSTRING] [--quick]
+//   bench_gpu [--csv FILE] [--filter SUBSTRING] [--quick] [--suite main|shapes|budget-shapes]
+//
+// --suite shapes and budget-shapes are issue 12's masks, window, head-dim and
+// budget rows (shapes.cpp says what they run).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -38,6 +41,8 @@
 #include "bench/bench_util.hpp"
 #include "bench/cases.hpp"
 #include "bench/cli.hpp"
+#include "bench/gpu/gpu_util.hpp"
+#include "bench/gpu/shapes.hpp"
 #include "longattn/longattn.hpp"
 
 namespace lb = longattn::bench;
@@ -45,10 +50,8 @@ namespace lb = longattn::bench;
 namespace {
 
 using longattn::DType;
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
+using longattn::bench::gpu::check;
+using longattn::bench::gpu::synced_ms;
 
 struct BenchCase {
   std::string group;  // "square", "long", "oneshot", "decode", "f32"
@@ -115,24 +118,6 @@ void run_once(const BenchCase& bc, double budget_ms, Buffers& buf, int s, longat
     opt.policy.chunk_threshold_keys = 0;
   }
   longattn::attention(q, k, v, o, opt);
-}
-
-// Milliseconds of fn() between two events on `stream`, the host waiting
-// for the second.
-template <typename Fn>
-double synced_ms(Fn&& fn, cudaStream_t stream = nullptr) {
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "event");
-  check(cudaEventCreate(&b), "event");
-  check(cudaEventRecord(a, stream), "record");
-  fn();
-  check(cudaEventRecord(b, stream), "record");
-  check(cudaEventSynchronize(b), "sync");
-  float ms = 0;
-  check(cudaEventElapsedTime(&ms, a, b), "elapsed");
-  (void)cudaEventDestroy(a);
-  (void)cudaEventDestroy(b);
-  return ms;
 }
 
 // fn(i) for i < reps enqueued back to back on `stream`, each between its
@@ -227,13 +212,25 @@ Result time_case(const BenchCase& bc, double budget_ms, int sets, Buffers& buf) 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string csv_path, filter;
+  std::string csv_path, filter, suite = "main";
   bool quick = false;
   CLI::App app{"bench_gpu: the CUDA backend on the issue's cases (sdpa_bench.py adds PyTorch)"};
-  app.add_option("--csv", csv_path, "write the rows as CSV here (sdpa_bench.py reads it)");
+  app.add_option("--csv", csv_path,
+                 "write the rows as CSV here (sdpa_bench.py or shapes_peers.py reads it)");
   app.add_option("--filter", filter, "only cases whose name contains this");
-  app.add_flag("--quick", quick, "skip the one-shot row and keys past 131072");
+  app.add_flag("--quick", quick,
+               "main: skip the one-shot row and keys past 131072; shapes: skip the 64K rows; "
+               "budget-shapes: 16K shapes");
+  app.add_option("--suite", suite,
+                 "main: the prefill and decode table; shapes: masks, window and head dims "
+                 "(issue 12, shapes.cpp); budget-shapes: their budget table")
+      ->check(CLI::IsMember({"main", "shapes", "budget-shapes"}));
   longattn::bench::parse_or_exit(app, argc, argv);
+  if (suite != "main") {
+    const longattn::bench::gpu::SuiteArgs args{csv_path, filter, quick};
+    return suite == "shapes" ? longattn::bench::gpu::run_shapes_suite(args)
+                             : longattn::bench::gpu::run_budget_shapes_suite(args);
+  }
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
   std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
