@@ -23,8 +23,8 @@ Two paths lead to the same native call:
   fake implementation, so dynamo and AOTAutograd see one opaque node with
   known output metadata and `fullgraph=True` holds. The op takes only what
   a graph can carry: tensors, the causal alignment, the sliding window, the
-  scale and the policy as numbers. A progress callback or report=True cannot go through a graph
-  and is refused while compiling.
+  logit soft-cap, the scale and the policy as numbers. A progress callback
+  or report=True cannot go through a graph and is refused while compiling.
 
 Importing this module imports torch and registers the op; `import longattn`
 alone does neither.
@@ -225,6 +225,7 @@ def _run(
     sinks: Optional[Tensor],
     causal: Union[bool, str],
     window: Window,
+    softcap: float,
     scale: Optional[float],
     policy: Optional[Policy],
     budget_ms: Optional[float],
@@ -248,6 +249,7 @@ def _run(
         v,
         causal=causal,
         window=window,
+        softcap=softcap,
         mask=mask,
         scale=scale,
         sinks=sinks,
@@ -270,6 +272,7 @@ def attention_op(
     causal: str,
     window_left: int,
     window_right: int,
+    softcap: float,
     scale: Optional[float],
     budget_ms: float,
     safety: float,
@@ -285,10 +288,12 @@ def attention_op(
     strides); mask and sinks as longattn.attention takes them; causal 'none',
     'bottom_right' or 'top_left'; window_left and window_right longattn's
     window=(left, right), -1 = unbounded (None there), measured from the
-    diagonal of causal's alignment; scale None = 1/sqrt(D); the policy as its
-    six numbers (longattn.Policy's fields, budget_ms included). Returns a new
-    tensor [B, Hq, L, Dv], or [B, L, Hq, Dv] when out_bshd (what transformers
-    expects back). No autograd formula: longattn has no backward.
+    diagonal of causal's alignment; softcap longattn's logit soft-cap (each
+    logit s becomes softcap * tanh(s / softcap) before the mask), 0 = off;
+    scale None = 1/sqrt(D); the policy as its six numbers (longattn.Policy's
+    fields, budget_ms included). Returns a new tensor [B, Hq, L, Dv], or
+    [B, L, Hq, Dv] when out_bshd (what transformers expects back). No
+    autograd formula: longattn has no backward.
     """
     policy = Policy(
         budget_ms=budget_ms,
@@ -303,12 +308,14 @@ def attention_op(
         None if window_left == -1 else window_left,
         None if window_right == -1 else window_right,
     )
-    return _run(q, k, v, mask, sinks, mode, window, scale, policy, None, None, False, out_bshd)[0]
+    return _run(
+        q, k, v, mask, sinks, mode, window, softcap, scale, policy, None, None, False, out_bshd
+    )[0]
 
 
 @attention_op.register_fake
 def _attention_fake(
-    q, k, v, mask, sinks, causal, window_left, window_right, scale, budget_ms, safety,
+    q, k, v, mask, sinks, causal, window_left, window_right, softcap, scale, budget_ms, safety,
     chunk_threshold_keys,
     workspace_limit_bytes, fixed_chunk_keys, fixed_query_rows, out_bshd,
 ):  # fmt: skip
@@ -322,6 +329,7 @@ def _dispatch(
     sinks: Optional[Tensor],
     causal: str,
     window: Window,
+    softcap: float,
     scale: Optional[float],
     policy: Optional[Policy],
     budget_ms: Optional[float],
@@ -333,8 +341,8 @@ def _dispatch(
     if not torch.compiler.is_compiling():
         mode: Union[bool, str] = False if causal == "none" else causal
         return _run(
-            f.q, f.k, f.v, f.mask, sinks, mode, window, scale, policy, budget_ms, progress, report,
-            out_bshd,
+            f.q, f.k, f.v, f.mask, sinks, mode, window, softcap, scale, policy, budget_ms,
+            progress, report, out_bshd,
         )  # fmt: skip
     if progress is not None or report:
         raise RuntimeError(
@@ -352,6 +360,7 @@ def _dispatch(
         causal,
         -1 if left is None else left,
         -1 if right is None else right,
+        float(softcap),
         None if scale is None else float(scale),
         float(p.budget_ms if budget_ms is None else budget_ms),
         float(p.safety),
@@ -375,6 +384,7 @@ def _attention(
     sinks: Optional[Tensor] = None,
     out_bshd: bool = False,
     window: Window = None,
+    softcap: float = 0.0,
     budget_ms: Optional[float] = None,
     policy: Optional[Policy] = None,
     progress: Optional[ProgressCallback] = None,
@@ -383,11 +393,12 @@ def _attention(
     """SDPA-shaped attention on torch tensors (the shared body of
     scaled_dot_product_attention and the transformers hook): fold, run,
     unfold. out_bshd returns [..., L, H, Ev] instead of [..., H, L, Ev].
-    window is longattn.attention's (torch's SDPA has none, so the public
-    function does not take it; the transformers hook does)."""
+    window and softcap are longattn.attention's (torch's SDPA has neither,
+    so the public function does not take them; the transformers hook passes
+    the window)."""
     f = _Folded(query, key, value, attn_mask, enable_gqa, sinks is not None)
     out, rep = _dispatch(
-        f, sinks, causal, window, scale, policy, budget_ms, progress, report, out_bshd
+        f, sinks, causal, window, softcap, scale, policy, budget_ms, progress, report, out_bshd
     )
     shape = f.out_shape
     if out_bshd and len(shape) >= 3:

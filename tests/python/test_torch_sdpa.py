@@ -388,6 +388,10 @@ OP_ARGS = {
     "window_both_sides": dict(
         mask=None, sinks=True, causal="none", window=(1, 3), scale=None, out_bshd=False
     ),
+    "softcap_window": dict(
+        mask="float", sinks=None, causal="top_left", window=(3, -1), softcap=2.5, scale=None,
+        out_bshd=True,
+    ),  # fmt: skip
 }
 
 
@@ -405,9 +409,10 @@ def test_opcheck(rng, case):
     sinks = torch.linspace(-1, 1, 4) if a["sinks"] else None
     p = longattn.Policy()
     left, right = a.get("window", (-1, -1))
+    softcap = a.get("softcap", 0.0)
     args = (
-        q, k, v, mask, sinks, a["causal"], left, right, a["scale"], p.budget_ms, p.safety,
-        p.chunk_threshold_keys, p.workspace_limit_bytes, p.fixed_chunk_keys,
+        q, k, v, mask, sinks, a["causal"], left, right, softcap, a["scale"], p.budget_ms,
+        p.safety, p.chunk_threshold_keys, p.workspace_limit_bytes, p.fixed_chunk_keys,
         p.fixed_query_rows, a["out_bshd"],
     )  # fmt: skip
     result = torch.library.opcheck(torch.ops.longattn.attention.default, args)
@@ -421,9 +426,46 @@ def test_opcheck(rng, case):
         sinks=sinks,
         causal=False if a["causal"] == "none" else a["causal"],
         window=None if "window" not in a else tuple(None if w == -1 else w for w in (left, right)),
+        softcap=softcap,
         scale=a["scale"],
     )
     assert torch.equal(out.transpose(1, 2) if a["out_bshd"] else out, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("path", ["op", "compiled"])
+def test_op_softcap(rng, dtype, path):
+    """softcap reaches the C++ call through the op (called directly, and as
+    torch.compile(fullgraph=True) traces longattn.torch's internal call):
+    equal to the float64 reference with each logit capped at
+    c * tanh(s / c), and far from the uncapped one."""
+    c, scale = 1.5, 0.5  # logits of scale * q.k (|s| up to ~10 here) are capped hard
+    q, k, v = (randn(rng, s, dtype) for s in ((1, 4, 13, 32), (1, 2, 21, 32), (1, 2, 21, 16)))
+    mask = (rng.standard_normal((13, 21)) * 0.5).astype(np.float32)
+    tq, tk, tv = (to_torch(x, dtype) for x in (q, k, v))
+    tmask = torch.from_numpy(mask)
+    p = longattn.Policy()
+    if path == "op":
+        out = torch.ops.longattn.attention(
+            tq, tk, tv, tmask, None, "bottom_right", -1, -1, c, scale, p.budget_ms, p.safety,
+            p.chunk_threshold_keys, p.workspace_limit_bytes, p.fixed_chunk_keys,
+            p.fixed_query_rows, False,
+        )  # fmt: skip
+    else:
+
+        def call(q, k, v, m):
+            return lt._attention(q, k, v, m, "bottom_right", scale, True, softcap=c)[0]
+
+        torch._dynamo.reset()
+        graphs = []
+        compiled = torch.compile(call, fullgraph=True, backend=graph_recorder(graphs))
+        out = compiled(tq, tk, tv, tmask)
+        assert graphs and all("longattn.attention" in g for g in graphs)
+    f64 = [x.astype(np.float64) for x in (q, k, v)]
+    want = reference(*f64, causal="bottom_right", mask=mask, scale=scale, softcap=c)
+    check(out, want, dtype, keys=21)
+    uncapped = reference(*f64, causal="bottom_right", mask=mask, scale=scale)
+    assert output_error(out, uncapped[0]) > 10 * tolerance(dtype, 21)
 
 
 def test_docstrings():
