@@ -1,13 +1,21 @@
 // The executor. One loop over submissions; after each one it
 //  - records measured vs predicted time,
 //  - folds the measured rate into the device profile (a bounded step, so
-//    one noisy measurement cannot swing the plan),
+//    one noisy measurement cannot swing the plan; but a guess is replaced
+//    outright, see refine_profile),
 //  - fits the fixed cost per dispatch this run really pays (cost_fit.hpp),
 //  - re-plans the remaining work from where it stands when the rate or the
 //    fixed cost it now believes differs enough from the plan's, and the
-//    submission ran past budget * safety (or far under its prediction, so
-//    that the rest is not split more finely than it needs),
+//    submission ran past budget * safety, or the next one would at the rate
+//    now believed (or it ran kReplanRatio faster than predicted, so that
+//    the rest is not split more finely than it needs),
 //  - asks the progress callback whether to go on.
+// A run whose rate was a guess (no rate for its key in the profile) starts
+// with the planner's probe (planner.hpp, kRatePessimism). Its measurement
+// always re-plans the rest, however fast or slow it ran, with the next
+// submission at a quarter of the target (RateTrust::probed). Without a host
+// wait at each submission (CUDA's host_wait = false) the probe is still
+// waited for: it is the one measurement the rest is planned from.
 // The running state the first plan needs is allocated before the first
 // dispatch, so that allocation failing leaves the caller's output
 // untouched; a re-plan that needs state where the first plan had none
@@ -60,7 +68,10 @@ void add_warning(RunReport& r, const std::string& w) {
 
 // A re-plan pays off only when the rate it would plan with has moved this
 // much from the one the current plan was made with; below that it would
-// produce the same plan again.
+// produce the same plan again. A submission that ran this much faster than
+// predicted re-plans the rest larger (the rate learned from a probe or a
+// guess too slow grows the plan without leaving it up to 2x finer than it
+// needs, as half the prediction did).
 constexpr double kReplanRatio = 1.25;
 // Re-planning may take at most this share of the run's time (wall, or the
 // device's where that is longer), so noisy timings on a busy machine cannot
@@ -81,6 +92,8 @@ constexpr double kBestRatio = 4;
 constexpr double kBestDecay = 0.98;
 // Measurements of a guessed rate that count as early (refine_profile).
 constexpr int kEarlySamples = 4;
+// Early samples move the rate at most this factor at a time.
+constexpr double kEarlyStep = 8;
 
 // What a run learns from its timed submissions beyond the profile: the
 // fixed cost per dispatch it really pays (cost_fit.hpp) and the rate of its
@@ -94,7 +107,12 @@ class RunMeasurements {
         fixed_ms_(prof.dispatch_overhead_ms) {}
 
   Observation observe(const DeviceProfile& prof, double dispatches, double flops, double ms) {
-    fit_.add(dispatches, flops, ms - prof.submission_overhead_ms);
+    // The run's first submission also pays what happens once a run (thread
+    // start-up, caches and pages first touched): no cost per dispatch, so it
+    // stays out of the fit. Next to a probe of a few dispatches, a 9 ms
+    // start-up passed for a fixed cost of milliseconds per dispatch, and the
+    // re-plan made dispatches far larger than the budget.
+    if (observations_++ > 0) fit_.add(dispatches, flops, ms - prof.submission_overhead_ms);
     fixed_ms_ = std::max(prof.dispatch_overhead_ms, fit_.fixed_ms().value_or(0));
     Observation o{key_, flops, ms, prof.submission_overhead_ms + fixed_ms_ * dispatches};
     o.early = fresh_key_ && informative_ < kEarlySamples;
@@ -107,12 +125,15 @@ class RunMeasurements {
   // Fixed cost per dispatch, ms: the profile's, or more where this run
   // measured more.
   double fixed_ms() const { return fixed_ms_; }
+  // Whether the profile had no rate for the key when the run started.
+  bool fresh_key() const { return fresh_key_; }
 
  private:
   std::string key_;
   bool fresh_key_;  // the profile had no rate for the key: it is a guess
   double fixed_ms_;
   FixedCostFit fit_;
+  int observations_ = 0;  // submissions observed so far
   int informative_ = 0;   // measurements that said something about the rate
   double best_rate_ = 0;  // the fastest recent submission's rate, decaying
 };
@@ -213,18 +234,32 @@ double observed_gflops(const Observation& o, double believed) {
 
 void refine_profile(DeviceProfile& prof, const Observation& o) {
   const auto it = prof.gflops.find(o.key);
-  const double prior = it != prof.gflops.end() ? it->second : prof.rate_gflops(o.key);
+  const bool guess = it == prof.gflops.end();
+  const double prior = guess ? prof.rate_gflops(o.key) : it->second;
   const double observed = observed_gflops(o, prior);
   if (observed <= 0) return;
-  // Early samples of a rate that started as a guess move it half the way in
-  // log space, by at most 8x a sample; later ones a quarter of the way, by
-  // at most 2x (so at most 19%). One submission slowed by another process,
-  // by thread start-up or by a lost time slice nudges the plan instead of
-  // shattering it; a lasting change (a busy machine) still wins within a
-  // handful of submissions.
-  const double most = std::log(o.early ? 8.0 : 2.0);
-  const double step = std::clamp(std::log(observed / prior), -most, most);
-  prof.gflops[o.key] = std::max(prior * std::exp((o.early ? 0.5 : 0.25) * step), o.floor_gflops);
+  double rate = observed;
+  // No rate for the key: the prior is a guess (another key's rate or the
+  // default), possibly many times off, and the first measurement replaces
+  // it. Moving only part of the way would plan the next submission from a
+  // rate still too fast: with the 11x of an H200's masked kernels, half the
+  // way in log space leaves 3.4x.
+  if (!guess) {
+    // Early samples of a rate that started as a guess: slower than believed
+    // is taken whole (a rate believed too fast is what breaks the budget,
+    // while one too slow only costs a few small submissions, and the run's
+    // fastest recent submission bounds it from below, see kBestRatio);
+    // faster moves half the way. By at most kEarlyStep a sample. Later
+    // samples move a quarter of the way, by at most 2x (so at most 19%):
+    // one submission slowed by another process, by thread start-up or by a
+    // lost time slice nudges the plan instead of shattering it; a lasting
+    // change (a busy machine) still wins within a handful of submissions.
+    const double most = std::log(o.early ? kEarlyStep : 2.0);
+    const double step = std::clamp(std::log(observed / prior), -most, most);
+    const double share = !o.early ? 0.25 : step < 0 ? 1.0 : 0.5;
+    rate = prior * std::exp(share * step);
+  }
+  prof.gflops[o.key] = std::max(rate, o.floor_gflops);
   if (prof.samples < std::numeric_limits<int>::max()) ++prof.samples;
 }
 
@@ -254,7 +289,10 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   std::vector<std::string> replan_warning;  // said at the end if the budget was missed
   RunMeasurements learned(profile, key);
   double planned_fixed = learned.fixed_ms();  // what the plan being run assumed
-  bool dropped = false;                       // a planted drop_chunk fault has acted (faults.hpp)
+  // The rate is a guess: the plan starts with a probe (planner.hpp), and
+  // the first measurement re-plans the rest.
+  bool probing = learned.fresh_key();
+  bool dropped = false;  // a planted drop_chunk fault has acted (faults.hpp)
 
   try {
     while (next < todo.size()) {
@@ -278,9 +316,19 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         ++sr.dispatches;
       }
       sr.predicted_ms = sub.predicted_ms;
-      const std::optional<double> t = be.end_submission();
+      std::optional<double> t = be.end_submission();
       done.push_back(sub);
       ++next;
+      if (!t && probing && next < todo.size()) {
+        // The probe's time is needed now, not at the end: wait for it.
+        const std::vector<double> late = be.finish();
+        if (late.size() == pending.size() + 1) {
+          for (std::size_t i = 0; i < pending.size(); ++i)
+            report.submissions[pending[i]].measured_ms = late[i];
+          pending.clear();
+          t = late.back();
+        }
+      }
       if (t) {
         sr.measured_ms = *t;
         measured_ms += *t;
@@ -289,19 +337,30 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
             learned.observe(profile, static_cast<double>(sr.dispatches), sr.flops, *t);
         refine_profile(profile, o);
         if (observed) observed->push_back(o);
+        // A probe too short to show a rate (its time mostly fixed costs)
+        // still bounds the rate from below, all of its time counted as
+        // compute: the rest of this run is planned from that bound, never
+        // from the guess again. It stays out of the observations, so a
+        // shared profile keeps only rates that were really measured.
+        if (probing && o.flops > 0 && *t > 0 && !profile.gflops.count(key))
+          profile.gflops[key] = std::max(o.flops / (*t * 1e6), 1e-6);
       } else {
         pending.push_back(report.submissions.size());
       }
       report.submissions.push_back(sr);
 
       // Re-plan the rest from the cursor when the prediction was off enough
-      // to matter (over the per-submission target, or under half the
-      // prediction) and the rate the planner would now use has moved enough
-      // to change the plan, within the re-planning time share.
+      // to matter (over the per-submission target, the next submission over
+      // it at the rate now believed, or kReplanRatio faster than predicted)
+      // and the rate the planner would now use has moved enough to change
+      // the plan, within the re-planning time share. After the probe, always.
       const bool more = next < todo.size();
-      const bool over = t && target > 0 && *t > target;
-      const bool under = t && target > 0 && *t < 0.5 * sr.predicted_ms && todo.size() - next >= 2;
       const double rate = profile.rate_gflops(key);
+      const bool over = t && target > 0 && *t > target;
+      const bool next_over =
+          t && target > 0 && more && todo[next].predicted_ms * planned_rate / rate > target;
+      const bool under =
+          t && target > 0 && *t * kReplanRatio < sr.predicted_ms && todo.size() - next >= 2;
       auto moved_from = [](double now, double then) {
         return now > then * kReplanRatio || now < then / kReplanRatio;
       };
@@ -309,7 +368,9 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
           moved_from(rate, planned_rate) || moved_from(learned.fixed_ms(), planned_fixed);
       const double spent = std::max(ms_since(t_start), measured_ms);
       const bool affordable = report.replans < kFreeReplans || replan_ms <= kReplanShare * spent;
-      if (more && (over || under) && moved && affordable) {
+      const bool probed = probing && t && profile.gflops.count(key);
+      if (probed) probing = false;
+      if (more && (probed || ((over || next_over || under) && moved && affordable))) {
         const Clock::time_point t_plan = Clock::now();
         Policy again = policy;
         if (state.s.rows > 0)  // stay within the state already allocated
@@ -319,7 +380,8 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         // so it shapes the re-plan without entering the device profile.
         DeviceProfile now = profile;
         now.dispatch_overhead_ms = learned.fixed_ms();
-        Plan rest = make_plan(p, now, again, cur, "longattn::attention");
+        Plan rest = make_plan(p, now, again, cur, "longattn::attention",
+                              probed ? RateTrust::probed : RateTrust::profile);
         if (rest.workspace_bytes > 0 && state.s.rows == 0)
           state.s = be.alloc_state(p, rest.query_rows);
         todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(next), todo.end());

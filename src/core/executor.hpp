@@ -31,7 +31,8 @@ struct Observation {
 // a lower bound above `believed`).
 double observed_gflops(const Observation& o, double believed);
 
-// Folds one measurement into a profile's rate for its key, by a bounded
+// Folds one measurement into a profile's rate for its key: it replaces a
+// guess (no rate for the key yet), and moves a measured rate by a bounded
 // step (executor.cpp says how far).
 void refine_profile(DeviceProfile& profile, const Observation& o);
 
@@ -48,10 +49,10 @@ RunReport execute(const Problem& p, Backend& backend, DeviceProfile& profile, co
 // Whether `plan` may run untimed (enqueue): one submission, no running state
 // (every dispatch single-pass), and, under a budget, predicted within a
 // quarter of budget * safety. The last condition keeps the budget safe
-// without a measurement: a rate guessed up to 4x too fast (the planner's
-// own margin for a first submission) still lands within budget, and plans
-// closer to the budget go through execute(), whose measurement corrects
-// the profile.
+// without a measurement: a measured rate that has drifted up to 4x still
+// lands within budget (on a guessed rate the planner plans a single pass
+// only if it fits even kRatePessimism times slower), and plans closer to
+// the budget go through execute(), whose measurement corrects the profile.
 bool enqueueable(const Plan& plan, const Policy& policy);
 
 // Runs an enqueueable plan's dispatches outside any submission: nothing is

@@ -25,6 +25,21 @@
 //     stays under 40 ms, so the many short groups near q = 0 share a
 //     submission, and no submission needs more than one group's worth of
 //     state: workspace = 48 * 16640 B = 0.8 MB, under the 1 GiB limit.
+//  5. The probe. All of the above assumed the profile had measured the rate
+//     for "float32/d128/causal". On a first call it has not, and 60 GFLOP/s
+//     is a guess that may be many times too fast (a new device, a mask kind
+//     its kernels run slowly: 11x on an H200). Then the plan starts with a
+//     ramp of smaller submissions. First a probe whose work, even
+//     kRatePessimism = 32 times slower, fits beside its fixed costs:
+//     0.07 + (40 - 0.07) / 32 = 1.32 ms: the single pass of group [0, 48)
+//     (0.34 ms) and the first key tile of group [48, 96) (init, 0.87 ms),
+//     1.26 ms with the submission's cost. Then a quarter of the target,
+//     10 ms, then 40 ms. The executor times the probe, puts the rate it
+//     shows in the profile and re-plans the rest from it, a quarter first
+//     again (RateTrust::probed), in case the probe ran faster than the work
+//     after it; the next call of this kind plans full size at once. A call
+//     that fits the target even 32 times slower than the guess stays one
+//     single pass.
 // Sliding window: group [q0, q1) sees keys [key_begin(q0), key_end(q1 - 1))
 // only (its start rounded down to the key tile). A 1M-token prefill with a
 // 4K left window, in groups of 48, plans about 4K + 48 keys per group, so
@@ -38,6 +53,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <vector>
 
 #include "core/int_math.hpp"
 
@@ -56,6 +72,10 @@ struct Costs {
   // dispatch_floor_ms().
   double floor_ms = 0;
   const char* op = "longattn::plan_attention";  // the API call, for messages
+  // The ramp: limits (ms, budget * safety or less) of the plan's first
+  // submissions, each sized by its own dispatches (see make_plan); the
+  // submissions after it are planned to target_ms.
+  std::vector<double> ramp;
 
   double dispatch(const Rect& r, Mode m) const {
     const double rows = static_cast<double>(r.q1 - r.q0);
@@ -104,14 +124,14 @@ std::int64_t group_key_begin(const Problem& p, std::int64_t q0, std::int64_t q1,
 }
 
 // Largest k1 in (k0, kend] (on key-tile boundaries, or kend) whose dispatch
-// fits the target; at least one tile even if that alone is over budget.
+// fits `target` ms; at least one tile even if that alone is over budget.
 // `hint`: the previous chunk's length in tiles (0: none).
 std::int64_t chunk_end(const Costs& c, std::int64_t q0, std::int64_t q1, std::int64_t k0,
                        std::int64_t kend, Mode mode_if_last, Mode mode_if_more, std::int64_t tile,
-                       std::int64_t hint) {
+                       std::int64_t hint, double target) {
   auto fits = [&](std::int64_t k1) {
     const Mode m = k1 == kend ? mode_if_last : mode_if_more;
-    return c.dispatch({q0, q1, k0, k1}, m) <= c.dispatch_target();
+    return c.dispatch({q0, q1, k0, k1}, m) <= target;
   };
   if (fits(kend)) return kend;
   std::int64_t lo = 1, hi = ceil_div(kend - k0, tile);  // in tiles; lo always accepted
@@ -266,10 +286,60 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
   std::int64_t q0 = from.q_begin;
   std::int64_t height = 0;
   std::int64_t hint = 0;  // the last chunk's length in key tiles
+
+  // The ramp's submissions are sized as they are walked: each dispatch
+  // gets what is left of its submission's limit (`room`), so a probe is
+  // small because its dispatches are, not only because few are packed
+  // together. A ramp submission closes when the next dispatch no longer fits
+  // and it already holds some work; `breaks` records where (dispatch
+  // indices), for step 4.
+  const bool ramped = timed && pol.fixed_chunk_keys <= 0 && !c.ramp.empty();
+  std::size_t ramp_i = 0;  // the ramp submission being filled
+  double ramp_ms = 0;      // its dispatches' predicted time so far
+  bool ramp_work = false;  // whether one of them has FLOPs (is worth measuring)
+  std::vector<std::size_t> breaks;
+  auto in_ramp = [&] { return ramped && ramp_i < c.ramp.size(); };
+  // Room left in the open ramp submission, and what its next dispatch may
+  // take: at least the smallest sensible dispatch, so that what is measured
+  // is well above the fixed costs.
+  const double least = dispatch_floor_ms(profile, 0, 1);
+  auto room = [&] { return c.ramp[ramp_i] - profile.submission_overhead_ms - ramp_ms; };
+  auto ramp_target = [&] { return std::max(room(), least); };
+  auto close_ramp = [&] {
+    breaks.push_back(dispatches.size());
+    ++ramp_i;
+    ramp_ms = 0;
+    ramp_work = false;
+  };
+  auto place = [&](const Dispatch& d) {
+    dispatches.push_back(d);
+    if (!in_ramp()) return;
+    ramp_ms += d.predicted_ms;
+    ramp_work = ramp_work || d.flops > 0;
+  };
+
   while (q0 < p.Lq) {
     const bool live = q0 == from.q_begin && from.live_rows > 0;
     if (!live && height == 0) height = group_height(c, pol, p.Lq - q0, max_rows_ws, stateless);
-    const std::int64_t g = live ? from.live_rows : std::min(height, p.Lq - q0);
+    std::int64_t g = live ? from.live_rows : std::min(height, p.Lq - q0);
+    if (!live && in_ramp()) {
+      // A new group in the ramp: its smallest dispatch (one key tile, or
+      // all its keys where there is no state) must fit the room. If it
+      // does not, close a ramp submission that already holds work; in an
+      // empty one, make the group shorter (the probe must stay small
+      // whatever group height the target allows).
+      const std::int64_t qt = std::max<std::int64_t>(1, profile.query_tile);
+      auto smallest_ms = [&](std::int64_t h) {
+        const std::int64_t kb = group_key_begin(p, q0, q0 + h, key_tile);
+        const std::int64_t ke = std::max(kb, group_key_end(p, q0 + h));
+        const std::int64_t k1 = stateless ? ke : std::min(ke, kb + key_tile);
+        return c.dispatch({q0, q0 + h, kb, k1}, k1 == ke ? Mode::single_pass : Mode::init);
+      };
+      if (ramp_work && smallest_ms(g) > room()) close_ramp();
+      if (in_ramp())
+        while (g > 1 && smallest_ms(g) > ramp_target())
+          g = g > qt ? (g / 2 + qt - 1) / qt * qt : g / 2;
+    }
     const std::int64_t q1 = std::min(p.Lq, q0 + g);
     const std::int64_t kend = group_key_end(p, q1);
     plan.query_rows = std::max(plan.query_rows, q1 - q0);
@@ -280,11 +350,14 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
       // No (more) visible keys: finalize an empty range so the rows get
       // O = 0 / LSE = -inf (or the sink), never left unwritten.
       const Mode m = started ? Mode::finalize : Mode::single_pass;
-      dispatches.push_back({{q0, q1, k, k}, m, 0, c.dispatch({q0, q1, k, k}, m)});
+      const Dispatch d{{q0, q1, k, k}, m, 0, c.dispatch({q0, q1, k, k}, m)};
+      if (in_ramp() && ramp_work && d.predicted_ms > room()) close_ramp();
+      place(d);
       if (started) max_state_rows = std::max(max_state_rows, q1 - q0);
     }
     while (k < kend) {
       std::int64_t k1;
+      const bool ramp_now = in_ramp();
       if (stateless) {
         k1 = kend;
       } else if (pol.fixed_chunk_keys > 0) {
@@ -296,13 +369,19 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
         k1 = chunk_end(c, q0, q1, k, cap,
                        cap == kend ? (started ? Mode::finalize : Mode::single_pass)
                                    : (started ? Mode::accumulate : Mode::init),
-                       started ? Mode::accumulate : Mode::init, key_tile, hint);
+                       started ? Mode::accumulate : Mode::init, key_tile, hint,
+                       ramp_now ? ramp_target() : c.dispatch_target());
       }
       const bool last = k1 == kend;
       const Mode m = started ? (last ? Mode::finalize : Mode::accumulate)
                              : (last ? Mode::single_pass : Mode::init);
       const Rect r{q0, q1, k, k1};
-      dispatches.push_back({r, m, p.flops(r.q0, r.q1, r.k0, r.k1), c.dispatch(r, m)});
+      const Dispatch d{r, m, p.flops(r.q0, r.q1, r.k0, r.k1), c.dispatch(r, m)};
+      if (ramp_now && ramp_work && d.predicted_ms > room()) {
+        close_ramp();  // and size this chunk again, for the next submission
+        continue;
+      }
+      place(d);
       if (m != Mode::single_pass) max_state_rows = std::max(max_state_rows, q1 - q0);
       plan.chunk_keys = std::max(plan.chunk_keys, k1 - k);
       hint = (k1 - k) / key_tile;
@@ -316,7 +395,8 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
     q0 = q1;
   }
 
-  // 4. Pack dispatches into submissions under the per-submission target.
+  // 4. Pack dispatches into submissions under the per-submission target:
+  // the ramp's submissions as the walk closed them, the rest greedily.
   Submission cur;
   auto flush = [&] {
     if (cur.dispatches.empty()) return;
@@ -325,16 +405,22 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
     plan.submissions.push_back(std::move(cur));
     cur = {};
   };
-  // While the rate for this problem kind is still a guess, the first
-  // submission is planned to a quarter of the target, so that a guess up to
-  // 4x too fast still lands it within budget; its measurement then re-plans
-  // the rest (executor.cpp).
-  const bool guessed = !profile.gflops.count(rate_key(p));
-  for (const Dispatch& d : dispatches) {
-    const double limit = guessed && plan.submissions.empty() ? c.target_ms / 4 : c.target_ms;
-    if (!cur.dispatches.empty() &&
-        (!timed || cur.predicted_ms + d.predicted_ms + profile.submission_overhead_ms > limit))
+  // Dispatches from this index on are packed greedily: after the last
+  // ramp submission, or none if the ramp never closed them all.
+  const std::size_t greedy_from = !ramped                   ? 0
+                                  : ramp_i >= c.ramp.size() ? breaks.back()
+                                                            : dispatches.size();
+  std::size_t next_break = 0;
+  for (std::size_t i = 0; i < dispatches.size(); ++i) {
+    const Dispatch& d = dispatches[i];
+    if (next_break < breaks.size() && breaks[next_break] == i) {
       flush();
+      ++next_break;
+    } else if (i > greedy_from && !cur.dispatches.empty() &&
+               (!timed ||
+                cur.predicted_ms + d.predicted_ms + profile.submission_overhead_ms > c.target_ms)) {
+      flush();
+    }
     cur.dispatches.push_back(d);
     cur.predicted_ms += d.predicted_ms;
     plan.total_flops += d.flops;
@@ -347,28 +433,40 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
 }  // namespace
 
 Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol,
-               const Cursor& from, const char* op) {
+               const Cursor& from, const char* op, RateTrust trust) {
   Plan plan;
   if (p.B == 0 || from.q_begin >= p.Lq) {
     plan.reason = "nothing to compute: no query rows";
     return plan;
   }
-  const double rate = profile.rate_gflops(rate_key(p));
+  const std::string key = rate_key(p);
+  const double rate = profile.rate_gflops(key);
+  // A rate the profile has not measured for this key is a guess, which can
+  // be many times too fast (kRatePessimism): plans from it must keep the
+  // budget even then.
+  const bool guessed = trust == RateTrust::profile && !profile.gflops.count(key);
   const double ms_per_flop = 1.0 / (rate * 1e6);
   const double target =
       pol.budget_ms > 0 ? pol.budget_ms * pol.safety : std::numeric_limits<double>::infinity();
   // A key length at or over the threshold forces chunking, in chunks of at
   // most the threshold.
   const bool forced_keys = pol.chunk_threshold_keys > 0 && p.Lk >= pol.chunk_threshold_keys;
-  Costs c{p, profile, ms_per_flop, target, forced_keys ? pol.chunk_threshold_keys : 0, 0, op};
+  Costs c{p, profile, ms_per_flop, target, forced_keys ? pol.chunk_threshold_keys : 0, 0, op, {}};
 
   // 1. Route: one single-pass dispatch when nothing forces chunking.
   const bool fresh = from.q_begin == 0 && from.live_rows == 0;
   const Rect all{0, p.Lq, 0, p.Lk};
   const double single_ms = c.dispatch(all, Mode::single_pass) + profile.submission_overhead_ms;
+  // On a guessed rate, a single pass must fit even kRatePessimism times
+  // slower: it is then its own probe, and a call that small (decode, a
+  // short prefill: a 32nd of the target or less at the guess) stays one
+  // dispatch with no state.
+  const double single_worst =
+      guessed ? single_ms + (kRatePessimism - 1) * p.flops(0, p.Lq, 0, p.Lk) * ms_per_flop
+              : single_ms;
   const bool fixed = pol.fixed_chunk_keys > 0 || pol.fixed_query_rows > 0;
   std::ostringstream why;
-  if (fresh && !fixed && !forced_keys && single_ms <= target) {
+  if (fresh && !fixed && !forced_keys && single_worst <= target) {
     plan.query_rows = p.Lq;
     plan.submissions.push_back({{{all, Mode::single_pass, p.flops(0, p.Lq, 0, p.Lk),
                                   single_ms - profile.submission_overhead_ms}},
@@ -384,11 +482,39 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
     why << "chunked: Lk = " << p.Lk << " >= threshold " << pol.chunk_threshold_keys;
   else if (fixed)
     why << "chunked: fixed chunk/group size requested";
-  else if (fresh)
+  else if (fresh && single_ms > target)
     why << "chunked: single pass predicted " << single_ms << " ms > budget*safety " << target
         << " ms";
+  else if (fresh)
+    why << "chunked: single pass predicted " << single_ms << " ms, but the rate for " << key
+        << " is a guess";
   else
     why << "re-planned from query row " << from.q_begin;
+
+  // The ramp: the first submissions of a plan whose rate is a guess or
+  // measured once are planned below the target, each one measured and the
+  // rest re-planned from it (executor.cpp).
+  //  - guessed: a probe whose compute, kRatePessimism times slower than
+  //    the guess, still fits the target beside one submission's and one
+  //    dispatch's fixed costs (more dispatches leave it less compute); then
+  //    a quarter of the target (below).
+  //  - probed (the re-plan after the probe): a quarter of the target, so
+  //    that a probe that ran up to 4x faster than the work after it (a
+  //    warm cache, a lighter corner of the mask) keeps the budget; its
+  //    measurement re-plans the full-size rest if it disagrees.
+  if (std::isfinite(target) && !fixed) {
+    if (guessed) {
+      const double fixed_ms = profile.submission_overhead_ms + profile.dispatch_overhead_ms;
+      const double probe_ms = fixed_ms + std::max(0.0, target - fixed_ms) / kRatePessimism;
+      c.ramp = {probe_ms, target / 4};
+      why << "; starts with a probe of " << probe_ms << " ms at the guessed " << rate
+          << " GFLOP/s for " << key << " (within budget even " << kRatePessimism
+          << "x slower), the rest re-planned from its measurement";
+    } else if (trust == RateTrust::probed) {
+      c.ramp = {target / 4};
+      why << "; the rate for " << key << " measured once: the next submission to a quarter";
+    }
+  }
 
   // Fixed sizes are taken as asked, so a plan that would need too many
   // dispatches is refused. A budget is a wish: the dispatch floor rises

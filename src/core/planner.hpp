@@ -2,6 +2,7 @@
 // See planner.cpp for the worked example.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "core/problem.hpp"
@@ -18,9 +19,39 @@ struct Cursor {
   std::int64_t k_next = 0;
 };
 
+// How far a rate the profile holds may be off. A rate the profile has not
+// measured for the problem's key (a new dtype, head dim, mask kind or
+// backend) is a guess (DeviceProfile::rate_gflops falls back to the dtype's
+// rate, then to default_gflops), and the first submission of such a plan
+// (the probe) is sized so that a rate this many times slower than the guess
+// still keeps it within budget * safety.
+//
+// Why 32: the largest gap seen between a guess and the truth is on an H200,
+// bf16 with an additive mask: 26 TFLOP/s where the CUDA profile guesses 300
+// (11.5x), and 18x below the same shape without a mask (460), which is what
+// a profile that measured only unmasked calls would guess. 32 covers that
+// with a margin of about 2x, and with safety 0.8 the probe still lands within
+// the 1.1 x budget of issue 12 at a rate 44x slower. More would buy little and
+// cost measurability: at a 5 ms budget the probe is 4 ms / 32 = 0.125 ms, some
+// ten times a GPU dispatch's fixed cost; at 64 or 128 it would shrink toward
+// that fixed cost, and its time would say little about the rate.
+inline constexpr double kRatePessimism = 32;
+
+// What a plan may believe of the profile's rate for the problem's key.
+enum class RateTrust : std::uint8_t {
+  // As the profile says: measured if it has a rate for the key, else a guess,
+  // and a guessed plan starts with a probe (see make_plan).
+  profile,
+  // Measured once, by this run's probe: the first submission of the
+  // re-plan is planned to a quarter of budget * safety, so that a probe that
+  // ran faster than the work after it does not break the budget.
+  probed,
+};
+
 // `op` names the API call in error messages.
 Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& policy,
-               const Cursor& from = {}, const char* op = "longattn::plan_attention");
+               const Cursor& from = {}, const char* op = "longattn::plan_attention",
+               RateTrust trust = RateTrust::profile);
 
 // Running-state bytes of one query row (all b, h): (Dv + 2) floats per head.
 std::int64_t state_row_bytes(const Problem& p);

@@ -197,9 +197,9 @@ struct Planned {
 };
 
 // The decode benchmark's shape family (Hq 32, Hkv 8, D 128, bfloat16),
-// planned with the CUDA backend's starting profile; data pointers are null
-// (nothing runs).
-Planned plan_for(std::int64_t Lq, std::int64_t Lk, const Policy& policy) {
+// planned with the CUDA backend's starting profile (or `measured`, its rate
+// for the shape known); data pointers are null (nothing runs).
+Planned plan_for(std::int64_t Lq, std::int64_t Lk, const Policy& policy, bool measured = false) {
   const auto t = DType::bfloat16;
   const TensorView q = contiguous(nullptr, t, {1, 32, Lq, 128});
   const TensorView k = contiguous(nullptr, t, {1, 8, Lk, 128});
@@ -208,7 +208,9 @@ Planned plan_for(std::int64_t Lq, std::int64_t Lk, const Policy& policy) {
   o.policy = policy;
   Planned r;
   r.p = core::validate_attention(q, k, k, out, o, "test", false);
-  r.plan = core::make_plan(r.p, default_profile(BackendKind::cuda), policy);
+  DeviceProfile prof = default_profile(BackendKind::cuda);
+  if (measured) prof.gflops[core::rate_key(r.p)] = prof.rate_gflops(core::rate_key(r.p));
+  r.plan = core::make_plan(r.p, prof, policy);
   return r;
 }
 
@@ -229,9 +231,10 @@ TEST(ExecutorEnqueue, TimedPlansAreNot) {
   const Planned c = plan_for(1, 8192, chunked);
   ASSERT_GT(c.plan.workspace_bytes, 0);
   EXPECT_FALSE(core::enqueueable(c.plan, chunked));
-  // Single pass, one submission, but predicted beyond a quarter of
-  // budget * safety: measured, so that a wrong rate guess gets corrected.
-  const Planned big = plan_for(16384, 16384, def);
+  // Single pass, one submission (the rate measured: a guess would make it
+  // a probe and more), but predicted beyond a quarter of budget * safety:
+  // measured, so that a rate that drifted gets corrected.
+  const Planned big = plan_for(16384, 16384, def, true);
   ASSERT_EQ(big.plan.submissions.size(), 1u) << big.plan.reason;
   Policy tight = def;
   tight.budget_ms = big.plan.predicted_ms * 2;  // budget * safety / 4 < predicted
