@@ -76,6 +76,17 @@ bool mask_pairs(const Problem& p) {
          p.mask_stride[1] % 2 == 0 && p.mask_stride[2] % 2 == 0;
 }
 
+// Whether the mask's rows from key k0 on can be copied 16 bytes at a time
+// (KernelParams::stage_mask).
+bool mask_rows_copyable(const Problem& p, std::int64_t k0) {
+  if (p.mask_kind == MaskKind::none || p.mask_stride[3] != 1) return false;
+  const auto es =
+      static_cast<std::int64_t>(p.mask_kind == MaskKind::boolean ? 1 : dtype_size(p.mask_dtype));
+  return reinterpret_cast<std::uintptr_t>(p.mask) % 16 == 0 && (p.mask_stride[0] * es) % 16 == 0 &&
+         (p.mask_stride[1] * es) % 16 == 0 && (p.mask_stride[2] * es) % 16 == 0 &&
+         (k0 * es) % 16 == 0;
+}
+
 // The launcher of the narrowest instantiated width >= max(D, Dv) for the
 // dtype (narrower heads run padded, KernelParams::width); `hopper_only`
 // takes only the Hopper kernel's widths.
@@ -234,6 +245,7 @@ class CudaBackend final : public Backend {
       k.st_rows = state.rows;
     }
     k.st_pitch = cuda::state_pitch(p.Dv);
+    k.stage_mask = mask_rows_copyable(p, r.k0);
 
     // Keys any row of the rectangle sees (the causal rule and the window
     // hide the rest; the kernels skip their tiles), for the split-K sizing.

@@ -98,38 +98,46 @@ __device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, 
   return x * core::kLog2e;
 }
 
-// The terms of keys j and j + 1 (j even) of row (b, h, q), for kernels
-// whose threads hold adjacent columns: one 2-element load where vec_mask
-// says every even key's pair is aligned, else two. Keys at or past Lk (a tile's padding) read as
-// hidden.
+// The base-2 terms of two adjacent mask elements stored at `at` (any
+// memory): 0 / -inf for a boolean mask, value * log2(e) for an additive one.
+__device__ __forceinline__ void decode_pair(const KernelParams& p, const void* at, float (&t)[2]) {
+  if (p.mask_kind == core::MaskKind::boolean) {
+    const uchar2 x = *static_cast<const uchar2*>(at);
+    t[0] = x.x ? 0.f : -INFINITY;
+    t[1] = x.y ? 0.f : -INFINITY;
+    return;
+  }
+  float2 x;
+  switch (p.mask_dtype) {
+    case DType::float32:
+      x = *static_cast<const float2*>(at);
+      break;
+    case DType::float16:
+      x = __half22float2(*static_cast<const __half2*>(at));
+      break;
+    default:  // bfloat16
+      x = __bfloat1622float2(*static_cast<const __nv_bfloat162*>(at));
+      break;
+  }
+  t[0] = x.x * core::kLog2e;
+  t[1] = x.y * core::kLog2e;
+}
+
+// Bytes of one mask element.
+__device__ __forceinline__ int mask_elem_bytes(const KernelParams& p) {
+  return p.mask_kind == core::MaskKind::boolean ? 1 : p.mask_dtype == DType::float32 ? 4 : 2;
+}
+
+// The terms of keys j and j + 1 of row (b, h, q), for kernels whose
+// threads hold adjacent columns: one 2-element load where vec_mask says an
+// even key's pair is aligned (a rectangle may start at an odd key), else
+// two.
 __device__ __forceinline__ void mask_pair(const KernelParams& p, i64 b, i64 h, i64 q, i64 j,
                                           float (&t)[2]) {
   const i64 off =
       b * p.mask_stride[0] + h * p.mask_stride[1] + q * p.mask_stride[2] + j * p.mask_stride[3];
-  if (p.vec_mask && j + 1 < p.Lk) {
-    if (p.mask_kind == core::MaskKind::boolean) {
-      const uchar2 x =
-          *reinterpret_cast<const uchar2*>(static_cast<const std::uint8_t*>(p.mask) + off);
-      t[0] = x.x ? 0.f : -INFINITY;
-      t[1] = x.y ? 0.f : -INFINITY;
-      return;
-    }
-    float2 x;
-    switch (p.mask_dtype) {
-      case DType::float32:
-        x = *reinterpret_cast<const float2*>(static_cast<const float*>(p.mask) + off);
-        break;
-      case DType::float16:
-        x = __half22float2(
-            *reinterpret_cast<const __half2*>(static_cast<const __half*>(p.mask) + off));
-        break;
-      default:  // bfloat16
-        x = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(
-            static_cast<const __nv_bfloat16*>(p.mask) + off));
-        break;
-    }
-    t[0] = x.x * core::kLog2e;
-    t[1] = x.y * core::kLog2e;
+  if (p.vec_mask && (j & 1) == 0 && j + 1 < p.Lk) {
+    decode_pair(p, static_cast<const char*>(p.mask) + off * mask_elem_bytes(p), t);
     return;
   }
   t[0] = j < p.Lk ? mask_term(p, b, h, q, j) : -INFINITY;

@@ -37,15 +37,26 @@ namespace longattn::cuda {
 
 // kPacked: rows are (GQA head, query) pairs of one KV head (decode; see
 // hopper_decode_config), else 64 x consumers queries of one head.
-template <typename T, int D, bool kPacked>
-constexpr HopperConfig hopper_cfg = kPacked ? hopper_decode_config(D) : hopper_config(D);
+// kExtras: the instantiation for array masks and the soft-cap. Their code
+// would push the consumers past the registers they have (ptxas: 1188 bytes
+// of spills at D = 128 with the softmax / P V overlap), so calls without
+// them keep a kernel without that code, and this one runs tile by tile.
+template <typename T, int D, bool kPacked, bool kExtras>
+constexpr HopperConfig hopper_cfg = [] {
+  HopperConfig c = kPacked ? hopper_decode_config(D) : hopper_config(D);
+  c.overlap = c.overlap && !kExtras;
+  // Three consumers have 160 registers each, too few for the extras
+  // (ptxas, D = 64: 2.4 KB of spills); two have 224.
+  if (kExtras && c.block_m == 192) c.block_m = 128;
+  return c;
+}();
 
-template <typename T, int D, bool kPacked>
-__global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
+template <typename T, int D, bool kPacked, bool kExtras>
+__global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtras>), 1)
     hopper_kernel(const __grid_constant__ KernelParams p, const __grid_constant__ CUtensorMap tq,
                   const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked>;
+  constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked, kExtras>;
   constexpr int BM = cfg.block_m, BN = cfg.block_n, ST = cfg.stages;
   constexpr int CB = D / 64;  // 128-byte column blocks
   constexpr int NS = BN / 8, NO = D / 8;
@@ -54,8 +65,12 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   static_assert(BM == 64 * CW && CW >= 1 && CW <= 3 && D % 64 == 0 && BN % 16 == 0);
   // Registers a thread: the producer gives up what the consumers take,
   // within the SM's 64K: 128 x 40 + 256 x 232, or 128 x 24 + 384 x 160
-  // (with one consumer, 256 threads, nothing needs moving).
-  constexpr int kProducerRegs = CW == 2 ? 40 : 24, kConsumerRegs = CW == 2 ? 232 : 160;
+  // (with one consumer, 256 threads, nothing needs moving). kExtras: the
+  // producer also reads the mask's block summary and the consumers run
+  // tile by tile: 128 x 64 + 256 x 224 (ptxas, D = 128: 104 bytes of
+  // spills, against 160 at 40 + 232 and 192 at 80 + 216).
+  constexpr int kProducerRegs = CW == 2 ? (kExtras ? 64 : 40) : 24;
+  constexpr int kConsumerRegs = CW == 2 ? (kExtras ? 224 : 232) : 160;
 
   extern __shared__ uint4 hopper_smem[];
   const std::uint32_t sQ = (smem_addr(hopper_smem) + 1023u) & ~1023u;
@@ -66,6 +81,21 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   auto v_full = [&](int s) { return bars + 8u * (1 + ST + s); };
   auto k_empty = [&](int s) { return bars + 8u * (1 + 2 * ST + s); };
   auto v_empty = [&](int s) { return bars + 8u * (1 + 3 * ST + s); };
+  // Generic pointer to shared address `a` (for plain loads and stores).
+  auto generic = [&](std::uint32_t a) {
+    return reinterpret_cast<char*>(hopper_smem) + (a - smem_addr(hopper_smem));
+  };
+  // Per ring slot, the key tile it holds (-1: no more) and the mask's block
+  // kinds over each consumer's rows (8 bits each, core::block_kinds), written
+  // by the producer before the slot's K load, read after it has landed.
+  struct TileMeta {
+    std::int32_t it;
+    std::uint32_t kinds;
+  };
+  static_assert(8 * (1 + 4 * ST) <= 144 && 144 + 8 * ST <= kHopperBarrierBytes);
+  TileMeta* const meta = reinterpret_cast<TileMeta*>(generic(bars + 144));
+  // Each consumer's copy of its rows of the current tile's mask.
+  const std::uint32_t sM = bars + kHopperBarrierBytes;
 
   // Packed: 64 / group queries of each of the group's heads; rows are
   // head-major (row r = head (r / QT), query (r % QT)), as the Q box lands.
@@ -74,6 +104,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   const i64 b = tr.b, h = tr.h, hkv = tr.hkv, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
   const i64 t_beg = tr.t_beg, t_end = tr.t_end;
   const int split = tr.split;
+  const bool masked = kExtras && p.mask_kind != core::MaskKind::none;
 
   // Ring slot and mbarrier phase parity of the n-th key tile the block runs.
   struct Stage {
@@ -81,20 +112,6 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     std::uint32_t ph;
   };
   auto stage_of = [&](int n) { return Stage{n % ST, static_cast<std::uint32_t>((n / ST) & 1)}; };
-  // The first key tile from `it` on that the array mask does not hide from
-  // every row of the block (its block summary, mask_blocks.hpp): hidden
-  // tiles are neither loaded nor computed. Producer and consumers walk the
-  // same sequence. (Packed rows span several heads: no skipping there.)
-  auto next_live = [&](i64 it) {
-    if (kPacked || p.mask_blocks == nullptr) return it;
-    while (it < t_end) {
-      const i64 kt = p.k0 + it * BN;
-      if (!core::mask_hides(p, b, h, h + 1, qt0, qt1, kt, min(kt + BN, kend))) break;
-      ++it;
-    }
-    return it;
-  };
-  const i64 first = next_live(t_beg);
 
   if (threadIdx.x == 0) {
     sm90::mbar_init(q_full, 1);
@@ -116,34 +133,64 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   const int wg = threadIdx.x / 128;
   if (wg == 0) {
     if constexpr (CW > 1) sm90::reg_dealloc<kProducerRegs>();
-    if (threadIdx.x == 0 && first < t_end) {
-      const int ib = static_cast<int>(b), ih = static_cast<int>(h), ikv = static_cast<int>(hkv);
-      sm90::mbar_arrive_expect_tx(q_full, kQBytes);
-      // Packed: the box is QT queries x group heads from head h, the
-      // group's first (tensor_map.hpp).
+    if (threadIdx.x != 0) return;
+    // The mask's block kinds of key tile `it` over each consumer's rows; 0
+    // (nothing to skip or leave unread) without a mask summary.
+    auto tile_kinds = [&](i64 it) {
+      if (!kExtras || p.mask_blocks == nullptr) return 0u;
+      const i64 kt = p.k0 + it * BN, ke = min(kt + BN, kend);
+      if constexpr (kPacked)  // one consumer: every head of the group
+        return core::block_kinds(p, b, h, h + p.group, qt0, qt1, kt, ke);
+      std::uint32_t kinds = 0;
 #pragma unroll
-      for (int cb = 0; cb < CB; ++cb)
-        sm90::tma_load_4d(sQ + cb * BM * 128, &tq, q_full, cb * 64, static_cast<int>(qt0), ih, ib);
-      int n = 0;
-      for (i64 it = first; it < t_end; it = next_live(it + 1), ++n) {
-        const auto [s, ph] = stage_of(n);
-        const int kt = static_cast<int>(p.k0 + it * BN);
-        // A fresh barrier counts as having completed the phase before its
-        // first, so the first pass over the ring does not wait.
-        sm90::mbar_wait(k_empty(s), ph ^ 1);
-        sm90::mbar_arrive_expect_tx(k_full(s), kKVBytes);
+      for (int c = 0; c < CW; ++c) {
+        const i64 r0 = qt0 + 64 * c;
+        kinds |= core::block_kinds(p, b, h, h + 1, r0, min(r0 + 64, qt1), kt, ke) << (8 * c);
+      }
+      return kinds;
+    };
+    // Tiles the mask hides from every row of the block (no kind but
+    // `hidden` anywhere) are neither loaded nor computed.
+    constexpr std::uint32_t kHiddenOnly = 0x01010101u & ((1ull << (8 * CW)) - 1);
+    auto hidden = [&](std::uint32_t kinds) {
+      return kinds != 0 && (kinds | kHiddenOnly) == kHiddenOnly;
+    };
+    const int ib = static_cast<int>(b), ih = static_cast<int>(h), ikv = static_cast<int>(hkv);
+    int n = 0;
+    for (i64 it = t_beg; it < t_end; ++it) {
+      const std::uint32_t kinds = tile_kinds(it);
+      if (hidden(kinds)) continue;
+      if (n == 0) {
+        sm90::mbar_arrive_expect_tx(q_full, kQBytes);
+        // Packed: the box is QT queries x group heads from head h, the
+        // group's first (tensor_map.hpp).
 #pragma unroll
         for (int cb = 0; cb < CB; ++cb)
-          sm90::tma_load_4d(sK + s * kKVBytes + cb * BN * 128, &tk, k_full(s), cb * 64, kt, ikv,
-                            ib);
-        sm90::mbar_wait(v_empty(s), ph ^ 1);
-        sm90::mbar_arrive_expect_tx(v_full(s), kKVBytes);
-#pragma unroll
-        for (int cb = 0; cb < CB; ++cb)
-          sm90::tma_load_4d(sV + s * kKVBytes + cb * BN * 128, &tv, v_full(s), cb * 64, kt, ikv,
+          sm90::tma_load_4d(sQ + cb * BM * 128, &tq, q_full, cb * 64, static_cast<int>(qt0), ih,
                             ib);
       }
+      const auto [s, ph] = stage_of(n++);
+      const int kt = static_cast<int>(p.k0 + it * BN);
+      // A fresh barrier counts as having completed the phase before its
+      // first, so the first pass over the ring does not wait.
+      sm90::mbar_wait(k_empty(s), ph ^ 1);
+      meta[s] = TileMeta{static_cast<std::int32_t>(it), kinds};
+      sm90::mbar_arrive_expect_tx(k_full(s), kKVBytes);
+#pragma unroll
+      for (int cb = 0; cb < CB; ++cb)
+        sm90::tma_load_4d(sK + s * kKVBytes + cb * BN * 128, &tk, k_full(s), cb * 64, kt, ikv, ib);
+      sm90::mbar_wait(v_empty(s), ph ^ 1);
+      sm90::mbar_arrive_expect_tx(v_full(s), kKVBytes);
+#pragma unroll
+      for (int cb = 0; cb < CB; ++cb)
+        sm90::tma_load_4d(sV + s * kKVBytes + cb * BN * 128, &tv, v_full(s), cb * 64, kt, ikv, ib);
     }
+    // The end: one more slot that says so, completed by a plain arrive
+    // (the mbarrier's release makes the meta visible to the waiters).
+    const auto [s, ph] = stage_of(n);
+    sm90::mbar_wait(k_empty(s), ph ^ 1);
+    meta[s] = TileMeta{-1, 0u};
+    sm90::mbar_arrive(k_full(s));
     return;
   }
 
@@ -153,21 +200,54 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   const int g = lane >> 2, t4 = lane & 3;
   const InMode in_mode = p.splits > 1 ? InMode::empty : p.in_mode;
   const OutMode out_mode = p.splits > 1 ? OutMode::partial : p.out_mode;
-  i64 q[2], hr[2];  // query and head of the thread's two rows
+  // Head and query of the consumer's local row r in [0, 64).
+  auto row_head = [&](int r) { return kPacked ? h + (cw * 64 + r) / QT : h; };
+  auto row_query = [&](int r) { return kPacked ? qt0 + (cw * 64 + r) % QT : qt0 + cw * 64 + r; };
+  const int lr[2] = {(ctid / 32) * 16 + g, (ctid / 32) * 16 + g + 8};  // the thread's two rows
+  i64 q[2], hr[2];
   float m[2], l[2];
   float acc[NO][4];
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
-    if constexpr (kPacked) {
-      const int r = cw * 64 + (ctid / 32) * 16 + g + 8 * i;  // head-major packed row
-      q[i] = qt0 + r % QT;
-      hr[i] = h + r / QT;
-    } else {
-      q[i] = qt0 + cw * 64 + (ctid / 32) * 16 + g + 8 * i;
-      hr[i] = h;
-    }
+    q[i] = row_query(lr[i]);
+    hr[i] = row_head(lr[i]);
     init_row(p, in_mode, b, hr[i], q[i], q[i] < qt1, t4, i, m[i], l[i], acc);
   }
+
+  // The consumer's rows of a partial tile's mask, staged in shared memory
+  // (stage_mask: rows 16-byte aligned; else each thread reads its pairs
+  // from global memory): copied with cp.async while S = Q K^T runs, 16
+  // bytes at a time, chunk c of row r stored at chunk c ^ (r & swz) so
+  // that the eight rows a warp reads at once fall in different banks.
+  const int es = masked ? mask_elem_bytes(p) : 1;
+  const int row_bytes = BN * es, chunks = row_bytes / 16;
+  const int swz = (chunks < 8 ? chunks : 8) - 1;
+  const std::uint32_t sMw = sM + cw * 64 * BN * 4;
+  const char* const mrow = generic(sMw);
+  auto stage_mask = [&](i64 kt) {
+    sm90::named_barrier_sync(1 + cw, 128);  // every thread is done with the last tile's copy
+    for (int c = ctid; c < 64 * chunks; c += 128) {
+      const int r = c / chunks, ch = c % chunks;
+      const i64 qq = row_query(r), col = kt + ch * 16 / es;
+      const int valid =
+          qq < qt1 && col < p.Lk ? static_cast<int>(min(i64{16}, (p.Lk - col) * es)) : 0;
+      const i64 off =
+          b * p.mask_stride[0] + row_head(r) * p.mask_stride[1] + qq * p.mask_stride[2] + col;
+      const char* src = static_cast<const char*>(p.mask) + (valid > 0 ? off * es : 0);
+      const std::uint32_t dst = sMw + r * row_bytes + ((ch ^ (r & swz)) * 16);
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                   "r"(valid));
+    }
+    cp_async_commit();
+  };
+  // Whether this consumer reads the mask of a tile of `kinds` (its byte):
+  // not where its blocks are all open or all hidden.
+  constexpr std::uint32_t kOpen = 1u << static_cast<unsigned>(core::BlockKind::open);
+  constexpr std::uint32_t kHidden = 1u << static_cast<unsigned>(core::BlockKind::hidden);
+  auto my_kinds = [&](std::uint32_t kinds) {
+    return p.mask_blocks == nullptr ? 7u : (kinds >> (8 * cw)) & 0xffu;
+  };
+  auto reads_mask = [&](std::uint32_t mine) { return masked && mine != kOpen && mine != kHidden; };
 
   const std::uint32_t sQw = sQ + cw * 64 * 128;
   // S = Q K^T for the K tile in stage s (issued, not waited for).
@@ -194,23 +274,32 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     }
     sm90::wgmma_commit();
   };
-  // Base-2 logits; the array mask, or a per-row column range on tiles
-  // that cross the causal diagonal, an edge of the window or the
-  // rectangle's key end. Then P = 2^(S - m'); returns each row's alpha.
-  const bool masked = p.mask_kind != core::MaskKind::none;
-  // This warpgroup's rows, for the mask's open blocks (nothing to read).
-  const i64 cr0 = qt0 + cw * 64, cr1 = min(cr0 + 64, qt1);
-  auto softmax = [&](float(&sc)[NS][4], i64 kt, float(&alpha)[2]) {
-    if (masked &&
-        (kPacked || !core::mask_opens(p, b, h, h + 1, cr0, cr1, kt, min(kt + BN, kend)))) {
+  // Base-2 logits: the array mask where this consumer's blocks of the tile
+  // are partial (staged, or read from global memory), all -inf where they
+  // are hidden, else a per-row column range on tiles that cross the causal
+  // diagonal, an edge of the window or the rectangle's key end (or carry an
+  // open mask). Then P = 2^(S - m'); returns each row's alpha.
+  auto softmax = [&](float(&sc)[NS][4], i64 kt, std::uint32_t mine, float(&alpha)[2]) {
+    if (reads_mask(mine) && p.stage_mask) {
+      cp_async_wait_all();
+      sm90::named_barrier_sync(1 + cw, 128);  // every thread's chunks have landed
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+        mask_row_staged(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt),
+                        mrow + lr[i] * row_bytes, es, lr[i] & swz);
+    } else if (reads_mask(mine)) {
 #pragma unroll
       for (int i = 0; i < 2; ++i)
         mask_row(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt), b, hr[i], q[i], kt);
+    } else if (masked && mine == kHidden) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) limit_row(p, sc, i, t4, Cols{0, 0});
     } else if (masked || tile_crosses_edge<BN>(tr, kt)) {
 #pragma unroll
-      for (int i = 0; i < 2; ++i) limit_row(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt));
+      for (int i = 0; i < 2; ++i)
+        limit_row<kExtras>(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt));
     } else {
-      scale_tile(p, sc);
+      scale_tile<kExtras>(p, sc);
     }
 #pragma unroll
     for (int i = 0; i < 2; ++i) alpha[i] = softmax_row_p(sc, i, m[i], l[i]);
@@ -227,12 +316,19 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   for (int nt = 0; nt < NS; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
   std::uint32_t pa[BN / 16][4];
   float alpha[2];
-  // Once S(it)'s product has completed: its K buffer goes back, then its
-  // softmax (P in sc, alpha per row).
-  auto s_done = [&](i64 it, int s) {
+  // The n-th tile the producer sent (meta.it < 0: none left), once its K
+  // has landed.
+  auto next_tile = [&](int n) {
+    const Stage k = stage_of(n);
+    sm90::mbar_wait(k_full(k.s), k.ph);
+    return meta[k.s];
+  };
+  // Once S of tile t (slot s) has completed: the K buffer goes back, then
+  // the softmax (P in sc, alpha per row).
+  auto s_done = [&](const TileMeta& t, int s) {
     sm90::fence_operands(sc);
     if (lane == 0) sm90::mbar_arrive(k_empty(s));
-    softmax(sc, p.k0 + it * BN, alpha);
+    softmax(sc, p.k0 + t.it * BN, my_kinds(t.kinds), alpha);
   };
   // Once a P V product has completed: its V buffer (slot s) goes back.
   auto pv_done = [&](int s) {
@@ -240,17 +336,21 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
     sm90::fence_operands(pa);
     if (lane == 0) sm90::mbar_arrive(v_empty(s));
   };
-  // S of tile `it`, the n-th run, to completion, then its softmax.
-  auto s_step = [&](i64 it, int n) {
+  // The mask copy of tile t, started before its S = Q K^T.
+  auto start_mask = [&](const TileMeta& t) {
+    if (reads_mask(my_kinds(t.kinds)) && p.stage_mask) stage_mask(p.k0 + t.it * BN);
+  };
+  // S of tile t (the n-th, its K landed) to completion, then its softmax.
+  auto s_step = [&](const TileMeta& t, int n) {
     const Stage k = stage_of(n);
-    sm90::mbar_wait(k_full(k.s), k.ph);
+    start_mask(t);
     sm90::fence_operands(sc);
     sm90::wgmma_fence();
     issue_s(sc, k.s);
     sm90::wgmma_wait<0>();
-    s_done(it, k.s);
+    s_done(t, k.s);
   };
-  // O += P V of the n-th tile run, to completion.
+  // O += P V of the n-th tile, to completion.
   auto pv_step = [&](int n) {
     const Stage v = stage_of(n);
     sm90::mbar_wait(v_full(v.s), v.ph);
@@ -269,32 +369,33 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
   };
 
   int n = 0;  // tiles run so far
-  if (first < t_end) {
+  TileMeta t = next_tile(0);
+  if (t.it >= 0) {
     sm90::mbar_wait(q_full, 0);
-    s_step(first, n++);
+    s_step(t, n++);
     finish_p();
-  }
-  for (i64 it = next_live(first + 1); it < t_end; it = next_live(it + 1), ++n) {
-    if constexpr (!cfg.overlap) {
-      pv_step(n - 1);
-      s_step(it, n);
-    } else {
-      const Stage k = stage_of(n), v = stage_of(n - 1);
-      sm90::mbar_wait(k_full(k.s), k.ph);
-      sm90::mbar_wait(v_full(v.s), v.ph);
-      sm90::fence_operands(sc);
-      sm90::fence_operands(acc);
-      sm90::wgmma_fence();
-      issue_s(sc, k.s);
-      issue_pv(pa, v.s);
-      sm90::wgmma_wait<1>();  // S(it) is back; P V still running
-      s_done(it, k.s);
-      sm90::wgmma_wait<0>();
-      pv_done(v.s);
+    for (t = next_tile(n); t.it >= 0; t = next_tile(++n)) {
+      if constexpr (!cfg.overlap) {
+        pv_step(n - 1);
+        s_step(t, n);
+      } else {
+        const Stage k = stage_of(n), v = stage_of(n - 1);
+        start_mask(t);
+        sm90::mbar_wait(v_full(v.s), v.ph);
+        sm90::fence_operands(sc);
+        sm90::fence_operands(acc);
+        sm90::wgmma_fence();
+        issue_s(sc, k.s);
+        issue_pv(pa, v.s);
+        sm90::wgmma_wait<1>();  // S is back; P V still running
+        s_done(t, k.s);
+        sm90::wgmma_wait<0>();
+        pv_done(v.s);
+      }
+      finish_p();
     }
-    finish_p();
+    pv_step(n - 1);
   }
-  if (n > 0) pv_step(n - 1);
 
 #pragma unroll
   for (int i = 0; i < 2; ++i)
@@ -302,9 +403,9 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked>), 1)
 #endif
 }
 
-template <typename T, int D, bool kPacked>
+template <typename T, int D, bool kPacked, bool kExtras>
 bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
-  constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked>;
+  constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked, kExtras>;
   const int group = static_cast<int>(p.group);
   const int qrows = kPacked ? cfg.block_m / group : cfg.block_m;  // queries a block
   CUtensorMap tq, tk, tv;
@@ -316,12 +417,12 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
       !encode_rows_map(&tk, p.k, p.B, p.Hkv, p.k1, p.D, p.k_stride, cfg.block_n) ||
       !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, p.Dv, p.v_stride, cfg.block_n))
     return false;
-  allow_dynamic_smem<hopper_kernel<T, D, kPacked>>(hopper_smem_bytes(cfg, D),
-                                                   "cudaFuncSetAttribute(hopper_kernel)");
+  allow_dynamic_smem<hopper_kernel<T, D, kPacked, kExtras>>(hopper_smem_bytes(cfg, D),
+                                                            "cudaFuncSetAttribute(hopper_kernel)");
   const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + qrows - 1) / qrows),
                   static_cast<unsigned>(p.B * (kPacked ? p.Hkv : p.Hq)),
                   static_cast<unsigned>(p.splits));
-  hopper_kernel<T, D, kPacked>
+  hopper_kernel<T, D, kPacked, kExtras>
       <<<grid, hopper_threads(cfg), hopper_smem_bytes(cfg, D), stream>>>(p, tq, tk, tv);
   check_cuda(cudaGetLastError(), "hopper_kernel launch");
   return true;
@@ -331,8 +432,12 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
 // the tensors, so the caller runs the mma.sync kernel instead.
 template <typename T, int D>
 bool launch_hopper(const KernelParams& p, cudaStream_t stream) {
-  return p.packed ? launch_hopper_as<T, D, true>(p, stream)
-                  : launch_hopper_as<T, D, false>(p, stream);
+  const bool extras = p.mask_kind != core::MaskKind::none || p.softcap_log2 > 0.f;
+  if (extras)
+    return p.packed ? launch_hopper_as<T, D, true, true>(p, stream)
+                    : launch_hopper_as<T, D, false, true>(p, stream);
+  return p.packed ? launch_hopper_as<T, D, true, false>(p, stream)
+                  : launch_hopper_as<T, D, false, false>(p, stream);
 }
 
 }  // namespace longattn::cuda

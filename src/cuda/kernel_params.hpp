@@ -52,6 +52,10 @@ struct KernelParams : core::Problem {
   // aligned as a pair: unit key stride, the other strides even, the base
   // aligned to two elements.
   std::int32_t vec_mask = 0;
+  // Whether the mask's rows of every key tile of the dispatch can be copied
+  // 16 bytes at a time (unit key stride, 16-byte aligned base, strides and
+  // first key): the Hopper kernel then stages them in shared memory.
+  std::int32_t stage_mask = 0;
 
   // The rectangle [q0, q1) x [k0, k1).
   std::int64_t q0 = 0, q1 = 0, k0 = 0, k1 = 0;
@@ -167,10 +171,15 @@ constexpr HopperConfig hopper_decode_config(int d) {
 // A producer warpgroup + one consumer warpgroup per 64 query rows.
 constexpr int hopper_consumers(HopperConfig c) { return c.block_m / 64; }
 constexpr int hopper_threads(HopperConfig c) { return 128 * (1 + hopper_consumers(c)); }
+// Shared-memory bytes for the mbarriers and the ring slots' tile records.
+constexpr int kHopperBarrierBytes = 256;
 constexpr int hopper_smem_bytes(HopperConfig c, int d) {
-  // Q tile + stages x (K and V tiles) + barriers, + 1024 for aligning the
-  // base to the 128-byte swizzle's 1024-byte pattern.
-  return (c.block_m + 2 * c.stages * c.block_n) * d * 2 + 256 + 1024;
+  // Q tile + stages x (K and V tiles) + barriers + each consumer's copy of
+  // its 64 rows of a tile's array mask (4-byte elements at most), + 1024
+  // for aligning the base to the 128-byte swizzle's 1024-byte pattern.
+  // At most 230656 bytes (D = 128 and 256), under the 232448 an SM allows.
+  return (c.block_m + 2 * c.stages * c.block_n) * d * 2 + kHopperBarrierBytes +
+         hopper_consumers(c) * 64 * c.block_n * 4 + 1024;
 }
 
 // Vector kernel: 4 warps; a lane holds 8 dims of a key, so a key spans

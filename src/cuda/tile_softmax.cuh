@@ -62,7 +62,8 @@ __device__ __forceinline__ Cols visible_cols(const KernelParams& p, i64 q, i64 q
 // Columns outside [c.lo, c.hi) (the window, the causal diagonal or the
 // rectangle's end) become -inf; the rest take their base-2 logit (scaled,
 // soft-capped).
-template <int NS>
+// kCap false: the caller knows there is no soft-cap (no tanh code).
+template <bool kCap = true, int NS>
 __device__ __forceinline__ void limit_row(const KernelParams& p, float (&s)[NS][4], int i, int t4,
                                           Cols c) {
 #pragma unroll
@@ -71,7 +72,8 @@ __device__ __forceinline__ void limit_row(const KernelParams& p, float (&s)[NS][
     for (int e = 0; e < 2; ++e) {
       float& x = s[nt][2 * i + e];
       const int col = nt * 8 + 2 * t4 + e;
-      x = col >= c.lo && col < c.hi ? capped(p, x * p.scale_log2) : -INFINITY;
+      const float t = kCap ? capped(p, x * p.scale_log2) : x * p.scale_log2;
+      x = col >= c.lo && col < c.hi ? t : -INFINITY;
     }
 }
 
@@ -99,10 +101,33 @@ __device__ __forceinline__ void mask_row(const KernelParams& p, float (&s)[NS][4
   }
 }
 
-// Every column of an unmasked tile that all rows see: scale (and cap).
+// The same from a copy of the row's mask in shared memory (`row`: its
+// first byte; `es` bytes an element; 16-byte chunk c stored at c ^ swz).
 template <int NS>
+__device__ __forceinline__ void mask_row_staged(const KernelParams& p, float (&s)[NS][4], int i,
+                                                int t4, Cols c, const char* row, int es, int swz) {
+  if (c.hi <= c.lo) {
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt) s[nt][2 * i] = s[nt][2 * i + 1] = -INFINITY;
+    return;
+  }
+#pragma unroll
+  for (int nt = 0; nt < NS; ++nt) {
+    const int col = nt * 8 + 2 * t4, at = col * es;  // a pair never straddles a chunk
+    float t[2];
+    decode_pair(p, row + (((at >> 4) ^ swz) << 4) + (at & 15), t);
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& x = s[nt][2 * i + e];
+      x = col + e >= c.lo && col + e < c.hi ? capped(p, x * p.scale_log2) + t[e] : -INFINITY;
+    }
+  }
+}
+
+// Every column of an unmasked tile that all rows see: scale (and cap).
+template <bool kCap = true, int NS>
 __device__ __forceinline__ void scale_tile(const KernelParams& p, float (&s)[NS][4]) {
-  if (p.softcap_log2 > 0.f) {
+  if (kCap && p.softcap_log2 > 0.f) {
 #pragma unroll
     for (int nt = 0; nt < NS; ++nt)
 #pragma unroll
