@@ -63,14 +63,19 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtr
   constexpr std::uint32_t kQBytes = BM * D * 2, kKVBytes = BN * D * 2;
   constexpr int CW = hopper_consumers(cfg);
   static_assert(BM == 64 * CW && CW >= 1 && CW <= 3 && D % 64 == 0 && BN % 16 == 0);
-  // Registers a thread: the producer gives up what the consumers take,
-  // within the SM's 64K: 128 x 40 + 256 x 232, or 128 x 24 + 384 x 160
-  // (with one consumer, 256 threads, nothing needs moving). kExtras: the
-  // producer also reads the mask's block summary and the consumers run
-  // tile by tile: 128 x 64 + 256 x 224 (ptxas, D = 128: 104 bytes of
-  // spills, against 160 at 40 + 232 and 192 at 80 + 216).
-  constexpr int kProducerRegs = CW == 2 ? (kExtras ? 64 : 40) : 24;
+  // Registers a thread: the producer gives up what the consumers take. The
+  // block starts with the launch's share (65536 / threads, in steps of 8:
+  // 168 with two consumers, 128 with three), and setmaxnreg.inc waits until
+  // the pool holds what it asks for, so the split must not exceed that
+  // share: 128 x 40 + 256 x 232, or 128 x 24 + 384 x 160 (with one
+  // consumer, 256 threads, nothing needs moving). kExtras: the producer
+  // also reads the mask's block summary and the consumers run tile by
+  // tile: 128 x 56 + 256 x 224 (ptxas, D = 128: 112 bytes of spills).
+  constexpr int kProducerRegs = CW == 2 ? (kExtras ? 56 : 40) : 24;
   constexpr int kConsumerRegs = CW == 2 ? (kExtras ? 224 : 232) : 160;
+  constexpr int kLaunchRegs = 65536 / (128 * (1 + CW)) / 8 * 8;
+  static_assert(CW == 1 || kProducerRegs + CW * kConsumerRegs <= (1 + CW) * kLaunchRegs,
+                "setmaxnreg would wait for registers the block does not have");
 
   extern __shared__ uint4 hopper_smem[];
   const std::uint32_t sQ = (smem_addr(hopper_smem) + 1023u) & ~1023u;
