@@ -418,13 +418,32 @@ def test_compiled_sliding_model_without_masks(maskless):
     assert_close(got.logits, want.logits, "float32")
 
 
+@pytest.mark.parametrize("mask", [False, True], ids=["causal", "bool_mask"])
+def test_softcap_caps_the_logits(mask):
+    """Gemma 2's attn_logit_softcapping: softcap * tanh(logit / softcap)
+    before the mask, against the float64 definition (sdpa has no cap)."""
+    module = Module(2)
+    q, k, v = qkv(1, 4, 2, 6, 6)
+    q = q * 4  # logits of a few tens, where a cap of 5 bends them
+    g = torch.Generator().manual_seed(3)
+    m = torch.rand(1, 1, 6, 6, generator=g) > 0.3 if mask else None
+    got, _ = lat.attention_forward(module, q, k, v, m, scaling=0.25, softcap=5.0)
+    kk, vv = (t.repeat_interleave(2, dim=1).double() for t in (k, v))
+    s = 5.0 * torch.tanh(q.double() @ kk.transpose(-1, -2) * 0.25 / 5.0)
+    keep = torch.ones(6, 6, dtype=torch.bool).tril() if m is None else m[0, 0]
+    s = s.masked_fill(~keep, float("-inf"))
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    want = (p @ vv).transpose(1, 2)
+    assert (got.double() - want).abs().max().item() < 1e-5
+    plain, _ = lat.attention_forward(module, q, k, v, m, scaling=0.25)
+    assert (plain.double() - want).abs().max().item() > 1e-2  # the cap mattered
+
+
 def test_refusals():
     module = Module(2)
     q, k, v = qkv(1, 4, 2, 3, 3)
     with pytest.raises(ValueError, match="dropout = 0.1"):
         lat.attention_forward(module, q, k, v, None, dropout=0.1)
-    with pytest.raises(NotImplementedError, match="softcap"):
-        lat.attention_forward(module, q, k, v, None, softcap=50.0)
     with pytest.warns(UserWarning, match="attention weights"):
         lat.attention_forward(module, q, k, v, None, output_attentions=True)
     with pytest.raises(TypeError, match="policy"):

@@ -45,8 +45,10 @@ What the attention function does with what the model passes (the same as
   with transformers' boolean masks (with position_bias, whose float mask
   uses finfo.min, sdpa gives such rows the average of the values instead:
   see longattn.torch's notes on finfo.min); no later position reads them.
-- refused: dropout > 0 (training with attention dropout), a logit softcap
-  (Gemma 2); output_attentions gives None weights with a warning, as sdpa.
+- softcap (Gemma 2's attn_logit_softcapping): logits become
+  softcap * tanh(logit / softcap) before the mask, as the eager path does.
+- refused: dropout > 0 (training with attention dropout); output_attentions
+  gives None weights with a warning, as sdpa.
 
 Returns (attn_output [B, Lq, Hq, Dv] contiguous, None), the output written
 in that layout directly (no transpose copy). Like every longattn call there
@@ -124,19 +126,15 @@ def attention_forward(
         policy: a longattn.Policy (register() sets it).
         on_report: called with the call's longattn.RunReport after it ran
             (register() sets it); not under torch.compile.
-        kwargs: the rest of what models pass; `softcap` (not None) is
-            refused, `output_attentions` warns; others are ignored, as by
-            sdpa.
+        kwargs: the rest of what models pass; `softcap` (a logit cap,
+            None or 0 for none) caps the logits, `output_attentions` warns;
+            others are ignored, as by sdpa.
 
     Returns:
         (attn_output [B, Lq, Hq, Dv], None).
     """
     op = "longattn.integrations.transformers"
-    if kwargs.get("softcap") is not None:
-        raise NotImplementedError(
-            f"[{op}] softcap = {kwargs['softcap']!r}: longattn has no logit soft-capping; "
-            "use attn_implementation='eager' for this model"
-        )
+    softcap = kwargs.get("softcap") or 0.0
     if dropout:
         raise ValueError(
             f"[{op}] dropout = {dropout!r}: longattn does no dropout (training with "
@@ -186,6 +184,7 @@ def attention_forward(
         sinks=sinks,
         out_bshd=True,
         window=window,
+        softcap=float(softcap),
         budget_ms=budget_ms,
         policy=policy,
         report=on_report is not None,
