@@ -65,6 +65,7 @@ struct Row {
   double median_ms, min_ms, gflops, checksum;
   double cpu_ms;  // median process CPU time per call (all threads)
   std::vector<double> times, cpu_times;
+  std::string kernel;  // the kernel path the run report names (cpu.avx512, ...)
 };
 
 Row run_case(const lb::Case& c, const Args& a, int threads) {
@@ -100,7 +101,7 @@ Row run_case(const lb::Case& c, const Args& a, int threads) {
     return std::pair{t, lb::cpu_ms() - c0};
   };
 
-  Row row{&c, 0, 0, 0, 0, 0, {}, {}};
+  Row row{&c, 0, 0, 0, 0, 0, {}, {}, {}};
   for (int w = 0; w < std::max(1, a.warmup); ++w) {
     call(0);
     if (w == 0) row.checksum = lb::checksum(out);  // output on input set 0
@@ -113,6 +114,10 @@ Row run_case(const lb::Case& c, const Args& a, int threads) {
     row.times.push_back(t);
     row.cpu_times.push_back(cpu);
   }
+  for (const auto& s : rep.submissions)
+    for (const auto& k : s.kernels)
+      if (row.kernel.find(k) == std::string::npos)
+        row.kernel += (row.kernel.empty() ? "" : "+") + k;
   row.cpu_ms = lb::median(row.cpu_times);
   row.median_ms = lb::median(row.times);
   row.min_ms = *std::min_element(row.times.begin(), row.times.end());
@@ -137,8 +142,9 @@ int main(int argc, char** argv) {
       "longattn CPU backend, %s, %d threads, single pass (budget none), median of %d (+%d warmup), "
       "%d input sets\n",
       lb::cpu_model().c_str(), threads, a.reps, a.warmup, a.sets);
-  std::printf("%-22s %-9s %-7s %-28s %10s %10s %9s %10s %12s\n", "case", "dtype", "mask",
-              "B,Hq,Hkv,Lq,Lk,D", "ms(median)", "ms(min)", "GFLOP/s", "cpu-ms", "GFLOP/cpu-s");
+  std::printf("%-22s %-9s %-7s %-28s %10s %10s %9s %10s %12s  %s\n", "case", "dtype", "mask",
+              "B,Hq,Hkv,Lq,Lk,D", "ms(median)", "ms(min)", "GFLOP/s", "cpu-ms", "GFLOP/cpu-s",
+              "kernel");
   std::vector<Row> rows;
   for (const lb::Case& c : lb::kCpuCases) {
     if (!a.filter.empty() && std::string(c.name).find(a.filter) == std::string::npos) continue;
@@ -146,10 +152,10 @@ int main(int argc, char** argv) {
     const std::string shape = std::to_string(c.B) + "," + std::to_string(c.Hq) + "," +
                               std::to_string(c.Hkv) + "," + std::to_string(c.Lq) + "," +
                               std::to_string(c.Lk) + "," + std::to_string(c.D);
-    std::printf("%-22s %-9s %-7s %-28s %10.1f %10.1f %9.1f %10.1f %12.1f\n",
+    std::printf("%-22s %-9s %-7s %-28s %10.1f %10.1f %9.1f %10.1f %12.1f  %s\n",
                 std::string(c.name).c_str(), longattn::dtype_name(c.dtype),
                 c.causal ? "causal" : "none", shape.c_str(), r.median_ms, r.min_ms, r.gflops,
-                r.cpu_ms, lb::attention_flops(c) / (r.cpu_ms * 1e6));
+                r.cpu_ms, lb::attention_flops(c) / (r.cpu_ms * 1e6), r.kernel.c_str());
     std::fflush(stdout);
     rows.push_back(std::move(r));
   }
@@ -170,6 +176,7 @@ int main(int argc, char** argv) {
       e["times_ms"] = r.times;
       e["cpu_ms"] = r.cpu_ms;
       e["cpu_times_ms"] = r.cpu_times;
+      e["kernel"] = r.kernel;
       j["results"].push_back(e);
     }
     std::ofstream(a.json) << j.dump(1) << "\n";

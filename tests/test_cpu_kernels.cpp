@@ -60,7 +60,7 @@ bool path_available(const char* path) {
 }
 
 class CpuKernel : public ::testing::TestWithParam<const char*> {};
-INSTANTIATE_TEST_SUITE_P(Paths, CpuKernel, ::testing::Values("generic", "avx2"),
+INSTANTIATE_TEST_SUITE_P(Paths, CpuKernel, ::testing::Values("generic", "avx2", "avx512"),
                          [](const ::testing::TestParamInfo<const char*>& i) {
                            return std::string(i.param);
                          });

@@ -82,7 +82,7 @@ class SubmissionReport:
 
     dispatches: int
     # The kernels that ran its dispatches, each once, in order of first use:
-    # "cpu.avx2", "cpu.generic"; "cuda.wgmma" (Hopper prefill),
+    # "cpu.avx512", "cpu.avx2", "cpu.generic"; "cuda.wgmma" (Hopper prefill),
     # "cuda.wgmma.packed" (Hopper decode), "cuda.mma" (mma.sync prefill),
     # "cuda.vector" (float32 and short decode).
     kernels: List[str]

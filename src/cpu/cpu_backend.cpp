@@ -30,23 +30,44 @@ bool have_avx2() {
 #endif
 }
 
+bool have_avx512() {
+#if defined(LONGATTN_HAVE_AVX512_KERNEL)
+  // libgcc's feature bits include the OS check (XCR0 enables the ZMM state).
+  return have_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
+enum class Path { generic, avx2, avx512 };
+
 // The kernel path: the best this CPU has, or the one LONGATTN_CPU_KERNEL
-// names ("generic" or "avx2"; "auto" or unset = best), read per backend
-// (per call) so that tests and A/B runs can switch within one process.
-bool use_avx2() {
+// names ("generic", "avx2" or "avx512"; "auto" or unset = best), read per
+// backend (per call) so that tests and A/B runs can switch within one
+// process.
+Path choose_path() {
   const char* env = std::getenv("LONGATTN_CPU_KERNEL");
   const std::string want = env ? env : "auto";
-  if (want == "auto" || want.empty()) return have_avx2();
-  if (want == "generic") return false;
+  if (want == "auto" || want.empty())
+    return have_avx512() ? Path::avx512 : have_avx2() ? Path::avx2 : Path::generic;
+  if (want == "generic") return Path::generic;
   if (want == "avx2") {
     if (!have_avx2())
       throw Unsupported(
           "[longattn::cpu] LONGATTN_CPU_KERNEL = avx2 but this CPU or build has no AVX2 + FMA + "
           "F16C kernel");
-    return true;
+    return Path::avx2;
+  }
+  if (want == "avx512") {
+    if (!have_avx512())
+      throw Unsupported(
+          "[longattn::cpu] LONGATTN_CPU_KERNEL = avx512 but this CPU or build has no AVX-512 "
+          "(F, BW, DQ, VL) kernel");
+    return Path::avx512;
   }
   throw InvalidArgument("[longattn::cpu] LONGATTN_CPU_KERNEL = \"" + want +
-                        "\" is not one of auto, generic, avx2");
+                        "\" is not one of auto, generic, avx2, avx512");
 }
 
 class CpuBackend final : public Backend {
@@ -55,12 +76,14 @@ class CpuBackend final : public Backend {
       : threads_(cfg.threads > 0
                      ? cfg.threads
                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
-        avx2_(use_avx2()) {}
+        path_(choose_path()) {}
 
   std::string name() const override { return "cpu"; }
   std::string device_name() const override {
-    return std::string("CPU (") + std::to_string(threads_) + " threads, " +
-           (avx2_ ? "AVX2" : "portable") + " kernel)";
+    const char* kernel = path_ == Path::avx512 ? "AVX-512"
+                         : path_ == Path::avx2 ? "AVX2"
+                                               : "portable";
+    return std::string("CPU (") + std::to_string(threads_) + " threads, " + kernel + " kernel)";
   }
 
   StateView alloc_state(const Problem& p, std::int64_t rows) override {
@@ -92,9 +115,15 @@ class CpuBackend final : public Backend {
 
   void begin_submission() override { t0_ = std::chrono::steady_clock::now(); }
   const char* dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
-    if (avx2_) {
-      cpu::run_rect_avx2(p, d.rect, d.mode, state, threads_);
-      return "cpu.avx2";
+    switch (path_) {
+      case Path::avx512:
+        cpu::run_rect_avx512(p, d.rect, d.mode, state, threads_);
+        return "cpu.avx512";
+      case Path::avx2:
+        cpu::run_rect_avx2(p, d.rect, d.mode, state, threads_);
+        return "cpu.avx2";
+      case Path::generic:
+        break;
     }
     cpu::run_rect_generic(p, d.rect, d.mode, state, threads_);
     return "cpu.generic";
@@ -107,7 +136,7 @@ class CpuBackend final : public Backend {
 
  private:
   int threads_;
-  bool avx2_;
+  Path path_;
   std::vector<float> m_, l_, o_;
   std::vector<std::uint8_t> blocks_;  // the mask's summary (summarize_mask)
   core::MaskCost cost_;

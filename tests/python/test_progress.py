@@ -31,7 +31,7 @@ def test_report(inputs):
     assert len(rep.submissions) == len(rep.plan.submissions) >= 4
     assert sum(s.dispatches for s in rep.submissions) == rep.plan.num_dispatches
     assert all(s.measured_ms > 0 and s.predicted_ms > 0 for s in rep.submissions)
-    assert all(s.kernels and s.kernels[0] in ("cpu.avx2", "cpu.generic") for s in rep.submissions)
+    assert all(s.kernels and s.kernels[0] in ("cpu.avx512", "cpu.avx2", "cpu.generic") for s in rep.submissions)
     assert rep.total_ms == pytest.approx(sum(s.measured_ms for s in rep.submissions))
     assert rep.total_ms <= rep.wall_ms
     assert rep.total_flops == pytest.approx(4 * 2 * 32 * LQ * LK)
