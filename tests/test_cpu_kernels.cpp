@@ -65,6 +65,35 @@ INSTANTIATE_TEST_SUITE_P(Paths, CpuKernel, ::testing::Values("generic", "avx2", 
                            return std::string(i.param);
                          });
 
+// Decode with fewer (batch, KV head) items than threads splits each
+// item's keys across the threads (split-K) and merges the parts: single
+// pass, with sinks and a mask, and chunked (the parts then merge into a
+// loaded running state).
+TEST_P(CpuKernel, DecodeSplitsKeysAcrossThreads) {
+  const char* path = GetParam();
+  if (!path_available(path))
+    GTEST_SKIP() << "the " << path << " kernel does not run on this CPU (or was not built)";
+  ForcedKernel force(path);
+  std::uint64_t seed = 7100;
+  for (std::int64_t Lq : {1, 3})
+    for (bool chunked : {false, true}) {
+      Case c;
+      c.B = 1, c.Hq = 8, c.Hkv = 1, c.Lq = Lq, c.Lk = lt::small_tests() ? 2500 : 9000, c.D = 64;
+      c.dtype = DType::bfloat16, c.causal = true, c.sinks = true;
+      c.mask = chunked ? lt::MaskKind::none : lt::MaskKind::boolean;
+      c.seed = ++seed;
+      lt::CaseData d(c);
+      longattn::AttentionOptions o;
+      longattn::RunReport rep;
+      o.report = &rep;
+      o.threads = 2;  // at least two, so that one item is split
+      if (chunked) o.policy = lt::chunked_policy(3000);
+      lt::run(d, o);
+      const lt::Comparison cmp = lt::compare(d);
+      EXPECT_TRUE(cmp.ok) << path << ": " << cmp.message;
+    }
+}
+
 TEST_P(CpuKernel, MatchesTheReferenceAndIsReported) {
   const char* path = GetParam();
   if (!path_available(path))

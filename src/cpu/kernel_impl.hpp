@@ -274,10 +274,74 @@ class Rectangle {
   }
 
   void run(const Item& it, Scratch& s) const {
-    const std::int64_t i_end = std::min(r_.q1, it.i0 + nq_);
-    const int nrow_q = static_cast<int>(i_end - it.i0);
+    const int nrow_q = rows_of(it);
     load_q(it, nrow_q, s);
     load_state(it, nrow_q, s);
+    run_keys(it, nrow_q, 0, 1, s);
+    finish(it, nrow_q, s);
+  }
+
+  // Split-K: part `part` of `parts` of the item's key tiles, from a fresh
+  // (empty) state, its rows' partial state written to `out` (partial_floats
+  // floats: m and l of each padded row, then their o).
+  std::int64_t partial_floats() const { return static_cast<std::int64_t>(rows_pad_) * (dvp_ + 2); }
+  void run_part(const Item& it, int part, int parts, Scratch& s, float* out) const {
+    const int nrow_q = rows_of(it);
+    load_q(it, nrow_q, s);
+    std::fill(s.m.begin(), s.m.end(), -INFINITY);
+    std::fill(s.l.begin(), s.l.end(), 0.f);
+    std::fill(s.o.begin(), s.o.end(), 0.f);
+    run_keys(it, nrow_q, part, parts, s);
+    std::copy(s.m.begin(), s.m.begin() + rows_pad_, out);
+    std::copy(s.l.begin(), s.l.begin() + rows_pad_, out + rows_pad_);
+    std::copy(s.o.begin(), s.o.end(), out + 2 * rows_pad_);
+  }
+  // The item's starting state (sinks, or the running state) merged with
+  // its parts' partial states (core::merge_factors), then its output or
+  // running state written.
+  void merge_parts(const Item& it, int parts, const float* partials, Scratch& s) const {
+    const int nrow_q = rows_of(it);
+    load_state(it, nrow_q, s);
+    for (int part = 0; part < parts; ++part) {
+      const float* pm = partials + part * partial_floats();
+      const float* pl = pm + rows_pad_;
+      const float* po = pm + 2 * rows_pad_;
+      for (int r = 0; r < rows_pad_; ++r) {
+        float& m = s.m[static_cast<std::size_t>(r)];
+        float& l = s.l[static_cast<std::size_t>(r)];
+        const core::MergeFactors f = core::merge_factors(m, pm[r], exp2s);
+        l = l * f.a + pl[r] * f.b;
+        m = f.m;
+        float* o = s.o.data() + r * dvp_;
+        const float* q = po + r * dvp_;
+        for (int d = 0; d < dvp_; ++d) o[d] = o[d] * f.a + q[d] * f.b;
+      }
+    }
+    finish(it, nrow_q, s);
+  }
+  // Key tiles of an item's run inside the rectangle.
+  std::int64_t key_tiles(const Item& it) const {
+    const std::int64_t i_end = std::min(r_.q1, it.i0 + nq_);
+    const std::int64_t k_end = std::min(r_.k1, p_.key_end(i_end - 1));
+    const std::int64_t k_begin = std::max(r_.k0, p_.key_begin(it.i0));
+    return k_end > k_begin ? (k_end - k_begin + kKeyTile - 1) / kKeyTile : 0;
+  }
+
+ private:
+  int rows_of(const Item& it) const {
+    return static_cast<int>(std::min(r_.q1, it.i0 + nq_) - it.i0);
+  }
+  void finish(const Item& it, int nrow_q, const Scratch& s) const {
+    if (core::writes_output(mode_))
+      write_out(it, nrow_q, s);
+    else
+      store_state(it, nrow_q, s);
+  }
+
+  // The key tiles of part `part` of `parts` (an even share of the tiles)
+  // into the state held in s.
+  void run_keys(const Item& it, int nrow_q, int part, int parts, Scratch& s) const {
+    const std::int64_t i_end = it.i0 + nrow_q;
     // Keys this run of queries can see inside the rectangle: [k_begin,
     // k_end). Every row sees [all_from, all_see), so only tiles reaching
     // outside it need the causal / window rule applied per row.
@@ -285,7 +349,11 @@ class Rectangle {
     const std::int64_t k_begin = std::max(r_.k0, p_.key_begin(it.i0));
     const std::int64_t all_see = std::min(r_.k1, p_.key_end(it.i0));
     const std::int64_t all_from = p_.key_begin(i_end - 1);
-    for (std::int64_t kb = k_begin; kb < k_end; kb += kKeyTile) {
+    const std::int64_t tiles = k_end > k_begin ? (k_end - k_begin + kKeyTile - 1) / kKeyTile : 0;
+    const std::int64_t per = (tiles + parts - 1) / parts;
+    const std::int64_t from = k_begin + std::min(tiles, part * per) * kKeyTile;
+    const std::int64_t to = std::min(k_end, k_begin + std::min(tiles, (part + 1) * per) * kKeyTile);
+    for (std::int64_t kb = from; kb < to; kb += kKeyTile) {
       if (core::planted(core::Fault::drop_chunk) && mode_ == Mode::single_pass &&
           kb + kKeyTile >= r_.k1)
         continue;  // faults.hpp: the rectangle's last key tile is lost
@@ -303,13 +371,8 @@ class Rectangle {
       gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), v_stride(dvp_), s.o.data(),
                  dvp_);
     }
-    if (core::writes_output(mode_))
-      write_out(it, nrow_q, s);
-    else
-      store_state(it, nrow_q, s);
   }
 
- private:
   // Row r of an item is (head h = g*group + r / nq, query i = i0 + r % nq).
   std::int64_t head(const Item& it, int r) const { return it.g * p_.group + r / nq_; }
   std::int64_t query(const Item& it, int r) const { return it.i0 + r % nq_; }
@@ -532,21 +595,47 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
   // machine, waiting for them at the barrier) costs more than it saves.
   const bool small = p.flops(r.q0, r.q1, r.k0, r.k1) < 4e6;
   const int nt = small ? 1 : threads > 0 ? threads : omp_get_max_threads();
+  // KV head outermost, so that the threads share one head's K and V in
+  // cache (all heads' float32 K/V outgrow the L3 at long lengths); within a
+  // head, the largest causal runs first.
+  auto item = [&](std::int64_t n) {
+    const std::int64_t bg = n / per_head;
+    const std::int64_t run = per_head - 1 - n % per_head;
+    return Item{bg / p.Hkv, bg % p.Hkv, rect.run_start(run)};
+  };
+  // Split-K: fewer items than twice the threads (decode: B x Hkv runs of one
+  // query) leave threads idle, so each item's keys are split into parts of
+  // at least 8 key tiles, computed side by side into partial states and
+  // merged per item afterwards, by the rule every backend uses.
+  const std::int64_t tiles = rect.key_tiles(item(0));
+  const int parts = nt == 1 || n_items >= 2 * nt
+                        ? 1
+                        : static_cast<int>(std::clamp<std::int64_t>(
+                              std::min((2 * nt + n_items - 1) / n_items, tiles / 8), 1, 64));
+  if (parts == 1) {
 #pragma omp parallel num_threads(nt) if (n_items > 1)
+    {
+      Scratch s;
+      rect.prepare(s);
+      // Later query runs see more keys under the causal rule; dynamic
+      // scheduling balances them.
+#pragma omp for schedule(dynamic, 1)
+      for (std::int64_t n = 0; n < n_items; ++n) rect.run(item(n), s);
+    }
+    return;
+  }
+  std::vector<float> partials(static_cast<std::size_t>(n_items * parts * rect.partial_floats()));
+#pragma omp parallel num_threads(nt)
   {
     Scratch s;
     rect.prepare(s);
-    // Later query runs see more keys under the causal rule; dynamic
-    // scheduling balances them.
 #pragma omp for schedule(dynamic, 1)
-    for (std::int64_t n = 0; n < n_items; ++n) {
-      // KV head outermost, so that the threads share one head's K and V in
-      // cache (all heads' float32 K/V outgrow the L3 at long lengths); within
-      // a head, the largest causal runs first.
-      const std::int64_t bg = n / per_head;
-      const std::int64_t run = per_head - 1 - n % per_head;
-      rect.run({bg / p.Hkv, bg % p.Hkv, rect.run_start(run)}, s);
-    }
+    for (std::int64_t u = 0; u < n_items * parts; ++u)
+      rect.run_part(item(u / parts), static_cast<int>(u % parts), parts, s,
+                    partials.data() + u * rect.partial_floats());
+#pragma omp for schedule(static)
+    for (std::int64_t n = 0; n < n_items; ++n)
+      rect.merge_parts(item(n), parts, partials.data() + n * parts * rect.partial_floats(), s);
   }
 }
 
