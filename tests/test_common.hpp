@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <limits>
 #include <vector>
 
@@ -15,6 +16,21 @@ inline const std::vector<longattn::DType>& all_dtypes() {
   static const std::vector<longattn::DType> t{longattn::DType::float32, longattn::DType::float16,
                                               longattn::DType::bfloat16};
   return t;
+}
+
+// Every broadcast of a mask over [B, Hq, Lq, Lk] (true: that dim has size 1,
+// or stride 0 with Case::mask_stride0) the mask tests run through.
+inline const std::vector<std::array<bool, 4>>& mask_broadcasts() {
+  static const std::vector<std::array<bool, 4>> b{
+      {false, false, false, false},  // [B, Hq, Lq, Lk]
+      {true, true, false, false},    // [1, 1, Lq, Lk]
+      {false, true, true, false},    // [B, 1, 1, Lk]
+      {true, true, true, false},     // [1, 1, 1, Lk]
+      {false, false, true, false},   // [B, Hq, 1, Lk]
+      {true, false, false, true},    // [1, Hq, Lq, 1]
+      {true, true, true, true},      // [1, 1, 1, 1]
+  };
+  return b;
 }
 
 // Runs the case (fresh inputs from c.seed) and checks it; returns the data

@@ -17,23 +17,10 @@ const double kInf = std::numeric_limits<double>::infinity();
 
 using Broadcast = std::array<bool, 4>;
 
-const std::vector<Broadcast>& broadcasts() {
-  static const std::vector<Broadcast> b{
-      {false, false, false, false},  // [B, Hq, Lq, Lk]
-      {true, true, false, false},    // [1, 1, Lq, Lk]
-      {false, true, true, false},    // [B, 1, 1, Lk]
-      {true, true, true, false},     // [1, 1, 1, Lk]
-      {false, false, true, false},   // [B, Hq, 1, Lk]
-      {true, false, false, true},    // [1, Hq, Lq, 1]
-      {true, true, true, true},      // [1, 1, 1, 1]
-  };
-  return b;
-}
-
 TEST(Masks, EveryKindBroadcastAndCausal) {
   std::uint64_t seed = 500;
   for (MaskKind kind : {MaskKind::boolean, MaskKind::additive})
-    for (const Broadcast& bc : broadcasts())
+    for (const Broadcast& bc : lt::mask_broadcasts())
       for (bool stride0 : {false, true})
         for (bool causal : {false, true}) {
           Case c;

@@ -54,6 +54,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sdpa_bench import bench as event_bench  # noqa: E402  (the main table's method)
+from sdpa_bench import rotating  # noqa: E402
 
 HQ, HKV = 32, 8
 BLOCK = 128  # FlexAttention's default block size, the block mask's tile
@@ -122,17 +123,6 @@ def input_sets(lq, lk, d, dv):
         return torch.empty(shape, device=DEVICE, dtype=torch.bfloat16).uniform_(-2, 2)
 
     return [(u(1, HQ, lq, d), u(1, HKV, lk, d), u(1, HKV, lk, dv)) for _ in range(n)]
-
-
-def rotating(call, sets):
-    i = [0]
-
-    def fn():
-        q, k, v = sets[i[0] % len(sets)]
-        i[0] += 1
-        return call(q, k, v)
-
-    return fn
 
 
 def mask_rows(content, boolean, q0, q1, lq, lk, doc_len):

@@ -133,15 +133,7 @@ INSTANTIATE_TEST_SUITE_P(Kernels, CudaMasks, ::testing::Values("auto", "mma"),
 // the Hopper kernel in turn: 16-bit prefill takes the Hopper kernel.
 TEST_P(CudaMasks, EveryKindAndBroadcast) {
   using Broadcast = std::array<bool, 4>;
-  const Broadcast broadcasts[] = {
-      {false, false, false, false},  // [B, Hq, Lq, Lk]
-      {true, true, false, false},    // [1, 1, Lq, Lk]
-      {false, true, true, false},    // [B, 1, 1, Lk]
-      {true, true, true, false},     // [1, 1, 1, Lk]
-      {false, false, true, false},   // [B, Hq, 1, Lk]
-      {true, false, false, true},    // [1, Hq, Lq, 1]
-      {true, true, true, true},      // [1, 1, 1, 1]
-  };
+  const std::vector<Broadcast>& broadcasts = lt::mask_broadcasts();
   const std::pair<MaskKind, DType> kinds[] = {{MaskKind::boolean, DType::boolean},
                                               {MaskKind::additive, DType::float32},
                                               {MaskKind::additive, DType::float16},
