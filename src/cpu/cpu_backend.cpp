@@ -40,17 +40,29 @@ bool have_avx512() {
 #endif
 }
 
-enum class Path { generic, avx2, avx512 };
+bool have_avx512bf16() {
+#if defined(LONGATTN_HAVE_AVX512_KERNEL)
+  return have_avx512() && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+enum class Path { generic, avx2, avx512, avx512bf16 };
 
 // The kernel path: the best this CPU has, or the one LONGATTN_CPU_KERNEL
-// names ("generic", "avx2" or "avx512"; "auto" or unset = best), read per
+// names ("generic", "avx2", "avx512" or "avx512bf16"; "auto" or unset =
+// best), read per
 // backend (per call) so that tests and A/B runs can switch within one
 // process.
 Path choose_path() {
   const char* env = std::getenv("LONGATTN_CPU_KERNEL");
   const std::string want = env ? env : "auto";
   if (want == "auto" || want.empty())
-    return have_avx512() ? Path::avx512 : have_avx2() ? Path::avx2 : Path::generic;
+    return have_avx512bf16() ? Path::avx512bf16
+           : have_avx512()   ? Path::avx512
+           : have_avx2()     ? Path::avx2
+                             : Path::generic;
   if (want == "generic") return Path::generic;
   if (want == "avx2") {
     if (!have_avx2())
@@ -66,8 +78,15 @@ Path choose_path() {
           "(F, BW, DQ, VL) kernel");
     return Path::avx512;
   }
+  if (want == "avx512bf16") {
+    if (!have_avx512bf16())
+      throw Unsupported(
+          "[longattn::cpu] LONGATTN_CPU_KERNEL = avx512bf16 but this CPU or build has no AVX-512 "
+          "kernel with AVX512-BF16");
+    return Path::avx512bf16;
+  }
   throw InvalidArgument("[longattn::cpu] LONGATTN_CPU_KERNEL = \"" + want +
-                        "\" is not one of auto, generic, avx2, avx512");
+                        "\" is not one of auto, generic, avx2, avx512, avx512bf16");
 }
 
 class CpuBackend final : public Backend {
@@ -80,9 +99,10 @@ class CpuBackend final : public Backend {
 
   std::string name() const override { return "cpu"; }
   std::string device_name() const override {
-    const char* kernel = path_ == Path::avx512 ? "AVX-512"
-                         : path_ == Path::avx2 ? "AVX2"
-                                               : "portable";
+    const char* kernel = path_ == Path::avx512bf16 ? "AVX-512 + BF16"
+                         : path_ == Path::avx512   ? "AVX-512"
+                         : path_ == Path::avx2     ? "AVX2"
+                                                   : "portable";
     return std::string("CPU (") + std::to_string(threads_) + " threads, " + kernel + " kernel)";
   }
 
@@ -116,6 +136,14 @@ class CpuBackend final : public Backend {
   void begin_submission() override { t0_ = std::chrono::steady_clock::now(); }
   const char* dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
     switch (path_) {
+      case Path::avx512bf16:
+        // Its bfloat16 products serve bfloat16 inputs; others take the
+        // AVX-512 build (the same code without them).
+        if (p.dtype == DType::bfloat16) {
+          cpu::run_rect_avx512bf16(p, d.rect, d.mode, state, threads_);
+          return "cpu.avx512bf16";
+        }
+        [[fallthrough]];
       case Path::avx512:
         cpu::run_rect_avx512(p, d.rect, d.mode, state, threads_);
         return "cpu.avx512";

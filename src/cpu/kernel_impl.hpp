@@ -138,6 +138,59 @@ inline void micro_6xv(int K, const float* A, std::int64_t lda, const float* Bm, 
 }
 #endif
 
+#if defined(__AVX512BF16__)
+// bfloat16 products with float32 sums (vdpbf16ps: each 32-bit lane takes a
+// pair of bfloat16 values along K, two products per lane and step).
+// A[6][KP] and B[KP][N] hold such pairs, C[6 x 16 NV] is float32:
+// C (+)= sum over pairs of A pair . B pair.
+template <bool kAccumulate, int NV>
+inline void micro_bf16(int KP, const std::uint32_t* A, std::int64_t lda, const std::uint32_t* Bm,
+                       std::int64_t ldb, float* C, std::int64_t ldc) {
+  __m512 c[6][NV];
+  for (int r = 0; r < 6; ++r)
+    for (int v = 0; v < NV; ++v)
+      c[r][v] = kAccumulate ? _mm512_loadu_ps(C + r * ldc + 16 * v) : _mm512_setzero_ps();
+  for (int k = 0; k < KP; ++k) {
+    __m512bh b[NV];
+    for (int v = 0; v < NV; ++v)
+      b[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(Bm + k * ldb + 16 * v));
+    for (int r = 0; r < 6; ++r) {
+      const __m512bh a =
+          reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(A[r * lda + k])));
+      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_dpbf16_ps(c[r][v], a, b[v]);
+    }
+  }
+  for (int r = 0; r < 6; ++r)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
+}
+
+// C[M x N] (+)= A[M x 2 KP] . B[2 KP x N] in bfloat16 pairs, M % 6 == 0,
+// N % 16 == 0.
+template <bool kAccumulate>
+void gemm_bf16(int M, int N, int KP, const std::uint32_t* A, std::int64_t lda,
+               const std::uint32_t* Bm, std::int64_t ldb, float* C, std::int64_t ldc) {
+  int j = 0;
+  for (; j + 64 <= N; j += 64)
+    for (int i = 0; i < M; i += 6)
+      micro_bf16<kAccumulate, 4>(KP, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+  for (; j < N; j += 16)
+    for (int i = 0; i < M; i += 6)
+      micro_bf16<kAccumulate, 1>(KP, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+}
+
+// Two float32 values as a pair of bfloat16 (round to nearest even), lo in
+// the low half.
+inline std::uint32_t bf16_pair(float lo, float hi) {
+  auto round = [](float x) {
+    std::uint32_t u;
+    std::memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;  // NaN stays NaN
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  };
+  return round(lo) | (round(hi) << 16);
+}
+#endif
+
 // C[M x N] (+)= A[M x K] . B[K x N] with M % 6 == 0, N % 16 == 0.
 template <bool kAccumulate>
 void gemm(int M, int N, int K, const float* A, std::int64_t lda, const float* Bm, std::int64_t ldb,
@@ -240,7 +293,19 @@ inline int v_stride(int dvp) { return dvp + 16; }
 // Per-thread scratch, sized once per call.
 struct Scratch {
   std::vector<float> q, s, o, kt, v, tmp, m, l;
+  // The bfloat16-pair operands (kBf16Dot): Q rows, K^T, V and P.
+  std::vector<std::uint32_t> qb, kb, vb, pb;
 };
+
+// bfloat16 inputs take the vdpbf16ps products in builds that have them
+// (kernel_avx512bf16.cpp): Q K^T on the inputs' own bfloat16 values (exact
+// products, float32 sums), and P V with P rounded to bfloat16, as GPU
+// kernels do; the softmax stays float32.
+#if defined(__AVX512BF16__)
+inline constexpr bool kBf16Dot = true;
+#else
+inline constexpr bool kBf16Dot = false;
+#endif
 
 struct Item {
   std::int64_t b, g, i0;  // batch, KV head, first query of the run
@@ -255,6 +320,10 @@ class Rectangle {
     rows_ = static_cast<int>(p.group) * nq_;
     rows_pad_ = round_up(rows_, 6);
     dvp_ = round_up(static_cast<int>(p.Dv), 16);
+    // Decode-sized items (a GQA group of one query) spend their time packing,
+    // not multiplying: they keep the float32 products.
+    dot_ = kBf16Dot && p.dtype == DType::bfloat16 && rows_ >= 24;
+    dpairs_ = static_cast<int>((p.D + 1) / 2);
   }
 
   std::int64_t items_per_head() const { return (r_.q1 - r_.q0 + nq_ - 1) / nq_; }
@@ -271,6 +340,13 @@ class Rectangle {
                  0.f);
     s.m.assign(R, -INFINITY);
     s.l.assign(R, 0.f);
+    if (dot_) {
+      const auto P = static_cast<std::size_t>(dpairs_), KP = std::size_t{kKeyTile / 2};
+      s.qb.assign(R * P, 0u);
+      s.kb.assign(P * kKeyTile, 0u);
+      s.vb.assign(KP * static_cast<std::size_t>(dvp_), 0u);
+      s.pb.assign(R * KP, 0u);
+    }
   }
 
   void run(const Item& it, Scratch& s) const {
@@ -362,14 +438,24 @@ class Rectangle {
       if (core::mask_hides(p_, it.b, it.g * p_.group, (it.g + 1) * p_.group, it.i0, i_end, kb,
                            kb + nk))
         continue;
-      pack_k(it, kb, nk, s);
-      gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
-                  kKtStride, s.s.data(), kKeyTile);
+      if (dot_) {
+        pack_k_bf16(it, kb, nk, s);
+        gemm_qk_bf16(s);
+      } else {
+        pack_k(it, kb, nk, s);
+        gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
+                    kKtStride, s.s.data(), kKeyTile);
+      }
       mask_tile(it, nrow_q, kb, nk, kb + nk > all_see || kb < all_from, s);
       if (!softmax_tile(nk, s)) continue;  // every row fully masked here
-      pack_v(it, kb, nk, s);
-      gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), v_stride(dvp_), s.o.data(),
-                 dvp_);
+      if (dot_) {
+        pack_v_bf16(it, kb, nk, s);
+        gemm_pv_bf16(s);
+      } else {
+        pack_v(it, kb, nk, s);
+        gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), v_stride(dvp_),
+                   s.o.data(), dvp_);
+      }
     }
   }
 
@@ -382,6 +468,7 @@ class Rectangle {
   }
 
   void load_q(const Item& it, int nrow_q, Scratch& s) const {
+    if (dot_) return load_q_bf16(it, nrow_q, s);
     const int D = static_cast<int>(p_.D);
     for (int r = 0; r < rows_pad_; ++r) {
       float* dst = s.q.data() + r * D;
@@ -447,6 +534,96 @@ class Rectangle {
         p_.lse[it.b * p_.lse_stride[0] + h * p_.lse_stride[1] + i * p_.lse_stride[2]] =
             core::lse_base_e(m, l);
     }
+  }
+
+  // The bfloat16-pair path (dot_). One row's elements d and d + 1 of a
+  // bfloat16 tensor as a pair (zero past `n`).
+  static std::uint32_t raw_pair(const void* base, std::int64_t off, std::int64_t stride,
+                                std::int64_t d, std::int64_t n) {
+    const auto* x = static_cast<const std::uint16_t*>(base) + off;
+    const std::uint32_t lo = d < n ? x[d * stride] : 0u, hi = d + 1 < n ? x[(d + 1) * stride] : 0u;
+    return lo | (hi << 16);
+  }
+  // Q rows as pairs, unscaled (S is scaled after the product).
+  void load_q_bf16(const Item& it, int nrow_q, Scratch& s) const {
+    for (int r = 0; r < rows_pad_; ++r) {
+      std::uint32_t* dst = s.qb.data() + r * dpairs_;
+      if (!valid(r, nrow_q)) {
+        std::fill(dst, dst + dpairs_, 0u);
+        continue;
+      }
+      const std::int64_t off =
+          it.b * p_.q_stride[0] + head(it, r) * p_.q_stride[1] + query(it, r) * p_.q_stride[2];
+      for (int dp = 0; dp < dpairs_; ++dp)
+        dst[dp] = raw_pair(p_.q, off, p_.q_stride[3], 2 * dp, p_.D);
+    }
+  }
+  // Kb[dp][j] = (K[kb + j][2 dp], K[kb + j][2 dp + 1]), zero past nk.
+  void pack_k_bf16(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
+    const std::int64_t base = it.b * p_.k_stride[0] + it.g * p_.k_stride[1];
+    if (p_.k_stride[3] == 1 && p_.D % 2 == 0 && p_.k_stride[2] % 2 == 0 &&
+        reinterpret_cast<std::uintptr_t>(p_.k) % 4 == 0) {
+      // Contiguous rows are already pairs: a 32-bit transpose.
+      const auto* words = reinterpret_cast<const float*>(static_cast<const std::uint16_t*>(p_.k) +
+                                                         base + kb * p_.k_stride[2]);
+      auto* dst = reinterpret_cast<float*>(s.kb.data());
+      transpose(words, p_.k_stride[2] / 2, nk, dpairs_, dst, kKeyTile);
+      for (int dp = 0; dp < dpairs_; ++dp)
+        std::fill(s.kb.begin() + dp * kKeyTile + nk, s.kb.begin() + (dp + 1) * kKeyTile, 0u);
+      return;
+    }
+    for (int j = 0; j < kKeyTile; ++j) {
+      const std::int64_t off = base + (kb + j) * p_.k_stride[2];
+      for (int dp = 0; dp < dpairs_; ++dp)
+        s.kb[static_cast<std::size_t>(dp * kKeyTile + j)] =
+            j < nk ? raw_pair(p_.k, off, p_.k_stride[3], 2 * dp, p_.D) : 0u;
+    }
+  }
+  // S = Q K^T, then scaled to base 2.
+  void gemm_qk_bf16(Scratch& s) const {
+#if defined(__AVX512BF16__)
+    gemm_bf16<false>(rows_pad_, kKeyTile, dpairs_, s.qb.data(), dpairs_, s.kb.data(), kKeyTile,
+                     s.s.data(), kKeyTile);
+#endif
+    const float sc = p_.scale_log2;
+    for (float& x : s.s) x *= sc;
+  }
+  // Vb[kp][n] = (V[kb + 2 kp][n], V[kb + 2 kp + 1][n]), zero past nk.
+  void pack_v_bf16(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
+    const std::int64_t base = it.b * p_.v_stride[0] + it.g * p_.v_stride[1];
+    const auto* v = static_cast<const std::uint16_t*>(p_.v);
+    for (int kp = 0; kp < kKeyTile / 2; ++kp) {
+      std::uint32_t* dst = s.vb.data() + kp * dvp_;
+      const int j = 2 * kp;
+      const std::uint16_t* r0 = j < nk ? v + base + (kb + j) * p_.v_stride[2] : nullptr;
+      const std::uint16_t* r1 = j + 1 < nk ? v + base + (kb + j + 1) * p_.v_stride[2] : nullptr;
+      const int dv = static_cast<int>(p_.Dv);
+      if (r0 && r1 && p_.v_stride[3] == 1) {  // the common case, vectorized
+        for (int n = 0; n < dv; ++n)
+          dst[n] = static_cast<std::uint32_t>(r0[n]) | (static_cast<std::uint32_t>(r1[n]) << 16);
+      } else {
+        for (int n = 0; n < dv; ++n) {
+          const std::uint32_t lo = r0 ? r0[n * p_.v_stride[3]] : 0u;
+          const std::uint32_t hi = r1 ? r1[n * p_.v_stride[3]] : 0u;
+          dst[n] = lo | (hi << 16);
+        }
+      }
+      std::fill(dst + dv, dst + dvp_, 0u);
+    }
+  }
+  // O += P V with P (the softmax's float32 tile) rounded to bfloat16 pairs.
+  void gemm_pv_bf16(Scratch& s) const {
+#if defined(__AVX512BF16__)
+    constexpr int KP = kKeyTile / 2;
+    for (int r = 0; r < rows_pad_; ++r) {
+      const float* p = s.s.data() + r * kKeyTile;
+      std::uint32_t* dst = s.pb.data() + r * KP;
+      for (int kp = 0; kp < KP; ++kp) dst[kp] = bf16_pair(p[2 * kp], p[2 * kp + 1]);
+    }
+    gemm_bf16<true>(rows_pad_, dvp_, KP, s.pb.data(), KP, s.vb.data(), dvp_, s.o.data(), dvp_);
+#else
+    (void)s;
+#endif
   }
 
   // Kt[d][j] = K[kb + j][d] as float32, zero past nk. Contiguous float32
@@ -581,6 +758,8 @@ class Rectangle {
   Mode mode_;
   StateView st_;
   int nq_ = 1, rows_ = 1, rows_pad_ = 6, dvp_ = 16;
+  bool dot_ = false;  // bfloat16 products (kBf16Dot)
+  int dpairs_ = 1;    // bfloat16 pairs of a Q or K row: D / 2 rounded up
 };
 
 }  // namespace
