@@ -5,12 +5,15 @@
 // only launched: no events and no host synchronization anywhere, so a
 // decode step costs its launches and nothing more.
 //
-// Kernel choice per dispatch (all in device code under src/cuda/):
-// - float16 / bfloat16 prefill on Hopper (sm_90a build, D in {64, 128, 256},
-//   no array mask, TMA-readable layout): the wgmma kernel (hopper_kernel.cuh);
-//   up to 64 packed rows (query heads of a KV group x queries: decode,
-//   short verification steps) in its packed mode, which reads each K/V tile
-//   once for the whole GQA group.
+// Kernel choice per dispatch (all in device code under src/cuda/), each on
+// the narrowest instantiated head-dim width that holds D and Dv (narrower
+// heads run zero-padded inside the kernel, KernelParams::width):
+// - float16 / bfloat16 prefill on Hopper (sm_90a build, widths 64, 128,
+//   256, TMA-readable layout): the wgmma kernel (hopper_kernel.cuh; array
+//   masks and the soft-cap take its second instantiation); up to 64 packed
+//   rows (query heads of a KV group x queries: decode, short verification
+//   steps) in its packed mode, which reads each K/V tile once for the whole
+//   GQA group.
 // - other float16 / bfloat16 problems with more than 8 packed rows: the
 //   mma.sync kernel (prefill_kernel.cuh).
 // - up to 8 packed rows off Hopper (or LONGATTN_CUDA_DECODE=vector), and
