@@ -7,8 +7,10 @@
 //   accumulates in float32.
 // - GQA/MQA: Hkv divides Hq; query head h reads KV head h / (Hq / Hkv).
 //   K and V are never copied or expanded.
-// - 1 <= D, Dv <= 256 on the CPU (Dv may differ from D). The CUDA backend
-//   supports D = Dv in {64, 80, 96, 128, 192, 256}.
+// - 1 <= D, Dv <= 256 (Dv may differ from D) on every backend. CUDA runs a
+//   head on the narrowest instantiated kernel width that holds D and Dv
+//   (LONGATTN_CUDA_HEAD_DIMS), zero-padded inside the kernel; a build
+//   without a wide enough width refuses the call (Unsupported).
 // - Causal is bottom-right aligned by default: query i sees keys
 //   j <= i + (Lk - Lq), so the last query sees every key (FlashAttention's
 //   and MLX's rule; the one a KV cache needs). With Lq > Lk the first

@@ -363,8 +363,10 @@ def attention(
         k: keys [B, Hkv, Lk, D] (or [B, Lk, Hkv, D]). Hkv must divide Hq
             (GQA/MQA: query head h reads KV head h // (Hq // Hkv)); K and V
             are never expanded.
-        v: values [B, Hkv, Lk, Dv] (or [B, Lk, Hkv, Dv]). CPU: 1 <= D, Dv
-            <= 256; CUDA: D = Dv in {64, 80, 96, 128, 192, 256}.
+        v: values [B, Hkv, Lk, Dv] (or [B, Lk, Hkv, Dv]). 1 <= D, Dv <= 256
+            on every backend; Dv may differ from D (CUDA runs a head on the
+            narrowest built kernel width that holds it, zero-padded inside
+            the kernel).
         causal: mask the keys after each query. True or 'bottom_right':
             query i sees keys j <= i + (Lk - Lq), so the last query sees
             every key (FlashAttention's and MLX's rule, what a KV cache
