@@ -30,7 +30,7 @@
 // - Logit soft-cap (Gemma 2): softcap > 0 replaces each logit s = scale * q.k
 //   by softcap * tanh(s / softcap) before any mask is added and before the
 //   softmax (and the sink, which is a logit of its own, is not capped);
-//   0 = off. CPU only for now: the CUDA backend refuses it (Unsupported).
+//   0 = off. Every backend.
 // - A mask array is either boolean (DType::boolean, true = keep) or additive
 //   (float32/float16/bfloat16, added to the scaled logit, -inf = drop). Its
 //   logical shape is 4-D and broadcasts to [B, Hq, Lq, Lk]: each dim is 1 or
