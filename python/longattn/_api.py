@@ -388,8 +388,7 @@ def attention(
         scale: logit scale; default 1 / sqrt(D).
         softcap: optional logit soft-cap (Gemma 2): each logit s = scale *
             q.k becomes softcap * tanh(s / softcap) before the mask is added
-            and the softmax. None or 0 = off; else finite and > 0. CPU only
-            for now (CUDA raises Unsupported).
+            and the softmax. None or 0 = off; else finite and > 0.
         sinks: optional float32 [Hq]: one extra logit per head that enters
             the softmax denominator only (as in gpt-oss).
         layout: 'bhsd' ([B, H, S, D] arrays) or 'bshd' ([B, S, H, D], read
