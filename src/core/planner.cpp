@@ -256,7 +256,7 @@ double remaining_flops(const Problem& p, const Cursor& from) {
 // leaving `plan` unusable, when the plan would need more than kMaxDispatches;
 // `covered` is then the share of the query rows it had planned by then.
 bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& plan,
-                  double& covered) {
+                  double& covered, double& one_tile_ms) {
   const Problem& p = c.p;
   const DeviceProfile& profile = c.prof;
   const std::int64_t key_tile = std::max<std::int64_t>(1, profile.key_tile);
@@ -345,6 +345,7 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
     plan.query_rows = std::max(plan.query_rows, q1 - q0);
     // Keys left of the group's window are never planned (window skipping).
     std::int64_t k = live ? from.k_next : group_key_begin(p, q0, q1, key_tile);
+    const std::int64_t k_first = k;
     bool started = live;
     if (kend <= k) {
       // No (more) visible keys: finalize an empty range so the rows get
@@ -382,11 +383,26 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
         continue;
       }
       place(d);
+      // A single key tile over its target: the dispatch's fixed costs
+      // (state traffic, overhead) alone are over it.
+      if (k1 - k <= key_tile && k1 < kend && d.predicted_ms > c.dispatch_target())
+        one_tile_ms = std::max(one_tile_ms, d.predicted_ms);
       if (m != Mode::single_pass) max_state_rows = std::max(max_state_rows, q1 - q0);
       plan.chunk_keys = std::max(plan.chunk_keys, k1 - k);
       hint = (k1 - k) / key_tile;
       started = true;
       k = k1;
+      if (static_cast<std::int64_t>(dispatches.size()) > kMaxDispatches && k < kend) {
+        // Over the limit inside a group (one tall group of many keys, a
+        // decode over tiny key tiles): the share planned counts this
+        // group's keys too, so that the next try's floor rises by what is
+        // really missing (a share of rows alone said 0 or 1 here, and the
+        // floor crept up by 2x a try: eight tries of 65,536 dispatches).
+        const double keys = static_cast<double>(k - k_first) / static_cast<double>(kend - k_first);
+        covered = (static_cast<double>(q0 - from.q_begin) + keys * static_cast<double>(q1 - q0)) /
+                  static_cast<double>(p.Lq - from.q_begin);
+        return false;
+      }
     }
     if (static_cast<std::int64_t>(dispatches.size()) > kMaxDispatches) {
       covered = static_cast<double>(q1 - from.q_begin) / static_cast<double>(p.Lq - from.q_begin);
@@ -523,15 +539,24 @@ Plan make_plan(const Problem& p, const DeviceProfile& profile, const Policy& pol
   // (1.5 / the share of rows it had planned, 2x to 16x), so few tries are
   // needed and none overshoots far.
   const double work_ms = remaining_flops(p, from) * ms_per_flop;
+  // A try whose single key tiles were already over the target (their fixed
+  // costs alone) raises the floor past two of them at once: relaxing from
+  // the work's share would take a dozen tries of 65,536 dispatches to get
+  // there (a decode over 1-key tiles with a slow running state once took
+  // 700 ms to plan).
+  double floor_at_least = 0;
   for (double relax = 1;;) {
     Plan attempt;
     attempt.chunked = true;
-    c.floor_ms = pol.fixed_chunk_keys > 0 ? 0 : dispatch_floor_ms(profile, work_ms, relax);
-    double covered = 1;
-    if (chunked_plan(c, pol, from, attempt, covered)) {
+    c.floor_ms = pol.fixed_chunk_keys > 0
+                     ? 0
+                     : std::max(dispatch_floor_ms(profile, work_ms, relax), floor_at_least);
+    double covered = 1, one_tile_ms = 0;
+    if (chunked_plan(c, pol, from, attempt, covered, one_tile_ms)) {
       plan = std::move(attempt);
       break;
     }
+    floor_at_least = std::max(2 * floor_at_least, 2 * one_tile_ms);
     relax *= std::clamp(1.5 / std::max(covered, 1e-9), 2.0, 16.0);
     // Past a floor 1e7 times the work's share, what is left is what the
     // policy pinned: the chunk sizes, the key threshold or the workspace.
