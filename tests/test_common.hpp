@@ -43,6 +43,13 @@ inline CaseData check_case(const Case& c, const longattn::AttentionOptions& base
   return d;
 }
 
+// Query rows 0 .. n - 1, for expect_empty_rows.
+inline std::vector<std::int64_t> first_rows(std::int64_t n) {
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) rows[static_cast<std::size_t>(i)] = i;
+  return rows;
+}
+
 // Expects the given query rows (of every batch and head) to have seen no
 // key: O = 0 exactly, LSE = -inf (with sinks: the sink up to float32
 // rounding), never NaN.

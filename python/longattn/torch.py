@@ -223,7 +223,7 @@ def _run(
     v: Tensor,
     mask: Optional[Tensor],
     sinks: Optional[Tensor],
-    causal: Union[bool, str],
+    causal: str,
     window: Window,
     softcap: float,
     scale: Optional[float],
@@ -235,7 +235,8 @@ def _run(
 ) -> Tuple[Tensor, Optional[RunReport]]:
     """longattn.attention on 4-D q [B, H, L, D], k, v into a new output:
     [B, H, L, Dv], or with out_bshd [B, L, H, Dv] (written through its
-    transposed view, no copy)."""
+    transposed view, no copy). causal: the op's 'none', 'top_left' or
+    'bottom_right'."""
     B, H, L, _ = q.shape
     Dv = v.shape[-1]
     if out_bshd:
@@ -247,7 +248,7 @@ def _run(
         q,
         k,
         v,
-        causal=causal,
+        causal=False if causal == "none" else causal,
         window=window,
         softcap=softcap,
         mask=mask,
@@ -303,13 +304,12 @@ def attention_op(
         fixed_chunk_keys=fixed_chunk_keys,
         fixed_query_rows=fixed_query_rows,
     )
-    mode: Union[bool, str] = False if causal == "none" else causal
     window = (
         None if window_left == -1 else window_left,
         None if window_right == -1 else window_right,
     )
     return _run(
-        q, k, v, mask, sinks, mode, window, softcap, scale, policy, None, None, False, out_bshd
+        q, k, v, mask, sinks, causal, window, softcap, scale, policy, None, None, False, out_bshd
     )[0]
 
 
@@ -339,9 +339,8 @@ def _dispatch(
 ) -> Tuple[Tensor, Optional[RunReport]]:
     """The folded call, through the op while torch.compile traces, else directly."""
     if not torch.compiler.is_compiling():
-        mode: Union[bool, str] = False if causal == "none" else causal
         return _run(
-            f.q, f.k, f.v, f.mask, sinks, mode, window, softcap, scale, policy, budget_ms,
+            f.q, f.k, f.v, f.mask, sinks, causal, window, softcap, scale, policy, budget_ms,
             progress, report, out_bshd,
         )  # fmt: skip
     if progress is not None or report:

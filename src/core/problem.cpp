@@ -32,19 +32,22 @@ double Problem::visible_pairs(std::int64_t q0, std::int64_t q1, std::int64_t k0,
     // Per query block: its rows' pairs under the causal rule and the
     // window, times the share of the blocks they span that the mask
     // shows (a partial block counts whole: the kernels compute it).
-    Problem plain = *this;
-    plain.mask_cost = nullptr;
     double pairs = 0;
     for (std::int64_t qb = q0 / kMaskBlock; qb * kMaskBlock < q1; ++qb) {
       const std::int64_t a = std::max(q0, qb * kMaskBlock);
       const std::int64_t b = std::min(q1, (qb + 1) * kMaskBlock);
       const std::int64_t from = std::max(k0, key_begin(a)), to = std::min(k1, key_end(b - 1));
       if (to <= from) continue;
-      pairs += plain.visible_pairs(a, b, k0, k1) *
+      pairs += rule_pairs(a, b, k0, k1) *
                mask_cost->shown(qb, from / kMaskBlock, (to + kMaskBlock - 1) / kMaskBlock);
     }
     return pairs;
   }
+  return rule_pairs(q0, q1, k0, k1);
+}
+
+double Problem::rule_pairs(std::int64_t q0, std::int64_t q1, std::int64_t k0,
+                           std::int64_t k1) const {
   // Row i sees [key_begin(i), key_end(i)); inside the rectangle that is
   // clamp(end, k0, k1) - clamp(begin, k0, k1) keys (never negative: both
   // bounds are monotone and begin <= end). Each bound is either unbounded

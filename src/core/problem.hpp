@@ -76,6 +76,8 @@ struct Problem {
   // rule and the window, and, with mask_cost, less the mask's hidden
   // blocks, for FLOP counts and costs.
   double visible_pairs(std::int64_t q0, std::int64_t q1, std::int64_t k0, std::int64_t k1) const;
+  // The same under the causal rule and the window alone (q1 > q0, k1 > k0).
+  double rule_pairs(std::int64_t q0, std::int64_t q1, std::int64_t k0, std::int64_t k1) const;
   // 2 * B * Hq * (D + Dv) per visible pair: the two matrix products.
   double flops(std::int64_t q0, std::int64_t q1, std::int64_t k0, std::int64_t k1) const;
   // How far right of its diagonal a row sees: causal and window_right
