@@ -9,8 +9,8 @@ create arrays of the caller's framework. That happens here, through the
 framework itself (``torch.empty``, ``numpy.empty``, an array-API namespace's
 ``empty``), so results come back as the caller's own type on the caller's
 device. Nothing here copies an array, and no framework is imported that the
-caller has not imported already (torch is looked up in sys.modules, never
-imported).
+caller has not imported already (torch and mlx.core are looked up in
+sys.modules, never imported).
 """
 
 from __future__ import annotations
@@ -86,8 +86,32 @@ class _ArrayApi(Framework):
         return self.xp.empty(tuple(shape), dtype=dtype, device=like.device)
 
 
+class _MLX(Framework):
+    """MLX arrays. MLX has no uninitialized allocation: an output is a new
+    zero-filled array, evaluated so that its memory exists, which the native
+    module then writes through DLPack (native() below). Nothing else refers
+    to a fresh array's buffer, so writing it in place is safe; the zero fill
+    is one pass of writes over the output, cheaper than filling a NumPy
+    array and copying it into MLX (python/longattn/mlx/_native.py measures
+    both)."""
+
+    name = "mlx"
+
+    def empty(self, shape, like, float32=False):
+        mx = sys.modules["mlx.core"]
+        a = mx.zeros(tuple(shape), dtype=mx.float32 if float32 else like.dtype)
+        mx.eval(a)
+        return a
+
+
 NUMPY = _NumPy()
 TORCH = _Torch()
+MLX = _MLX()
+
+
+def _mlx_array_type():
+    mlx = sys.modules.get("mlx.core")
+    return None if mlx is None else mlx.array
 
 
 def framework_of(x: Any) -> Framework:
@@ -98,6 +122,9 @@ def framework_of(x: Any) -> Framework:
     np = sys.modules.get("numpy")
     if np is not None and isinstance(x, np.ndarray):
         return NUMPY
+    mlx_array = _mlx_array_type()
+    if mlx_array is not None and isinstance(x, mlx_array):
+        return MLX  # before the array API: MLX arrays have no .device
     namespace = getattr(x, "__array_namespace__", None)
     if namespace is not None:
         return _ArrayApi(namespace())
@@ -119,6 +146,10 @@ def native(op: str, name: str, x: Any) -> Any:
       holds the values negated, and DLPack would export it as if it did not.
     - A NumPy array of ml_dtypes.bfloat16, which has no DLPack or buffer
       export: its bits as a uint16 view, tagged (view, "bfloat16").
+    - An MLX array: its DLPack export as host memory. MLX exports as a
+      Metal buffer by default wherever Metal is present, but its arrays live
+      in memory the CPU shares, and the CPU backend reads and writes them
+      there. Exporting evaluates the array.
     """
     torch = _torch_module()
     if torch is not None and isinstance(x, torch.Tensor):
@@ -141,6 +172,9 @@ def native(op: str, name: str, x: Any) -> Any:
         np = sys.modules.get("numpy")
         if np is not None and isinstance(x, np.ndarray):
             return (x.view(np.uint16), "bfloat16")
+    mlx_array = _mlx_array_type()
+    if mlx_array is not None and isinstance(x, mlx_array):
+        return x.__dlpack__(dl_device=(1, 0))  # DLPack's kDLCPU
     return x
 
 

@@ -114,9 +114,13 @@ def reference(
 
 
 def as_float64(x: Any) -> np.ndarray:
-    """Any array the tests get back (NumPy incl. bfloat16, torch) as float64."""
+    """Any array the tests get back (NumPy incl. bfloat16, torch, MLX) as float64."""
     if torch is not None and isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float64).numpy()
+    if type(x).__module__ == "mlx.core":
+        import mlx.core as mx  # reached only with MLX arrays
+
+        x = x.astype(mx.float32)  # MLX's bfloat16 has no buffer format
     return np.asarray(x).astype(np.float64)
 
 
