@@ -12,6 +12,7 @@
 
 #include "core/backend.hpp"
 #include "core/mask_blocks.hpp"
+#include "cpu/amx_support.hpp"
 #include "cpu/kernel.hpp"
 
 namespace longattn::core {
@@ -48,21 +49,30 @@ bool have_avx512bf16() {
 #endif
 }
 
-enum class Path { generic, avx2, avx512, avx512bf16 };
+// AMX (the AVX512-BF16 build with tile products): the CPU, the OS and
+// Linux's permission, probed once (amx_support.cpp). Empty when usable,
+// else why not.
+std::string why_no_amx() {
+  if (!have_avx512bf16()) return "this CPU or build has no AVX-512 with AVX512-BF16";
+  return cpu::amx_support().why_not;
+}
+
+enum class Path { generic, avx2, avx512, avx512bf16, amx };
 
 // The kernel path: the best this CPU has, or the one LONGATTN_CPU_KERNEL
-// names ("generic", "avx2", "avx512" or "avx512bf16"; "auto" or unset =
-// best), read per
-// backend (per call) so that tests and A/B runs can switch within one
-// process.
+// names ("generic", "avx2", "avx512", "avx512bf16" or "amx"; "auto" or
+// unset = best), read per backend (per call) so that tests and A/B runs can
+// switch within one process. Where AMX is refused (see amx_support.hpp),
+// auto takes the next path.
 Path choose_path() {
   const char* env = std::getenv("LONGATTN_CPU_KERNEL");
   const std::string want = env ? env : "auto";
   if (want == "auto" || want.empty())
-    return have_avx512bf16() ? Path::avx512bf16
-           : have_avx512()   ? Path::avx512
-           : have_avx2()     ? Path::avx2
-                             : Path::generic;
+    return have_avx512bf16() && why_no_amx().empty() ? Path::amx
+           : have_avx512bf16()                       ? Path::avx512bf16
+           : have_avx512()                           ? Path::avx512
+           : have_avx2()                             ? Path::avx2
+                                                     : Path::generic;
   if (want == "generic") return Path::generic;
   if (want == "avx2") {
     if (!have_avx2())
@@ -85,8 +95,14 @@ Path choose_path() {
           "kernel with AVX512-BF16");
     return Path::avx512bf16;
   }
+  if (want == "amx") {
+    if (const std::string why = why_no_amx(); !why.empty())
+      throw Unsupported(
+          "[longattn::cpu] LONGATTN_CPU_KERNEL = amx but the AMX kernel cannot run: " + why);
+    return Path::amx;
+  }
   throw InvalidArgument("[longattn::cpu] LONGATTN_CPU_KERNEL = \"" + want +
-                        "\" is not one of auto, generic, avx2, avx512, avx512bf16");
+                        "\" is not one of auto, generic, avx2, avx512, avx512bf16, amx");
 }
 
 class CpuBackend final : public Backend {
@@ -99,10 +115,11 @@ class CpuBackend final : public Backend {
 
   std::string name() const override { return "cpu"; }
   std::string device_name() const override {
-    const char* kernel = path_ == Path::avx512bf16 ? "AVX-512 + BF16"
-                         : path_ == Path::avx512   ? "AVX-512"
-                         : path_ == Path::avx2     ? "AVX2"
-                                                   : "portable";
+    const char* kernel = path_ == Path::amx          ? "AMX-BF16"
+                         : path_ == Path::avx512bf16 ? "AVX-512 + BF16"
+                         : path_ == Path::avx512     ? "AVX-512"
+                         : path_ == Path::avx2       ? "AVX2"
+                                                     : "portable";
     return std::string("CPU (") + std::to_string(threads_) + " threads, " + kernel + " kernel)";
   }
 
@@ -136,6 +153,13 @@ class CpuBackend final : public Backend {
   void begin_submission() override { t0_ = std::chrono::steady_clock::now(); }
   const char* dispatch(const Problem& p, const Dispatch& d, const StateView& state) override {
     switch (path_) {
+      case Path::amx:
+        // Tiles serve bfloat16 inputs; others take the paths below.
+        if (p.dtype == DType::bfloat16) {
+          cpu::run_rect_amx(p, d.rect, d.mode, state, threads_);
+          return "cpu.amx";
+        }
+        [[fallthrough]];
       case Path::avx512bf16:
         // Its bfloat16 products serve bfloat16 inputs; others take the
         // AVX-512 build (the same code without them).

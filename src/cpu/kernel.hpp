@@ -1,13 +1,15 @@
 // The CPU attention kernel: one rectangle [q0,q1) x [k0,k1) in one mode, for
-// every (batch, head), on `threads` OpenMP threads. Four builds of the same
-// source (kernel_impl.hpp): AVX-512 with BF16 dot products, AVX-512,
-// AVX2+FMA+F16C and portable, chosen at run time.
+// every (batch, head), on `threads` OpenMP threads. Five builds of the same
+// source (kernel_impl.hpp): AMX tiles, AVX-512 with BF16 dot products,
+// AVX-512, AVX2+FMA+F16C and portable, chosen at run time.
 #pragma once
 
 #include "core/backend.hpp"
 
 namespace longattn::cpu {
 
+void run_rect_amx(const core::Problem& p, const Rect& r, Mode mode, const core::StateView& st,
+                  int threads);
 void run_rect_avx512bf16(const core::Problem& p, const Rect& r, Mode mode,
                          const core::StateView& st, int threads);
 void run_rect_avx512(const core::Problem& p, const Rect& r, Mode mode, const core::StateView& st,

@@ -1,9 +1,12 @@
-// The CPU kernel's source, compiled three times (kernel_avx512.cpp with
+// The CPU kernel's source, compiled five times (kernel_amx.cpp with AMX
+// tiles, kernel_avx512bf16.cpp with AVX512-BF16, kernel_avx512.cpp with
 // AVX-512 F/BW/DQ/VL, kernel_avx2.cpp with -mavx2 -mfma -mf16c,
 // kernel_generic.cpp portable), each inside its own namespace
 // LONGATTN_KERNEL_NS so the builds never share an inline definition. The
-// AVX-512 build differs only in its matrix-product micro-kernel (16-float
-// vectors and 32 registers: 6 x 64 blocks instead of 6 x 16).
+// builds differ only in their matrix products: the AVX-512 one in its
+// micro-kernel (16-float vectors and 32 registers: 6 x 64 blocks instead of
+// 6 x 16), the BF16 and AMX ones in the bfloat16 products they give
+// bfloat16 inputs (vdpbf16ps, or TDPBF16PS on tiles; see kBf16Dot).
 //
 // Per work item (batch b, KV head g, a run of queries): R rows = the `group`
 // query heads of g times nq queries. For each key tile of 64 keys:
@@ -19,10 +22,15 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <new>
+#include <optional>
 #include <vector>
 
 #if defined(__AVX2__)
 #include <immintrin.h>
+#endif
+#if defined(LONGATTN_KERNEL_AMX)
+#include "cpu/amx_tiles.hpp"
 #endif
 
 #include "core/faults.hpp"
@@ -53,32 +61,36 @@ inline v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
 // 2^x for base-2 logits: round-to-nearest split x = n + f, |f| <= 1/2, a
 // degree-6 polynomial for 2^f (relative error ~2e-7), n into the exponent.
 // -inf (and anything below -126) gives exactly 0 so masked keys add
-// nothing; NaN stays NaN so NaN inputs propagate.
-inline v8f exp2v(v8f x) {
-  const v8f magic = splat(12582912.f);  // 1.5 * 2^23: adding it rounds to an integer
-  v8f xc = vmax(x, splat(-126.f));
-  xc = xc < splat(127.f) ? xc : splat(127.f);
-  const v8f t = xc + magic;
-  const v8f n = t - magic;
-  const v8f f = xc - n;
-  v8i ni;
+// nothing; NaN stays NaN so NaN inputs propagate. VF / VI: a float vector
+// and the int vector of its width.
+template <class VF, class VI>
+inline VF exp2_vec(VF x) {
+  const VF lo = VF{} - 126.f, hi = VF{} + 127.f;
+  const VF magic = VF{} + 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
+  VF xc = x > lo ? x : lo;
+  xc = xc < hi ? xc : hi;
+  const VF t = xc + magic;
+  const VF n = t - magic;
+  const VF f = xc - n;
+  VI ni;
   std::memcpy(&ni, &t, sizeof ni);
   ni -= 0x4B400000;
-  v8f poly = splat(1.535336188319500e-4f);
+  VF poly = VF{} + 1.535336188319500e-4f;
   poly = poly * f + 1.339887440266574e-3f;
   poly = poly * f + 9.618437357674640e-3f;
   poly = poly * f + 5.550332471162809e-2f;
   poly = poly * f + 2.402264791363012e-1f;
   poly = poly * f + 6.931472028550421e-1f;
   poly = poly * f + 1.f;
-  v8i bits;
+  VI bits;
   std::memcpy(&bits, &poly, sizeof bits);
   bits += ni << 23;
-  v8f r;
+  VF r;
   std::memcpy(&r, &bits, sizeof r);
-  r = x < splat(-126.f) ? splat(0.f) : r;
+  r = x < lo ? VF{} : r;
   return x != x ? x : r;
 }
+inline v8f exp2v(v8f x) { return exp2_vec<v8f, v8i>(x); }
 
 inline float exp2s(float x) { return x == -INFINITY ? 0.f : std::exp2(x); }
 
@@ -108,6 +120,27 @@ inline void micro_6x16(int K, const float* A, std::int64_t lda, const float* Bm,
 
 #if defined(__AVX512F__)
 typedef float v16f __attribute__((vector_size(64)));
+typedef std::int32_t v16i __attribute__((vector_size(64)));
+
+// Horizontal max and sum of 16 lanes: the two halves combined, then 8
+// lanes (GCC 12's _mm512_reduce_* trip its own uninitialized-value warning).
+inline v8f half(v16f x, int h) {
+  v8f r;
+  std::memcpy(&r, reinterpret_cast<const char*>(&x) + 32 * h, sizeof r);
+  return r;
+}
+inline float hmax(v16f x) {
+  const v8f m = vmax(half(x, 0), half(x, 1));
+  float r = m[0];
+  for (int e = 1; e < 8; ++e) r = std::max(r, m[e]);
+  return r;
+}
+inline float hsum(v16f x) {
+  const v8f t = half(x, 0) + half(x, 1);
+  float r = t[0];
+  for (int e = 1; e < 8; ++e) r += t[e];
+  return r;
+}
 
 // C[6 x 16 NV] (+)= A[6 x K] . B[K x 16 NV]: with NV = 4, 24 accumulators,
 // 4 B vectors and a broadcast in the 32 AVX-512 registers, so each B load
@@ -178,16 +211,86 @@ void gemm_bf16(int M, int N, int KP, const std::uint32_t* A, std::int64_t lda,
       micro_bf16<kAccumulate, 1>(KP, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
 }
 
-// Two float32 values as a pair of bfloat16 (round to nearest even), lo in
-// the low half.
-inline std::uint32_t bf16_pair(float lo, float hi) {
-  auto round = [](float x) {
-    std::uint32_t u;
-    std::memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;  // NaN stays NaN
-    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  };
-  return round(lo) | (round(hi) << 16);
+#endif
+
+#if defined(LONGATTN_KERNEL_AMX)
+// The AMX products, on 32 rows (two tiles of 16) at a time. Tiles 0-3 hold
+// a 32 x 32 block of C, 4-5 the two 16-row halves of A, 6-7 two 16-column
+// panels of B (amx_tiles.hpp: every tile 16 rows x 64 bytes). Operands are
+// the bfloat16-pair layouts the vdpbf16ps build uses, with K padded with
+// zero pairs to a multiple of 16 pairs (one tile's depth).
+
+// C[32 x 64] = A[32 x 2 KP] . B[2 KP x 64]: S = Q K^T on one key tile. A: Q
+// rows as pairs (lda pairs a row, KP % 16 == 0), B: K^T as pairs (64 keys a
+// row), C: float32 (64 a row).
+inline void amx_qk_32x64(int KP, const std::uint32_t* A, std::int64_t lda, const std::uint32_t* Bm,
+                         float* C) {
+  const std::int64_t sa = lda * 4, sb = kKeyTile * 4, sc = kKeyTile * 4;
+  const std::uint32_t* A1 = A + 16 * lda;
+  for (int n = 0; n < kKeyTile; n += 32) {
+    LA_TILE_ZERO(0);
+    LA_TILE_ZERO(1);
+    LA_TILE_ZERO(2);
+    LA_TILE_ZERO(3);
+    for (int k = 0; k < KP; k += 16) {
+      LA_TILE_LOAD(4, A + k, sa);
+      LA_TILE_LOAD(5, A1 + k, sa);
+      LA_TILE_LOAD(6, Bm + k * kKeyTile + n, sb);
+      LA_TILE_LOAD(7, Bm + k * kKeyTile + n + 16, sb);
+      LA_TILE_DPBF16PS(0, 4, 6);
+      LA_TILE_DPBF16PS(1, 4, 7);
+      LA_TILE_DPBF16PS(2, 5, 6);
+      LA_TILE_DPBF16PS(3, 5, 7);
+    }
+    LA_TILE_STORE(0, C + n, sc);
+    LA_TILE_STORE(1, C + n + 16, sc);
+    LA_TILE_STORE(2, C + 16 * kKeyTile + n, sc);
+    LA_TILE_STORE(3, C + 16 * kKeyTile + n + 16, sc);
+  }
+}
+
+// C[32 x N] += A[32 x 64] . B[64 x N]: O += P V on one key tile. A: P rows
+// as pairs (32 a row), B: V as pairs of keys (N a row), C: float32 (N a
+// row), N % 16 == 0.
+inline void amx_pv_32xn(int N, const std::uint32_t* A, const std::uint32_t* Bm, float* C) {
+  constexpr int KP = kKeyTile / 2;
+  const std::int64_t sa = KP * 4, sb = std::int64_t{N} * 4, sc = std::int64_t{N} * 4;
+  const std::uint32_t* A1 = A + 16 * KP;
+  float* C1 = C + 16 * std::int64_t{N};
+  int n = 0;
+  for (; n + 32 <= N; n += 32) {
+    LA_TILE_LOAD(0, C + n, sc);
+    LA_TILE_LOAD(1, C + n + 16, sc);
+    LA_TILE_LOAD(2, C1 + n, sc);
+    LA_TILE_LOAD(3, C1 + n + 16, sc);
+    for (int k = 0; k < KP; k += 16) {
+      LA_TILE_LOAD(4, A + k, sa);
+      LA_TILE_LOAD(5, A1 + k, sa);
+      LA_TILE_LOAD(6, Bm + k * N + n, sb);
+      LA_TILE_LOAD(7, Bm + k * N + n + 16, sb);
+      LA_TILE_DPBF16PS(0, 4, 6);
+      LA_TILE_DPBF16PS(1, 4, 7);
+      LA_TILE_DPBF16PS(2, 5, 6);
+      LA_TILE_DPBF16PS(3, 5, 7);
+    }
+    LA_TILE_STORE(0, C + n, sc);
+    LA_TILE_STORE(1, C + n + 16, sc);
+    LA_TILE_STORE(2, C1 + n, sc);
+    LA_TILE_STORE(3, C1 + n + 16, sc);
+  }
+  if (n < N) {  // an odd number of 16-column panels: the last one alone
+    LA_TILE_LOAD(0, C + n, sc);
+    LA_TILE_LOAD(2, C1 + n, sc);
+    for (int k = 0; k < KP; k += 16) {
+      LA_TILE_LOAD(4, A + k, sa);
+      LA_TILE_LOAD(5, A1 + k, sa);
+      LA_TILE_LOAD(6, Bm + k * N + n, sb);
+      LA_TILE_DPBF16PS(0, 4, 6);
+      LA_TILE_DPBF16PS(2, 5, 6);
+    }
+    LA_TILE_STORE(0, C + n, sc);
+    LA_TILE_STORE(2, C1 + n, sc);
+  }
 }
 #endif
 
@@ -290,22 +393,53 @@ int round_up(int x, int m) { return (x + m - 1) / m * m; }
 constexpr int kKtStride = kKeyTile + 16;
 inline int v_stride(int dvp) { return dvp + 16; }
 
+// Scratch memory on 64-byte boundaries: whole cache lines for the vector
+// loads, and for the AMX tile rows (every row stride is a multiple of 64
+// bytes).
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64}));
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete (p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const {
+    return true;
+  }
+};
+template <class T>
+using AlignedVector = std::vector<T, Aligned64<T>>;
+
 // Per-thread scratch, sized once per call.
 struct Scratch {
-  std::vector<float> q, s, o, kt, v, tmp, m, l;
+  AlignedVector<float> q, s, o, kt, v, tmp, m, l;
   // The bfloat16-pair operands (kBf16Dot): Q rows, K^T, V and P.
-  std::vector<std::uint32_t> qb, kb, vb, pb;
+  AlignedVector<std::uint32_t> qb, kb, vb, pb;
 };
 
-// bfloat16 inputs take the vdpbf16ps products in builds that have them
-// (kernel_avx512bf16.cpp): Q K^T on the inputs' own bfloat16 values (exact
-// products, float32 sums), and P V with P rounded to bfloat16, as GPU
-// kernels do; the softmax stays float32.
+// bfloat16 inputs take bfloat16 products in builds that have them: Q K^T
+// on the inputs' own bfloat16 values (exact products, float32 sums), and
+// P V with P rounded to bfloat16, as GPU kernels do; the softmax stays
+// float32. kernel_avx512bf16.cpp multiplies with vdpbf16ps, kernel_amx.cpp
+// with AMX tiles (TDPBF16PS) on the same operand layouts.
 #if defined(__AVX512BF16__)
 inline constexpr bool kBf16Dot = true;
 #else
 inline constexpr bool kBf16Dot = false;
 #endif
+#if defined(LONGATTN_KERNEL_AMX)
+inline constexpr bool kAmx = true;
+#else
+inline constexpr bool kAmx = false;
+#endif
+// The bfloat16 products run on blocks of this many rows (scores, softmax,
+// P V), so that a block's scores stay in the L1 cache: two tiles of 16 for
+// AMX, eight 6-row micro-kernels for vdpbf16ps.
+inline constexpr int kRowBlock = kAmx ? 32 : 48;
 
 struct Item {
   std::int64_t b, g, i0;  // batch, KV head, first query of the run
@@ -318,13 +452,20 @@ class Rectangle {
     nq_ = static_cast<int>(std::max<std::int64_t>(1, kRowTarget / p.group));
     nq_ = static_cast<int>(std::min<std::int64_t>(nq_, std::max<std::int64_t>(1, r.q1 - r.q0)));
     rows_ = static_cast<int>(p.group) * nq_;
-    rows_pad_ = round_up(rows_, 6);
     dvp_ = round_up(static_cast<int>(p.Dv), 16);
     // Decode-sized items (a GQA group of one query) spend their time packing,
     // not multiplying: they keep the float32 products.
     dot_ = kBf16Dot && p.dtype == DType::bfloat16 && rows_ >= 24;
+    // AMX tiles take 32 rows at a time (two tiles of 16) and K in steps of
+    // 16 pairs: rows and Q's pairs are padded with zeros to those.
+    rows_pad_ = round_up(rows_, dot_ && kAmx ? 32 : 6);
     dpairs_ = static_cast<int>((p.D + 1) / 2);
+    qk_pairs_ = dot_ && kAmx ? round_up(dpairs_, 16) : dpairs_;
   }
+
+  // Whether this rectangle's items multiply on AMX tiles (each thread that
+  // runs them loads the tile configuration first).
+  bool uses_tiles() const { return dot_ && kAmx; }
 
   std::int64_t items_per_head() const { return (r_.q1 - r_.q0 + nq_ - 1) / nq_; }
   std::int64_t run_start(std::int64_t run) const { return r_.q0 + run * nq_; }
@@ -341,7 +482,7 @@ class Rectangle {
     s.m.assign(R, -INFINITY);
     s.l.assign(R, 0.f);
     if (dot_) {
-      const auto P = static_cast<std::size_t>(dpairs_), KP = std::size_t{kKeyTile / 2};
+      const auto P = static_cast<std::size_t>(qk_pairs_), KP = std::size_t{kKeyTile / 2};
       s.qb.assign(R * P, 0u);
       s.kb.assign(P * kKeyTile, 0u);
       s.vb.assign(KP * static_cast<std::size_t>(dvp_), 0u);
@@ -438,24 +579,36 @@ class Rectangle {
       if (core::mask_hides(p_, it.b, it.g * p_.group, (it.g + 1) * p_.group, it.i0, i_end, kb,
                            kb + nk))
         continue;
+      const bool edge = kb + nk > all_see || kb < all_from;
       if (dot_) {
-        pack_k_bf16(it, kb, nk, s);
-        gemm_qk_bf16(s);
-      } else {
-        pack_k(it, kb, nk, s);
-        gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
-                    kKtStride, s.s.data(), kKeyTile);
+        tile_bf16(it, nrow_q, kb, nk, edge, s);
+        continue;
       }
-      mask_tile(it, nrow_q, kb, nk, kb + nk > all_see || kb < all_from, s);
+      pack_k(it, kb, nk, s);
+      gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
+                  kKtStride, s.s.data(), kKeyTile);
+      mask_tile(it, nrow_q, kb, nk, edge, 0, rows_pad_, s);
       if (!softmax_tile(nk, s)) continue;  // every row fully masked here
-      if (dot_) {
-        pack_v_bf16(it, kb, nk, s);
-        gemm_pv_bf16(s);
-      } else {
-        pack_v(it, kb, nk, s);
-        gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), v_stride(dvp_),
-                   s.o.data(), dvp_);
-      }
+      pack_v(it, kb, nk, s);
+      gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), v_stride(dvp_), s.o.data(),
+                 dvp_);
+    }
+  }
+
+  // One key tile on the bfloat16 products, a block of kRowBlock rows at a
+  // time (scores, mask, softmax, P V), so that the block's scores stay in
+  // the L1 cache between the steps. V is packed when a first row sees a key.
+  void tile_bf16(const Item& it, int nrow_q, std::int64_t kb, int nk, bool edge, Scratch& s) const {
+    pack_k_bf16(it, kb, nk, s);
+    bool v_packed = false;
+    for (int r0 = 0; r0 < rows_; r0 += kRowBlock) {  // blocks of padding rows only are skipped
+      const int r1 = std::min(r0 + kRowBlock, rows_pad_);
+      gemm_qk_bf16(r0, r1, s);
+      mask_tile(it, nrow_q, kb, nk, edge, r0, r1, s);
+      if (!softmax_bf16(r0, r1, s)) continue;  // every row of the block fully masked here
+      if (!v_packed) pack_v_bf16(it, kb, nk, s);
+      v_packed = true;
+      gemm_pv_bf16(r0, r1, s);
     }
   }
 
@@ -547,18 +700,21 @@ class Rectangle {
   // Q rows as pairs, unscaled (S is scaled after the product).
   void load_q_bf16(const Item& it, int nrow_q, Scratch& s) const {
     for (int r = 0; r < rows_pad_; ++r) {
-      std::uint32_t* dst = s.qb.data() + r * dpairs_;
+      std::uint32_t* dst = s.qb.data() + r * qk_pairs_;
       if (!valid(r, nrow_q)) {
-        std::fill(dst, dst + dpairs_, 0u);
+        std::fill(dst, dst + qk_pairs_, 0u);
         continue;
       }
       const std::int64_t off =
           it.b * p_.q_stride[0] + head(it, r) * p_.q_stride[1] + query(it, r) * p_.q_stride[2];
       for (int dp = 0; dp < dpairs_; ++dp)
         dst[dp] = raw_pair(p_.q, off, p_.q_stride[3], 2 * dp, p_.D);
+      std::fill(dst + dpairs_, dst + qk_pairs_, 0u);  // AMX's K padding
     }
   }
-  // Kb[dp][j] = (K[kb + j][2 dp], K[kb + j][2 dp + 1]), zero past nk.
+  // Kb[dp][j] = (K[kb + j][2 dp], K[kb + j][2 dp + 1]), zero past nk (and,
+  // for AMX, in rows dpairs_ .. qk_pairs_, which prepare() zeroed and
+  // nothing writes).
   void pack_k_bf16(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
     const std::int64_t base = it.b * p_.k_stride[0] + it.g * p_.k_stride[1];
     if (p_.k_stride[3] == 1 && p_.D % 2 == 0 && p_.k_stride[2] % 2 == 0 &&
@@ -579,14 +735,21 @@ class Rectangle {
             j < nk ? raw_pair(p_.k, off, p_.k_stride[3], 2 * dp, p_.D) : 0u;
     }
   }
-  // S = Q K^T, then scaled to base 2.
-  void gemm_qk_bf16(Scratch& s) const {
-#if defined(__AVX512BF16__)
-    gemm_bf16<false>(rows_pad_, kKeyTile, dpairs_, s.qb.data(), dpairs_, s.kb.data(), kKeyTile,
-                     s.s.data(), kKeyTile);
+  // S = Q K^T on rows [r0, r1), then scaled to base 2.
+  void gemm_qk_bf16(int r0, int r1, Scratch& s) const {
+    const std::uint32_t* q = s.qb.data() + r0 * qk_pairs_;
+    float* out = s.s.data() + r0 * kKeyTile;
+#if defined(LONGATTN_KERNEL_AMX)
+    for (int r = 0; r < r1 - r0; r += 32)
+      amx_qk_32x64(qk_pairs_, q + r * qk_pairs_, qk_pairs_, s.kb.data(), out + r * kKeyTile);
+#elif defined(__AVX512BF16__)
+    gemm_bf16<false>(r1 - r0, kKeyTile, dpairs_, q, qk_pairs_, s.kb.data(), kKeyTile, out,
+                     kKeyTile);
+#else
+    (void)q;  // builds without bfloat16 products never get here (dot_ is false)
 #endif
     const float sc = p_.scale_log2;
-    for (float& x : s.s) x *= sc;
+    for (int i = 0; i < (r1 - r0) * kKeyTile; ++i) out[i] *= sc;
   }
   // Vb[kp][n] = (V[kb + 2 kp][n], V[kb + 2 kp + 1][n]), zero past nk.
   void pack_v_bf16(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
@@ -611,18 +774,70 @@ class Rectangle {
       std::fill(dst + dv, dst + dvp_, 0u);
     }
   }
-  // O += P V with P (the softmax's float32 tile) rounded to bfloat16 pairs.
-  void gemm_pv_bf16(Scratch& s) const {
-#if defined(__AVX512BF16__)
+  // O += P V on rows [r0, r1), P as softmax_bf16 left it (bfloat16 pairs).
+  void gemm_pv_bf16(int r0, int r1, Scratch& s) const {
     constexpr int KP = kKeyTile / 2;
-    for (int r = 0; r < rows_pad_; ++r) {
-      const float* p = s.s.data() + r * kKeyTile;
-      std::uint32_t* dst = s.pb.data() + r * KP;
-      for (int kp = 0; kp < KP; ++kp) dst[kp] = bf16_pair(p[2 * kp], p[2 * kp + 1]);
-    }
-    gemm_bf16<true>(rows_pad_, dvp_, KP, s.pb.data(), KP, s.vb.data(), dvp_, s.o.data(), dvp_);
+    const std::uint32_t* p = s.pb.data() + r0 * KP;
+    float* o = s.o.data() + r0 * dvp_;
+#if defined(LONGATTN_KERNEL_AMX)
+    for (int r = 0; r < r1 - r0; r += 32) amx_pv_32xn(dvp_, p + r * KP, s.vb.data(), o + r * dvp_);
+#elif defined(__AVX512BF16__)
+    gemm_bf16<true>(r1 - r0, dvp_, KP, p, KP, s.vb.data(), dvp_, o, dvp_);
 #else
-    (void)s;
+    (void)p, (void)o, (void)r1;
+#endif
+  }
+
+  // The online softmax of rows [r0, r1) of one tile for the bfloat16
+  // products: as softmax_tile, on 16-float vectors, with P written to s.pb
+  // as bfloat16 pairs (round to nearest even; l sums the float32 values).
+  // Returns false if no row saw any key.
+  bool softmax_bf16(int r0, int r1, Scratch& s) const {
+#if defined(__AVX512BF16__)
+    constexpr int KP = kKeyTile / 2, NV = kKeyTile / 16;
+    static_assert(kKeyTile % 32 == 0);
+    bool any = false;
+    for (int r = r0; r < r1; ++r) {
+      const float* row = s.s.data() + r * kKeyTile;
+      std::uint32_t* dst = s.pb.data() + r * KP;
+      // mask_tile set every score past the tile's keys to -inf.
+      v16f x[NV];
+      for (int v = 0; v < NV; ++v) std::memcpy(&x[v], row + 16 * v, sizeof(v16f));
+      v16f mx = x[0];
+      __mmask16 nan = 0;
+      for (int v = 0; v < NV; ++v) {
+        mx = mx > x[v] ? mx : x[v];
+        // A NaN score must reach m (and from there l and O); max drops it.
+        nan |= _mm512_cmp_ps_mask(__m512(x[v]), __m512(x[v]), _CMP_UNORD_Q);
+      }
+      float& m = s.m[static_cast<std::size_t>(r)];
+      float& l = s.l[static_cast<std::size_t>(r)];
+      const float m_new = nan ? NAN : std::max(m, hmax(mx));
+      if (m_new == -INFINITY) {  // nothing visible yet: P row = 0
+        std::fill(dst, dst + KP, 0u);
+        continue;
+      }
+      any = true;
+      const core::OnlineStep st = core::online_step(m, m_new, exp2s);
+      v16f sum = v16f{};
+      for (int v = 0; v < NV; v += 2) {
+        const v16f p0 = exp2_vec<v16f, v16i>(x[v] - st.shift);
+        const v16f p1 = exp2_vec<v16f, v16i>(x[v + 1] - st.shift);
+        sum += p0 + p1;
+        _mm512_storeu_si512(dst + 8 * v, __m512i(_mm512_cvtne2ps_pbh(__m512(p1), __m512(p0))));
+      }
+      l = l * st.alpha + hsum(sum);
+      m = m_new;
+      if (st.alpha != 1.f) {
+        float* o = s.o.data() + r * dvp_;
+        for (int d = 0; d < dvp_; d += 16)
+          _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), _mm512_set1_ps(st.alpha)));
+      }
+    }
+    return any;
+#else
+    (void)r0, (void)r1, (void)s;
+    return false;
 #endif
   }
 
@@ -660,7 +875,9 @@ class Rectangle {
   // the mask array become -inf; an additive mask is added in base 2. The
   // soft-cap comes first, as the mask is added to the capped logit.
   // `edge`: some row of the run does not see every key of the tile.
-  void mask_tile(const Item& it, int nrow_q, std::int64_t kb, int nk, bool edge, Scratch& s) const {
+  // Rows [r0, r1).
+  void mask_tile(const Item& it, int nrow_q, std::int64_t kb, int nk, bool edge, int r0, int r1,
+                 Scratch& s) const {
     const bool array = p_.mask_kind != MaskKind::none;
     // The soft-cap is defined on the natural logit s = scale * q.k, but S
     // already holds log2(e) * s (Q was scaled by scale_log2). With
@@ -669,7 +886,7 @@ class Rectangle {
     // logit in base 2. Dividing (not multiplying by 1 / c2) keeps S = 0 at 0
     // when c2 is so small that its reciprocal overflows.
     const float cap2 = p_.softcap_log2;
-    for (int r = 0; r < rows_pad_; ++r) {
+    for (int r = r0; r < r1; ++r) {
       float* row = s.s.data() + r * kKeyTile;
       if (!valid(r, nrow_q)) {
         std::fill(row, row + kKeyTile, -INFINITY);
@@ -760,6 +977,25 @@ class Rectangle {
   int nq_ = 1, rows_ = 1, rows_pad_ = 6, dvp_ = 16;
   bool dot_ = false;  // bfloat16 products (kBf16Dot)
   int dpairs_ = 1;    // bfloat16 pairs of a Q or K row: D / 2 rounded up
+  int qk_pairs_ = 1;  // the same padded for AMX (a multiple of 16): Q's row stride in s.qb
+};
+
+// The AMX tile configuration, loaded on the thread that constructs it when
+// `on` and released when it goes (a no-op in the other builds). Each thread
+// of a parallel region holds one for the region: tile configuration and
+// tile data are per thread.
+class ThreadTiles {
+ public:
+  explicit ThreadTiles([[maybe_unused]] bool on) {
+#if defined(LONGATTN_KERNEL_AMX)
+    if (on) tiles_.emplace();
+#endif
+  }
+
+ private:
+#if defined(LONGATTN_KERNEL_AMX)
+  std::optional<amx::TileScope> tiles_;
+#endif
 };
 
 }  // namespace
@@ -796,6 +1032,7 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
     {
       Scratch s;
       rect.prepare(s);
+      const ThreadTiles tile_state(rect.uses_tiles());
       // Later query runs see more keys under the causal rule; dynamic
       // scheduling balances them.
 #pragma omp for schedule(dynamic, 1)
@@ -808,6 +1045,7 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
   {
     Scratch s;
     rect.prepare(s);
+    const ThreadTiles tile_state(rect.uses_tiles());
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t u = 0; u < n_items * parts; ++u)
       rect.run_part(item(u / parts), static_cast<int>(u % parts), parts, s,
