@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "core/state.hpp"
 #include "cuda/kernel_params.hpp"
@@ -121,6 +122,53 @@ __device__ __forceinline__ void decode_pair(const KernelParams& p, const void* a
   }
   t[0] = x.x * core::kLog2e;
   t[1] = x.y * core::kLog2e;
+}
+
+// The array mask's element types, as the Hopper kernel decodes them: one
+// branch a tile picks the type (with_mask_elem), so that the decoding of
+// its elements is straight-line code.
+enum class MaskElem { b8, f16, bf16, f32 };
+
+template <MaskElem E>
+constexpr int mask_elem_size = E == MaskElem::b8    ? 1
+                               : E == MaskElem::f32 ? 4
+                                                    : 2;
+
+// Calls f(std::integral_constant<MaskElem, E>{}) for the call's mask type.
+template <typename F>
+__device__ __forceinline__ void with_mask_elem(const KernelParams& p, F&& f) {
+  using E = MaskElem;
+  if (p.mask_kind == core::MaskKind::boolean) return f(std::integral_constant<E, E::b8>{});
+  switch (p.mask_dtype) {
+    case DType::float32:
+      return f(std::integral_constant<E, E::f32>{});
+    case DType::float16:
+      return f(std::integral_constant<E, E::f16>{});
+    default:  // bfloat16 (validation admits no other additive dtype)
+      return f(std::integral_constant<E, E::bf16>{});
+  }
+}
+
+// Two adjacent mask elements of type E at `at` applied to base-2 logits
+// x0, x1: a false boolean hides (-inf), an additive value v adds
+// v log2(e).
+template <MaskElem E>
+__device__ __forceinline__ void apply_mask_pair(const char* at, float& x0, float& x1) {
+  if constexpr (E == MaskElem::b8) {
+    const uchar2 v = *reinterpret_cast<const uchar2*>(at);
+    x0 = v.x ? x0 : -INFINITY;
+    x1 = v.y ? x1 : -INFINITY;
+  } else {
+    float2 v;
+    if constexpr (E == MaskElem::f32)
+      v = *reinterpret_cast<const float2*>(at);
+    else if constexpr (E == MaskElem::f16)
+      v = __half22float2(*reinterpret_cast<const __half2*>(at));
+    else
+      v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(at));
+    x0 = fmaf(v.x, core::kLog2e, x0);
+    x1 = fmaf(v.y, core::kLog2e, x1);
+  }
 }
 
 // Bytes of one mask element.

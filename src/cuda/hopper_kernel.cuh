@@ -37,26 +37,30 @@ namespace longattn::cuda {
 
 // kPacked: rows are (GQA head, query) pairs of one KV head (decode; see
 // hopper_decode_config), else 64 x consumers queries of one head.
-// kExtras: the instantiation for array masks and the soft-cap. Their code
-// would push the consumers past the registers they have (ptxas: 1188 bytes
-// of spills at D = 128 with the softmax / P V overlap), so calls without
-// them keep a kernel without that code, and this one runs tile by tile.
-template <typename T, int D, bool kPacked, bool kExtras>
+// kMask, kCap: the instantiations for array masks and the soft-cap (the
+// extras; both in one for decode, kPacked), so that calls without them run
+// no code of theirs, and neither pays for the other's: a kernel holding
+// both paths of the soft-cap's test paid register moves between them on
+// every tile. The mask's code would push the consumers past the registers
+// they have with the softmax / P V overlap (ptxas: 1188 bytes of spills at
+// D = 128), so kMask runs tile by tile; the soft-cap keeps the overlap.
+template <typename T, int D, bool kPacked, bool kMask, bool kCap>
 constexpr HopperConfig hopper_cfg = [] {
+  constexpr bool kExtras = kMask || kCap;
   HopperConfig c = kPacked ? hopper_decode_config(D) : hopper_config(D);
-  c.overlap = c.overlap && !kExtras;
+  c.overlap = c.overlap && !kMask;
   // Three consumers have 160 registers each, too few for the extras
   // (ptxas, D = 64: 2.4 KB of spills); two have 224.
   if (kExtras && c.block_m == 192) c.block_m = 128;
   return c;
 }();
 
-template <typename T, int D, bool kPacked, bool kExtras>
-__global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtras>), 1)
+template <typename T, int D, bool kPacked, bool kMask, bool kCap>
+__global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask, kCap>), 1)
     hopper_kernel(const __grid_constant__ KernelParams p, const __grid_constant__ CUtensorMap tq,
                   const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked, kExtras>;
+  constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked, kMask, kCap>;
   constexpr int BM = cfg.block_m, BN = cfg.block_n, ST = cfg.stages;
   constexpr int CB = D / 64;  // 128-byte column blocks
   constexpr int NS = BN / 8, NO = D / 8;
@@ -68,11 +72,11 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtr
   // 168 with two consumers, 128 with three), and setmaxnreg.inc waits until
   // the pool holds what it asks for, so the split must not exceed that
   // share: 128 x 40 + 256 x 232, or 128 x 24 + 384 x 160 (with one
-  // consumer, 256 threads, nothing needs moving). kExtras: the producer
+  // consumer, 256 threads, nothing needs moving). kMask: the producer
   // also reads the mask's block summary and the consumers run tile by
-  // tile: 128 x 56 + 256 x 224 (ptxas, D = 128: 112 bytes of spills).
-  constexpr int kProducerRegs = CW == 2 ? (kExtras ? 56 : 40) : 24;
-  constexpr int kConsumerRegs = CW == 2 ? (kExtras ? 224 : 232) : 160;
+  // tile: 128 x 56 + 256 x 224 (ptxas, widths 64 to 256: no spills).
+  constexpr int kProducerRegs = CW == 2 ? (kMask ? 56 : 40) : 24;
+  constexpr int kConsumerRegs = CW == 2 ? (kMask ? 224 : 232) : 160;
   constexpr int kLaunchRegs = 65536 / (128 * (1 + CW)) / 8 * 8;
   static_assert(CW == 1 || kProducerRegs + CW * kConsumerRegs <= (1 + CW) * kLaunchRegs,
                 "setmaxnreg would wait for registers the block does not have");
@@ -109,7 +113,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtr
   const i64 b = tr.b, h = tr.h, hkv = tr.hkv, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
   const i64 t_beg = tr.t_beg, t_end = tr.t_end;
   const int split = tr.split;
-  const bool masked = kExtras && p.mask_kind != core::MaskKind::none;
+  const bool masked = kMask && p.mask_kind != core::MaskKind::none;
 
   // Ring slot and mbarrier phase parity of the n-th key tile the block runs.
   struct Stage {
@@ -142,7 +146,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtr
     // The mask's block kinds of key tile `it` over each consumer's rows; 0
     // (nothing to skip or leave unread) without a mask summary.
     auto tile_kinds = [&](i64 it) {
-      if (!kExtras || p.mask_blocks == nullptr) return 0u;
+      if (!kMask || p.mask_blocks == nullptr) return 0u;
       const i64 kt = p.k0 + it * BN, ke = min(kt + BN, kend);
       if constexpr (kPacked)  // one consumer: every head of the group
         return core::block_kinds(p, b, h, h + p.group, qt0, qt1, kt, ke);
@@ -220,30 +224,56 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtr
   }
 
   // The consumer's rows of a partial tile's mask, staged in shared memory
-  // (stage_mask: rows 16-byte aligned; else each thread reads its pairs
-  // from global memory): copied with cp.async while S = Q K^T runs, 16
-  // bytes at a time, chunk c of row r stored at chunk c ^ (r & swz) so
-  // that the eight rows a warp reads at once fall in different banks.
+  // and read from there: copied with cp.async while S = Q K^T runs, 16
+  // bytes at a time, where rows are 16-byte aligned (stage_mask), else
+  // element by element before S. Rows past the rectangle and keys past Lk
+  // are zeros. Row r starts at r row_bytes + 16 (r / 2) (hopper_smem_bytes),
+  // so that the eight rows a warp reads at once fall in four bank groups,
+  // and each thread reads its pairs at constant offsets from a row start.
   const int es = masked ? mask_elem_bytes(p) : 1;
   const int row_bytes = BN * es, chunks = row_bytes / 16;
-  const int swz = (chunks < 8 ? chunks : 8) - 1;
-  const std::uint32_t sMw = sM + cw * 64 * BN * 4;
+  const std::uint32_t sMw = sM + cw * hopper_mask_stage_bytes(BN);
+  auto mask_row_at = [&](int r) { return r * row_bytes + 16 * (r / 2); };
   const char* const mrow = generic(sMw);
+  // Element offset of the mask's (row r, key j).
+  auto mask_off = [&](int r, i64 j) {
+    return b * p.mask_stride[0] + row_head(r) * p.mask_stride[1] + row_query(r) * p.mask_stride[2] +
+           j * p.mask_stride[3];
+  };
   auto stage_mask = [&](i64 kt) {
     sm90::named_barrier_sync(1 + cw, 128);  // every thread is done with the last tile's copy
-    for (int c = ctid; c < 64 * chunks; c += 128) {
-      const int r = c / chunks, ch = c % chunks;
-      const i64 qq = row_query(r), col = kt + ch * 16 / es;
-      const int valid =
-          qq < qt1 && col < p.Lk ? static_cast<int>(min(i64{16}, (p.Lk - col) * es)) : 0;
-      const i64 off =
-          b * p.mask_stride[0] + row_head(r) * p.mask_stride[1] + qq * p.mask_stride[2] + col;
-      const char* src = static_cast<const char*>(p.mask) + (valid > 0 ? off * es : 0);
-      const std::uint32_t dst = sMw + r * row_bytes + ((ch ^ (r & swz)) * 16);
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                   "r"(valid));
+    if (p.stage_mask) {
+      for (int c = ctid; c < 64 * chunks; c += 128) {
+        const int r = c / chunks, ch = c % chunks;
+        const i64 col = kt + ch * 16 / es;
+        const int valid = row_query(r) < qt1 && col < p.Lk
+                              ? static_cast<int>(min(i64{16}, (p.Lk - col) * es))
+                              : 0;
+        const char* src =
+            static_cast<const char*>(p.mask) + (valid > 0 ? mask_off(r, col) * es : 0);
+        const std::uint32_t dst = sMw + mask_row_at(r) + ch * 16;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                     "r"(valid));
+      }
+      cp_async_commit();
+      return;
     }
-    cp_async_commit();
+    char* const rows = generic(sMw);
+    for (int e = ctid; e < 64 * BN; e += 128) {
+      const int r = e / BN, c = e % BN;
+      const i64 j = kt + c;
+      const bool in = row_query(r) < qt1 && j < p.Lk;
+      const char* src = static_cast<const char*>(p.mask) + (in ? mask_off(r, j) * es : 0);
+      char* dst = rows + mask_row_at(r) + c * es;
+      if (es == 1)
+        *dst = in ? *src : 0;
+      else if (es == 2)
+        *reinterpret_cast<std::uint16_t*>(dst) =
+            in ? *reinterpret_cast<const std::uint16_t*>(src) : 0;
+      else
+        *reinterpret_cast<std::uint32_t*>(dst) =
+            in ? *reinterpret_cast<const std::uint32_t*>(src) : 0u;
+    }
   };
   // Whether this consumer reads the mask of a tile of `kinds` (its byte):
   // not where its blocks are all open or all hidden.
@@ -279,32 +309,27 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtr
     }
     sm90::wgmma_commit();
   };
-  // Base-2 logits: the array mask where this consumer's blocks of the tile
-  // are partial (staged, or read from global memory), all -inf where they
-  // are hidden, else a per-row column range on tiles that cross the causal
-  // diagonal, an edge of the window or the rectangle's key end (or carry an
-  // open mask). Then P = 2^(S - m'); returns each row's alpha.
+  // Base-2 logits: scaled (and capped), then the staged array mask where
+  // this consumer's blocks of the tile are partial, and a per-row column
+  // range on tiles that cross the causal diagonal, an edge of the window or
+  // the rectangle's key end. Then P = 2^(S - m'); returns each row's alpha.
+  // (Tiles hidden from all the consumer's rows never get here.)
   auto softmax = [&](float(&sc)[NS][4], i64 kt, std::uint32_t mine, float(&alpha)[2]) {
-    if (reads_mask(mine) && p.stage_mask) {
+    scale_tile<kCap>(p, sc);
+    if (reads_mask(mine)) {
       cp_async_wait_all();
-      sm90::named_barrier_sync(1 + cw, 128);  // every thread's chunks have landed
+      sm90::named_barrier_sync(1 + cw, 128);  // every thread's copies have landed
+      with_mask_elem(p, [&](auto elem) {
 #pragma unroll
-      for (int i = 0; i < 2; ++i)
-        mask_row_staged(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt),
-                        mrow + lr[i] * row_bytes, es, lr[i] & swz);
-    } else if (reads_mask(mine)) {
+        for (int i = 0; i < 2; ++i)
+          mask_row_staged<decltype(elem)::value>(sc, i, t4, mrow + mask_row_at(lr[i]));
+      });
+    }
+    // A separate pass, not a variant of each mask type's: every path that
+    // leaves its own registers in sc costs the consumers registers.
+    if (tile_crosses_edge<BN>(tr, kt)) {
 #pragma unroll
-      for (int i = 0; i < 2; ++i)
-        mask_row(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt), b, hr[i], q[i], kt);
-    } else if (masked && mine == kHidden) {
-#pragma unroll
-      for (int i = 0; i < 2; ++i) limit_row(p, sc, i, t4, Cols{0, 0});
-    } else if (masked || tile_crosses_edge<BN>(tr, kt)) {
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-        limit_row<kExtras>(p, sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt));
-    } else {
-      scale_tile<kExtras>(p, sc);
+      for (int i = 0; i < 2; ++i) limit_row(sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt));
     }
 #pragma unroll
     for (int i = 0; i < 2; ++i) alpha[i] = softmax_row_p(sc, i, m[i], l[i]);
@@ -343,7 +368,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtr
   };
   // The mask copy of tile t, started before its S = Q K^T.
   auto start_mask = [&](const TileMeta& t) {
-    if (reads_mask(my_kinds(t.kinds)) && p.stage_mask) stage_mask(p.k0 + t.it * BN);
+    if (reads_mask(my_kinds(t.kinds))) stage_mask(p.k0 + t.it * BN);
   };
   // S of tile t (the n-th, its K landed) to completion, then its softmax.
   auto s_step = [&](const TileMeta& t, int n) {
@@ -375,28 +400,39 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtr
 
   int n = 0;  // tiles run so far
   TileMeta t = next_tile(0);
-  if (t.it >= 0) {
-    sm90::mbar_wait(q_full, 0);
+  if (t.it >= 0) sm90::mbar_wait(q_full, 0);
+  if constexpr (!cfg.overlap) {
+    // Tile by tile. A tile the mask hides from all of this consumer's rows
+    // (the other consumer's rows see some of it) changes nothing here: its
+    // buffers are handed back unread.
+    for (; t.it >= 0; t = next_tile(++n)) {
+      if (masked && my_kinds(t.kinds) == kHidden) {
+        const Stage v = stage_of(n);
+        if (lane == 0) sm90::mbar_arrive(k_empty(v.s));
+        sm90::mbar_wait(v_full(v.s), v.ph);  // the slot's load must land before it is reused
+        if (lane == 0) sm90::mbar_arrive(v_empty(v.s));
+        continue;
+      }
+      s_step(t, n);
+      finish_p();
+      pv_step(n);
+    }
+  } else if (t.it >= 0) {
     s_step(t, n++);
     finish_p();
     for (t = next_tile(n); t.it >= 0; t = next_tile(++n)) {
-      if constexpr (!cfg.overlap) {
-        pv_step(n - 1);
-        s_step(t, n);
-      } else {
-        const Stage k = stage_of(n), v = stage_of(n - 1);
-        start_mask(t);
-        sm90::mbar_wait(v_full(v.s), v.ph);
-        sm90::fence_operands(sc);
-        sm90::fence_operands(acc);
-        sm90::wgmma_fence();
-        issue_s(sc, k.s);
-        issue_pv(pa, v.s);
-        sm90::wgmma_wait<1>();  // S is back; P V still running
-        s_done(t, k.s);
-        sm90::wgmma_wait<0>();
-        pv_done(v.s);
-      }
+      const Stage k = stage_of(n), v = stage_of(n - 1);
+      start_mask(t);
+      sm90::mbar_wait(v_full(v.s), v.ph);
+      sm90::fence_operands(sc);
+      sm90::fence_operands(acc);
+      sm90::wgmma_fence();
+      issue_s(sc, k.s);
+      issue_pv(pa, v.s);
+      sm90::wgmma_wait<1>();  // S is back; P V still running
+      s_done(t, k.s);
+      sm90::wgmma_wait<0>();
+      pv_done(v.s);
       finish_p();
     }
     pv_step(n - 1);
@@ -408,9 +444,9 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kExtr
 #endif
 }
 
-template <typename T, int D, bool kPacked, bool kExtras>
+template <typename T, int D, bool kPacked, bool kMask, bool kCap>
 bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
-  constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked, kExtras>;
+  constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked, kMask, kCap>;
   const int group = static_cast<int>(p.group);
   const int qrows = kPacked ? cfg.block_m / group : cfg.block_m;  // queries a block
   CUtensorMap tq, tk, tv;
@@ -422,12 +458,12 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
       !encode_rows_map(&tk, p.k, p.B, p.Hkv, p.k1, p.D, p.k_stride, cfg.block_n) ||
       !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, p.Dv, p.v_stride, cfg.block_n))
     return false;
-  allow_dynamic_smem<hopper_kernel<T, D, kPacked, kExtras>>(hopper_smem_bytes(cfg, D),
-                                                            "cudaFuncSetAttribute(hopper_kernel)");
+  allow_dynamic_smem<hopper_kernel<T, D, kPacked, kMask, kCap>>(
+      hopper_smem_bytes(cfg, D), "cudaFuncSetAttribute(hopper_kernel)");
   const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + qrows - 1) / qrows),
                   static_cast<unsigned>(p.B * (kPacked ? p.Hkv : p.Hq)),
                   static_cast<unsigned>(p.splits));
-  hopper_kernel<T, D, kPacked, kExtras>
+  hopper_kernel<T, D, kPacked, kMask, kCap>
       <<<grid, hopper_threads(cfg), hopper_smem_bytes(cfg, D), stream>>>(p, tq, tk, tv);
   check_cuda(cudaGetLastError(), "hopper_kernel launch");
   return true;
@@ -437,12 +473,15 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
 // the tensors, so the caller runs the mma.sync kernel instead.
 template <typename T, int D>
 bool launch_hopper(const KernelParams& p, cudaStream_t stream) {
-  const bool extras = p.mask_kind != core::MaskKind::none || p.softcap_log2 > 0.f;
-  if (extras)
-    return p.packed ? launch_hopper_as<T, D, true, true>(p, stream)
-                    : launch_hopper_as<T, D, false, true>(p, stream);
-  return p.packed ? launch_hopper_as<T, D, true, false>(p, stream)
-                  : launch_hopper_as<T, D, false, false>(p, stream);
+  const bool mask = p.mask_kind != core::MaskKind::none, cap = p.softcap_log2 > 0.f;
+  if (p.packed)
+    return mask || cap ? launch_hopper_as<T, D, true, true, true>(p, stream)
+                       : launch_hopper_as<T, D, true, false, false>(p, stream);
+  if (mask)
+    return cap ? launch_hopper_as<T, D, false, true, true>(p, stream)
+               : launch_hopper_as<T, D, false, true, false>(p, stream);
+  return cap ? launch_hopper_as<T, D, false, false, true>(p, stream)
+             : launch_hopper_as<T, D, false, false, false>(p, stream);
 }
 
 }  // namespace longattn::cuda

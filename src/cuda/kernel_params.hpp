@@ -173,13 +173,17 @@ constexpr int hopper_consumers(HopperConfig c) { return c.block_m / 64; }
 constexpr int hopper_threads(HopperConfig c) { return 128 * (1 + hopper_consumers(c)); }
 // Shared-memory bytes for the mbarriers and the ring slots' tile records.
 constexpr int kHopperBarrierBytes = 256;
+// Shared-memory bytes of one consumer's copy of its 64 rows of a tile's
+// array mask: 4-byte elements at most, and 16 bytes more every second row
+// (the hopper kernel's bank spread).
+constexpr int hopper_mask_stage_bytes(int block_n) { return 64 * block_n * 4 + 32 * 16; }
 constexpr int hopper_smem_bytes(HopperConfig c, int d) {
-  // Q tile + stages x (K and V tiles) + barriers + each consumer's copy of
-  // its 64 rows of a tile's array mask (4-byte elements at most), + 1024
-  // for aligning the base to the 128-byte swizzle's 1024-byte pattern.
-  // At most 230656 bytes (D = 128 and 256), under the 232448 an SM allows.
+  // Q tile + stages x (K and V tiles) + barriers + each consumer's mask
+  // copy, + 1024 for aligning the base to the 128-byte swizzle's 1024-byte
+  // pattern. At most 231680 bytes (D = 128 and 256), under the 232448 an
+  // SM allows.
   return (c.block_m + 2 * c.stages * c.block_n) * d * 2 + kHopperBarrierBytes +
-         hopper_consumers(c) * 64 * c.block_n * 4 + 1024;
+         hopper_consumers(c) * hopper_mask_stage_bytes(c.block_n) + 1024;
 }
 
 // Vector kernel: 4 warps; a lane holds 8 dims of a key, so a key spans

@@ -189,6 +189,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
                                                        min(kt + BN, kend));
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
+      scale_tile(p, s[mt]);
       if (masked || edge) {
         // A per-row column range (causal, window, key end), in 32-bit.
 #pragma unroll
@@ -198,10 +199,8 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
           if (read_mask)
             mask_row(p, s[mt], i, t4, c, b, h, q, kt);
           else
-            limit_row(p, s[mt], i, t4, c);
+            limit_row(s[mt], i, t4, c);
         }
-      } else {
-        scale_tile(p, s[mt]);
       }
 
 #pragma unroll

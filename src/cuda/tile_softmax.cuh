@@ -5,9 +5,9 @@
 // four lanes holds a whole row between them.
 //
 //   init_row:    the row's starting (m, l, o): empty, sinks or a loaded state
-//   limit_row:   base-2 logits (scaled, soft-capped), -inf outside the row's
-//                visible columns; mask_row adds the array mask; scale_tile
-//                for tiles every row sees whole
+//   scale_tile:  base-2 logits (scaled, soft-capped), then limit_row: -inf
+//                outside the row's visible columns, or mask_row: the array
+//                mask too; hide_row: the whole row -inf
 //   softmax_row: m' = max(m, rowmax), P = 2^(s - m'), l and O rescaled
 //                (softmax_row_p + rescale_row, for kernels that overlap them)
 //   pack_p:      P as the A fragment of the P V product
@@ -59,35 +59,63 @@ __device__ __forceinline__ Cols visible_cols(const KernelParams& p, i64 q, i64 q
   return {static_cast<int>(lo), static_cast<int>(hi)};
 }
 
-// Columns outside [c.lo, c.hi) (the window, the causal diagonal or the
-// rectangle's end) become -inf; the rest take their base-2 logit (scaled,
-// soft-capped).
+// Base-2 logits of the whole tile: scaled, then soft-capped when the call
+// has a cap. The cap's test is made once a tile, outside the element loops,
+// and the row steps below only hide or add: without the test hoisted, the
+// compiler kept the cap's code in every element's select (masked tiles ran
+// at a quarter of the unmasked speed).
 // kCap false: the caller knows there is no soft-cap (no tanh code).
 template <bool kCap = true, int NS>
-__device__ __forceinline__ void limit_row(const KernelParams& p, float (&s)[NS][4], int i, int t4,
-                                          Cols c) {
+__device__ __forceinline__ void scale_tile(const KernelParams& p, float (&s)[NS][4]) {
+  if (kCap && p.softcap_log2 > 0.f) {
+    // c tanh(t / c) = c - 2 c / (e^(2 t / c) + 1), on the special-function
+    // unit (ex2.approx, rcp.approx): its absolute error is a few c 2^-23,
+    // where tanhf costs some 25 instructions an element and the 16-bit
+    // kernels' soft-cap ran at a quarter of their speed. tanh.approx is as
+    // cheap but its 2^-11 relative error moves a logit of 30 by 0.015.
+    const float c = p.softcap_log2, k = 2.f * 1.4426950408889634f / c, c2 = 2.f * c;
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        s[nt][e] = c - __fdividef(c2, fast_exp2(s[nt][e] * p.scale_log2 * k) + 1.f);
+  } else {
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] *= p.scale_log2;
+  }
+}
+
+// After scale_tile: columns outside [c.lo, c.hi) (the window, the causal
+// diagonal or the rectangle's key end) become -inf.
+template <int NS>
+__device__ __forceinline__ void limit_row(float (&s)[NS][4], int i, int t4, Cols c) {
 #pragma unroll
   for (int nt = 0; nt < NS; ++nt)
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       float& x = s[nt][2 * i + e];
       const int col = nt * 8 + 2 * t4 + e;
-      const float t = kCap ? capped(p, x * p.scale_log2) : x * p.scale_log2;
-      x = col >= c.lo && col < c.hi ? t : -INFINITY;
+      x = col >= c.lo && col < c.hi ? x : -INFINITY;
     }
 }
 
-// The same with the array mask of row (b, h, q) over the tile's keys from
-// kt: a hidden pair becomes -inf, an additive term is added after the cap.
-// A thread's two columns of an n-tile are adjacent keys, read together.
+// Every column of row i -inf (a row past the rectangle, or hidden by the mask).
+template <int NS>
+__device__ __forceinline__ void hide_row(float (&s)[NS][4], int i) {
+#pragma unroll
+  for (int nt = 0; nt < NS; ++nt) s[nt][2 * i] = s[nt][2 * i + 1] = -INFINITY;
+}
+
+// After scale_tile, the same with the array mask of row (b, h, q) over the
+// tile's keys from kt: a hidden pair becomes -inf, an additive term is
+// added (after the cap). A thread's two columns of an n-tile are adjacent
+// keys, read together.
 template <int NS>
 __device__ __forceinline__ void mask_row(const KernelParams& p, float (&s)[NS][4], int i, int t4,
                                          Cols c, i64 b, i64 h, i64 q, i64 kt) {
-  if (c.hi <= c.lo) {  // also every row past the rectangle: no mask row to read
-#pragma unroll
-    for (int nt = 0; nt < NS; ++nt) s[nt][2 * i] = s[nt][2 * i + 1] = -INFINITY;
-    return;
-  }
+  if (c.hi <= c.lo) return hide_row(s, i);  // also rows past the rectangle: no mask row to read
 #pragma unroll
   for (int nt = 0; nt < NS; ++nt) {
     const int col = nt * 8 + 2 * t4;
@@ -96,48 +124,21 @@ __device__ __forceinline__ void mask_row(const KernelParams& p, float (&s)[NS][4
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       float& x = s[nt][2 * i + e];
-      x = col + e >= c.lo && col + e < c.hi ? capped(p, x * p.scale_log2) + t[e] : -INFINITY;
+      x = col + e >= c.lo && col + e < c.hi ? x + t[e] : -INFINITY;
     }
   }
 }
 
-// The same from a copy of the row's mask in shared memory (`row`: its
-// first byte; `es` bytes an element; 16-byte chunk c stored at c ^ swz).
-template <int NS>
-__device__ __forceinline__ void mask_row_staged(const KernelParams& p, float (&s)[NS][4], int i,
-                                                int t4, Cols c, const char* row, int es, int swz) {
-  if (c.hi <= c.lo) {
+// The array mask from a copy of the row's mask in shared memory (`row`:
+// its first byte, elements of type E), over every column: limit_row
+// applies the row's column range after it where the tile needs one. Rows
+// past the rectangle read a copy of zeros; their results are never stored.
+template <MaskElem E, int NS>
+__device__ __forceinline__ void mask_row_staged(float (&s)[NS][4], int i, int t4, const char* row) {
+  const char* at = row + 2 * t4 * mask_elem_size<E>;  // then constant offsets
 #pragma unroll
-    for (int nt = 0; nt < NS; ++nt) s[nt][2 * i] = s[nt][2 * i + 1] = -INFINITY;
-    return;
-  }
-#pragma unroll
-  for (int nt = 0; nt < NS; ++nt) {
-    const int col = nt * 8 + 2 * t4, at = col * es;  // a pair never straddles a chunk
-    float t[2];
-    decode_pair(p, row + (((at >> 4) ^ swz) << 4) + (at & 15), t);
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      float& x = s[nt][2 * i + e];
-      x = col + e >= c.lo && col + e < c.hi ? capped(p, x * p.scale_log2) + t[e] : -INFINITY;
-    }
-  }
-}
-
-// Every column of an unmasked tile that all rows see: scale (and cap).
-template <bool kCap = true, int NS>
-__device__ __forceinline__ void scale_tile(const KernelParams& p, float (&s)[NS][4]) {
-  if (kCap && p.softcap_log2 > 0.f) {
-#pragma unroll
-    for (int nt = 0; nt < NS; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[nt][e] = capped(p, s[nt][e] * p.scale_log2);
-  } else {
-#pragma unroll
-    for (int nt = 0; nt < NS; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[nt][e] *= p.scale_log2;
-  }
+  for (int nt = 0; nt < NS; ++nt)
+    apply_mask_pair<E>(at + nt * 8 * mask_elem_size<E>, s[nt][2 * i], s[nt][2 * i + 1]);
 }
 
 // Online softmax, base 2: m' = max(m, rowmax), P = 2^(s - m'), l rescaled
