@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Python package's tests (scripts/test.sh runs this as a stage):
 #  1. a virtual environment under build-py/venv, filled from PyPI with NumPy,
-#     ml_dtypes, pytest, scikit-build-core, nanobind, transformers (pinned)
-#     and PyTorch (CPU use of PyPI's wheel: see install_torch);
+#     ml_dtypes, pytest, scikit-build-core, nanobind, transformers (pinned),
+#     PyTorch (CPU use of PyPI's wheel: see install_torch) and MLX's CPU
+#     build (mlx[cpu], pinned: see install_mlx);
 #  2. `pip install .` of this checkout into it, without build isolation (the
 #     venv's nanobind and scikit-build-core build it), the CMake build kept
 #     in build-py/cmake for the next run;
@@ -47,6 +48,19 @@ install_torch() {
   return 1
 }
 
+# MLX's Linux CPU build (the wheels mlx and mlx-cpu, about 30 MB) for
+# tests/python/test_mlx.py. Those tests skip themselves where mlx cannot be
+# imported, so the import is checked here: CI must run them.
+mlx_ok() { "$py" -c "import mlx.core as mx; mx.eval(mx.ones(2, dtype=mx.bfloat16).sum())" >/dev/null 2>&1; }
+install_mlx() {
+  mlx_ok && return 0
+  echo "-- installing mlx[cpu] (PyPI)"
+  pip_install "mlx[cpu]==0.32.4" && mlx_ok && return 0
+  echo "== FAILED: mlx[cpu] cannot be installed or imported here:"
+  "$py" -c "import mlx.core" || true
+  return 1
+}
+
 t0=$SECONDS
 if [[ ! -x $py ]] || ! "$py" -c "" 2>/dev/null; then
   rm -rf "$venv"
@@ -56,8 +70,10 @@ if [[ ! -x $py ]] || ! "$py" -c "" 2>/dev/null; then
 fi
 pip_install "numpy>=1.25" ml_dtypes pytest "scikit-build-core>=0.10" "nanobind>=2.2" transformers==5.24.0
 install_torch
-echo "-- venv ready ($((SECONDS - t0)) s): $("$py" -c 'import sys, numpy, torch, nanobind
-print(f"Python {sys.version.split()[0]}, numpy {numpy.__version__}, torch {torch.__version__}, nanobind {nanobind.__version__}")')"
+install_mlx
+echo "-- venv ready ($((SECONDS - t0)) s): $("$py" -c 'import sys, numpy, torch, nanobind, mlx.core
+print(f"Python {sys.version.split()[0]}, numpy {numpy.__version__}, torch {torch.__version__}, "
+      f"mlx {mlx.core.__version__}, nanobind {nanobind.__version__}")')"
 
 t1=$SECONDS
 # No build isolation: the venv's nanobind and scikit-build-core build it, and

@@ -15,11 +15,17 @@ def pytest_report_header(config):
 
     torch = support.torch
     cuda = torch is not None and torch.cuda.is_available()
+    try:
+        import mlx.core as mx
+
+        mlx = f"mlx {mx.__version__}"
+    except ImportError:
+        mlx = "mlx not installed (test_mlx.py skips)"
     return [
         f"longattn {longattn.__version__} from {longattn.__file__}",
         f"CUDA backend built: {longattn.cuda_built()}; torch: "
         f"{torch.__version__ if torch is not None else 'not installed'}"
-        f"{' with a GPU' if cuda else ', no GPU'}",
+        f"{' with a GPU' if cuda else ', no GPU'}; {mlx}",
     ]
 
 
