@@ -1,11 +1,17 @@
 // bench_cpu: longattn's CPU backend on the fixed case list (bench/cases.hpp),
 // single pass (no budget), random inputs rotated over several sets. Prints
-// case, median ms and GFLOP/s; --json / --csv write the same rows.
+// case, median ms and GFLOP/s; --json / --csv write the same rows. Where the
+// library runs its AMX kernel, it first measures the machine's AMX bfloat16
+// ceiling on the same threads (a plain tile matrix product), and after the
+// rows each bfloat16 row as a share of it.
 //
 //   bench_cpu [--threads N] [--reps N] [--warmup N] [--sets N] [--filter S]
 //             [--json PATH] [--csv PATH] [--emit-cases PATH]
+#include <omp.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -16,6 +22,12 @@
 #include "bench/cases.hpp"
 #include "bench/cli.hpp"
 #include "longattn/longattn.hpp"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+#include "src/cpu/amx_tiles.hpp"  // the library's tile instructions (header only)
+#endif
 
 namespace lb = longattn::bench;
 
@@ -125,6 +137,114 @@ Row run_case(const lb::Case& c, const Args& a, int threads) {
   return row;
 }
 
+// ---- the AMX ceiling --------------------------------------------------------
+
+// Why the library does not run its AMX kernel here (empty if it does): a
+// tiny bfloat16 call with LONGATTN_CPU_KERNEL=amx, which also has the
+// library ask Linux for the tile permission this process needs.
+std::string why_no_amx() {
+  const char* old = std::getenv("LONGATTN_CPU_KERNEL");
+  const std::string saved = old ? old : "";
+  setenv("LONGATTN_CPU_KERNEL", "amx", 1);
+  std::string why;
+  try {
+    lb::Buffer q = lb::random_buffer(longattn::DType::bfloat16, 32 * 64, 1);
+    lb::Buffer o = lb::random_buffer(longattn::DType::bfloat16, 32 * 64, 2);
+    const auto view = [](lb::Buffer& b) {
+      return longattn::contiguous(b.data(), longattn::DType::bfloat16, {1, 1, 32, 64});
+    };
+    longattn::attention(view(q), view(q), view(q), view(o), {});
+  } catch (const longattn::Unsupported& e) {
+    why = e.what();
+  }
+  if (old)
+    setenv("LONGATTN_CPU_KERNEL", saved.c_str(), 1);
+  else
+    unsetenv("LONGATTN_CPU_KERNEL");
+#if defined(__x86_64__)
+  // A build on the scalar tile model (LONGATTN_AMX_EMULATE) accepts AMX on
+  // any CPU; the ceiling needs the real instructions.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (why.empty() && (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || (d & (1u << 24)) == 0))
+    why = "this CPU has no AMX-TILE (the library runs a tile model)";
+#else
+  if (why.empty()) why = "not an x86-64 build";
+#endif
+  return why;
+}
+
+struct Ceiling {
+  double gflops = 0;
+  std::string what;
+};
+
+// GFLOP/s of C[32 x N] = A[32 x K] . B[K x N] (bfloat16 in, float32 out,
+// K = 2 KP) on AMX tiles, repeated for ~0.4 s by each of `threads` threads
+// on its own operands: blocks of C of 32 x 32 in four tiles, A and B tiles
+// loaded per K step of 32, the blocking the attention kernel uses.
+Ceiling amx_ceiling([[maybe_unused]] int threads, [[maybe_unused]] int KP, [[maybe_unused]] int N) {
+  Ceiling r;
+  r.what = "C[32 x " + std::to_string(N) + "] = A[32 x " + std::to_string(2 * KP) + "] . B[" +
+           std::to_string(2 * KP) + " x " + std::to_string(N) + "] per thread";
+#if defined(__x86_64__)
+  // One pass over C: 32 x N x K multiply-adds.
+  const double pass_flops = 2.0 * 32 * N * 2 * KP;
+  auto run = [&](std::int64_t passes) {
+    double seconds = 0;
+#pragma omp parallel num_threads(threads)
+    {
+      // Operands: small bfloat16 values (1 + i/256, both halves of a pair).
+      std::vector<std::uint32_t> a(32 * static_cast<std::size_t>(KP) + 16),
+          b(static_cast<std::size_t>(KP) * N + 16);
+      std::vector<float> c(32 * static_cast<std::size_t>(N) + 16);
+      for (std::size_t i = 0; i < a.size(); ++i)
+        a[i] = 0x3f803f80u + static_cast<std::uint32_t>(i % 128) * 0x10001u;
+      for (std::size_t i = 0; i < b.size(); ++i)
+        b[i] = 0x3f803f80u + static_cast<std::uint32_t>(i % 96) * 0x10001u;
+      const longattn::cpu::amx::TileScope tiles;
+      const std::uint32_t* A = a.data();
+      const std::uint32_t* A1 = A + 16 * KP;
+      const std::uint32_t* Bm = b.data();
+      float* C = c.data();
+      float* C1 = C + 16 * N;
+      const long sa = 4L * KP, sb = 4L * N, sc = 4L * N;
+#pragma omp barrier
+      const double t0 = lb::now_ms();
+      for (std::int64_t pass = 0; pass < passes; ++pass)
+        for (int n = 0; n < N; n += 32) {
+          LA_TILE_ZERO(0);
+          LA_TILE_ZERO(1);
+          LA_TILE_ZERO(2);
+          LA_TILE_ZERO(3);
+          for (int k = 0; k < KP; k += 16) {
+            LA_TILE_LOAD(4, A + k, sa);
+            LA_TILE_LOAD(5, A1 + k, sa);
+            LA_TILE_LOAD(6, Bm + static_cast<std::int64_t>(k) * N + n, sb);
+            LA_TILE_LOAD(7, Bm + static_cast<std::int64_t>(k) * N + n + 16, sb);
+            LA_TILE_DPBF16PS(0, 4, 6);
+            LA_TILE_DPBF16PS(1, 4, 7);
+            LA_TILE_DPBF16PS(2, 5, 6);
+            LA_TILE_DPBF16PS(3, 5, 7);
+          }
+          LA_TILE_STORE(0, C + n, sc);
+          LA_TILE_STORE(1, C + n + 16, sc);
+          LA_TILE_STORE(2, C1 + n, sc);
+          LA_TILE_STORE(3, C1 + n + 16, sc);
+        }
+#pragma omp barrier
+#pragma omp master
+      seconds = (lb::now_ms() - t0) / 1e3;
+    }
+    return seconds;
+  };
+  // Size the run from a short one, then measure.
+  const double probe = run(64);
+  const auto passes = static_cast<std::int64_t>(std::max(64.0, 64 * 0.4 / std::max(probe, 1e-6)));
+  r.gflops = pass_flops * static_cast<double>(passes) * threads / run(passes) / 1e9;
+#endif
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -142,6 +262,17 @@ int main(int argc, char** argv) {
       "longattn CPU backend, %s, %d threads, single pass (budget none), median of %d (+%d warmup), "
       "%d input sets\n",
       lb::cpu_model().c_str(), threads, a.reps, a.warmup, a.sets);
+  // The AMX ceiling, where the library runs its AMX kernel: operands that
+  // stay in L1 (A and B 16 KB each), and a product that streams B from L2.
+  std::vector<Ceiling> ceilings;
+  if (const std::string why = why_no_amx(); why.empty()) {
+    ceilings = {amx_ceiling(threads, 128, 32), amx_ceiling(threads, 256, 512)};
+    for (const Ceiling& c : ceilings)
+      std::printf("AMX bf16 ceiling, %d threads: %.0f GFLOP/s (%s)\n", threads, c.gflops,
+                  c.what.c_str());
+  } else {
+    std::printf("AMX bf16 ceiling: not measured (%s)\n", why.c_str());
+  }
   std::printf("%-22s %-9s %-7s %-28s %10s %10s %9s %10s %12s  %s\n", "case", "dtype", "mask",
               "B,Hq,Hkv,Lq,Lk,D", "ms(median)", "ms(min)", "GFLOP/s", "cpu-ms", "GFLOP/cpu-s",
               "kernel");
@@ -160,12 +291,24 @@ int main(int argc, char** argv) {
     rows.push_back(std::move(r));
   }
 
+  if (!ceilings.empty()) {
+    const double peak = std::max(ceilings[0].gflops, ceilings[1].gflops);
+    std::printf("bfloat16 rows against the higher AMX ceiling (%.0f GFLOP/s):", peak);
+    for (const Row& r : rows)
+      if (r.c->dtype == longattn::DType::bfloat16)
+        std::printf(" %s %.0f%%", std::string(r.c->name).c_str(), 100 * r.gflops / peak);
+    std::printf("\n");
+  }
+
   if (!a.json.empty()) {
     nlohmann::json j;
     j["implementation"] = "longattn";
     j["cpu"] = lb::cpu_model();
     j["threads"] = threads;
     j["reps"] = a.reps;
+    j["amx_ceiling_gflops"] = nlohmann::json::array();
+    for (const Ceiling& c : ceilings)
+      j["amx_ceiling_gflops"].push_back({{"gflops", c.gflops}, {"product", c.what}});
     j["results"] = nlohmann::json::array();
     for (const Row& r : rows) {
       nlohmann::json e = case_json(*r.c);

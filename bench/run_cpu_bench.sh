@@ -11,7 +11,8 @@
 # --wait-idle: wait (up to ~10 min) for the 1-minute load average to fall
 #   below 0.7 before measuring; the load is printed either way.
 # Env: BUILD_DIR (default build-cpu-bench), VENV (default build-peer-venv),
-#      PYTHON (to create the venv, default python3).
+#      PYTHON (default python3: runs the peer itself when it already imports
+#      torch, else creates the venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,8 +50,12 @@ ninja -C "$BUILD_DIR" bench_cpu bench_budget >/dev/null
 # libtorch.so links at load time (cusparselt, nvshmem, cufile, nccl); the rest
 # (cudart, cublas, cudnn, ...) must come from a system CUDA 13 or, failing
 # that, the full `pip install torch`.
-torch_ok() { "$VENV/bin/python" -c "import torch, numpy, torch.nn.functional as F; F.scaled_dot_product_attention(torch.ones(1,1,1,4), torch.ones(1,1,1,4), torch.ones(1,1,1,4))" >/dev/null 2>&1; }
+torch_ok() { "${1:-$VENV/bin/python}" -c "import torch, numpy, torch.nn.functional as F; F.scaled_dot_product_attention(torch.ones(1,1,1,4), torch.ones(1,1,1,4), torch.ones(1,1,1,4))" >/dev/null 2>&1; }
+# The interpreter that runs the peer: PYTHON itself when it has torch (a
+# machine with PyTorch installed, and perhaps no network), else the venv.
+PEER_PY=$VENV/bin/python
 install_peer() {
+  if torch_ok "${PYTHON:-python3}"; then PEER_PY=${PYTHON:-python3}; return 0; fi
   [[ -x $VENV/bin/python ]] || "${PYTHON:-python3}" -m venv "$VENV"
   local pip="$VENV/bin/pip install --quiet --disable-pip-version-check"
   torch_ok && return 0
@@ -80,10 +85,10 @@ echo "== load before: $(uptime)"
 echo "== load: $(uptime)"
 if [[ $SKIP_PEER == 0 ]]; then
   install_peer
-  "$VENV/bin/python" bench/peer_torch.py --cases "$OUT/cases.json" --threads "$THREADS" --reps "$REPS" \
+  "$PEER_PY" bench/peer_torch.py --cases "$OUT/cases.json" --threads "$THREADS" --reps "$REPS" \
     --json "$OUT/torch.json" --csv "$OUT/torch.csv"
   echo "== load: $(uptime)"
-  "$VENV/bin/python" - "$OUT/longattn.json" "$OUT/torch.json" <<'PY'
+  "$PEER_PY" - "$OUT/longattn.json" "$OUT/torch.json" <<'PY'
 import json, sys
 la = {r["name"]: r for r in json.load(open(sys.argv[1]))["results"]}
 pt = json.load(open(sys.argv[2]))
