@@ -207,7 +207,8 @@ def test_rows_without_keys_are_zero_with_lse_minus_inf(rng, path, case, policy, 
             l = f64(lse)
             assert not np.isnan(l).any()
             if with_sinks:
-                assert np.allclose(l[empty], np.broadcast_to(f64(sinks)[None, :, None], l.shape)[empty])
+                sink = np.broadcast_to(f64(sinks)[None, :, None], l.shape)
+                assert np.allclose(l[empty], sink[empty])
             else:
                 assert (l[empty] == -np.inf).all()
 
@@ -435,6 +436,10 @@ def test_longattn_attention_takes_mlx_arrays(rng):
     (dict(q=mx.zeros((1, 3, 3, 8))), longattn.InvalidArgument, r"q.shape\[1\] = 3"),
     (dict(q=mx.zeros((2, 3, 8))), longattn.InvalidArgument, r"q.shape = \(2, 3, 8\)"),
     (dict(k=mx.zeros((1, 2, 4, 6))), longattn.InvalidArgument, "k.shape"),
+    (dict(k=mx.zeros((1, 0, 4, 8)), v=mx.zeros((1, 0, 4, 8))), longattn.InvalidArgument,
+     r"k.shape\[1\] = 0"),
+    (dict(q=mx.zeros((1, 2, 3, 300)), k=mx.zeros((1, 2, 4, 300)), v=mx.zeros((1, 2, 4, 300))),
+     longattn.InvalidArgument, r"q.shape\[3\] = 300"),
     (dict(v=mx.zeros((1, 2, 5, 8))), longattn.InvalidArgument, "v.shape"),
     (dict(k=mx.zeros((2, 2, 4, 8)), v=mx.zeros((2, 2, 4, 8))), longattn.InvalidArgument,
      "k.shape"),

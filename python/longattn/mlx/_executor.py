@@ -89,6 +89,11 @@ def plan_rows(c: Call, q_begin: int, policy: Policy, profile: DeviceProfile,
     return plan
 
 
+def _rows(parts: List[mx.array]) -> mx.array:
+    """Row blocks (axis 2) as one array."""
+    return parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=2)
+
+
 @dataclass
 class _Pieces:
     """How one query group's rectangles are cut so that the score workspace
@@ -105,7 +110,8 @@ class _Pieces:
         float32 scores, their exponentials and the mask block (at most 4
         bytes each); float32 copies of the piece's queries, partial o and
         merged o; float32 copies of its keys and values."""
-        return 4 * (c.B * c.Hq * rows * (3 * keys + c.D + 2 * c.Dv) + c.B * c.Hkv * keys * (c.D + c.Dv))
+        scores = c.B * c.Hq * rows * (3 * keys + c.D + 2 * c.Dv)
+        return 4 * (scores + c.B * c.Hkv * keys * (c.D + c.Dv))
 
     @staticmethod
     def of_group(c: Call, n: int, key_step: int, limit: int) -> "_Pieces":
@@ -137,7 +143,8 @@ class _Group:
     states: List[State]
 
     def row_ranges(self):
-        return [(a, min(a + self.pieces.rows, self.q1)) for a in range(self.q0, self.q1, self.pieces.rows)]
+        step = self.pieces.rows
+        return [(a, min(a + step, self.q1)) for a in range(self.q0, self.q1, step)]
 
 
 class _Run:
@@ -198,7 +205,8 @@ class _Run:
             return
         if mode in ("single_pass", "init"):
             n = r.q1 - r.q0
-            pieces = _Pieces.of_group(c, n, self.profile.key_tile, self.policy.workspace_limit_bytes)
+            limit = self.policy.workspace_limit_bytes
+            pieces = _Pieces.of_group(c, n, self.profile.key_tile, limit)
             self.group = _Group(r.q0, r.q1, pieces, [])
             self.group.states = [initial_state(c, b - a) for a, b in self.group.row_ranges()]
         g = self.group
@@ -213,11 +221,9 @@ class _Run:
                     g.states[i] = g.states[i].merge(part)
                     self.pieces_run += 1
         if mode in ("single_pass", "finalize"):
-            done = [s.finalize(self.dtype) for s in g.states]
-            o = done[0][0] if len(done) == 1 else mx.concatenate([x[0] for x in done], axis=2)
-            lse = None
-            if self.want_lse:
-                lse = done[0][1] if len(done) == 1 else mx.concatenate([x[1] for x in done], axis=2)
+            final = [s.finalize(self.dtype) for s in g.states]
+            o = _rows([x[0] for x in final])
+            lse = _rows([x[1] for x in final]) if self.want_lse else None
             self.group = None
             self._finish_rows(r.q0, r.q1, o, lse)
 
@@ -227,7 +233,6 @@ class _Run:
         c = self.c
         t_call = time.perf_counter()
         plan = plan_rows(c, 0, self.policy, self.profile, self.want_lse)
-        first_plan = plan
         # A single pass fits MLX's fused kernel when no LSE is wanted and its
         # scores would fit the limit were MLX to materialize them.
         fused_ok = (not plan.chunked and not self.want_lse
@@ -236,7 +241,6 @@ class _Run:
         probing = (plan.chunked and math.isfinite(self.target) and not self.fixed_sizes
                    and self.key not in self.profile.gflops)
         queue: Deque[Submission] = deque(plan.submissions)
-        done = 0
         with mx.stream(self.stream):
             while queue:
                 sub = queue.popleft()
@@ -246,11 +250,10 @@ class _Run:
                     self._dispatch(d, fused_ok)
                 self._evaluate()
                 ms = (time.perf_counter() - t0) * 1e3
-                done += 1
-                self._record(sub, ms, fused_ok and not plan.chunked)
+                self._record(sub, ms, fused_ok)
                 # The fused kernel's speed says nothing about the operations'.
                 flops = sum(d.flops for d in sub.dispatches)
-                if flops > 0 and not (fused_ok and not plan.chunked):
+                if flops > 0 and not fused_ok:
                     _profile.refine(self.profile, self.key, flops, ms,
                                     max(1, self.pieces_run - pieces0))
                 if queue and self._should_replan(sub, ms, queue, planned_rate, probing):
@@ -260,9 +263,9 @@ class _Run:
                 if self.progress is not None:
                     answer = self.progress(self.next_row, c.Lq, self.report)
                     if answer is not None and not answer and queue:
-                        raise self._cancelled(time.perf_counter() - t_call, first_plan)
+                        raise self._cancelled(time.perf_counter() - t_call, plan)
             out, lse = self._assemble()
-        self._close(first_plan, time.perf_counter() - t_call, completed=True)
+        self._close(plan, time.perf_counter() - t_call, completed=True)
         return out, lse, self.report
 
     def _record(self, sub: Submission, ms: float, fused_run: bool) -> None:
@@ -318,7 +321,8 @@ class _Run:
         parts: List[Dispatch] = []
         for d in dispatches:
             r = d.rect
-            n = max(1, math.ceil((d.flops * ms_per_flop + p.dispatch_overhead_ms) / max(room, 1e-9)))
+            ms = d.flops * ms_per_flop + p.dispatch_overhead_ms
+            n = max(1, math.ceil(ms / max(room, 1e-9)))
             tiles = max(1, math.ceil((r.k1 - r.k0) / p.key_tile))
             n = min(n, tiles)
             per = math.ceil(tiles / n) * p.key_tile
@@ -358,11 +362,7 @@ class _Run:
         if row < c.Lq or not o_parts:
             o_parts.append(mx.zeros((c.B, c.Hq, c.Lq - row, c.Dv), dtype=self.dtype))
             l_parts.append(mx.full((c.B, c.Hq, c.Lq - row), fill_lse, dtype=mx.float32))
-        out = o_parts[0] if len(o_parts) == 1 else mx.concatenate(o_parts, axis=2)
-        lse = None
-        if self.want_lse:
-            lse = l_parts[0] if len(l_parts) == 1 else mx.concatenate(l_parts, axis=2)
-        return out, lse
+        return _rows(o_parts), (_rows(l_parts) if self.want_lse else None)
 
     def _close(self, first: Plan, seconds: float, completed: bool) -> None:
         r = self.report

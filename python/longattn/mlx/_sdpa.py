@@ -195,7 +195,8 @@ def scaled_dot_product_attention(
     if progress is not None and not callable(progress):
         raise InvalidArgument(f"[{OP}] progress = {progress!r} must be callable or None")
     if profile is not None and not isinstance(profile, DeviceProfile):
-        raise InvalidArgument(f"[{OP}] profile = {profile!r} must be a longattn.DeviceProfile or None")
+        raise InvalidArgument(
+            f"[{OP}] profile = {profile!r} must be a longattn.DeviceProfile or None")
     if path not in ("auto", "native", "ops"):
         raise InvalidArgument(f"[{OP}] path = {path!r} must be 'auto', 'native' or 'ops'")
     on_cpu = s.device.type == mx.cpu

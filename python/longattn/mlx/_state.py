@@ -102,7 +102,7 @@ class Call:
     def __post_init__(self):
         self.B, self.Hq, self.Lq, self.D = self.q.shape
         self.Hkv, self.Lk, self.Dv = self.k.shape[1], self.k.shape[2], self.v.shape[3]
-        self.group = self.Hq // self.Hkv
+        self.group = self.Hq // max(self.Hkv, 1)  # the planner refuses Hkv = 0 by name
         self.causal = isinstance(self.mask, str)
         # The mask array as 4-D (leading size-1 dims, as broadcasting reads it).
         self.mask4 = None
