@@ -417,6 +417,19 @@ def test_longattn_attention_takes_mlx_arrays(rng):
     check(out, want(q, k, k, mask="causal", scale=8**-0.5), "bfloat16", lse=lse, keys=9)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_lse_merges_key_shards(rng, path):
+    """What return_lse is for: attention over two halves of the keys, merged
+    by longattn.merge_states (MLX arrays in and out), is attention over all."""
+    q = rand(rng, (1, 4, 9, 16), "float16")
+    k, v = rand(rng, (1, 2, 60, 16), "float16"), rand(rng, (1, 2, 60, 16), "float16")
+    halves = [sdpa(q, k[:, :, a:b], v[:, :, a:b], scale=0.25, path=path, return_lse=True)
+              for a, b in ((0, 25), (25, 60))]
+    out, lse = longattn.merge_states(halves, return_lse=True)
+    assert isinstance(out, mx.array) and out.dtype == mx.float16
+    check(out, want(q, k, v, scale=0.25), "float16", lse=lse, keys=60)
+
+
 # ---- errors ----------------------------------------------------------------------
 
 

@@ -4,8 +4,9 @@ backend, reading the evaluated MLX arrays in place.
 The inputs reach the native module as they are: longattn._arrays.native()
 exports an MLX array through DLPack as host memory (MLX's default export on
 a Mac is a Metal buffer; the memory is the same, shared with the CPU), so
-nothing is copied, bfloat16 included (NumPy cannot hold bfloat16 without
-ml_dtypes; DLPack can).
+q, k, v and the mask are read where they are, with their strides, bfloat16
+included (NumPy cannot hold bfloat16 without ml_dtypes; DLPack can). Only
+sinks of another dtype than float32 (Hq values) are converted.
 
 The output. MLX arrays are immutable to MLX code, but an evaluated array is
 plain memory: the cheapest correct output is a new array, evaluated so that
