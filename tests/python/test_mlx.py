@@ -412,6 +412,8 @@ def test_default_budget(rng):
     (1, 32, 8, 1, 1000, 128),  # a decode step of a GQA model
     (2, 6, 6, 17, 17, 80),
     (1, 8, 1, 130, 260, 64),  # MQA, a prefill step over a cache
+    (1, 4, 4, 1, 1, 256),  # one query, one key, the widest head
+    (3, 4, 2, 33, 5, 96),  # Lq > Lk: the first 28 rows see no key
     (0, 2, 2, 4, 4, 8),
     (1, 2, 2, 0, 4, 8),
 ])
