@@ -103,6 +103,7 @@ class _Pieces:
 
     rows: int
     keys: int
+    room: int  # bytes the queued pieces may hold beside the group's state
 
     @staticmethod
     def bytes(c: Call, rows: int, keys: int) -> int:
@@ -129,7 +130,7 @@ class _Pieces:
                     f"running state: raise it")
         per_key = _Pieces.bytes(c, rows, 1) - _Pieces.bytes(c, rows, 0)
         keys = max(step, (room - _Pieces.bytes(c, rows, 0)) // per_key // step * step)
-        return _Pieces(rows, keys)
+        return _Pieces(rows, keys, room)
 
 
 @dataclass
@@ -172,7 +173,10 @@ class _Run:
     def _queue(self, nbytes: int) -> None:
         """Makes room for a piece of `nbytes` of workspace: what is queued is
         evaluated first when both would not fit the limit together."""
-        if self.queued_bytes and self.queued_bytes + nbytes > self.policy.workspace_limit_bytes:
+        room = self.policy.workspace_limit_bytes
+        if self.group is not None:
+            room = self.group.pieces.room
+        if self.queued_bytes and self.queued_bytes + nbytes > room:
             self._evaluate()
         self.queued_bytes += nbytes
 
