@@ -122,24 +122,26 @@ inline void micro_6x16(int K, const float* A, std::int64_t lda, const float* Bm,
 typedef float v16f __attribute__((vector_size(64)));
 typedef std::int32_t v16i __attribute__((vector_size(64)));
 
-// Horizontal max and sum of 16 lanes: the two halves combined, then 8
-// lanes (GCC 12's _mm512_reduce_* trip its own uninitialized-value warning).
-inline v8f half(v16f x, int h) {
-  v8f r;
-  std::memcpy(&r, reinterpret_cast<const char*>(&x) + 32 * h, sizeof r);
+// Horizontal max and sum of 16 lanes, halving the width each step (GCC
+// 12's _mm512_reduce_* trip its own uninitialized-value warning).
+typedef float v4f __attribute__((vector_size(16)));
+template <class Half, class V>
+inline Half half(V x, int h) {
+  Half r;
+  std::memcpy(&r, reinterpret_cast<const char*>(&x) + sizeof r * h, sizeof r);
   return r;
 }
 inline float hmax(v16f x) {
-  const v8f m = vmax(half(x, 0), half(x, 1));
-  float r = m[0];
-  for (int e = 1; e < 8; ++e) r = std::max(r, m[e]);
-  return r;
+  const v8f a = half<v8f>(x, 0), b = half<v8f>(x, 1);
+  const v8f m8 = a > b ? a : b;
+  const v4f c = half<v4f>(m8, 0), d = half<v4f>(m8, 1);
+  const v4f m4 = c > d ? c : d;
+  return std::max(std::max(m4[0], m4[1]), std::max(m4[2], m4[3]));
 }
 inline float hsum(v16f x) {
-  const v8f t = half(x, 0) + half(x, 1);
-  float r = t[0];
-  for (int e = 1; e < 8; ++e) r += t[e];
-  return r;
+  const v8f s8 = half<v8f>(x, 0) + half<v8f>(x, 1);
+  const v4f s4 = half<v4f>(s8, 0) + half<v4f>(s8, 1);
+  return (s4[0] + s4[1]) + (s4[2] + s4[3]);
 }
 
 // C[6 x 16 NV] (+)= A[6 x K] . B[K x 16 NV]: with NV = 4, 24 accumulators,
