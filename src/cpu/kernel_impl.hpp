@@ -9,12 +9,13 @@
 // bfloat16 inputs (vdpbf16ps, or TDPBF16PS on tiles; see kBf16Dot).
 //
 // Per work item (batch b, KV head g, a run of queries): R rows = the `group`
-// query heads of g times nq queries. For each key tile of 64 keys:
+// query heads of g times nq queries. For each key tile of kKeys keys (64;
+// 128 in the AMX build):
 //   S = (scale*log2e * Q) . K^T           (6x16 register-blocked FMA kernel)
 //   soft-cap S (if set), then mask S (causal / array) in place
 //   online softmax per row in base 2      (m, l, rescale O)
 //   O += P . V                            (the same FMA kernel)
-// Never an Lq x Lk matrix: S is R x 64. K and V are converted to float32 and
+// Never an Lq x Lk matrix: S is R x kKeys. K and V are converted to float32 and
 // packed once per item and tile, for all the query heads that read them.
 #include <omp.h>
 
@@ -41,6 +42,20 @@
 
 namespace longattn::cpu::LONGATTN_KERNEL_NS {
 namespace {
+
+// Keys per tile. The AMX build takes 128: its products are so fast that
+// the per-row work of a tile (the running max, the rescale of O, the tile
+// loads and stores of O) would weigh twice as much at 64.
+// LONGATTN_AMX_KEY_TILE (a multiple of 32) overrides it for A/B runs.
+#if defined(LONGATTN_KERNEL_AMX)
+#if !defined(LONGATTN_AMX_KEY_TILE)
+#define LONGATTN_AMX_KEY_TILE 128
+#endif
+inline constexpr int kKeys = LONGATTN_AMX_KEY_TILE;
+#else
+inline constexpr int kKeys = kKeyTile;
+#endif
+static_assert(kKeys % 32 == 0);
 
 using core::MaskKind;
 using core::Problem;
@@ -222,14 +237,14 @@ void gemm_bf16(int M, int N, int KP, const std::uint32_t* A, std::int64_t lda,
 // the bfloat16-pair layouts the vdpbf16ps build uses, with K padded with
 // zero pairs to a multiple of 16 pairs (one tile's depth).
 
-// C[32 x 64] = A[32 x 2 KP] . B[2 KP x 64]: S = Q K^T on one key tile. A: Q
-// rows as pairs (lda pairs a row, KP % 16 == 0), B: K^T as pairs (64 keys a
-// row), C: float32 (64 a row).
-inline void amx_qk_32x64(int KP, const std::uint32_t* A, std::int64_t lda, const std::uint32_t* Bm,
-                         float* C) {
-  const std::int64_t sa = lda * 4, sb = kKeyTile * 4, sc = kKeyTile * 4;
+// C[32 x kKeys] = A[32 x 2 KP] . B[2 KP x kKeys]: S = Q K^T on one key
+// tile. A: Q rows as pairs (lda pairs a row, KP % 16 == 0), B: K^T as pairs
+// (kKeys keys a row), C: float32 (kKeys a row).
+inline void amx_qk_32xkeys(int KP, const std::uint32_t* A, std::int64_t lda,
+                           const std::uint32_t* Bm, float* C) {
+  const std::int64_t sa = lda * 4, sb = kKeys * 4, sc = kKeys * 4;
   const std::uint32_t* A1 = A + 16 * lda;
-  for (int n = 0; n < kKeyTile; n += 32) {
+  for (int n = 0; n < kKeys; n += 32) {
     LA_TILE_ZERO(0);
     LA_TILE_ZERO(1);
     LA_TILE_ZERO(2);
@@ -237,8 +252,8 @@ inline void amx_qk_32x64(int KP, const std::uint32_t* A, std::int64_t lda, const
     for (int k = 0; k < KP; k += 16) {
       LA_TILE_LOAD(4, A + k, sa);
       LA_TILE_LOAD(5, A1 + k, sa);
-      LA_TILE_LOAD(6, Bm + k * kKeyTile + n, sb);
-      LA_TILE_LOAD(7, Bm + k * kKeyTile + n + 16, sb);
+      LA_TILE_LOAD(6, Bm + k * kKeys + n, sb);
+      LA_TILE_LOAD(7, Bm + k * kKeys + n + 16, sb);
       LA_TILE_DPBF16PS(0, 4, 6);
       LA_TILE_DPBF16PS(1, 4, 7);
       LA_TILE_DPBF16PS(2, 5, 6);
@@ -246,16 +261,16 @@ inline void amx_qk_32x64(int KP, const std::uint32_t* A, std::int64_t lda, const
     }
     LA_TILE_STORE(0, C + n, sc);
     LA_TILE_STORE(1, C + n + 16, sc);
-    LA_TILE_STORE(2, C + 16 * kKeyTile + n, sc);
-    LA_TILE_STORE(3, C + 16 * kKeyTile + n + 16, sc);
+    LA_TILE_STORE(2, C + 16 * kKeys + n, sc);
+    LA_TILE_STORE(3, C + 16 * kKeys + n + 16, sc);
   }
 }
 
-// C[32 x N] += A[32 x 64] . B[64 x N]: O += P V on one key tile. A: P rows
+// C[32 x N] += A[32 x kKeys] . B[kKeys x N]: O += P V on one key tile. A: P rows
 // as pairs (32 a row), B: V as pairs of keys (N a row), C: float32 (N a
 // row), N % 16 == 0.
 inline void amx_pv_32xn(int N, const std::uint32_t* A, const std::uint32_t* Bm, float* C) {
-  constexpr int KP = kKeyTile / 2;
+  constexpr int KP = kKeys / 2;
   const std::int64_t sa = KP * 4, sb = std::int64_t{N} * 4, sc = std::int64_t{N} * 4;
   const std::uint32_t* A1 = A + 16 * KP;
   float* C1 = C + 16 * std::int64_t{N};
@@ -392,7 +407,7 @@ int round_up(int x, int m) { return (x + m - 1) / m * m; }
 // Row strides of the packed K^T and V tiles, padded by 16 floats: at 64 or
 // 128 floats (256 or 512 bytes) the 16-column panel the FMA kernel walks
 // down would map every row into the same few L1 sets and evict itself.
-constexpr int kKtStride = kKeyTile + 16;
+constexpr int kKtStride = kKeys + 16;
 inline int v_stride(int dvp) { return dvp + 16; }
 
 // Scratch memory on 64-byte boundaries: whole cache lines for the vector
@@ -475,18 +490,18 @@ class Rectangle {
   void prepare(Scratch& s) const {
     const auto R = static_cast<std::size_t>(rows_pad_), D = static_cast<std::size_t>(p_.D);
     s.q.assign(R * D, 0.f);
-    s.s.assign(R * kKeyTile, 0.f);
+    s.s.assign(R * kKeys, 0.f);
     s.o.assign(R * static_cast<std::size_t>(dvp_), 0.f);
     s.kt.assign(D * kKtStride, 0.f);
-    s.v.assign(static_cast<std::size_t>(kKeyTile) * static_cast<std::size_t>(v_stride(dvp_)), 0.f);
-    s.tmp.assign(static_cast<std::size_t>(kKeyTile) * std::max(D, static_cast<std::size_t>(p_.Dv)),
+    s.v.assign(static_cast<std::size_t>(kKeys) * static_cast<std::size_t>(v_stride(dvp_)), 0.f);
+    s.tmp.assign(static_cast<std::size_t>(kKeys) * std::max(D, static_cast<std::size_t>(p_.Dv)),
                  0.f);
     s.m.assign(R, -INFINITY);
     s.l.assign(R, 0.f);
     if (dot_) {
-      const auto P = static_cast<std::size_t>(qk_pairs_), KP = std::size_t{kKeyTile / 2};
+      const auto P = static_cast<std::size_t>(qk_pairs_), KP = std::size_t{kKeys / 2};
       s.qb.assign(R * P, 0u);
-      s.kb.assign(P * kKeyTile, 0u);
+      s.kb.assign(P * kKeys, 0u);
       s.vb.assign(KP * static_cast<std::size_t>(dvp_), 0u);
       s.pb.assign(R * KP, 0u);
     }
@@ -543,7 +558,7 @@ class Rectangle {
     const std::int64_t i_end = std::min(r_.q1, it.i0 + nq_);
     const std::int64_t k_end = std::min(r_.k1, p_.key_end(i_end - 1));
     const std::int64_t k_begin = std::max(r_.k0, p_.key_begin(it.i0));
-    return k_end > k_begin ? (k_end - k_begin + kKeyTile - 1) / kKeyTile : 0;
+    return k_end > k_begin ? (k_end - k_begin + kKeys - 1) / kKeys : 0;
   }
 
  private:
@@ -568,15 +583,15 @@ class Rectangle {
     const std::int64_t k_begin = std::max(r_.k0, p_.key_begin(it.i0));
     const std::int64_t all_see = std::min(r_.k1, p_.key_end(it.i0));
     const std::int64_t all_from = p_.key_begin(i_end - 1);
-    const std::int64_t tiles = k_end > k_begin ? (k_end - k_begin + kKeyTile - 1) / kKeyTile : 0;
+    const std::int64_t tiles = k_end > k_begin ? (k_end - k_begin + kKeys - 1) / kKeys : 0;
     const std::int64_t per = (tiles + parts - 1) / parts;
-    const std::int64_t from = k_begin + std::min(tiles, part * per) * kKeyTile;
-    const std::int64_t to = std::min(k_end, k_begin + std::min(tiles, (part + 1) * per) * kKeyTile);
-    for (std::int64_t kb = from; kb < to; kb += kKeyTile) {
+    const std::int64_t from = k_begin + std::min(tiles, part * per) * kKeys;
+    const std::int64_t to = std::min(k_end, k_begin + std::min(tiles, (part + 1) * per) * kKeys);
+    for (std::int64_t kb = from; kb < to; kb += kKeys) {
       if (core::planted(core::Fault::drop_chunk) && mode_ == Mode::single_pass &&
-          kb + kKeyTile >= r_.k1)
+          kb + kKeys >= r_.k1)
         continue;  // faults.hpp: the rectangle's last key tile is lost
-      const int nk = static_cast<int>(std::min<std::int64_t>(kKeyTile, k_end - kb));
+      const int nk = static_cast<int>(std::min<std::int64_t>(kKeys, k_end - kb));
       // A tile the mask hides from every row of the run adds nothing.
       if (core::mask_hides(p_, it.b, it.g * p_.group, (it.g + 1) * p_.group, it.i0, i_end, kb,
                            kb + nk))
@@ -587,12 +602,12 @@ class Rectangle {
         continue;
       }
       pack_k(it, kb, nk, s);
-      gemm<false>(rows_pad_, kKeyTile, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
-                  kKtStride, s.s.data(), kKeyTile);
+      gemm<false>(rows_pad_, kKeys, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
+                  kKtStride, s.s.data(), kKeys);
       mask_tile(it, nrow_q, kb, nk, edge, 0, rows_pad_, s);
       if (!softmax_tile(nk, s)) continue;  // every row fully masked here
       pack_v(it, kb, nk, s);
-      gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeyTile, s.v.data(), v_stride(dvp_), s.o.data(),
+      gemm<true>(rows_pad_, dvp_, nk, s.s.data(), kKeys, s.v.data(), v_stride(dvp_), s.o.data(),
                  dvp_);
     }
   }
@@ -602,12 +617,19 @@ class Rectangle {
   // the L1 cache between the steps. V is packed when a first row sees a key.
   void tile_bf16(const Item& it, int nrow_q, std::int64_t kb, int nk, bool edge, Scratch& s) const {
     pack_k_bf16(it, kb, nk, s);
+    // The scale to base 2 is applied by the softmax as it loads the scores
+    // (saving a pass over them) when the mask only writes -inf, which a
+    // positive scale keeps; a soft-cap or an additive mask needs the scaled
+    // logit first.
+    const bool late =
+        p_.scale_log2 > 0 && p_.softcap_log2 == 0 && p_.mask_kind != MaskKind::additive;
     bool v_packed = false;
     for (int r0 = 0; r0 < rows_; r0 += kRowBlock) {  // blocks of padding rows only are skipped
       const int r1 = std::min(r0 + kRowBlock, rows_pad_);
-      gemm_qk_bf16(r0, r1, s);
+      gemm_qk_bf16(r0, r1, late ? 1.f : p_.scale_log2, s);
       mask_tile(it, nrow_q, kb, nk, edge, r0, r1, s);
-      if (!softmax_bf16(r0, r1, s)) continue;  // every row of the block fully masked here
+      if (!softmax_bf16(r0, r1, late ? p_.scale_log2 : 1.f, s))
+        continue;  // every row of the block fully masked here
       if (!v_packed) pack_v_bf16(it, kb, nk, s);
       v_packed = true;
       gemm_pv_bf16(r0, r1, s);
@@ -725,39 +747,39 @@ class Rectangle {
       const auto* words = reinterpret_cast<const float*>(static_cast<const std::uint16_t*>(p_.k) +
                                                          base + kb * p_.k_stride[2]);
       auto* dst = reinterpret_cast<float*>(s.kb.data());
-      transpose(words, p_.k_stride[2] / 2, nk, dpairs_, dst, kKeyTile);
+      transpose(words, p_.k_stride[2] / 2, nk, dpairs_, dst, kKeys);
       for (int dp = 0; dp < dpairs_; ++dp)
-        std::fill(s.kb.begin() + dp * kKeyTile + nk, s.kb.begin() + (dp + 1) * kKeyTile, 0u);
+        std::fill(s.kb.begin() + dp * kKeys + nk, s.kb.begin() + (dp + 1) * kKeys, 0u);
       return;
     }
-    for (int j = 0; j < kKeyTile; ++j) {
+    for (int j = 0; j < kKeys; ++j) {
       const std::int64_t off = base + (kb + j) * p_.k_stride[2];
       for (int dp = 0; dp < dpairs_; ++dp)
-        s.kb[static_cast<std::size_t>(dp * kKeyTile + j)] =
+        s.kb[static_cast<std::size_t>(dp * kKeys + j)] =
             j < nk ? raw_pair(p_.k, off, p_.k_stride[3], 2 * dp, p_.D) : 0u;
     }
   }
-  // S = Q K^T on rows [r0, r1), then scaled to base 2.
-  void gemm_qk_bf16(int r0, int r1, Scratch& s) const {
+  // S = Q K^T on rows [r0, r1), then multiplied by `sc` (the scale to base
+  // 2, or 1 when the softmax applies it).
+  void gemm_qk_bf16(int r0, int r1, float sc, Scratch& s) const {
     const std::uint32_t* q = s.qb.data() + r0 * qk_pairs_;
-    float* out = s.s.data() + r0 * kKeyTile;
+    float* out = s.s.data() + r0 * kKeys;
 #if defined(LONGATTN_KERNEL_AMX)
     for (int r = 0; r < r1 - r0; r += 32)
-      amx_qk_32x64(qk_pairs_, q + r * qk_pairs_, qk_pairs_, s.kb.data(), out + r * kKeyTile);
+      amx_qk_32xkeys(qk_pairs_, q + r * qk_pairs_, qk_pairs_, s.kb.data(), out + r * kKeys);
 #elif defined(__AVX512BF16__)
-    gemm_bf16<false>(r1 - r0, kKeyTile, dpairs_, q, qk_pairs_, s.kb.data(), kKeyTile, out,
-                     kKeyTile);
+    gemm_bf16<false>(r1 - r0, kKeys, dpairs_, q, qk_pairs_, s.kb.data(), kKeys, out, kKeys);
 #else
     (void)q;  // builds without bfloat16 products never get here (dot_ is false)
 #endif
-    const float sc = p_.scale_log2;
-    for (int i = 0; i < (r1 - r0) * kKeyTile; ++i) out[i] *= sc;
+    if (sc != 1.f)
+      for (int i = 0; i < (r1 - r0) * kKeys; ++i) out[i] *= sc;
   }
   // Vb[kp][n] = (V[kb + 2 kp][n], V[kb + 2 kp + 1][n]), zero past nk.
   void pack_v_bf16(const Item& it, std::int64_t kb, int nk, Scratch& s) const {
     const std::int64_t base = it.b * p_.v_stride[0] + it.g * p_.v_stride[1];
     const auto* v = static_cast<const std::uint16_t*>(p_.v);
-    for (int kp = 0; kp < kKeyTile / 2; ++kp) {
+    for (int kp = 0; kp < kKeys / 2; ++kp) {
       std::uint32_t* dst = s.vb.data() + kp * dvp_;
       const int j = 2 * kp;
       const std::uint16_t* r0 = j < nk ? v + base + (kb + j) * p_.v_stride[2] : nullptr;
@@ -778,7 +800,7 @@ class Rectangle {
   }
   // O += P V on rows [r0, r1), P as softmax_bf16 left it (bfloat16 pairs).
   void gemm_pv_bf16(int r0, int r1, Scratch& s) const {
-    constexpr int KP = kKeyTile / 2;
+    constexpr int KP = kKeys / 2;
     const std::uint32_t* p = s.pb.data() + r0 * KP;
     float* o = s.o.data() + r0 * dvp_;
 #if defined(LONGATTN_KERNEL_AMX)
@@ -793,18 +815,22 @@ class Rectangle {
   // The online softmax of rows [r0, r1) of one tile for the bfloat16
   // products: as softmax_tile, on 16-float vectors, with P written to s.pb
   // as bfloat16 pairs (round to nearest even; l sums the float32 values).
+  // The scores are multiplied by `sc` first (1 when already scaled).
   // Returns false if no row saw any key.
-  bool softmax_bf16(int r0, int r1, Scratch& s) const {
+  bool softmax_bf16(int r0, int r1, float sc, Scratch& s) const {
 #if defined(__AVX512BF16__)
-    constexpr int KP = kKeyTile / 2, NV = kKeyTile / 16;
-    static_assert(kKeyTile % 32 == 0);
+    constexpr int KP = kKeys / 2, NV = kKeys / 16;
+    static_assert(kKeys % 32 == 0);
     bool any = false;
     for (int r = r0; r < r1; ++r) {
-      const float* row = s.s.data() + r * kKeyTile;
+      const float* row = s.s.data() + r * kKeys;
       std::uint32_t* dst = s.pb.data() + r * KP;
       // mask_tile set every score past the tile's keys to -inf.
       v16f x[NV];
-      for (int v = 0; v < NV; ++v) std::memcpy(&x[v], row + 16 * v, sizeof(v16f));
+      for (int v = 0; v < NV; ++v) {
+        std::memcpy(&x[v], row + 16 * v, sizeof(v16f));
+        x[v] *= sc;
+      }
       v16f mx = x[0];
       __mmask16 nan = 0;
       for (int v = 0; v < NV; ++v) {
@@ -838,7 +864,7 @@ class Rectangle {
     }
     return any;
 #else
-    (void)r0, (void)r1, (void)s;
+    (void)r0, (void)r1, (void)sc, (void)s;
     return false;
 #endif
   }
@@ -851,16 +877,16 @@ class Rectangle {
     if (p_.dtype == DType::float32 && p_.k_stride[3] == 1) {
       transpose(static_cast<const float*>(p_.k) + base + kb * p_.k_stride[2], p_.k_stride[2], nk, D,
                 s.kt.data(), kKtStride);
-      if (nk < kKeyTile)
+      if (nk < kKeys)
         for (int d = 0; d < D; ++d)
-          std::fill(s.kt.data() + d * kKtStride + nk, s.kt.data() + d * kKtStride + kKeyTile, 0.f);
+          std::fill(s.kt.data() + d * kKtStride + nk, s.kt.data() + d * kKtStride + kKeys, 0.f);
       return;
     }
     for (int j = 0; j < nk; ++j)
       convert_row(p_.k, base + (kb + j) * p_.k_stride[2], p_.k_stride[3], p_.dtype, D,
                   s.tmp.data() + j * D);
-    if (nk < kKeyTile) std::fill(s.tmp.begin() + nk * D, s.tmp.begin() + kKeyTile * D, 0.f);
-    transpose(s.tmp.data(), D, kKeyTile, D, s.kt.data(), kKtStride);
+    if (nk < kKeys) std::fill(s.tmp.begin() + nk * D, s.tmp.begin() + kKeys * D, 0.f);
+    transpose(s.tmp.data(), D, kKeys, D, s.kt.data(), kKtStride);
   }
 
   // V rows [kb, kb + nk) as float32, dvp columns, padded row stride. Always
@@ -889,14 +915,14 @@ class Rectangle {
     // when c2 is so small that its reciprocal overflows.
     const float cap2 = p_.softcap_log2;
     for (int r = r0; r < r1; ++r) {
-      float* row = s.s.data() + r * kKeyTile;
+      float* row = s.s.data() + r * kKeys;
       if (!valid(r, nrow_q)) {
-        std::fill(row, row + kKeyTile, -INFINITY);
+        std::fill(row, row + kKeys, -INFINITY);
         continue;
       }
       if (cap2 > 0)
         for (int j = 0; j < nk; ++j) row[j] = cap2 * std::tanh(row[j] / cap2);
-      std::fill(row + nk, row + kKeyTile, -INFINITY);
+      std::fill(row + nk, row + kKeys, -INFINITY);
       const std::int64_t i = query(it, r);
       if (edge) {
         const std::int64_t from = std::clamp<std::int64_t>(p_.key_begin(i) - kb, 0, nk);
@@ -926,7 +952,7 @@ class Rectangle {
     bool any = false;
     const int nvec = (nk + 7) / 8;
     for (int r = 0; r < rows_pad_; ++r) {
-      float* row = s.s.data() + r * kKeyTile;
+      float* row = s.s.data() + r * kKeys;
       v8f mx = splat(-INFINITY);
       for (int v = 0; v < nvec; ++v) mx = vmax(mx, load8(row + 8 * v));
       // A NaN score must reach m (and from there l and O): std::max and the
@@ -946,7 +972,7 @@ class Rectangle {
       float& l = s.l[static_cast<std::size_t>(r)];
       const float m_new = nan ? NAN : std::max(m, tile_max);
       if (m_new == -INFINITY) {  // nothing visible yet: P row = 0 (and no P.V)
-        std::fill(row, row + kKeyTile, 0.f);
+        std::fill(row, row + kKeys, 0.f);
         continue;
       }
       any = true;
@@ -954,7 +980,7 @@ class Rectangle {
       const float alpha = st.alpha;
       v8f sum = splat(0.f);
       const v8f mv = splat(st.shift);
-      for (int v = 0; v < kKeyTile / 8; ++v) {
+      for (int v = 0; v < kKeys / 8; ++v) {
         const v8f pv = v < nvec ? exp2v(load8(row + 8 * v) - mv) : splat(0.f);
         store8(row + 8 * v, pv);
         sum += pv;
