@@ -24,6 +24,8 @@
 
 #include <cuda_runtime.h>
 
+#include <climits>
+
 #include "core/mask_blocks.hpp"
 #include "cuda/check.hpp"
 #include "cuda/device_common.cuh"
@@ -34,6 +36,44 @@
 #include "cuda/wgmma.cuh"
 
 namespace longattn::cuda {
+
+// Narrows the key tiles [it0, it1) of a block to those its mask blocks do
+// not all hide, over the summary rows of heads [h0, h1) and queries
+// [q0, q1) (every lane of a warp calls it; each reads every 32nd key
+// block). The producer then walks only a banded or block-diagonal mask's
+// band: one dependent read of the summary per tile, across a 64K-key row,
+// took longer than the tiles it skipped.
+template <int BN>
+__device__ void shown_tiles(const KernelParams& p, i64 b, i64 h0, i64 h1, i64 q0, i64 q1, i64 kend,
+                            i64& it0, i64& it1) {
+  using core::kMaskBlock;
+  if (it1 <= it0 || q1 <= q0) return;
+  if (p.mb_stride[1] == 0) h1 = h0 + 1;  // one slice serves every head
+  const i64 kb0 = (p.k0 + it0 * BN) / kMaskBlock;
+  const i64 kb1 = (min(p.k0 + it1 * BN, kend) - 1) / kMaskBlock;  // inclusive
+  constexpr auto kHid = static_cast<std::uint8_t>(core::BlockKind::hidden);
+  int lo = INT_MAX, hi = -1;
+  for (i64 hh = h0; hh < h1; ++hh)
+    for (i64 qb = q0 / kMaskBlock; qb <= (q1 - 1) / kMaskBlock; ++qb) {
+      const std::uint8_t* row =
+          p.mask_blocks + b * p.mb_stride[0] + hh * p.mb_stride[1] + qb * p.mb_stride[2];
+      for (i64 kb = kb0 + threadIdx.x % 32; kb <= kb1; kb += 32)
+        if (row[kb] != kHid) {
+          lo = min(lo, static_cast<int>(kb));
+          hi = max(hi, static_cast<int>(kb));
+        }
+    }
+  lo = __reduce_min_sync(0xffffffffu, lo);
+  hi = __reduce_max_sync(0xffffffffu, hi);
+  if (hi < 0) {  // every block hidden
+    it1 = it0;
+    return;
+  }
+  // Tiles that overlap key blocks [lo, hi] (a negative numerator truncates
+  // to 0, under it0 anyway).
+  it0 = max(it0, (lo * kMaskBlock - p.k0) / BN);
+  it1 = min(it1, ((hi + 1) * kMaskBlock - p.k0 + BN - 1) / BN);
+}
 
 // kPacked: rows are (GQA head, query) pairs of one KV head (decode; see
 // hopper_decode_config), else 64 x consumers queries of one head.
@@ -142,6 +182,10 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   const int wg = threadIdx.x / 128;
   if (wg == 0) {
     if constexpr (CW > 1) sm90::reg_dealloc<kProducerRegs>();
+    if (threadIdx.x >= 32) return;
+    i64 it_beg = t_beg, it_end = t_end;  // narrowed to the tiles the mask shows
+    if (kMask && p.mask_blocks != nullptr)
+      shown_tiles<BN>(p, b, h, h + (kPacked ? p.group : 1), qt0, qt1, kend, it_beg, it_end);
     if (threadIdx.x != 0) return;
     // The mask's block kinds of key tile `it` over each consumer's rows; 0
     // (nothing to skip or leave unread) without a mask summary.
@@ -166,7 +210,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     };
     const int ib = static_cast<int>(b), ih = static_cast<int>(h), ikv = static_cast<int>(hkv);
     int n = 0;
-    for (i64 it = t_beg; it < t_end; ++it) {
+    for (i64 it = it_beg; it < it_end; ++it) {
       const std::uint32_t kinds = tile_kinds(it);
       if (hidden(kinds)) continue;
       if (n == 0) {
@@ -373,7 +417,6 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // S of tile t (the n-th, its K landed) to completion, then its softmax.
   auto s_step = [&](const TileMeta& t, int n) {
     const Stage k = stage_of(n);
-    start_mask(t);
     sm90::fence_operands(sc);
     sm90::wgmma_fence();
     issue_s(sc, k.s);
@@ -404,20 +447,30 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   if constexpr (!cfg.overlap) {
     // Tile by tile. A tile the mask hides from all of this consumer's rows
     // (the other consumer's rows see some of it) changes nothing here: its
-    // buffers are handed back unread.
-    for (; t.it >= 0; t = next_tile(++n)) {
-      if (masked && my_kinds(t.kinds) == kHidden) {
+    // buffers are handed back unread. The next tile's mask copy starts
+    // before this tile's P V, once its softmax is done with the copy, so
+    // that P V and the next S hide its latency (a copy started just before
+    // S, 16 KB a consumer for a bfloat16 mask, outlasted it).
+    auto shown = [&](const TileMeta& x) { return !masked || my_kinds(x.kinds) != kHidden; };
+    if (t.it >= 0 && shown(t)) start_mask(t);
+    for (; t.it >= 0; ++n) {
+      if (!shown(t)) {
         const Stage v = stage_of(n);
         if (lane == 0) sm90::mbar_arrive(k_empty(v.s));
         sm90::mbar_wait(v_full(v.s), v.ph);  // the slot's load must land before it is reused
         if (lane == 0) sm90::mbar_arrive(v_empty(v.s));
+        t = next_tile(n + 1);
+        if (t.it >= 0 && shown(t)) start_mask(t);
         continue;
       }
       s_step(t, n);
       finish_p();
+      t = next_tile(n + 1);
+      if (t.it >= 0 && shown(t)) start_mask(t);
       pv_step(n);
     }
   } else if (t.it >= 0) {
+    start_mask(t);
     s_step(t, n++);
     finish_p();
     for (t = next_tile(n); t.it >= 0; t = next_tile(++n)) {

@@ -54,7 +54,7 @@ struct KernelParams : core::Problem {
   std::int32_t vec_mask = 0;
   // Whether the mask's rows of every key tile of the dispatch can be copied
   // 16 bytes at a time (unit key stride, 16-byte aligned base, strides and
-  // first key): the Hopper kernel then stages them in shared memory.
+  // first key): the Hopper kernel then copies them with cp.async.
   std::int32_t stage_mask = 0;
 
   // The rectangle [q0, q1) x [k0, k1).
