@@ -207,7 +207,7 @@ Ceiling amx_ceiling([[maybe_unused]] int threads, [[maybe_unused]] int KP, [[may
       const std::uint32_t* Bm = b.data();
       float* C = c.data();
       float* C1 = C + 16 * N;
-      const long sa = 4L * KP, sb = 4L * N, sc = 4L * N;
+      const long sa = 4L * KP, sc = 4L * N;
 #pragma omp barrier
       const double t0 = lb::now_ms();
       for (std::int64_t pass = 0; pass < passes; ++pass)
@@ -216,20 +216,8 @@ Ceiling amx_ceiling([[maybe_unused]] int threads, [[maybe_unused]] int KP, [[may
           LA_TILE_ZERO(1);
           LA_TILE_ZERO(2);
           LA_TILE_ZERO(3);
-          for (int k = 0; k < KP; k += 16) {
-            LA_TILE_LOAD(4, A + k, sa);
-            LA_TILE_LOAD(5, A1 + k, sa);
-            LA_TILE_LOAD(6, Bm + static_cast<std::int64_t>(k) * N + n, sb);
-            LA_TILE_LOAD(7, Bm + static_cast<std::int64_t>(k) * N + n + 16, sb);
-            LA_TILE_DPBF16PS(0, 4, 6);
-            LA_TILE_DPBF16PS(1, 4, 7);
-            LA_TILE_DPBF16PS(2, 5, 6);
-            LA_TILE_DPBF16PS(3, 5, 7);
-          }
-          LA_TILE_STORE(0, C + n, sc);
-          LA_TILE_STORE(1, C + n + 16, sc);
-          LA_TILE_STORE(2, C1 + n, sc);
-          LA_TILE_STORE(3, C1 + n + 16, sc);
+          longattn::cpu::amx::add_products_32x32(A, A1, sa, Bm + n, N, KP);
+          longattn::cpu::amx::store_32x32(C + n, C1 + n, sc);
         }
 #pragma omp barrier
 #pragma omp master

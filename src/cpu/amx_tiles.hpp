@@ -154,4 +154,39 @@ class TileScope {
   TileScope& operator=(const TileScope&) = delete;
 };
 
+// A 32 x 32 block of C held in tiles 0-3: tile 0 its rows 0-15 x columns
+// 0-15, tile 1 rows 0-15 x 16-31, tiles 2 and 3 rows 16-31. C and C1 are
+// the block's row 0 and row 16, sc bytes a row.
+inline void load_32x32(const float* C, const float* C1, long sc) {
+  LA_TILE_LOAD(0, C, sc);
+  LA_TILE_LOAD(1, C + 16, sc);
+  LA_TILE_LOAD(2, C1, sc);
+  LA_TILE_LOAD(3, C1 + 16, sc);
+}
+inline void store_32x32(float* C, float* C1, long sc) {
+  LA_TILE_STORE(0, C, sc);
+  LA_TILE_STORE(1, C + 16, sc);
+  LA_TILE_STORE(2, C1, sc);
+  LA_TILE_STORE(3, C1 + 16, sc);
+}
+
+// Tiles 0-3 += A . B over kp pairs along K (a multiple of 16): A and A1
+// are A's row 0 and row 16 (sa bytes a row, pairs along the row); B is the
+// block's first column in pair row 0, b_row pairs from one pair row to the
+// next.
+inline void add_products_32x32(const std::uint32_t* A, const std::uint32_t* A1, long sa,
+                               const std::uint32_t* B, long b_row, int kp) {
+  const long sb = 4 * b_row;
+  for (int k = 0; k < kp; k += 16) {
+    LA_TILE_LOAD(4, A + k, sa);
+    LA_TILE_LOAD(5, A1 + k, sa);
+    LA_TILE_LOAD(6, B + k * b_row, sb);
+    LA_TILE_LOAD(7, B + k * b_row + 16, sb);
+    LA_TILE_DPBF16PS(0, 4, 6);
+    LA_TILE_DPBF16PS(1, 4, 7);
+    LA_TILE_DPBF16PS(2, 5, 6);
+    LA_TILE_DPBF16PS(3, 5, 7);
+  }
+}
+
 }  // namespace longattn::cpu::amx

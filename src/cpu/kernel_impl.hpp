@@ -242,27 +242,14 @@ void gemm_bf16(int M, int N, int KP, const std::uint32_t* A, std::int64_t lda,
 // (kKeys keys a row), C: float32 (kKeys a row).
 inline void amx_qk_32xkeys(int KP, const std::uint32_t* A, std::int64_t lda,
                            const std::uint32_t* Bm, float* C) {
-  const std::int64_t sa = lda * 4, sb = kKeys * 4, sc = kKeys * 4;
   const std::uint32_t* A1 = A + 16 * lda;
   for (int n = 0; n < kKeys; n += 32) {
     LA_TILE_ZERO(0);
     LA_TILE_ZERO(1);
     LA_TILE_ZERO(2);
     LA_TILE_ZERO(3);
-    for (int k = 0; k < KP; k += 16) {
-      LA_TILE_LOAD(4, A + k, sa);
-      LA_TILE_LOAD(5, A1 + k, sa);
-      LA_TILE_LOAD(6, Bm + k * kKeys + n, sb);
-      LA_TILE_LOAD(7, Bm + k * kKeys + n + 16, sb);
-      LA_TILE_DPBF16PS(0, 4, 6);
-      LA_TILE_DPBF16PS(1, 4, 7);
-      LA_TILE_DPBF16PS(2, 5, 6);
-      LA_TILE_DPBF16PS(3, 5, 7);
-    }
-    LA_TILE_STORE(0, C + n, sc);
-    LA_TILE_STORE(1, C + n + 16, sc);
-    LA_TILE_STORE(2, C + 16 * kKeys + n, sc);
-    LA_TILE_STORE(3, C + 16 * kKeys + n + 16, sc);
+    amx::add_products_32x32(A, A1, 4 * lda, Bm + n, kKeys, KP);
+    amx::store_32x32(C + n, C + 16 * kKeys + n, 4 * kKeys);
   }
 }
 
@@ -276,24 +263,9 @@ inline void amx_pv_32xn(int N, const std::uint32_t* A, const std::uint32_t* Bm, 
   float* C1 = C + 16 * std::int64_t{N};
   int n = 0;
   for (; n + 32 <= N; n += 32) {
-    LA_TILE_LOAD(0, C + n, sc);
-    LA_TILE_LOAD(1, C + n + 16, sc);
-    LA_TILE_LOAD(2, C1 + n, sc);
-    LA_TILE_LOAD(3, C1 + n + 16, sc);
-    for (int k = 0; k < KP; k += 16) {
-      LA_TILE_LOAD(4, A + k, sa);
-      LA_TILE_LOAD(5, A1 + k, sa);
-      LA_TILE_LOAD(6, Bm + k * N + n, sb);
-      LA_TILE_LOAD(7, Bm + k * N + n + 16, sb);
-      LA_TILE_DPBF16PS(0, 4, 6);
-      LA_TILE_DPBF16PS(1, 4, 7);
-      LA_TILE_DPBF16PS(2, 5, 6);
-      LA_TILE_DPBF16PS(3, 5, 7);
-    }
-    LA_TILE_STORE(0, C + n, sc);
-    LA_TILE_STORE(1, C + n + 16, sc);
-    LA_TILE_STORE(2, C1 + n, sc);
-    LA_TILE_STORE(3, C1 + n + 16, sc);
+    amx::load_32x32(C + n, C1 + n, sc);
+    amx::add_products_32x32(A, A1, sa, Bm + n, N, KP);
+    amx::store_32x32(C + n, C1 + n, sc);
   }
   if (n < N) {  // an odd number of 16-column panels: the last one alone
     LA_TILE_LOAD(0, C + n, sc);
