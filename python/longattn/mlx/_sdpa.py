@@ -56,7 +56,7 @@ def _common_dtype(q: mx.array, k: mx.array, v: mx.array) -> mx.Dtype:
         "which is not a floating type")
 
 
-def _mask(mask: Any, dtype: mx.Dtype) -> Union[None, str, mx.array]:
+def _mask(mask: Any, dtype: mx.Dtype, s: mx.Stream) -> Union[None, str, mx.array]:
     if mask is None:
         return None
     if isinstance(mask, str):
@@ -77,7 +77,7 @@ def _mask(mask: Any, dtype: mx.Dtype) -> Union[None, str, mx.array]:
             f"[{OP}] mask.dtype = {mask.dtype} does not promote to the output's dtype {dtype} "
             "(MLX's rule for additive masks)")
     # An integer additive mask as the output's dtype: longattn adds float masks.
-    return mask if mx.issubdtype(mask.dtype, mx.floating) else mask.astype(dtype)
+    return mask if mx.issubdtype(mask.dtype, mx.floating) else mask.astype(dtype, stream=s)
 
 
 def _sinks(sinks: Any, dtype: mx.Dtype) -> Optional[mx.array]:
@@ -186,7 +186,7 @@ def scaled_dot_product_attention(
     q, k, v = _array("q", q, 4), _array("k", k, 4), _array("v", v, 4)
     dtype = _common_dtype(q, k, v)
     q, k, v = (x if x.dtype == dtype else x.astype(dtype, stream=s) for x in (q, k, v))
-    mask = _mask(mask, dtype)
+    mask = _mask(mask, dtype, s)
     sinks = _sinks(sinks, dtype)
     scale = _api._number(OP, "scale", scale, float)
     want_lse = _api._flag(OP, "return_lse", return_lse)
@@ -209,7 +209,7 @@ def scaled_dot_product_attention(
     if on_cpu and path != "ops":
         options = _api._native_options(OP, isinstance(mask, str), scale, pol, None, profile,
                                        None, "bhsd")
-        sinks32 = None if sinks is None else sinks.astype(mx.float32)
+        sinks32 = None if sinks is None else sinks.astype(mx.float32, stream=s)
         array_mask = mask if isinstance(mask, mx.array) else None
         out, lse, rep = _native.run(q, k, v, array_mask, sinks32, s, options, want_lse, progress,
                                     want_report)
