@@ -133,6 +133,7 @@ KernelParams make_params(const Problem& p) {
   k.vec_k = vectorizable(p.k, p.k_stride, p.dtype, p.D);
   k.vec_v = vectorizable(p.v, p.v_stride, p.dtype, p.Dv);
   k.vec_mask = mask_pairs(p);
+  k.cap_exp = p.softcap_log2 > 0.f ? 2.f * core::kLog2e / p.softcap_log2 : 0.f;
   return k;
 }
 

@@ -195,8 +195,10 @@ __device__ __forceinline__ void mask_pair(const KernelParams& p, i64 b, i64 h, i
 // Base-2 logit of a scaled product t = scale_log2 * q.k: the soft-cap
 // c2 tanh(t / c2) with c2 = softcap * log2(e), which is log2(e) times the
 // natural capped logit softcap tanh(s / softcap) (the CPU kernel's rule), or
-// t itself. tanhf, not tanh.approx: its 2^-11 relative error would move a
-// logit of 30 by 0.015, past the bfloat16 tolerance.
+// t itself. For the float32 vector kernel: tanhf, whose error stays inside
+// the float32 tolerance. The 16-bit tile kernels cap a whole tile at once
+// with tanh written through ex2 and a reciprocal (scale_tile), as accurate
+// for their outputs and some 25 instructions an element cheaper.
 __device__ __forceinline__ float capped(const KernelParams& p, float t) {
   return p.softcap_log2 > 0.f ? p.softcap_log2 * tanhf(t / p.softcap_log2) : t;
 }

@@ -268,12 +268,12 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   }
 
   // The consumer's rows of a partial tile's mask, staged in shared memory
-  // and read from there: copied with cp.async while S = Q K^T runs, 16
-  // bytes at a time, where rows are 16-byte aligned (stage_mask), else
-  // element by element before S. Rows past the rectangle and keys past Lk
-  // are zeros. Row r starts at r row_bytes + 16 (r / 2) (hopper_smem_bytes),
-  // so that the eight rows a warp reads at once fall in four bank groups,
-  // and each thread reads its pairs at constant offsets from a row start.
+  // and read from there: copied with cp.async, 16 bytes at a time, where
+  // rows are 16-byte aligned (stage_mask), else element by element; either
+  // way the copy starts before the previous tile's P V (start_mask). Rows
+  // past the rectangle and keys past Lk are zeros. Row r starts at r row_bytes + 16 (r / 2)
+  // (hopper_smem_bytes), so that the eight rows a warp reads at once fall in four bank groups, and
+  // each thread reads its pairs at constant offsets from a row start.
   const int es = masked ? mask_elem_bytes(p) : 1;
   const int row_bytes = BN * es, chunks = row_bytes / 16;
   const std::uint32_t sMw = sM + cw * hopper_mask_stage_bytes(BN);
@@ -410,7 +410,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     sm90::fence_operands(pa);
     if (lane == 0) sm90::mbar_arrive(v_empty(s));
   };
-  // The mask copy of tile t, started before its S = Q K^T.
+  // The mask copy of tile t (its softmax waits for it).
   auto start_mask = [&](const TileMeta& t) {
     if (reads_mask(my_kinds(t.kinds))) stage_mask(p.k0 + t.it * BN);
   };
@@ -500,6 +500,8 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
 template <typename T, int D, bool kPacked, bool kMask, bool kCap>
 bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
   constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked, kMask, kCap>;
+  static_assert(hopper_smem_bytes(cfg, D) <= kSm90SmemBytes,
+                "the block's tiles, barriers and mask copies outgrow an SM's shared memory");
   const int group = static_cast<int>(p.group);
   const int qrows = kPacked ? cfg.block_m / group : cfg.block_m;  // queries a block
   CUtensorMap tq, tk, tv;

@@ -56,6 +56,9 @@ struct KernelParams : core::Problem {
   // 16 bytes at a time (unit key stride, 16-byte aligned base, strides and
   // first key): the Hopper kernel then copies them with cp.async.
   std::int32_t stage_mask = 0;
+  // 2 log2(e) / softcap_log2 (0 without a soft-cap): the 16-bit kernels'
+  // tanh is 1 - 2 / (2^(cap_exp t) + 1) (scale_tile).
+  float cap_exp = 0.f;
 
   // The rectangle [q0, q1) x [k0, k1).
   std::int64_t q0 = 0, q1 = 0, k0 = 0, k1 = 0;
@@ -177,11 +180,13 @@ constexpr int kHopperBarrierBytes = 256;
 // array mask: 4-byte elements at most, and 16 bytes more every second row
 // (the hopper kernel's bank spread).
 constexpr int hopper_mask_stage_bytes(int block_n) { return 64 * block_n * 4 + 32 * 16; }
+// Dynamic shared memory one block may take on sm_90 (227 KB).
+constexpr int kSm90SmemBytes = 232448;
 constexpr int hopper_smem_bytes(HopperConfig c, int d) {
   // Q tile + stages x (K and V tiles) + barriers + each consumer's mask
   // copy, + 1024 for aligning the base to the 128-byte swizzle's 1024-byte
-  // pattern. At most 231680 bytes (D = 128 and 256), under the 232448 an
-  // SM allows.
+  // pattern. At most 231680 bytes (D = 128 and 256), under kSm90SmemBytes
+  // (launch_hopper_as asserts it for every configuration).
   return (c.block_m + 2 * c.stages * c.block_n) * d * 2 + kHopperBarrierBytes +
          hopper_consumers(c) * hopper_mask_stage_bytes(c.block_n) + 1024;
 }

@@ -73,12 +73,11 @@ __device__ __forceinline__ void scale_tile(const KernelParams& p, float (&s)[NS]
     // where tanhf costs some 25 instructions an element and the 16-bit
     // kernels' soft-cap ran at a quarter of their speed. tanh.approx is as
     // cheap but its 2^-11 relative error moves a logit of 30 by 0.015.
-    const float c = p.softcap_log2, k = 2.f * 1.4426950408889634f / c, c2 = 2.f * c;
+    const float c = p.softcap_log2, k = p.scale_log2 * p.cap_exp, c2 = 2.f * c;
 #pragma unroll
     for (int nt = 0; nt < NS; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e)
-        s[nt][e] = c - __fdividef(c2, fast_exp2(s[nt][e] * p.scale_log2 * k) + 1.f);
+      for (int e = 0; e < 4; ++e) s[nt][e] = c - __fdividef(c2, fast_exp2(s[nt][e] * k) + 1.f);
   } else {
 #pragma unroll
     for (int nt = 0; nt < NS; ++nt)
