@@ -130,6 +130,27 @@ TEST_P(CpuKernel, MatchesTheReferenceAndIsReported) {
       }
 }
 
+// Scales of either sign and zero (validation admits any finite scale): the
+// bfloat16 builds apply a positive scale as the softmax loads the scores,
+// which only a positive scale allows (it keeps the mask's -inf where it is).
+TEST_P(CpuKernel, NegativeAndZeroScales) {
+  const char* path = GetParam();
+  SKIP_IF_UNAVAILABLE(path);
+  ForcedKernel force(path);
+  std::uint64_t seed = 7200;
+  for (DType t : {DType::bfloat16, DType::float32})
+    for (double scale : {-0.4, 0.0, 0.3})
+      for (lt::MaskKind mask : {lt::MaskKind::none, lt::MaskKind::boolean}) {
+        Case c;
+        c.B = 1, c.Hq = 8, c.Hkv = 2, c.Lq = 40, c.Lk = 150, c.D = 64;
+        c.dtype = t, c.mask = mask, c.causal = mask == lt::MaskKind::none, c.scale = scale;
+        c.seed = ++seed;
+        longattn::AttentionOptions base;
+        base.policy = lt::single_pass_policy();
+        lt::check_case(c, base);
+      }
+}
+
 // The shapes that break tilings, on every path, single pass and chunked
 // (key chunks that end inside a key tile): lengths that are no multiple of
 // 16, 32 or 64; head dims that are no multiple of 32 (the AMX build pads Q
