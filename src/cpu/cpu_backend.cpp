@@ -67,8 +67,15 @@ enum class Path { generic, avx2, avx512, avx512bf16, amx };
 Path choose_path() {
   const char* env = std::getenv("LONGATTN_CPU_KERNEL");
   const std::string want = env ? env : "auto";
+  // A build with the scalar AMX model (LONGATTN_AMX_EMULATE, for testing)
+  // runs it only where asked for by name: auto must never pick a model.
+#if defined(LONGATTN_AMX_EMULATE)
+  constexpr bool kAutoAmx = false;
+#else
+  constexpr bool kAutoAmx = true;
+#endif
   if (want == "auto" || want.empty())
-    return have_avx512bf16() && why_no_amx().empty() ? Path::amx
+    return kAutoAmx && have_avx512bf16() && why_no_amx().empty() ? Path::amx
            : have_avx512bf16()                       ? Path::avx512bf16
            : have_avx512()                           ? Path::avx512
            : have_avx2()                             ? Path::avx2
