@@ -1,0 +1,291 @@
+// The CPU kernel's vector helpers and matrix products (part of kernel_impl.hpp,
+// compiled once per build inside that build's namespace LONGATTN_KERNEL_NS):
+// 2^x on vectors; the float32 register-blocked products (6 x 16 on AVX2,
+// 6 x 64 on AVX-512, scalar otherwise); the bfloat16-pair products of the
+// BF16 build (vdpbf16ps) and of the AMX build (TDPBF16PS on tiles).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+#if defined(LONGATTN_KERNEL_AMX)
+#include "cpu/amx_tiles.hpp"
+#endif
+
+#include "core/problem.hpp"
+#include "core/state.hpp"
+#include "cpu/kernel.hpp"
+
+namespace longattn::cpu::LONGATTN_KERNEL_NS {
+namespace {
+// Keys per tile. The AMX build takes 128: its products are so fast that
+// the per-row work of a tile (the running max, the rescale of O, the tile
+// loads and stores of O) would weigh twice as much at 64.
+// LONGATTN_AMX_KEY_TILE (a multiple of 32) overrides it for A/B runs.
+#if defined(LONGATTN_KERNEL_AMX)
+#if !defined(LONGATTN_AMX_KEY_TILE)
+#define LONGATTN_AMX_KEY_TILE 128
+#endif
+inline constexpr int kKeys = LONGATTN_AMX_KEY_TILE;
+#else
+inline constexpr int kKeys = kKeyTile;
+#endif
+static_assert(kKeys % 32 == 0);
+
+using core::MaskKind;
+using core::Problem;
+using core::StateView;
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef std::int32_t v8i __attribute__((vector_size(32)));
+
+inline v8f load8(const float* p) {
+  v8f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
+inline v8f splat(float x) { return v8f{x, x, x, x, x, x, x, x}; }
+inline v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
+
+// 2^x for base-2 logits: round-to-nearest split x = n + f, |f| <= 1/2, a
+// degree-6 polynomial for 2^f (relative error ~2e-7), n into the exponent.
+// -inf (and anything below -126) gives exactly 0 so masked keys add
+// nothing; NaN stays NaN so NaN inputs propagate. VF / VI: a float vector
+// and the int vector of its width.
+template <class VF, class VI>
+inline VF exp2_vec(VF x) {
+  const VF lo = VF{} - 126.f, hi = VF{} + 127.f;
+  const VF magic = VF{} + 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
+  VF xc = x > lo ? x : lo;
+  xc = xc < hi ? xc : hi;
+  const VF t = xc + magic;
+  const VF n = t - magic;
+  const VF f = xc - n;
+  VI ni;
+  std::memcpy(&ni, &t, sizeof ni);
+  ni -= 0x4B400000;
+  VF poly = VF{} + 1.535336188319500e-4f;
+  poly = poly * f + 1.339887440266574e-3f;
+  poly = poly * f + 9.618437357674640e-3f;
+  poly = poly * f + 5.550332471162809e-2f;
+  poly = poly * f + 2.402264791363012e-1f;
+  poly = poly * f + 6.931472028550421e-1f;
+  poly = poly * f + 1.f;
+  VI bits;
+  std::memcpy(&bits, &poly, sizeof bits);
+  bits += ni << 23;
+  VF r;
+  std::memcpy(&r, &bits, sizeof r);
+  r = x < lo ? VF{} : r;
+  return x != x ? x : r;
+}
+inline v8f exp2v(v8f x) { return exp2_vec<v8f, v8i>(x); }
+
+inline float exp2s(float x) { return x == -INFINITY ? 0.f : std::exp2(x); }
+
+// C[6 x 16] (+)= A[6 x K] . B[K x 16]; A row-major (lda), B row-major (ldb).
+// 12 accumulators + 2 B vectors + 1 broadcast fill the 16 AVX registers.
+template <bool kAccumulate>
+inline void micro_6x16(int K, const float* A, std::int64_t lda, const float* Bm, std::int64_t ldb,
+                       float* C, std::int64_t ldc) {
+  v8f c[6][2];
+  for (int r = 0; r < 6; ++r) {
+    c[r][0] = kAccumulate ? load8(C + r * ldc) : splat(0.f);
+    c[r][1] = kAccumulate ? load8(C + r * ldc + 8) : splat(0.f);
+  }
+  for (int k = 0; k < K; ++k) {
+    const v8f b0 = load8(Bm + k * ldb), b1 = load8(Bm + k * ldb + 8);
+    for (int r = 0; r < 6; ++r) {
+      const v8f a = splat(A[r * lda + k]);
+      c[r][0] += a * b0;
+      c[r][1] += a * b1;
+    }
+  }
+  for (int r = 0; r < 6; ++r) {
+    store8(C + r * ldc, c[r][0]);
+    store8(C + r * ldc + 8, c[r][1]);
+  }
+}
+
+#if defined(__AVX512F__)
+typedef float v16f __attribute__((vector_size(64)));
+typedef std::int32_t v16i __attribute__((vector_size(64)));
+
+// Horizontal max and sum of 16 lanes, halving the width each step (GCC
+// 12's _mm512_reduce_* trip its own uninitialized-value warning).
+typedef float v4f __attribute__((vector_size(16)));
+template <class Half, class V>
+inline Half half(V x, int h) {
+  Half r;
+  std::memcpy(&r, reinterpret_cast<const char*>(&x) + sizeof r * h, sizeof r);
+  return r;
+}
+inline float hmax(v16f x) {
+  const v8f a = half<v8f>(x, 0), b = half<v8f>(x, 1);
+  const v8f m8 = a > b ? a : b;
+  const v4f c = half<v4f>(m8, 0), d = half<v4f>(m8, 1);
+  const v4f m4 = c > d ? c : d;
+  return std::max(std::max(m4[0], m4[1]), std::max(m4[2], m4[3]));
+}
+inline float hsum(v16f x) {
+  const v8f s8 = half<v8f>(x, 0) + half<v8f>(x, 1);
+  const v4f s4 = half<v4f>(s8, 0) + half<v4f>(s8, 1);
+  return (s4[0] + s4[1]) + (s4[2] + s4[3]);
+}
+
+// C[6 x 16 NV] (+)= A[6 x K] . B[K x 16 NV]: with NV = 4, 24 accumulators,
+// 4 B vectors and a broadcast in the 32 AVX-512 registers, so each B load
+// and each broadcast feeds 6 or 4 FMAs of 16 lanes (the 6 x 16 AVX2 block
+// issues one FMA of 8 lanes per load or broadcast).
+template <bool kAccumulate, int NV>
+inline void micro_6xv(int K, const float* A, std::int64_t lda, const float* Bm, std::int64_t ldb,
+                      float* C, std::int64_t ldc) {
+  v16f c[6][NV];
+  for (int r = 0; r < 6; ++r)
+    for (int v = 0; v < NV; ++v) {
+      if (kAccumulate)
+        std::memcpy(&c[r][v], C + r * ldc + 16 * v, sizeof(v16f));
+      else
+        c[r][v] = v16f{} + 0.f;
+    }
+  for (int k = 0; k < K; ++k) {
+    v16f b[NV];
+    for (int v = 0; v < NV; ++v) std::memcpy(&b[v], Bm + k * ldb + 16 * v, sizeof(v16f));
+    for (int r = 0; r < 6; ++r) {
+      const float x = A[r * lda + k];
+      const v16f a = v16f{} + x;
+      for (int v = 0; v < NV; ++v) c[r][v] += a * b[v];
+    }
+  }
+  for (int r = 0; r < 6; ++r)
+    for (int v = 0; v < NV; ++v) std::memcpy(C + r * ldc + 16 * v, &c[r][v], sizeof(v16f));
+}
+#endif
+
+#if defined(__AVX512BF16__)
+// bfloat16 products with float32 sums (vdpbf16ps: each 32-bit lane takes a
+// pair of bfloat16 values along K, two products per lane and step).
+// A[6][KP] and B[KP][N] hold such pairs, C[6 x 16 NV] is float32:
+// C (+)= sum over pairs of A pair . B pair.
+template <bool kAccumulate, int NV>
+inline void micro_bf16(int KP, const std::uint32_t* A, std::int64_t lda, const std::uint32_t* Bm,
+                       std::int64_t ldb, float* C, std::int64_t ldc) {
+  __m512 c[6][NV];
+  for (int r = 0; r < 6; ++r)
+    for (int v = 0; v < NV; ++v)
+      c[r][v] = kAccumulate ? _mm512_loadu_ps(C + r * ldc + 16 * v) : _mm512_setzero_ps();
+  for (int k = 0; k < KP; ++k) {
+    __m512bh b[NV];
+    for (int v = 0; v < NV; ++v)
+      b[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(Bm + k * ldb + 16 * v));
+    for (int r = 0; r < 6; ++r) {
+      const __m512bh a =
+          reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(A[r * lda + k])));
+      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_dpbf16_ps(c[r][v], a, b[v]);
+    }
+  }
+  for (int r = 0; r < 6; ++r)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
+}
+
+// C[M x N] (+)= A[M x 2 KP] . B[2 KP x N] in bfloat16 pairs, M % 6 == 0,
+// N % 16 == 0.
+template <bool kAccumulate>
+void gemm_bf16(int M, int N, int KP, const std::uint32_t* A, std::int64_t lda,
+               const std::uint32_t* Bm, std::int64_t ldb, float* C, std::int64_t ldc) {
+  int j = 0;
+  for (; j + 64 <= N; j += 64)
+    for (int i = 0; i < M; i += 6)
+      micro_bf16<kAccumulate, 4>(KP, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+  for (; j < N; j += 16)
+    for (int i = 0; i < M; i += 6)
+      micro_bf16<kAccumulate, 1>(KP, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+}
+
+#endif
+
+#if defined(LONGATTN_KERNEL_AMX)
+// The AMX products, on 32 rows (two tiles of 16) at a time. Tiles 0-3 hold
+// a 32 x 32 block of C, 4-5 the two 16-row halves of A, 6-7 two 16-column
+// panels of B (amx_tiles.hpp: every tile 16 rows x 64 bytes). Operands are
+// the bfloat16-pair layouts the vdpbf16ps build uses, with K padded with
+// zero pairs to a multiple of 16 pairs (one tile's depth).
+
+// C[32 x kKeys] = A[32 x 2 KP] . B[2 KP x kKeys]: S = Q K^T on one key
+// tile. A: Q rows as pairs (lda pairs a row, KP % 16 == 0), B: K^T as pairs
+// (kKeys keys a row), C: float32 (kKeys a row).
+inline void amx_qk_32xkeys(int KP, const std::uint32_t* A, std::int64_t lda,
+                           const std::uint32_t* Bm, float* C) {
+  const std::uint32_t* A1 = A + 16 * lda;
+  for (int n = 0; n < kKeys; n += 32) {
+    LA_TILE_ZERO(0);
+    LA_TILE_ZERO(1);
+    LA_TILE_ZERO(2);
+    LA_TILE_ZERO(3);
+    amx::add_products_32x32(A, A1, 4 * lda, Bm + n, kKeys, KP);
+    amx::store_32x32(C + n, C + 16 * kKeys + n, 4 * kKeys);
+  }
+}
+
+// C[32 x N] += A[32 x kKeys] . B[kKeys x N]: O += P V on one key tile. A: P rows
+// as pairs (32 a row), B: V as pairs of keys (N a row), C: float32 (N a
+// row), N % 16 == 0.
+inline void amx_pv_32xn(int N, const std::uint32_t* A, const std::uint32_t* Bm, float* C) {
+  constexpr int KP = kKeys / 2;
+  const std::int64_t sa = KP * 4, sb = std::int64_t{N} * 4, sc = std::int64_t{N} * 4;
+  const std::uint32_t* A1 = A + 16 * KP;
+  float* C1 = C + 16 * std::int64_t{N};
+  int n = 0;
+  for (; n + 32 <= N; n += 32) {
+    amx::load_32x32(C + n, C1 + n, sc);
+    amx::add_products_32x32(A, A1, sa, Bm + n, N, KP);
+    amx::store_32x32(C + n, C1 + n, sc);
+  }
+  if (n < N) {  // an odd number of 16-column panels: the last one alone
+    LA_TILE_LOAD(0, C + n, sc);
+    LA_TILE_LOAD(2, C1 + n, sc);
+    for (int k = 0; k < KP; k += 16) {
+      LA_TILE_LOAD(4, A + k, sa);
+      LA_TILE_LOAD(5, A1 + k, sa);
+      LA_TILE_LOAD(6, Bm + k * N + n, sb);
+      LA_TILE_DPBF16PS(0, 4, 6);
+      LA_TILE_DPBF16PS(2, 5, 6);
+    }
+    LA_TILE_STORE(0, C + n, sc);
+    LA_TILE_STORE(2, C1 + n, sc);
+  }
+}
+#endif
+
+// C[M x N] (+)= A[M x K] . B[K x N] with M % 6 == 0, N % 16 == 0.
+template <bool kAccumulate>
+void gemm(int M, int N, int K, const float* A, std::int64_t lda, const float* Bm, std::int64_t ldb,
+          float* C, std::int64_t ldc) {
+#if defined(__AVX512F__)
+  // 64 columns at a time, then what is left in 32s and 16s (a head dim that
+  // is not a multiple of 64).
+  int j = 0;
+  for (; j + 64 <= N; j += 64)
+    for (int i = 0; i < M; i += 6)
+      micro_6xv<kAccumulate, 4>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+  for (; j + 32 <= N; j += 32)
+    for (int i = 0; i < M; i += 6)
+      micro_6xv<kAccumulate, 2>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+  for (; j < N; j += 16)
+    for (int i = 0; i < M; i += 6)
+      micro_6xv<kAccumulate, 1>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+#else
+  for (int j = 0; j < N; j += 16)
+    for (int i = 0; i < M; i += 6)
+      micro_6x16<kAccumulate>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+#endif
+}
+
+}  // namespace
+}  // namespace longattn::cpu::LONGATTN_KERNEL_NS
