@@ -17,8 +17,14 @@
 // on a fresh copy of the default guess, whose first submission shows the
 // calibration, then the budgets 200, 50, 10 ms on the shared profile.
 //
+// --pairs N then runs, per budget, N pairs of a single pass and a budgeted
+// call back to back (in alternating order) and prints the median of the
+// pairs' overheads: on a shared machine the table's single pass and
+// budgeted runs are seconds apart and drift by several percent, which a
+// pair shares.
+//
 //   bench_budget [--quick] [--threads N] [--budgets 10,50,200] [--shape square|prefill]
-//                [--profile PATH] [--save-profile PATH] [--json PATH]
+//                [--pairs N] [--profile PATH] [--save-profile PATH] [--json PATH]
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -42,7 +48,7 @@ struct Shape {
 
 struct Args {
   bool quick = false;
-  int threads = 0;
+  int threads = 0, pairs = 0;
   std::vector<double> budgets{200, 50, 10};
   std::string shape, profile, save_profile, json;
 };
@@ -57,6 +63,9 @@ Args parse(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::Range(0.001, 1e6));
   app.add_option("--shape", a.shape, "one shape only")->check(CLI::IsMember({"square", "prefill"}));
+  app.add_option("--pairs", a.pairs,
+                 "then N back-to-back pairs (single pass, budgeted) per budget: median overhead")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--profile", a.profile, "start from this saved device profile");
   app.add_option("--save-profile", a.save_profile, "save the refined profile here");
   app.add_option("--json", a.json, "write the runs as JSON here");
@@ -210,6 +219,27 @@ int main(int argc, char** argv) {
       report(run(std::to_string(static_cast<int>(b)) + " (cold)", b, fresh));
     }
     for (double b : a.budgets) report(run(std::to_string(static_cast<int>(b)), b, prof));
+    for (double b : a.budgets) {
+      if (a.pairs == 0) break;
+      std::vector<double> wall, cpu;
+      std::string each;
+      for (int i = 0; i < a.pairs; ++i) {
+        // Alternate which goes first, so that neither always runs on a
+        // machine the other has just warmed.
+        const bool single_first = i % 2 == 0;
+        const Run first = single_first ? run("single pass", 0, prof) : run("", b, prof);
+        const Run second = single_first ? run("", b, prof) : run("single pass", 0, prof);
+        const Run& one = single_first ? first : second;
+        const Run& chunked = single_first ? second : first;
+        wall.push_back(chunked.rep.wall_ms / one.rep.wall_ms - 1);
+        cpu.push_back(chunked.cpu_ms / one.cpu_ms - 1);
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%s%+.1f%%", i ? ", " : "", 100 * wall.back());
+        each += buf;
+      }
+      std::printf("%g ms, %d back-to-back pairs: overhead median %+.1f%% wall (%s), %+.1f%% CPU\n",
+                  b, a.pairs, 100 * lb::median(wall), each.c_str(), 100 * lb::median(cpu));
+    }
     std::fflush(stdout);
   }
   std::printf("\nprofile after the runs:");
