@@ -477,72 +477,61 @@ def longattn_cells(row):
     return [f"{row['ms']:.2f}", f"{row['tflops']:.0f}", f"{row['tflops_visible']:.0f}"]
 
 
+def section(intro, columns, rows, cells):
+    """A Markdown table after its intro: one row per entry of `rows`, its
+    cells from cells(row); nothing where there are no rows."""
+    if not rows:
+        return []
+    out = [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    return out + [""]
+
+
 def tables(rows, results, budget_rows, header):
-    out = [header, ""]
     refs = {}
     for r in rows:
         if r["group"] == "mask" and r["mask"] == "none" and r["status"] == "ok":
             refs[((r["D"], r["Dv"], r["Lq"], r["Lk"]), r["causal"])] = r["ms"]
-    mask_rows_ = [r for r in rows if r["group"] == "mask"]
-    if mask_rows_:
-        out += [
-            "Array masks ([1, 1, L, L], bf16 additive or bool). TFLOP/s by the library count "
-            "of the shape (attention_flops: the causal flag, no mask) and over the pairs the "
-            "mask leaves visible; peers as `ms / TFLOP/s over visible pairs`. \"vs ref\": the "
-            "dense masks against the unmasked call of the same shape (goal >= 0.70), the "
-            "causal arrays against causal=true. \"best peer / longattn\": the fastest peer's "
-            "ms over longattn's (> 1: longattn is faster).",
-            "",
-            "| case | longattn ms | TFLOP/s (count) | TFLOP/s (visible) | vs ref | kernel | "
-            "SDPA efficient | SDPA cuDNN | Flex | best peer / longattn | peer paths |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in mask_rows_:
-            p = results.get(r["name"], {})
-            f = r["flops_visible"]
-            out.append("| " + " | ".join([r["name"], *longattn_cells(r), reference_text(r, refs),
-                                          r["kernels"], cell(p.get("efficient"), f),
-                                          cell(p.get("cudnn"), f), cell(p.get("flex"), f),
-                                          best_ratio(r, p), paths(p)]) + " |")  # fmt: skip
-        out.append("")
-    win = [r for r in rows if r["group"] == "window"]
-    if win:
-        out += [
-            "Sliding window (causal, window_left = 4095: 4096 keys a query) and the same "
-            "shape without a window. TFLOP/s over visible pairs; peers `ms / TFLOP/s`.",
-            "",
-            "| case | longattn ms | TFLOP/s (visible) | kernel | Flex | SDPA FA2 | SDPA cuDNN | "
-            "peer paths |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in win:
-            p = results.get(r["name"], {})
-            la = longattn_cells(r)
-            out.append("| " + " | ".join([r["name"], la[0], la[2], r["kernels"],
-                                          cell(p.get("flex"), r["flops_visible"]),
-                                          cell(p.get("flash"), r["flops_visible"]),
-                                          cell(p.get("cudnn"), r["flops_visible"]),
-                                          paths(p)]) + " |")  # fmt: skip
-        out.append("")
-    hd = [r for r in rows if r["group"] == "headdim"]
-    if hd:
-        out += [
-            "Head dims (causal, square). TFLOP/s by attention_flops (2 (D + Dv) per visible "
-            "pair); peers `ms / TFLOP/s`.",
-            "",
-            "| case | longattn ms | TFLOP/s | kernel | SDPA FA2 | SDPA cuDNN | SDPA efficient | "
-            "best peer / longattn | peer paths |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in hd:
-            p = results.get(r["name"], {})
-            la = longattn_cells(r)
-            out.append("| " + " | ".join([r["name"], la[0], la[2], r["kernels"],
-                                          cell(p.get("flash"), r["flops_visible"]),
-                                          cell(p.get("cudnn"), r["flops_visible"]),
-                                          cell(p.get("efficient"), r["flops_visible"]),
-                                          best_ratio(r, p), paths(p)]) + " |")  # fmt: skip
-        out.append("")
+
+    def group(name):
+        return [r for r in rows if r["group"] == name]
+
+    def peer(r, col):  # a peer's cell over the row's visible pairs
+        return cell(results.get(r["name"], {}).get(col), r["flops_visible"])
+
+    def tail(r):  # the last two columns of the mask and head-dim tables
+        return [best_ratio(r, results.get(r["name"], {})), paths(results.get(r["name"], {}))]
+
+    out = [header, ""]
+    out += section(
+        "Array masks ([1, 1, L, L], bf16 additive or bool). TFLOP/s by the library count "
+        "of the shape (attention_flops: the causal flag, no mask) and over the pairs the "
+        "mask leaves visible; peers as `ms / TFLOP/s over visible pairs`. \"vs ref\": the "
+        "dense masks against the unmasked call of the same shape (goal >= 0.70), the "
+        "causal arrays against causal=true. \"best peer / longattn\": the fastest peer's "
+        "ms over longattn's (> 1: longattn is faster).",
+        ["case", "longattn ms", "TFLOP/s (count)", "TFLOP/s (visible)", "vs ref", "kernel",
+         "SDPA efficient", "SDPA cuDNN", "Flex", "best peer / longattn", "peer paths"],
+        group("mask"),
+        lambda r: [r["name"], *longattn_cells(r), reference_text(r, refs), r["kernels"],
+                   peer(r, "efficient"), peer(r, "cudnn"), peer(r, "flex"), *tail(r)])  # fmt: skip
+    out += section(
+        "Sliding window (causal, window_left = 4095: 4096 keys a query) and the same "
+        "shape without a window. TFLOP/s over visible pairs; peers `ms / TFLOP/s`.",
+        ["case", "longattn ms", "TFLOP/s (visible)", "kernel", "Flex", "SDPA FA2", "SDPA cuDNN",
+         "peer paths"],
+        group("window"),
+        lambda r: [r["name"], longattn_cells(r)[0], longattn_cells(r)[2], r["kernels"],
+                   peer(r, "flex"), peer(r, "flash"), peer(r, "cudnn"),
+                   paths(results.get(r["name"], {}))])  # fmt: skip
+    out += section(
+        "Head dims (causal, square). TFLOP/s by attention_flops (2 (D + Dv) per visible "
+        "pair); peers `ms / TFLOP/s`.",
+        ["case", "longattn ms", "TFLOP/s", "kernel", "SDPA FA2", "SDPA cuDNN", "SDPA efficient",
+         "best peer / longattn", "peer paths"],
+        group("headdim"),
+        lambda r: [r["name"], longattn_cells(r)[0], longattn_cells(r)[2], r["kernels"],
+                   peer(r, "flash"), peer(r, "cudnn"), peer(r, "efficient"), *tail(r)])  # fmt: skip
     if budget_rows:
         out += budget_table(budget_rows)
     return "\n".join(out)

@@ -99,31 +99,6 @@ __device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, 
   return x * core::kLog2e;
 }
 
-// The base-2 terms of two adjacent mask elements stored at `at` (any
-// memory): 0 / -inf for a boolean mask, value * log2(e) for an additive one.
-__device__ __forceinline__ void decode_pair(const KernelParams& p, const void* at, float (&t)[2]) {
-  if (p.mask_kind == core::MaskKind::boolean) {
-    const uchar2 x = *static_cast<const uchar2*>(at);
-    t[0] = x.x ? 0.f : -INFINITY;
-    t[1] = x.y ? 0.f : -INFINITY;
-    return;
-  }
-  float2 x;
-  switch (p.mask_dtype) {
-    case DType::float32:
-      x = *static_cast<const float2*>(at);
-      break;
-    case DType::float16:
-      x = __half22float2(*static_cast<const __half2*>(at));
-      break;
-    default:  // bfloat16
-      x = __bfloat1622float2(*static_cast<const __nv_bfloat162*>(at));
-      break;
-  }
-  t[0] = x.x * core::kLog2e;
-  t[1] = x.y * core::kLog2e;
-}
-
 // The array mask's element types, as the Hopper kernel decodes them: one
 // branch a tile picks the type (with_mask_elem), so that the decoding of
 // its elements is straight-line code.
@@ -169,6 +144,15 @@ __device__ __forceinline__ void apply_mask_pair(const char* at, float& x0, float
     x0 = fmaf(v.x, core::kLog2e, x0);
     x1 = fmaf(v.y, core::kLog2e, x1);
   }
+}
+
+// The base-2 terms of two adjacent mask elements stored at `at` (any
+// memory): 0 / -inf for a boolean mask, value * log2(e) for an additive one.
+__device__ __forceinline__ void decode_pair(const KernelParams& p, const void* at, float (&t)[2]) {
+  t[0] = t[1] = 0.f;
+  with_mask_elem(p, [&](auto elem) {
+    apply_mask_pair<decltype(elem)::value>(static_cast<const char*>(at), t[0], t[1]);
+  });
 }
 
 // Bytes of one mask element.
