@@ -15,6 +15,8 @@ sys.modules, never imported).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import sys
 from typing import Any, Optional, Sequence
 
@@ -109,6 +111,21 @@ TORCH = _Torch()
 MLX = _MLX()
 
 
+# Set while longattn.mlx routes a call on MLX's CUDA backend to longattn's CUDA
+# kernels (mlx/_cuda.py): MLX arrays are then passed as CUDA managed memory.
+_MLX_ON_CUDA: contextvars.ContextVar[bool] = contextvars.ContextVar("mlx_on_cuda", default=False)
+
+
+@contextlib.contextmanager
+def mlx_arrays_on_cuda():
+    """Within: MLX arrays are read by the CUDA backend (see native())."""
+    token = _MLX_ON_CUDA.set(True)
+    try:
+        yield
+    finally:
+        _MLX_ON_CUDA.reset(token)
+
+
 def _mlx_array_type():
     mlx = sys.modules.get("mlx.core")
     return None if mlx is None else mlx.array
@@ -149,7 +166,11 @@ def native(op: str, name: str, x: Any) -> Any:
     - An MLX array: its DLPack export as host memory. MLX exports as a
       Metal buffer by default wherever Metal is present, but its arrays live
       in memory the CPU shares, and the CPU backend reads and writes them
-      there. Exporting evaluates the array.
+      there. Exporting evaluates the array. Within mlx_arrays_on_cuda()
+      (MLX's CUDA backend, whose arrays are CUDA managed memory that MLX
+      exports as host memory), the export is tagged "cuda_managed": the
+      native module checks that the memory is managed and hands it to the
+      CUDA backend.
     """
     torch = _torch_module()
     if torch is not None and isinstance(x, torch.Tensor):
@@ -174,6 +195,11 @@ def native(op: str, name: str, x: Any) -> Any:
             return (x.view(np.uint16), "bfloat16")
     mlx_array = _mlx_array_type()
     if mlx_array is not None and isinstance(x, mlx_array):
+        if _MLX_ON_CUDA.get():
+            kind = x.__dlpack_device__()[0]
+            if kind in (2, 13):  # kDLCUDA, kDLCUDAManaged: nothing to say
+                return x
+            return (x.__dlpack__(dl_device=(1, 0)), "cuda_managed")
         return x.__dlpack__(dl_device=(1, 0))  # DLPack's kDLCPU
     return x
 

@@ -6,6 +6,8 @@
 // (there every CUDA array is refused by the library itself).
 #pragma once
 
+#include <cstdint>
+
 namespace longattn::py {
 
 class CudaDeviceScope {
@@ -23,5 +25,15 @@ class CudaDeviceScope {
 
 // Whether this build has the CUDA backend.
 bool cuda_built();
+
+// The CUDA device that can read `p` in place when `p` is CUDA managed
+// (unified) memory, the current device; -1 for any other pointer and in a
+// build without CUDA. MLX's CUDA backend allocates every array there and
+// exports it through DLPack as host memory (python/longattn/mlx/_cuda.py).
+int managed_memory_device(const void* p);
+
+// Waits for the work queued on `stream` (a cudaStream_t, 0 = the legacy
+// default stream) of the current device; nothing without CUDA.
+void synchronize_stream(std::uintptr_t stream);
 
 }  // namespace longattn::py

@@ -34,4 +34,28 @@ CudaDeviceScope::~CudaDeviceScope() {
 
 bool cuda_built() { return true; }
 
+int managed_memory_device(const void* p) {
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    (void)cudaGetLastError();  // no device, or a pointer CUDA never saw
+    return -1;
+  }
+  if (a.type != cudaMemoryTypeManaged) return -1;
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return device;
+}
+
+void synchronize_stream(std::uintptr_t stream) {
+  if (const cudaError_t e = cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(stream));
+      e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw BackendError(std::string("[longattn] cudaStreamSynchronize: ") + cudaGetErrorName(e) +
+                       ": " + cudaGetErrorString(e));
+  }
+}
+
 }  // namespace longattn::py

@@ -8,4 +8,8 @@ CudaDeviceScope::~CudaDeviceScope() = default;
 
 bool cuda_built() { return false; }
 
+int managed_memory_device(const void*) { return -1; }
+
+void synchronize_stream(std::uintptr_t) {}
+
 }  // namespace longattn::py

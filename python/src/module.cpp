@@ -270,6 +270,9 @@ NB_MODULE(_core, m) {
   m.def("default_policy", &default_policy,
         "The fields of AttentionOptions::default_policy() as a dict.");
   m.def("cuda_built", &cuda_built, "Whether this build has the CUDA backend.");
+  m.def("_synchronize_stream", &synchronize_stream, "stream"_a,
+        "Waits for the work queued on a CUDA stream of the current device (an int\n"
+        "cudaStream_t, 0 = the legacy default stream); nothing without CUDA.");
   m.def(
       "attention_flops",
       [](std::int64_t B, std::int64_t Hq, std::int64_t Lq, std::int64_t Lk, std::int64_t D,

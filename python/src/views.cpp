@@ -68,17 +68,25 @@ std::string dlpack_dtype_name(nb::dlpack::dtype t) {
   return s;
 }
 
-// NumPy arrays of ml_dtypes.bfloat16 have neither a DLPack nor a buffer
-// export; those the fast reader does not take (a subclass of ndarray) come
-// from longattn._arrays.native() as a pair (the same memory viewed as uint16,
-// "bfloat16"). Returns the array and whether it came as such a pair.
-std::pair<nb::object, bool> unwrap_bfloat16(nb::handle obj) {
+// Arrays that come from longattn._arrays.native() as a pair (array, tag):
+// - "bfloat16": NumPy arrays of ml_dtypes.bfloat16 have neither a DLPack nor
+//   a buffer export; those the fast reader does not take (a subclass of
+//   ndarray) come as the same memory viewed as uint16;
+// - "cuda_managed": an MLX array of MLX's CUDA backend, exported as host
+//   memory, which is CUDA managed memory that the CUDA backend reads in place
+//   (checked in import()).
+enum class Tag { none, bfloat16_bits, cuda_managed };
+
+std::pair<nb::object, Tag> unwrap_tagged(nb::handle obj) {
   if (nb::isinstance<nb::tuple>(obj) && nb::len(obj) == 2) {
     const nb::object tag = obj[1];
-    if (nb::isinstance<nb::str>(tag) && std::string(nb::str(tag).c_str()) == "bfloat16")
-      return {obj[0], true};
+    if (nb::isinstance<nb::str>(tag)) {
+      const std::string name = nb::str(tag).c_str();
+      if (name == "bfloat16") return {obj[0], Tag::bfloat16_bits};
+      if (name == "cuda_managed") return {obj[0], Tag::cuda_managed};
+    }
   }
-  return {nb::borrow(obj), false};
+  return {nb::borrow(obj), Tag::none};
 }
 
 // Why an object with __dlpack__ did not export: its own error, e.g. torch's
@@ -420,7 +428,21 @@ TensorView ArraySet::import(nb::handle given, const std::string& name, Arrange a
   ArrayDesc d;
   if (!prepared.is(given) && read_fast(prepared, writable, d))
     return convert(d, name, arrange, false);
-  const auto [obj, bfloat16_bits] = unwrap_bfloat16(prepared);
+  const auto [obj, tag] = unwrap_tagged(prepared);
+  const bool bfloat16_bits = tag == Tag::bfloat16_bits;
+  // An MLX-on-CUDA array: host memory to DLPack, managed memory in fact, which
+  // the arrays' device reads; anything else is refused, never read wrongly.
+  const auto as_managed = [&](ArrayDesc& desc) {
+    if (tag != Tag::cuda_managed || desc.device_type != kDLCPU) return;
+    const int device = managed_memory_device(desc.data);
+    if (device < 0)
+      throw Unsupported(std::string("[") + op_ + "] " + name +
+                        " was given as CUDA managed memory (an MLX array on MLX's CUDA "
+                        "backend) but its memory is not: run the call on MLX's CPU device or "
+                        "through path='ops'");
+    desc.device_type = kDLCUDAManaged;
+    desc.device_id = device;
+  };
   if (cuda_device_ < 0 && nb::hasattr(obj, "__dlpack_device__")) {
     // torch exports a CUDA tensor only while its device is current; the
     // call's device is this one (or the call fails on the mismatch).
@@ -447,6 +469,7 @@ TensorView ArraySet::import(nb::handle given, const std::string& name, Arrange a
                             exporter_says(obj));
     if (!describe(a, d)) fail_rank(a);
     inputs_.push_back(std::move(a));
+    as_managed(d);
     return convert(d, name, arrange, bfloat16_bits);
   }
   nb::ndarray<> a;
@@ -462,6 +485,7 @@ TensorView ArraySet::import(nb::handle given, const std::string& name, Arrange a
   }
   if (!describe(a, d)) fail_rank(a);
   outputs_.push_back(std::move(a));
+  as_managed(d);
   return convert(d, name, arrange, bfloat16_bits);
 }
 

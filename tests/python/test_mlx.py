@@ -1,13 +1,16 @@
 """longattn.mlx: the drop-in for mx.fast.scaled_dot_product_attention, on MLX's
 CPU device (mlx[cpu] from PyPI), through both paths: "native" (longattn's C++
 CPU backend reading the MLX arrays in place) and "ops" (the chunked algorithm
-as MLX operations, what a Metal stream runs). Each case is checked against
+as MLX operations, what a Metal stream runs). With
+LONGATTN_MLX_TEST_DEVICE=gpu the same cases run on MLX's GPU (the GPU
+machine's mlx[cuda13], where "native" is longattn's CUDA kernels). Each case is checked against
 the float64 reference and against MLX's own fused call: every mask form and
 broadcast, sinks, GQA, dtypes, Lq > Lk and Lq < Lk, rows that see no key,
 chunked against single pass, the memory limit, cancellation, the report and
 the errors."""
 
 import math
+import os
 import time
 
 import numpy as np
@@ -27,9 +30,12 @@ MX_DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat
 SPLIT = longattn.Policy(fixed_query_rows=8, fixed_chunk_keys=16, budget_ms=1e-4)
 
 
+DEVICE = mx.gpu if os.environ.get("LONGATTN_MLX_TEST_DEVICE") == "gpu" else mx.cpu
+
+
 @pytest.fixture(autouse=True)
-def on_cpu():
-    with mx.stream(mx.cpu):
+def on_device():
+    with mx.stream(DEVICE):
         yield
 
 
@@ -553,3 +559,48 @@ def test_calibrate_measures_every_rate_key():
 def test_calibrate_refuses_bad_options(kwargs, message):
     with pytest.raises(longattn.InvalidArgument, match=message):
         lmx.calibrate(mx.cpu, **kwargs)
+
+
+# ---- MLX's CUDA backend: its arrays handed to longattn's CUDA kernels ----------
+
+
+def test_memory_that_is_not_cuda_managed_is_refused_not_read(rng):
+    """The CUDA route hands MLX's arrays to the CUDA kernels as managed memory;
+    memory that is not (here MLX's CPU arrays) is refused by name, never read
+    as if it were."""
+    from longattn import _arrays
+
+    q = rand(rng, (1, 2, 8, 16))
+    with _arrays.mlx_arrays_on_cuda():
+        with pytest.raises(longattn.Unsupported, match=r"\] q was given as CUDA managed memory"):
+            longattn.attention(q, q, q)
+    out = longattn.attention(q, q, q)  # outside it, the CPU backend as before
+    check(out, want(q, q, q, scale=16**-0.5), "float32", keys=8)
+
+
+CUDA_ROUTE = pytest.mark.skipif(
+    not (mx.cuda.is_available() and longattn.cuda_built()),
+    reason="needs MLX's CUDA backend (mlx[cuda13]) and longattn built with CUDA")
+
+
+@CUDA_ROUTE
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("mask", [None, "causal", "bool", "additive"])
+def test_cuda_backend_arrays_run_on_the_cuda_kernels(rng, dtype, mask):
+    q = rand(rng, (2, 8, 300, 64), dtype)
+    k, v = rand(rng, (2, 2, 700, 64), dtype), rand(rng, (2, 2, 700, 64), dtype)
+    m = mask
+    if mask == "bool":
+        m = mx.array(rng.random((300, 700)) < 0.7)
+    elif mask == "additive":
+        m = mx.array(rng.standard_normal((1, 8, 300, 700), dtype=np.float32)).astype(
+            MX_DTYPES[dtype])
+    with mx.stream(mx.gpu):
+        out, lse, rep = sdpa(q, k, v, scale=0.125, mask=m, return_lse=True, report=True,
+                             policy=SPLIT)
+        assert rep.backend == "cuda" and "mlx.ops" not in {
+            x for s in rep.submissions for x in s.kernels}
+        assert len(rep.submissions) > 1  # chunked: the running state on the GPU
+        w = want(q, k, v, mask=m, scale=0.125)
+        check(np.array(out.astype(mx.float32)), w, dtype, lse=np.array(lse), keys=700)
+        check_vs_mlx(out, q, k, v, dtype, 700, scale=0.125, mask=m)

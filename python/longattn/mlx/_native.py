@@ -36,7 +36,7 @@ from .. import _api
 OP = "longattn.mlx.scaled_dot_product_attention"
 
 
-def _new(shape, dtype, stream) -> mx.array:
+def new_output(shape, dtype, stream) -> mx.array:
     """A new array the C++ backend may write in place (see the module note)."""
     a = mx.zeros(shape, dtype=dtype, stream=stream)
     mx.eval(a)
@@ -51,7 +51,7 @@ def run(q: mx.array, k: mx.array, v: mx.array, mask: Optional[mx.array],
     which carry the causal flag, the scale and the policy. A run stopped part
     way raises with .out and .lse set to these arrays (_api._run)."""
     B, Hq, Lq = q.shape[:3]
-    out = _new((B, Hq, Lq, v.shape[3]), q.dtype, stream)
-    lse = _new((B, Hq, Lq), mx.float32, stream) if want_lse else None
+    out = new_output((B, Hq, Lq, v.shape[3]), q.dtype, stream)
+    lse = new_output((B, Hq, Lq), mx.float32, stream) if want_lse else None
     rep = _api._run(q, k, v, out, lse, mask, sinks, options, 0, progress, want_report)
     return out, lse, rep

@@ -1,6 +1,8 @@
 """longattn.mlx.scaled_dot_product_attention: the public call, MLX's
-argument rules, and the choice of path (native: the C++ CPU backend on MLX's
-CPU device, _native.py; ops: MLX operations on any stream, _executor.py).
+argument rules, and the choice of path (native: longattn's C++ backend of
+the stream's device, the CPU backend on MLX's CPU device, _native.py, the
+CUDA kernels on MLX's CUDA backend, _cuda.py; ops: MLX operations on any
+stream, _executor.py, the only path on Metal).
 
 Checked here: what MLX itself checks before its own call and longattn's C++
 boundary cannot see (the dtype promotion of q, k, v, mask and sinks; the
@@ -18,7 +20,7 @@ import mlx.core as mx
 from .. import _api
 from .._api import DeviceProfile, Policy, ProgressCallback
 from .._errors import InvalidArgument, Unsupported
-from . import _executor, _native, _profile
+from . import _cuda, _executor, _native, _profile
 from ._state import Call
 
 OP = "longattn.mlx.scaled_dot_product_attention"
@@ -143,8 +145,10 @@ def scaled_dot_product_attention(
             denominator only; its dtype must promote to the output's.
         stream: the MLX stream or device to run on (default: the default
             device's stream). On MLX's CPU device the call runs on longattn's
-            C++ CPU backend, reading and writing the arrays in place; on a
-            GPU stream, as MLX operations on that stream (see `path`).
+            C++ CPU backend, on MLX's CUDA backend on longattn's CUDA kernels
+            (where longattn was built with CUDA), both reading and writing
+            the arrays in place; on Metal, as MLX operations on that stream
+            (see `path`).
         budget_ms: time budget of one submission, ms (overrides
             policy.budget_ms); 0 = none. Default DEFAULT_BUDGET_MS (250),
             a twentieth of the macOS watchdog.
@@ -161,12 +165,15 @@ def scaled_dot_product_attention(
         return_lse: also return the natural-log LSE, float32 [B, Hq, Lq].
         profile: the DeviceProfile to plan with, refined in place by what
             the call measures. Default: the process-wide one of the path
-            taken (longattn's CPU profile on the native path,
+            taken (longattn's CPU or CUDA profile on the native path,
             longattn.mlx.default_profile(device) on the operations path;
-            longattn.mlx.calibrate() measures one).
-        path: "auto" (native on MLX's CPU device, else operations), "native"
-            (CPU device only) or "ops" (MLX operations on any stream; tests
-            force it on the CPU).
+            longattn.mlx.calibrate() measures one). A profile of the
+            operations path (backend "mlx.*") keeps a call there.
+        path: "auto" (native where the stream's device has a longattn
+            backend: MLX's CPU, MLX's CUDA backend with longattn built with
+            CUDA; else operations), "native" (refused where there is no such
+            backend, e.g. Metal) or "ops" (MLX operations on any stream;
+            tests force it on the CPU).
         force_fused: accepted for MLX's signature; no effect (longattn never
             materializes the whole score matrix, which is what MLX's flag
             avoids).
@@ -200,18 +207,24 @@ def scaled_dot_product_attention(
     if path not in ("auto", "native", "ops"):
         raise InvalidArgument(f"[{OP}] path = {path!r} must be 'auto', 'native' or 'ops'")
     on_cpu = s.device.type == mx.cpu
-    if path == "native" and not on_cpu:
+    native_here = on_cpu or _cuda.available(s.device)
+    if path == "native" and not native_here:
         raise InvalidArgument(
-            f"[{OP}] path = 'native' runs on MLX's CPU device; stream = {s} is not on it")
+            f"[{OP}] path = 'native' runs on MLX's CPU device, or on MLX's CUDA backend with "
+            f"longattn built with CUDA; stream = {s} is neither: use path='ops'")
+    ops_profile = profile is not None and profile.backend.startswith("mlx.")
+    empty = any(x.size == 0 for x in (q, k, v))
     pol = _policy(policy, budget_ms)
     mx.eval(*(x for x in (q, k, v, mask, sinks) if isinstance(x, mx.array)))
 
-    if on_cpu and path != "ops":
+    if native_here and path != "ops" and not (ops_profile and path == "auto") and (
+            on_cpu or not empty):
         options = _api._native_options(OP, isinstance(mask, str), scale, pol, None, profile,
                                        None, "bhsd")
         sinks32 = None if sinks is None else sinks.astype(mx.float32, stream=s)
         array_mask = mask if isinstance(mask, mx.array) else None
-        out, lse, rep = _native.run(q, k, v, array_mask, sinks32, s, options, want_lse, progress,
+        backend = _native if on_cpu else _cuda
+        out, lse, rep = backend.run(q, k, v, array_mask, sinks32, s, options, want_lse, progress,
                                     want_report)
     else:
         prof = profile if profile is not None else _profile.process_profile(s.device)
