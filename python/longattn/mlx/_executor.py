@@ -293,6 +293,8 @@ class _Run:
         if probing:
             return True  # the probe's measurement replaces the guess the plan came from
         rate = self.profile.rate_gflops(self.key)
+        if ms > self.target and rate < planned_rate:
+            return True  # over the target: the rest at the slower rate, now
         if abs(math.log(rate / planned_rate)) <= math.log(_REPLAN_RATIO):
             return False
         next_ms = queue[0].predicted_ms * planned_rate / rate

@@ -38,9 +38,13 @@ _INITIAL = {
 
 _PROFILES: Dict[str, DeviceProfile] = {}
 
-# A measured rate moves the profile's this share of the way (in log space)
-# per run, so that one noisy submission cannot swing later plans; a guess is
-# replaced outright.
+# A faster measurement moves the profile's rate this share of the way (in log
+# space) per run, so that one noisy submission cannot swing later plans to
+# longer submissions; a slower one is taken outright (the next submission
+# must fit the budget at the rate just seen: measured on the GPU machine's
+# MLX CUDA backend, late causal rows ran 1.5x slower a FLOP than early ones,
+# and halfway steps left ten submissions in a row 2-8% over budget); a guess
+# is replaced outright.
 _STEP = 0.5
 # One measurement moves a measured rate by at most this factor.
 _MAX_STEP = 8.0
@@ -103,7 +107,7 @@ def refine(profile: DeviceProfile, key: str, flops: float, measured_ms: float,
         rates[key] = seen
     else:
         step = min(max(seen / old, 1 / _MAX_STEP), _MAX_STEP)
-        rates[key] = old * step**_STEP
+        rates[key] = old * (step if step < 1 else step**_STEP)
     profile.gflops = rates
     profile.samples += 1
     return seen
