@@ -149,7 +149,9 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // Packed: 64 / group queries of each of the group's heads; rows are
   // head-major (row r = head (r / QT), query (r % QT)), as the Q box lands.
   const int QT = kPacked ? BM / static_cast<int>(p.group) : BM;
-  const TileRange tr = kPacked ? packed_tile_range<BN>(p, QT) : tile_range<BM, BN>(p);
+  const TileRange tr = kPacked ? packed_tile_range<BN>(p, QT)
+                       : kMask ? tile_range_heads_inner<BM, BN>(p)
+                               : tile_range<BM, BN>(p);
   const i64 b = tr.b, h = tr.h, hkv = tr.hkv, qt0 = tr.qt0, qt1 = tr.qt1, kend = tr.kend;
   const i64 t_beg = tr.t_beg, t_end = tr.t_end;
   const int split = tr.split;
