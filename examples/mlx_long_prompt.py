@@ -8,6 +8,9 @@ finishes.
     python examples/mlx_long_prompt.py                       # 16K tokens, 250 ms budget
     python examples/mlx_long_prompt.py --tokens 131072 --budget-ms 100
     python examples/mlx_long_prompt.py --device cpu --tokens 4096 --check
+    python examples/mlx_long_prompt.py --device gpu --tokens 131072 --budget-ms 50 --check
+                               # Linux, mlx[cuda13]: longattn's CUDA kernels (longattn
+                               # built with CUDA), or --path ops for MLX operations
 
 In a model, the change is one line: where mlx-lm's attention calls
 mx.fast.scaled_dot_product_attention(q, k, v, scale=..., mask=...), call
@@ -65,7 +68,9 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
     ap.add_argument("--budget-ms", type=float, default=lmx.DEFAULT_BUDGET_MS)
     ap.add_argument("--device", choices=["default", "cpu", "gpu"], default="default")
-    ap.add_argument("--path", choices=["auto", "native", "ops"], default="auto")
+    ap.add_argument("--path", choices=["auto", "native", "ops"], default="auto",
+                    help="native: longattn's C++ backend of the device (CPU; CUDA under "
+                    "mlx[cuda13]); ops: MLX operations (what Metal runs)")
     ap.add_argument("--no-rope", action="store_true")
     ap.add_argument("--check", action="store_true",
                     help="also run MLX's fused call and print the largest difference")
