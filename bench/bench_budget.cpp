@@ -23,13 +23,20 @@
 // budgeted runs are seconds apart and drift by several percent, which a
 // pair shares.
 //
+// --splits 48x3072,192x768 runs the split alone: fixed query groups x key
+// chunks (Policy::fixed_query_rows, fixed_chunk_keys), no budget, so no
+// timing or re-planning, to separate what the split costs from what the
+// budget's machinery does.
+//
 //   bench_budget [--quick] [--threads N] [--budgets 10,50,200] [--shape square|prefill]
-//                [--pairs N] [--profile PATH] [--save-profile PATH] [--json PATH]
+//                [--pairs N] [--splits RxK,...] [--profile PATH] [--save-profile PATH]
+//                [--json PATH]
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/bench_util.hpp"
@@ -50,8 +57,24 @@ struct Args {
   bool quick = false;
   int threads = 0, pairs = 0;
   std::vector<double> budgets{200, 50, 10};
+  std::vector<std::string> splits;  // "ROWSxKEYS"
   std::string shape, profile, save_profile, json;
 };
+
+// "48x3072" as (48, 3072); exits with a message naming the option otherwise.
+std::pair<std::int64_t, std::int64_t> split_of(const std::string& text) {
+  const std::size_t x = text.find('x');
+  char* end = nullptr;
+  const long long rows = x == std::string::npos ? 0 : std::strtoll(text.c_str(), &end, 10);
+  const long long keys =
+      rows > 0 && end == text.c_str() + x ? std::strtoll(text.c_str() + x + 1, &end, 10) : 0;
+  if (rows <= 0 || keys <= 0 || *end != '\0') {
+    std::fprintf(stderr, "bench_budget: --splits %s: each must be ROWSxKEYS, e.g. 48x3072\n",
+                 text.c_str());
+    std::exit(2);
+  }
+  return {rows, keys};
+}
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -66,6 +89,9 @@ Args parse(int argc, char** argv) {
   app.add_option("--pairs", a.pairs,
                  "then N back-to-back pairs (single pass, budgeted) per budget: median overhead")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--splits", a.splits,
+                 "then each fixed split ROWSxKEYS (query rows x key chunk) alone, no budget")
+      ->delimiter(',');
   app.add_option("--profile", a.profile, "start from this saved device profile");
   app.add_option("--save-profile", a.save_profile, "save the refined profile here");
   app.add_option("--json", a.json, "write the runs as JSON here");
@@ -138,12 +164,15 @@ int main(int argc, char** argv) {
     const auto ov = longattn::contiguous(o.data(), dt, {sh.B, sh.Hq, sh.Lq, sh.D});
     const double flops = longattn::attention_flops(sh.B, sh.Hq, sh.Lq, sh.Lk, sh.D, sh.D, true);
 
-    auto run = [&](const std::string& label, double budget, longattn::DeviceProfile& profile) {
+    auto run = [&](const std::string& label, double budget, longattn::DeviceProfile& profile,
+                   std::pair<std::int64_t, std::int64_t> split = {0, 0}) {
       longattn::AttentionOptions opt;
       opt.causal = true;
       opt.threads = threads;
       opt.profile = &profile;
       opt.policy.budget_ms = budget;
+      opt.policy.fixed_query_rows = split.first;
+      opt.policy.fixed_chunk_keys = split.second;
       Run r{label, budget, {}, 0};
       opt.report = &r.rep;
       const double c0 = lb::cpu_ms();
@@ -219,6 +248,13 @@ int main(int argc, char** argv) {
       report(run(std::to_string(static_cast<int>(b)) + " (cold)", b, fresh));
     }
     for (double b : a.budgets) report(run(std::to_string(static_cast<int>(b)), b, prof));
+    for (const std::string& sp : a.splits) {
+      try {
+        report(run("split " + sp, 0, prof, split_of(sp)));
+      } catch (const longattn::Error& e) {  // a split the planner refuses
+        std::printf("split %-6s refused: %s\n", sp.c_str(), e.what());
+      }
+    }
     for (double b : a.budgets) {
       if (a.pairs == 0) break;
       std::vector<double> wall, cpu;
