@@ -31,7 +31,9 @@ _LEGACY_DEFAULT_STREAM = 0
 def available(device: mx.Device) -> bool:
     """Whether calls on `device` can run on longattn's CUDA kernels: an MLX
     GPU device of MLX's CUDA backend, and a longattn built with CUDA."""
-    return device.type == mx.gpu and mx.cuda.is_available() and _api.cuda_built()
+    cuda = getattr(mx, "cuda", None)  # MLX releases before its CUDA backend have none
+    return (device.type == mx.gpu and cuda is not None and cuda.is_available()
+            and _api.cuda_built())
 
 
 def run(q: mx.array, k: mx.array, v: mx.array, mask: Optional[mx.array],
