@@ -306,9 +306,9 @@ __device__ __forceinline__ TileRange tile_range(const KernelParams& p) {
 // the whole mask from DRAM (ncu, 16K d128 bias of 512 MB over 32 heads:
 // 17.6 GB from DRAM before, 3.1 GB after; the time did not change, the bias
 // is not DRAM-bound, but the bandwidth is left to whatever runs beside). A
-// per-head mask is read once either way. Chosen at
-// compile time: a run-time choice between the two orders cost the masked
-// consumers 72 bytes of register spills.
+// per-head mask is read once either way. Chosen at compile time: a run-time
+// choice between the two orders cost the masked consumers 72 bytes of
+// register spills.
 template <int BM, int BN>
 __device__ __forceinline__ TileRange tile_range_heads_inner(const KernelParams& p) {
   TileRange t;
