@@ -530,7 +530,8 @@ def test_bad_input_names_the_argument(path, change, error, message):
      longattn.InvalidArgument, "sinks.dtype = mlx.core.float16 does not promote", True),
     # MLX's CPU computes float64; longattn does not (a documented difference).
     # (Made on the CPU stream: MLX's GPU has no float64 arrays.)
-    (dict(q=mx.zeros((1, 2, 3, 8), dtype=mx.float64, stream=mx.cpu)), longattn.Unsupported, "float64", False),
+    (dict(q=mx.zeros((1, 2, 3, 8), dtype=mx.float64, stream=mx.cpu)), longattn.Unsupported,
+     "float64", False),
 ])
 def test_dtype_rules_are_mlx_rules(change, error, message, mlx_too):
     args = dict(q=mx.zeros((1, 2, 3, 8)), k=mx.zeros((1, 2, 4, 8)), v=mx.zeros((1, 2, 4, 8)),
@@ -598,6 +599,10 @@ CUDA_ROUTE = pytest.mark.skipif(
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("mask", [None, "causal", "bool", "additive"])
 def test_cuda_backend_arrays_run_on_the_cuda_kernels(rng, dtype, mask):
+    """On MLX's CUDA backend the call runs on longattn's CUDA kernels (the
+    report names them), chunked into one-dispatch submissions, and MLX's
+    later operations (the float32 casts below, on its GPU stream) read the
+    finished result: O and LSE against float64 and against MLX's call."""
     q = rand(rng, (2, 8, 300, 64), dtype)
     k, v = rand(rng, (2, 2, 700, 64), dtype), rand(rng, (2, 2, 700, 64), dtype)
     m = mask
