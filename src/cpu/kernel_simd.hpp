@@ -89,6 +89,17 @@ inline v8f exp2v(v8f x) { return exp2_vec<v8f, v8i>(x); }
 
 inline float exp2s(float x) { return x == -INFINITY ? 0.f : std::exp2(x); }
 
+// Walks C[M x N] (M % 6 == 0, N % 16 == 0) in blocks of 6 rows x 16 NV
+// columns, the first NV of the list for as many columns as it covers, then
+// the next for the rest, and calls block.template operator()<NV>(i, j) for
+// each block at row i, column j. The list must end with 1.
+template <int NV, int... Narrower, class Block>
+inline void for_blocks(int M, int N, Block&& block, int j = 0) {
+  for (; j + 16 * NV <= N; j += 16 * NV)
+    for (int i = 0; i < M; i += 6) block.template operator()<NV>(i, j);
+  if constexpr (sizeof...(Narrower) > 0) for_blocks<Narrower...>(M, N, block, j);
+}
+
 // C[6 x 16] (+)= A[6 x K] . B[K x 16]; A row-major (lda), B row-major (ldb).
 // 12 accumulators + 2 B vectors + 1 broadcast fill the 16 AVX registers.
 template <bool kAccumulate>
@@ -199,13 +210,9 @@ inline void micro_bf16(int KP, const std::uint32_t* A, std::int64_t lda, const s
 template <bool kAccumulate>
 void gemm_bf16(int M, int N, int KP, const std::uint32_t* A, std::int64_t lda,
                const std::uint32_t* Bm, std::int64_t ldb, float* C, std::int64_t ldc) {
-  int j = 0;
-  for (; j + 64 <= N; j += 64)
-    for (int i = 0; i < M; i += 6)
-      micro_bf16<kAccumulate, 4>(KP, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
-  for (; j < N; j += 16)
-    for (int i = 0; i < M; i += 6)
-      micro_bf16<kAccumulate, 1>(KP, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+  for_blocks<4, 1>(M, N, [&]<int NV>(int i, int j) {
+    micro_bf16<kAccumulate, NV>(KP, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+  });
 }
 
 #endif
@@ -270,20 +277,13 @@ void gemm(int M, int N, int K, const float* A, std::int64_t lda, const float* Bm
 #if defined(__AVX512F__)
   // 64 columns at a time, then what is left in 32s and 16s (a head dim that
   // is not a multiple of 64).
-  int j = 0;
-  for (; j + 64 <= N; j += 64)
-    for (int i = 0; i < M; i += 6)
-      micro_6xv<kAccumulate, 4>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
-  for (; j + 32 <= N; j += 32)
-    for (int i = 0; i < M; i += 6)
-      micro_6xv<kAccumulate, 2>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
-  for (; j < N; j += 16)
-    for (int i = 0; i < M; i += 6)
-      micro_6xv<kAccumulate, 1>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+  for_blocks<4, 2, 1>(M, N, [&]<int NV>(int i, int j) {
+    micro_6xv<kAccumulate, NV>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+  });
 #else
-  for (int j = 0; j < N; j += 16)
-    for (int i = 0; i < M; i += 6)
-      micro_6x16<kAccumulate>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+  for_blocks<1>(M, N, [&]<int>(int i, int j) {
+    micro_6x16<kAccumulate>(K, A + i * lda, lda, Bm + j, ldb, C + i * ldc + j, ldc);
+  });
 #endif
 }
 
