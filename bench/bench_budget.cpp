@@ -96,6 +96,7 @@ Args parse(int argc, char** argv) {
   app.add_option("--save-profile", a.save_profile, "save the refined profile here");
   app.add_option("--json", a.json, "write the runs as JSON here");
   lb::parse_or_exit(app, argc, argv);
+  for (const std::string& sp : a.splits) split_of(sp);  // a bad one exits now, not after runs
   return a;
 }
 

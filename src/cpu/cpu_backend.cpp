@@ -75,11 +75,11 @@ Path choose_path() {
   constexpr bool kAutoAmx = true;
 #endif
   if (want == "auto" || want.empty())
-    return kAutoAmx && have_avx512bf16() && why_no_amx().empty() ? Path::amx
-           : have_avx512bf16()                                   ? Path::avx512bf16
-           : have_avx512()                                       ? Path::avx512
-           : have_avx2()                                         ? Path::avx2
-                                                                 : Path::generic;
+    return kAutoAmx && why_no_amx().empty() ? Path::amx
+           : have_avx512bf16()              ? Path::avx512bf16
+           : have_avx512()                  ? Path::avx512
+           : have_avx2()                    ? Path::avx2
+                                            : Path::generic;
   if (want == "generic") return Path::generic;
   if (want == "avx2") {
     if (!have_avx2())

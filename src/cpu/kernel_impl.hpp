@@ -173,14 +173,15 @@ class Rectangle {
     dot_ = kBf16Dot && p.dtype == DType::bfloat16 && rows_ >= 24;
     // AMX tiles take 32 rows at a time (two tiles of 16) and K in steps of
     // 16 pairs: rows and Q's pairs are padded with zeros to those.
-    rows_pad_ = round_up(rows_, dot_ && kAmx ? 32 : 6);
+    tiles_ = dot_ && kAmx;
+    rows_pad_ = round_up(rows_, tiles_ ? 32 : 6);
     dpairs_ = static_cast<int>((p.D + 1) / 2);
-    qk_pairs_ = dot_ && kAmx ? round_up(dpairs_, 16) : dpairs_;
+    qk_pairs_ = tiles_ ? round_up(dpairs_, 16) : dpairs_;
   }
 
   // Whether this rectangle's items multiply on AMX tiles (each thread that
   // runs them loads the tile configuration first).
-  bool uses_tiles() const { return dot_ && kAmx; }
+  bool uses_tiles() const { return tiles_; }
 
   std::int64_t items_per_head() const { return (r_.q1 - r_.q0 + nq_ - 1) / nq_; }
   std::int64_t run_start(std::int64_t run) const { return r_.q0 + run * nq_; }
@@ -517,8 +518,7 @@ class Rectangle {
   // Returns false if no row saw any key.
   bool softmax_bf16(int r0, int r1, float sc, Scratch& s) const {
 #if defined(__AVX512BF16__)
-    constexpr int KP = kKeys / 2, NV = kKeys / 16;
-    static_assert(kKeys % 32 == 0);
+    constexpr int KP = kKeys / 2, NV = kKeys / 16;  // kKeys % 32 == 0 (kernel_simd.hpp)
     bool any = false;
     for (int r = r0; r < r1; ++r) {
       const float* row = s.s.data() + r * kKeys;
@@ -701,9 +701,10 @@ class Rectangle {
   Mode mode_;
   StateView st_;
   int nq_ = 1, rows_ = 1, rows_pad_ = 6, dvp_ = 16;
-  bool dot_ = false;  // bfloat16 products (kBf16Dot)
-  int dpairs_ = 1;    // bfloat16 pairs of a Q or K row: D / 2 rounded up
-  int qk_pairs_ = 1;  // the same padded for AMX (a multiple of 16): Q's row stride in s.qb
+  bool dot_ = false;    // bfloat16 products (kBf16Dot)
+  bool tiles_ = false;  // on AMX tiles (dot_ in the AMX build)
+  int dpairs_ = 1;      // bfloat16 pairs of a Q or K row: D / 2 rounded up
+  int qk_pairs_ = 1;    // the same padded for AMX (a multiple of 16): Q's row stride in s.qb
 };
 
 // The AMX tile configuration, loaded on the thread that constructs it when

@@ -23,10 +23,7 @@ from typing import Any, Optional, Tuple
 import mlx.core as mx
 
 from .. import _api, _arrays, _core
-from ._native import new_output
-
-_LEGACY_DEFAULT_STREAM = 0
-
+from . import _native
 
 def available(device: mx.Device) -> bool:
     """Whether calls on `device` can run on longattn's CUDA kernels: an MLX
@@ -39,17 +36,13 @@ def available(device: mx.Device) -> bool:
 def run(q: mx.array, k: mx.array, v: mx.array, mask: Optional[mx.array],
         sinks: Optional[mx.array], stream: mx.Stream, options: Any, want_lse: bool, progress,
         want_report: bool) -> Tuple[mx.array, Optional[mx.array], Any]:
-    """(O, LSE or None, the report or None) from longattn's CUDA backend, as
-    _native.run is from its CPU backend."""
-    B, Hq, Lq = q.shape[:3]
-    out = new_output((B, Hq, Lq, v.shape[3]), q.dtype, stream)
-    lse = new_output((B, Hq, Lq), mx.float32, stream) if want_lse else None
+    """(O, LSE or None, the report or None) from longattn's CUDA backend:
+    _native.run with MLX's arrays passed as managed memory."""
     try:
         with _arrays.mlx_arrays_on_cuda():
-            rep = _api._run(q, k, v, out, lse, mask, sinks, options, _LEGACY_DEFAULT_STREAM,
-                            progress, want_report)
+            return _native.run(q, k, v, mask, sinks, stream, options, want_lse, progress,
+                               want_report)
     finally:
         # A call without chunking only enqueues its kernels; a stopped one
         # may leave some in flight. Either way MLX must not read out early.
-        _core._synchronize_stream(_LEGACY_DEFAULT_STREAM)
-    return out, lse, rep
+        _core._synchronize_stream(_native.CUDA_STREAM)

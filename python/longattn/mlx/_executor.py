@@ -254,9 +254,9 @@ class _Run:
                     self._dispatch(d, fused_ok)
                 self._evaluate()
                 ms = (time.perf_counter() - t0) * 1e3
-                self._record(sub, ms, fused_ok)
-                # The fused kernel's speed says nothing about the operations'.
                 flops = sum(d.flops for d in sub.dispatches)
+                self._record(sub, flops, ms, fused_ok)
+                # The fused kernel's speed says nothing about the operations'.
                 if flops > 0 and not fused_ok:
                     _profile.refine(self.profile, self.key, flops, ms,
                                     max(1, self.pieces_run - pieces0))
@@ -272,9 +272,8 @@ class _Run:
         self._close(plan, time.perf_counter() - t_call, completed=True)
         return out, lse, self.report
 
-    def _record(self, sub: Submission, ms: float, fused_run: bool) -> None:
+    def _record(self, sub: Submission, flops: float, ms: float, fused_run: bool) -> None:
         r = self.report
-        flops = sum(d.flops for d in sub.dispatches)
         over = r.budget_ms > 0 and ms > r.budget_ms
         r.submissions.append(SubmissionReport(
             dispatches=len(sub.dispatches), kernels=["mlx.fused" if fused_run else "mlx.ops"],

@@ -1,5 +1,6 @@
 """The native path: on MLX's CPU device, the call goes to longattn's C++ CPU
-backend, reading the evaluated MLX arrays in place.
+backend, reading the evaluated MLX arrays in place (on MLX's CUDA backend,
+_cuda.py runs the same code with the arrays passed as CUDA memory).
 
 The inputs reach the native module as they are: longattn._arrays.native()
 exports an MLX array through DLPack as host memory (MLX's default export on
@@ -33,10 +34,13 @@ import mlx.core as mx
 
 from .. import _api
 
-OP = "longattn.mlx.scaled_dot_product_attention"
+
+# The CUDA stream of the C++ call: CUDA's legacy default stream (the CPU
+# backend has none; _cuda.py waits for it).
+CUDA_STREAM = 0
 
 
-def new_output(shape, dtype, stream) -> mx.array:
+def _new(shape, dtype, stream) -> mx.array:
     """A new array the C++ backend may write in place (see the module note)."""
     a = mx.zeros(shape, dtype=dtype, stream=stream)
     mx.eval(a)
@@ -46,12 +50,12 @@ def new_output(shape, dtype, stream) -> mx.array:
 def run(q: mx.array, k: mx.array, v: mx.array, mask: Optional[mx.array],
         sinks: Optional[mx.array], stream: mx.Stream, options: Any, want_lse: bool, progress,
         want_report: bool) -> Tuple[mx.array, Optional[mx.array], Any]:
-    """(O, LSE or None, the report or None) from longattn's CPU backend.
+    """(O, LSE or None, the report or None) from longattn's C++ backend.
     `options`: the checked native options (longattn._api._native_options),
     which carry the causal flag, the scale and the policy. A run stopped part
     way raises with .out and .lse set to these arrays (_api._run)."""
     B, Hq, Lq = q.shape[:3]
-    out = new_output((B, Hq, Lq, v.shape[3]), q.dtype, stream)
-    lse = new_output((B, Hq, Lq), mx.float32, stream) if want_lse else None
-    rep = _api._run(q, k, v, out, lse, mask, sinks, options, 0, progress, want_report)
+    out = _new((B, Hq, Lq, v.shape[3]), q.dtype, stream)
+    lse = _new((B, Hq, Lq), mx.float32, stream) if want_lse else None
+    rep = _api._run(q, k, v, out, lse, mask, sinks, options, CUDA_STREAM, progress, want_report)
     return out, lse, rep
