@@ -279,9 +279,10 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // and read from there: copied with cp.async, 16 bytes at a time, where
   // rows are 16-byte aligned (stage_mask), else element by element; either
   // way the copy starts before the previous tile's P V (start_mask). Rows
-  // past the rectangle and keys past Lk are zeros. Row r starts at r row_bytes + 16 (r / 2)
-  // (hopper_smem_bytes), so that the eight rows a warp reads at once fall in four bank groups, and
-  // each thread reads its pairs at constant offsets from a row start.
+  // past the rectangle and keys past Lk are zeros. Row r starts at
+  // r row_bytes + 16 (r / 2) (hopper_mask_stage_bytes), so that the eight
+  // rows a warp reads at once fall in four bank groups, and each thread
+  // reads its pairs at constant offsets from a row start.
   const int es = masked ? mask_elem_bytes(p) : 1;
   const int row_bytes = BN * es, chunks = row_bytes / 16;
   const std::uint32_t sMw = sM + cw * hopper_mask_stage_bytes(BN);

@@ -185,8 +185,8 @@ constexpr int kSm90SmemBytes = 232448;
 constexpr int hopper_smem_bytes(HopperConfig c, int d) {
   // Q tile + stages x (K and V tiles) + barriers + each consumer's mask
   // copy, + 1024 for aligning the base to the 128-byte swizzle's 1024-byte
-  // pattern. At most 231680 bytes (D = 128 and 256), under kSm90SmemBytes
-  // (launch_hopper_as asserts it for every configuration).
+  // pattern. Under kSm90SmemBytes for every configuration (launch_hopper_as
+  // asserts it).
   return (c.block_m + 2 * c.stages * c.block_n) * d * 2 + kHopperBarrierBytes +
          hopper_consumers(c) * hopper_mask_stage_bytes(c.block_n) + 1024;
 }

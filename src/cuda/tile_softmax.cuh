@@ -64,7 +64,7 @@ __device__ __forceinline__ Cols visible_cols(const KernelParams& p, i64 q, i64 q
 // and the row steps below only hide or add: without the test hoisted, the
 // compiler kept the cap's code in every element's select (masked tiles ran
 // at a quarter of the unmasked speed).
-// kCap false: the caller knows there is no soft-cap (no tanh code).
+// kCap false: the caller knows there is no soft-cap (no cap code).
 template <bool kCap = true, int NS>
 __device__ __forceinline__ void scale_tile(const KernelParams& p, float (&s)[NS][4]) {
   if (kCap && p.softcap_log2 > 0.f) {
