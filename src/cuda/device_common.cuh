@@ -124,6 +124,21 @@ __device__ __forceinline__ void with_mask_elem(const KernelParams& p, F&& f) {
   }
 }
 
+// Two adjacent 16-bit additive mask elements held in a register (the
+// lower key in the low half, as ldmatrix leaves them) applied to base-2
+// logits x0, x1: v log2(e) added.
+template <MaskElem E>
+__device__ __forceinline__ void apply_mask_bits(std::uint32_t bits, float& x0, float& x1) {
+  static_assert(mask_elem_size<E> == 2 && E != MaskElem::b8);
+  float2 v;
+  if constexpr (E == MaskElem::f16)
+    v = __half22float2(*reinterpret_cast<const __half2*>(&bits));
+  else
+    v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&bits));
+  x0 = fmaf(v.x, core::kLog2e, x0);
+  x1 = fmaf(v.y, core::kLog2e, x1);
+}
+
 // Two adjacent mask elements of type E at `at` applied to base-2 logits
 // x0, x1: a false boolean hides (-inf), an additive value v adds
 // v log2(e).
@@ -133,16 +148,12 @@ __device__ __forceinline__ void apply_mask_pair(const char* at, float& x0, float
     const uchar2 v = *reinterpret_cast<const uchar2*>(at);
     x0 = v.x ? x0 : -INFINITY;
     x1 = v.y ? x1 : -INFINITY;
-  } else {
-    float2 v;
-    if constexpr (E == MaskElem::f32)
-      v = *reinterpret_cast<const float2*>(at);
-    else if constexpr (E == MaskElem::f16)
-      v = __half22float2(*reinterpret_cast<const __half2*>(at));
-    else
-      v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(at));
+  } else if constexpr (E == MaskElem::f32) {
+    const float2 v = *reinterpret_cast<const float2*>(at);
     x0 = fmaf(v.x, core::kLog2e, x0);
     x1 = fmaf(v.y, core::kLog2e, x1);
+  } else {
+    apply_mask_bits<E>(*reinterpret_cast<const std::uint32_t*>(at), x0, x1);
   }
 }
 
@@ -364,11 +375,15 @@ __device__ __forceinline__ std::uint32_t smem_addr(const void* p) {
   return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// 16-byte asynchronous copy global -> shared; zero-fills when !valid.
+// 16-byte asynchronous copy global -> shared (a shared-window address):
+// the first `bytes` (0..16) from gmem, zeros after them.
+__device__ __forceinline__ void cp_async16(std::uint32_t smem, const void* gmem, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem),
+               "r"(bytes));
+}
+// The same to a generic pointer; zero-fills when !valid.
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const int n = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
-               "r"(n));
+  cp_async16(smem_addr(smem), gmem, valid ? 16 : 0);
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }

@@ -277,47 +277,56 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
 
   // The consumer's rows of a partial tile's mask, staged in shared memory
   // and read from there: copied with cp.async, 16 bytes at a time, where
-  // rows are 16-byte aligned (stage_mask), else element by element; either
-  // way the copy starts before the previous tile's P V (start_mask). Rows
-  // past the rectangle and keys past Lk are zeros. Row r starts at
-  // r row_bytes + 16 (r / 2) (hopper_mask_stage_bytes), so that the eight
-  // rows a warp reads at once fall in four bank groups, and each thread
-  // reads its pairs at constant offsets from a row start.
+  // rows are 16-byte aligned (p.stage_mask), else element by element;
+  // either way the copy starts before the previous tile's P V (start_mask).
+  // Rows past the rectangle and keys past Lk are zeros. Row r's 16-byte
+  // chunk c lies at chunk c ^ (r % 8) of the row, so that the eight rows a
+  // warp reads at once (16-bit masks by ldmatrix, others a pair at a time)
+  // fall in distinct bank groups.
   const int es = masked ? mask_elem_bytes(p) : 1;
   const int row_bytes = BN * es, chunks = row_bytes / 16;
+  const int swz = min(chunks, 8) - 1;
   const std::uint32_t sMw = sM + cw * hopper_mask_stage_bytes(BN);
-  auto mask_row_at = [&](int r) { return r * row_bytes + 16 * (r / 2); };
-  const char* const mrow = generic(sMw);
+  const char* const mrows = generic(sMw);
+  // Byte offset of (row r, byte c of its keys) in the copy.
+  auto mask_at = [&](int r, int c) {
+    return r * row_bytes + ((((c >> 4) ^ (r & swz)) << 4) | (c & 15));
+  };
   // Element offset of the mask's (row r, key j).
   auto mask_off = [&](int r, i64 j) {
     return b * p.mask_stride[0] + row_head(r) * p.mask_stride[1] + row_query(r) * p.mask_stride[2] +
            j * p.mask_stride[3];
   };
-  // The unpacked kernel's rows are consecutive queries of one head, and when
-  // 128 is a multiple of a row's chunks each thread copies one column chunk
-  // of every (128 / chunks)-th row: its source moves by a constant stride
-  // from row to row. Hoisting that address arithmetic out of the copy loop
-  // matters: computed per chunk (64-bit offsets from four strides), it was
-  // 1.6 G of the 3.7 G warp instructions a bfloat16 bias added (ncu, 16K
-  // d128: 7.1 G -> 5.5 G, against 3.4 G on a mask the kernel never reads).
-  const bool strided_copy = !kPacked && 128 % chunks == 0;
   const int copy_rows = static_cast<int>(min(i64{64}, max(i64{0}, qt1 - qt0 - cw * 64)));
+  // The unpacked kernel's rows are consecutive queries of one head: each
+  // thread copies one column chunk of every (128 / chunks)-th row, its
+  // source a constant stride further each row. Instantiated per element
+  // type, so that the chunk count is a constant and the row loop unrolls
+  // into immediate offsets: with a run-time count, its divisions and loop
+  // took a quarter of the consumers' issue slots on a bias (ncu, 16K d128).
+  const bool strided_copy = masked && p.stage_mask && !kPacked;
+  auto stage_strided = [&](auto elem, i64 kt) {
+    constexpr int kEs = mask_elem_size<decltype(elem)::value>;
+    constexpr int kRowBytes = BN * kEs, kChunks = kRowBytes / 16, kStep = 128 / kChunks;
+    static_assert(128 % kChunks == 0 && 64 % kStep == 0);
+    const int ch = ctid % kChunks, r0 = ctid / kChunks;
+    const i64 col = kt + ch * 16 / kEs;
+    const int valid = col < p.Lk ? static_cast<int>(min(i64{16}, (p.Lk - col) * kEs)) : 0;
+    const char* src = static_cast<const char*>(p.mask) + mask_off(r0, col) * kEs;
+    const i64 stride = p.mask_stride[2] * kEs * kStep;
+#pragma unroll
+    for (int k = 0; k < 64 / kStep; ++k, src += stride) {
+      const int r = r0 + k * kStep, v = r < copy_rows ? valid : 0;
+      // Rows kStep apart share r % 8 where kStep is a multiple of 8.
+      const int at =
+          kStep % 8 == 0 ? mask_at(r0, ch * 16) + k * kStep * kRowBytes : mask_at(r, ch * 16);
+      cp_async16(sMw + at, v > 0 ? src : static_cast<const char*>(p.mask), v);
+    }
+  };
   auto stage_mask = [&](i64 kt) {
     sm90::named_barrier_sync(1 + cw, 128);  // every thread is done with the last tile's copy
-    if (p.stage_mask && strided_copy) {
-      const int ch = ctid % chunks, step = 128 / chunks;
-      const i64 col = kt + ch * 16 / es;
-      const int valid = col < p.Lk ? static_cast<int>(min(i64{16}, (p.Lk - col) * es)) : 0;
-      const i64 stride = p.mask_stride[2] * es * step;
-      int r = ctid / chunks;
-      i64 off = valid > 0 ? mask_off(r, col) * es : 0;
-      for (; r < 64; r += step, off += stride) {
-        const int v = r < copy_rows ? valid : 0;
-        const char* src = static_cast<const char*>(p.mask) + (v > 0 ? off : 0);
-        const std::uint32_t dst = sMw + mask_row_at(r) + ch * 16;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                     "r"(v));
-      }
+    if (strided_copy) {
+      with_mask_elem(p, [&](auto elem) { stage_strided(elem, kt); });
       cp_async_commit();
       return;
     }
@@ -328,11 +337,9 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
         const int valid = row_query(r) < qt1 && col < p.Lk
                               ? static_cast<int>(min(i64{16}, (p.Lk - col) * es))
                               : 0;
-        const char* src =
-            static_cast<const char*>(p.mask) + (valid > 0 ? mask_off(r, col) * es : 0);
-        const std::uint32_t dst = sMw + mask_row_at(r) + ch * 16;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                     "r"(valid));
+        cp_async16(sMw + mask_at(r, ch * 16),
+                   static_cast<const char*>(p.mask) + (valid > 0 ? mask_off(r, col) * es : 0),
+                   valid);
       }
       cp_async_commit();
       return;
@@ -343,7 +350,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
       const i64 j = kt + c;
       const bool in = row_query(r) < qt1 && j < p.Lk;
       const char* src = static_cast<const char*>(p.mask) + (in ? mask_off(r, j) * es : 0);
-      char* dst = rows + mask_row_at(r) + c * es;
+      char* dst = rows + mask_at(r, c * es);
       if (es == 1)
         *dst = in ? *src : 0;
       else if (es == 2)
@@ -403,9 +410,17 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
       cp_async_wait_all();
       sm90::named_barrier_sync(1 + cw, 128);  // every thread's copies have landed
       with_mask_elem(p, [&](auto elem) {
+        constexpr MaskElem E = decltype(elem)::value;
+        if constexpr (mask_elem_size<E> == 2) {
+          // Lane l addresses row 8 ((l / 8) % 2) + l % 8 of its warp's 16
+          // (row % 8 = l % 8, the swizzle) for chunk l / 16 of each pair.
+          const int r = (ctid / 32) * 16 + 8 * ((lane / 8) % 2) + lane % 8;
+          mask_tile_ldsm<E>(sc, mrows + r * row_bytes, lane / 16, lane % 8);
+        } else {
 #pragma unroll
-        for (int i = 0; i < 2; ++i)
-          mask_row_staged<decltype(elem)::value>(sc, i, t4, mrow + mask_row_at(lr[i]));
+          for (int i = 0; i < 2; ++i)
+            mask_row_staged<E>(sc, i, t4, mrows + lr[i] * row_bytes, lr[i] & swz);
+        }
       });
     }
     // A separate pass, not a variant of each mask type's: every path that
@@ -449,9 +464,10 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     sm90::fence_operands(pa);
     if (lane == 0) sm90::mbar_arrive(v_empty(s));
   };
-  // The mask copy of tile t (its softmax waits for it).
+  // The mask copy of tile t where this consumer reads its mask (its
+  // softmax waits for it).
   auto start_mask = [&](const TileMeta& t) {
-    if (reads_mask(my_kinds(t.kinds))) stage_mask(p.k0 + t.it * BN);
+    if (t.it >= 0 && reads_mask(my_kinds(t.kinds))) stage_mask(p.k0 + t.it * BN);
   };
   // S of tile t (the n-th, its K landed) to completion, then its softmax.
   auto s_step = [&](const TileMeta& t, int n) {
@@ -491,7 +507,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     // that P V and the next S hide its latency (a copy started just before
     // S, 16 KB a consumer for a bfloat16 mask, outlasted it).
     auto shown = [&](const TileMeta& x) { return !masked || my_kinds(x.kinds) != kHidden; };
-    if (t.it >= 0 && shown(t)) start_mask(t);
+    start_mask(t);
     for (; t.it >= 0; ++n) {
       if (!shown(t)) {
         const Stage v = stage_of(n);
@@ -499,13 +515,13 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
         sm90::mbar_wait(v_full(v.s), v.ph);  // the slot's load must land before it is reused
         if (lane == 0) sm90::mbar_arrive(v_empty(v.s));
         t = next_tile(n + 1);
-        if (t.it >= 0 && shown(t)) start_mask(t);
+        start_mask(t);
         continue;
       }
       s_step(t, n);
       finish_p();
       t = next_tile(n + 1);
-      if (t.it >= 0 && shown(t)) start_mask(t);
+      start_mask(t);
       pv_step(n);
     }
   } else if (t.it >= 0) {

@@ -177,9 +177,9 @@ constexpr int hopper_threads(HopperConfig c) { return 128 * (1 + hopper_consumer
 // Shared-memory bytes for the mbarriers and the ring slots' tile records.
 constexpr int kHopperBarrierBytes = 256;
 // Shared-memory bytes of one consumer's copy of its 64 rows of a tile's
-// array mask: 4-byte elements at most, and 16 bytes more every second row
-// (the hopper kernel's bank spread).
-constexpr int hopper_mask_stage_bytes(int block_n) { return 64 * block_n * 4 + 32 * 16; }
+// array mask: 4-byte elements at most (swizzled, no padding: the hopper
+// kernel's stage_mask).
+constexpr int hopper_mask_stage_bytes(int block_n) { return 64 * block_n * 4; }
 // Dynamic shared memory one block may take on sm_90 (227 KB).
 constexpr int kSm90SmemBytes = 232448;
 constexpr int hopper_smem_bytes(HopperConfig c, int d) {

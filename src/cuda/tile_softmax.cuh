@@ -129,15 +129,41 @@ __device__ __forceinline__ void mask_row(const KernelParams& p, float (&s)[NS][4
 }
 
 // The array mask from a copy of the row's mask in shared memory (`row`:
-// its first byte, elements of type E), over every column: limit_row
-// applies the row's column range after it where the tile needs one. Rows
-// past the rectangle read a copy of zeros; their results are never stored.
+// its first byte, elements of type E, 16-byte chunk c stored at chunk
+// c ^ sw), over every column: limit_row applies the row's column range
+// after it where the tile needs one. Rows past the rectangle read a copy
+// of zeros; their results are never stored.
 template <MaskElem E, int NS>
-__device__ __forceinline__ void mask_row_staged(float (&s)[NS][4], int i, int t4, const char* row) {
-  const char* at = row + 2 * t4 * mask_elem_size<E>;  // then constant offsets
+__device__ __forceinline__ void mask_row_staged(float (&s)[NS][4], int i, int t4, const char* row,
+                                                int sw) {
+  constexpr int es = mask_elem_size<E>;
 #pragma unroll
-  for (int nt = 0; nt < NS; ++nt)
-    apply_mask_pair<E>(at + nt * 8 * mask_elem_size<E>, s[nt][2 * i], s[nt][2 * i + 1]);
+  for (int nt = 0; nt < NS; ++nt) {
+    const int c = (nt * 8 + 2 * t4) * es;  // the pair's byte in the row
+    apply_mask_pair<E>(row + ((((c >> 4) ^ sw) << 4) | (c & 15)), s[nt][2 * i], s[nt][2 * i + 1]);
+  }
+}
+
+// The same for both the thread's rows of a 16-bit mask, with ldmatrix: an
+// 8 x 8 block of the copy lands in the accumulator's layout (row g, keys
+// 2 t4 and 2 t4 + 1), four blocks an instruction, where per-pair loads
+// took one instruction a pair. The lane gives the address of one row of
+// one block: `row` (row 8 (m % 2) + l % 8 of the warp's 16, m = l / 8,
+// in the blocks' order in the result), chunk nt + `half` (m / 2) of it,
+// stored at chunk (nt + half) ^ sw.
+template <MaskElem E, int NS>
+__device__ __forceinline__ void mask_tile_ldsm(float (&s)[NS][4], const char* row, int half,
+                                               int sw) {
+  static_assert(NS % 2 == 0 && mask_elem_size<E> == 2);
+#pragma unroll
+  for (int nt = 0; nt < NS; nt += 2) {
+    std::uint32_t r[4];
+    ldmatrix_x4(r, row + (((nt + half) ^ sw) << 4));
+    apply_mask_bits<E>(r[0], s[nt][0], s[nt][1]);
+    apply_mask_bits<E>(r[1], s[nt][2], s[nt][3]);
+    apply_mask_bits<E>(r[2], s[nt + 1][0], s[nt + 1][1]);
+    apply_mask_bits<E>(r[3], s[nt + 1][2], s[nt + 1][3]);
+  }
 }
 
 // Online softmax, base 2: m' = max(m, rowmax), P = 2^(s - m'), l rescaled
