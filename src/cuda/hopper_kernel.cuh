@@ -298,41 +298,42 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
            j * p.mask_stride[3];
   };
   const int copy_rows = static_cast<int>(min(i64{64}, max(i64{0}, qt1 - qt0 - cw * 64)));
+  // Each warp copies the 16 rows it reads (wrow on), so that a lane waits
+  // only for its warp (__syncwarp), not for the consumer's other warps
+  // (named barriers, twice a tile).
+  const int wrow = (ctid / 32) * 16;
   // The unpacked kernel's rows are consecutive queries of one head: each
-  // thread copies one column chunk of every (128 / chunks)-th row, its
-  // source a constant stride further each row. Instantiated per element
-  // type, so that the chunk count is a constant and the row loop unrolls
-  // into immediate offsets: with a run-time count, its divisions and loop
-  // took a quarter of the consumers' issue slots on a bias (ncu, 16K d128).
+  // lane copies one column chunk of every (32 / chunks)-th row, its source
+  // a constant stride further each row. Instantiated per element type, so
+  // that the chunk count is a constant and the row loop unrolls into
+  // immediate offsets: with a run-time count, its divisions and loop took
+  // a quarter of the consumers' issue slots on a bias (ncu, 16K d128).
   const bool strided_copy = masked && p.stage_mask && !kPacked;
   auto stage_strided = [&](auto elem, i64 kt) {
     constexpr int kEs = mask_elem_size<decltype(elem)::value>;
-    constexpr int kRowBytes = BN * kEs, kChunks = kRowBytes / 16, kStep = 128 / kChunks;
-    static_assert(128 % kChunks == 0 && 64 % kStep == 0);
-    const int ch = ctid % kChunks, r0 = ctid / kChunks;
+    constexpr int kChunks = BN * kEs / 16, kStep = 32 / kChunks;
+    static_assert(32 % kChunks == 0 && 16 % kStep == 0);
+    const int ch = lane % kChunks, r0 = wrow + lane / kChunks;
     const i64 col = kt + ch * 16 / kEs;
     const int valid = col < p.Lk ? static_cast<int>(min(i64{16}, (p.Lk - col) * kEs)) : 0;
     const char* src = static_cast<const char*>(p.mask) + mask_off(r0, col) * kEs;
     const i64 stride = p.mask_stride[2] * kEs * kStep;
 #pragma unroll
-    for (int k = 0; k < 64 / kStep; ++k, src += stride) {
+    for (int k = 0; k < 16 / kStep; ++k, src += stride) {
       const int r = r0 + k * kStep, v = r < copy_rows ? valid : 0;
-      // Rows kStep apart share r % 8 where kStep is a multiple of 8.
-      const int at =
-          kStep % 8 == 0 ? mask_at(r0, ch * 16) + k * kStep * kRowBytes : mask_at(r, ch * 16);
-      cp_async16(sMw + at, v > 0 ? src : static_cast<const char*>(p.mask), v);
+      cp_async16(sMw + mask_at(r, ch * 16), v > 0 ? src : static_cast<const char*>(p.mask), v);
     }
   };
   auto stage_mask = [&](i64 kt) {
-    sm90::named_barrier_sync(1 + cw, 128);  // every thread is done with the last tile's copy
+    __syncwarp();  // every lane is done with the last tile's copy
     if (strided_copy) {
       with_mask_elem(p, [&](auto elem) { stage_strided(elem, kt); });
       cp_async_commit();
       return;
     }
     if (p.stage_mask) {
-      for (int c = ctid; c < 64 * chunks; c += 128) {
-        const int r = c / chunks, ch = c % chunks;
+      for (int c = lane; c < 16 * chunks; c += 32) {
+        const int r = wrow + c / chunks, ch = c % chunks;
         const i64 col = kt + ch * 16 / es;
         const int valid = row_query(r) < qt1 && col < p.Lk
                               ? static_cast<int>(min(i64{16}, (p.Lk - col) * es))
@@ -345,8 +346,8 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
       return;
     }
     char* const rows = generic(sMw);
-    for (int e = ctid; e < 64 * BN; e += 128) {
-      const int r = e / BN, c = e % BN;
+    for (int e = lane; e < 16 * BN; e += 32) {
+      const int r = wrow + e / BN, c = e % BN;
       const i64 j = kt + c;
       const bool in = row_query(r) < qt1 && j < p.Lk;
       const char* src = static_cast<const char*>(p.mask) + (in ? mask_off(r, j) * es : 0);
@@ -408,13 +409,13 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     scale_tile<kCap>(p, sc);
     if (reads_mask(mine)) {
       cp_async_wait_all();
-      sm90::named_barrier_sync(1 + cw, 128);  // every thread's copies have landed
+      __syncwarp();  // every lane's copies have landed
       with_mask_elem(p, [&](auto elem) {
         constexpr MaskElem E = decltype(elem)::value;
         if constexpr (mask_elem_size<E> == 2) {
           // Lane l addresses row 8 ((l / 8) % 2) + l % 8 of its warp's 16
           // (row % 8 = l % 8, the swizzle) for chunk l / 16 of each pair.
-          const int r = (ctid / 32) * 16 + 8 * ((lane / 8) % 2) + lane % 8;
+          const int r = wrow + 8 * ((lane / 8) % 2) + lane % 8;
           mask_tile_ldsm<E>(sc, mrows + r * row_bytes, lane / 16, lane % 8);
         } else {
 #pragma unroll

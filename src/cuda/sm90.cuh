@@ -101,12 +101,6 @@ __device__ __forceinline__ std::uint64_t desc_sw128(std::uint32_t addr, std::uin
          (static_cast<std::uint64_t>(sbo >> 4) << 32) | (std::uint64_t{1} << 62);
 }
 
-// Barrier `id` (1..15; 0 is __syncthreads) among `threads` threads, e.g.
-// one warpgroup's 128.
-__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
 // ---- registers ---------------------------------------------------------------
 
 template <int N>
