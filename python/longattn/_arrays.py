@@ -101,7 +101,13 @@ class _MLX(Framework):
 
     def empty(self, shape, like, float32=False):
         mx = sys.modules["mlx.core"]
-        a = mx.zeros(tuple(shape), dtype=mx.float32 if float32 else like.dtype)
+        return self.new(shape, mx.float32 if float32 else like.dtype)
+
+    @staticmethod
+    def new(shape, dtype, stream=None):
+        """A new evaluated array of `dtype` (on `stream`, else MLX's default)."""
+        mx = sys.modules["mlx.core"]
+        a = mx.zeros(tuple(shape), dtype=dtype, stream=stream)
         mx.eval(a)
         return a
 

@@ -57,11 +57,10 @@ from .._api import DeviceProfile, Policy
 from .._errors import Cancelled, InvalidArgument
 from .._report import Dispatch, Plan, Rect, RunReport, Submission, SubmissionReport
 from . import _profile
-from ._state import Call, State, fused, initial_state, rect_state
+from ._state import DTYPE_NAMES, Call, State, fused, initial_state, rect_state
 
 OP = "longattn.mlx.scaled_dot_product_attention"
 
-_DTYPE_NAMES = {mx.float32: "float32", mx.float16: "float16", mx.bfloat16: "bfloat16"}
 
 # A re-plan pays off only when the rate it would plan with moved this much
 # from the one the current plan was made with.
@@ -154,7 +153,7 @@ class _Run:
         self.c, self.stream, self.policy, self.profile = c, stream, policy, profile
         self.want_lse, self.progress = want_lse, progress
         self.dtype = c.q.dtype
-        self.key = DeviceProfile.rate_key(_DTYPE_NAMES[self.dtype], c.D, c.causal,
+        self.key = DeviceProfile.rate_key(DTYPE_NAMES[self.dtype], c.D, c.causal,
                                           c.mask4 is not None)
         self.target = policy.budget_ms * policy.safety if policy.budget_ms > 0 else math.inf
         self.fixed_sizes = policy.fixed_chunk_keys > 0 or policy.fixed_query_rows > 0

@@ -32,19 +32,12 @@ from typing import Any, Optional, Tuple
 
 import mlx.core as mx
 
-from .. import _api
+from .. import _api, _arrays
 
 
 # The CUDA stream of the C++ call: CUDA's legacy default stream (the CPU
 # backend has none; _cuda.py waits for it).
 CUDA_STREAM = 0
-
-
-def _new(shape, dtype, stream) -> mx.array:
-    """A new array the C++ backend may write in place (see the module note)."""
-    a = mx.zeros(shape, dtype=dtype, stream=stream)
-    mx.eval(a)
-    return a
 
 
 def run(q: mx.array, k: mx.array, v: mx.array, mask: Optional[mx.array],
@@ -55,7 +48,8 @@ def run(q: mx.array, k: mx.array, v: mx.array, mask: Optional[mx.array],
     which carry the causal flag, the scale and the policy. A run stopped part
     way raises with .out and .lse set to these arrays (_api._run)."""
     B, Hq, Lq = q.shape[:3]
-    out = _new((B, Hq, Lq, v.shape[3]), q.dtype, stream)
-    lse = _new((B, Hq, Lq), mx.float32, stream) if want_lse else None
+    # New arrays the C++ backend may write in place (see the module note).
+    out = _arrays.MLX.new((B, Hq, Lq, v.shape[3]), q.dtype, stream)
+    lse = _arrays.MLX.new((B, Hq, Lq), mx.float32, stream) if want_lse else None
     rep = _api._run(q, k, v, out, lse, mask, sinks, options, CUDA_STREAM, progress, want_report)
     return out, lse, rep

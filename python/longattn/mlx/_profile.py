@@ -21,7 +21,7 @@ import mlx.core as mx
 
 from .._api import DeviceProfile
 from .._errors import InvalidArgument
-from ._state import Call, State, initial_state, rect_state
+from ._state import DTYPES, Call, State, initial_state, rect_state
 
 # Starting guesses, per MLX device type, for what calibrate() measures. The
 # rates only size the first probe (a run replaces them with what it
@@ -89,18 +89,23 @@ def default_profile(device=None) -> DeviceProfile:
     return copy.copy(process_profile(device))
 
 
+def _observed_gflops(profile: DeviceProfile, flops: float, measured_ms: float,
+                     dispatches: int) -> float:
+    """The rate (GFLOP/s) a timed submission of `dispatches` rectangles shows:
+    its fixed costs (one submission, the rectangles) are taken off its time
+    first, but at most three quarters of it, so that a submission of mostly
+    fixed cost cannot claim an absurd rate."""
+    fixed = profile.submission_overhead_ms + dispatches * profile.dispatch_overhead_ms
+    return flops / (max(measured_ms - fixed, measured_ms / 4) * 1e6)
+
+
 def refine(profile: DeviceProfile, key: str, flops: float, measured_ms: float,
            dispatches: int) -> float:
     """Folds one timed submission into `profile`'s rate for `key` and
-    returns the rate it observed (GFLOP/s). The submission's fixed costs (one
-    submission, `dispatches` rectangles) are taken off its time first, but at
-    most three quarters of it, so that a submission of mostly fixed cost
-    cannot claim an absurd rate."""
+    returns the rate it observed (GFLOP/s, _observed_gflops)."""
     if flops <= 0 or measured_ms <= 0:
         return 0.0
-    fixed = profile.submission_overhead_ms + dispatches * profile.dispatch_overhead_ms
-    compute_ms = max(measured_ms - fixed, measured_ms / 4)
-    seen = flops / (compute_ms * 1e6)
+    seen = _observed_gflops(profile, flops, measured_ms, dispatches)
     rates = dict(profile.gflops)
     old = rates.get(key)
     if old is None:
@@ -153,7 +158,7 @@ def calibrate(
     if not dtypes:
         raise InvalidArgument(f"[{op}] dtypes is empty")
     for d in dtypes:
-        if d not in _DTYPES:
+        if d not in DTYPES:
             raise InvalidArgument(
                 f"[{op}] dtypes: {d!r} must be 'float32', 'float16' or 'bfloat16'")
     for hd in head_dims:
@@ -170,7 +175,7 @@ def calibrate(
         say(f"{op}: {p.backend} ({p.device_name}): {p.submission_overhead_ms:.3f} ms a submission")
         for d in dtypes:
             for hd in head_dims:
-                q, k, v, band = _inputs(_DTYPES[d], heads, q_len, k_len, hd)
+                q, k, v, band = _inputs(DTYPES[d], heads, q_len, k_len, hd)
                 for kind_name, mask in (("full", None), ("causal", "causal"), ("masked", band)):
                     c = Call(q, k, v, mask, None, hd**-0.5)
                     ms = _median_ms(lambda: _run_rect(c, 1), reps)
@@ -179,9 +184,7 @@ def calibrate(
                         eight = _median_ms(lambda: _run_rect(c, 8), reps)
                         p.dispatch_overhead_ms = max(0.0, (eight - ms) / 7)
                         say(f"  {p.dispatch_overhead_ms:.3f} ms a rectangle")
-                    flops = c.flops(0, q_len, 0, k_len)
-                    fixed = p.submission_overhead_ms + p.dispatch_overhead_ms
-                    gflops = flops / (max(ms - fixed, ms / 4) * 1e6)
+                    gflops = _observed_gflops(p, c.flops(0, q_len, 0, k_len), ms, 1)
                     rates[DeviceProfile.rate_key(d, hd, kind_name == "causal",
                                                  kind_name == "masked")] = gflops
                     say(f"  {d} d{hd} {kind_name}: {ms:.2f} ms, {gflops:.4g} GFLOP/s")
@@ -191,9 +194,6 @@ def calibrate(
     p.samples = len(rates)
     _PROFILES[kind] = copy.copy(p)
     return p
-
-
-_DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 
 
 def _inputs(dtype, heads, q_len, k_len, hd):

@@ -21,7 +21,7 @@ from .. import _api
 from .._api import DeviceProfile, Policy, ProgressCallback
 from .._errors import InvalidArgument, Unsupported
 from . import _cuda, _executor, _native, _profile
-from ._state import Call
+from ._state import DTYPE_NAMES, Call
 
 OP = "longattn.mlx.scaled_dot_product_attention"
 
@@ -31,9 +31,6 @@ OP = "longattn.mlx.scaled_dot_product_attention"
 # against) still ends within a fifth of it. Smaller budgets cost little
 # here: a submission's fixed cost (one evaluation) is under a millisecond.
 DEFAULT_BUDGET_MS = 250.0
-
-_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
-
 
 def _array(name: str, x: Any, ndim: Optional[int] = None) -> mx.array:
     if not isinstance(x, mx.array):
@@ -47,7 +44,7 @@ def _array(name: str, x: Any, ndim: Optional[int] = None) -> mx.array:
 def _common_dtype(q: mx.array, k: mx.array, v: mx.array) -> mx.Dtype:
     """MLX's rule: q, k and v promote to one type, which must be floating."""
     dtype = mx.result_type(q, k, v)
-    if dtype in _DTYPES:
+    if dtype in DTYPE_NAMES:
         return dtype
     if mx.issubdtype(dtype, mx.floating):
         raise Unsupported(

@@ -16,6 +16,10 @@ import mlx.core as mx
 
 F32 = mx.float32
 NEG_INF = float("-inf")
+# The dtypes longattn computes in, by the names the device profile's rate
+# keys use.
+DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
+DTYPE_NAMES = {t: name for name, t in DTYPES.items()}
 
 
 def _from_zero(m: mx.array) -> mx.array:
