@@ -211,14 +211,8 @@ Ceiling amx_ceiling([[maybe_unused]] int threads, [[maybe_unused]] int KP, [[may
 #pragma omp barrier
       const double t0 = lb::now_ms();
       for (std::int64_t pass = 0; pass < passes; ++pass)
-        for (int n = 0; n < N; n += 32) {
-          LA_TILE_ZERO(0);
-          LA_TILE_ZERO(1);
-          LA_TILE_ZERO(2);
-          LA_TILE_ZERO(3);
-          longattn::cpu::amx::add_products_32x32(A, A1, sa, Bm + n, N, KP);
-          longattn::cpu::amx::store_32x32(C + n, C1 + n, sc);
-        }
+        for (int n = 0; n < N; n += 32)
+          longattn::cpu::amx::product_32x32(A, A1, sa, Bm + n, N, KP, C + n, C1 + n, sc);
 #pragma omp barrier
 #pragma omp master
       seconds = (lb::now_ms() - t0) / 1e3;

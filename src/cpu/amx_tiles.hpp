@@ -189,4 +189,17 @@ inline void add_products_32x32(const std::uint32_t* A, const std::uint32_t* A1, 
   }
 }
 
+// C[32 x 32] = A . B over kp pairs along K (tiles 0-3 zeroed, filled by
+// add_products_32x32, stored to C's rows 0 and 16, C and C1, sc bytes a row).
+inline void product_32x32(const std::uint32_t* A, const std::uint32_t* A1, long sa,
+                          const std::uint32_t* B, long b_row, int kp, float* C, float* C1,
+                          long sc) {
+  LA_TILE_ZERO(0);
+  LA_TILE_ZERO(1);
+  LA_TILE_ZERO(2);
+  LA_TILE_ZERO(3);
+  add_products_32x32(A, A1, sa, B, b_row, kp);
+  store_32x32(C, C1, sc);
+}
+
 }  // namespace longattn::cpu::amx

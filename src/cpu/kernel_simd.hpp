@@ -230,14 +230,8 @@ void gemm_bf16(int M, int N, int KP, const std::uint32_t* A, std::int64_t lda,
 inline void amx_qk_32xkeys(int KP, const std::uint32_t* A, std::int64_t lda,
                            const std::uint32_t* Bm, float* C) {
   const std::uint32_t* A1 = A + 16 * lda;
-  for (int n = 0; n < kKeys; n += 32) {
-    LA_TILE_ZERO(0);
-    LA_TILE_ZERO(1);
-    LA_TILE_ZERO(2);
-    LA_TILE_ZERO(3);
-    amx::add_products_32x32(A, A1, 4 * lda, Bm + n, kKeys, KP);
-    amx::store_32x32(C + n, C + 16 * kKeys + n, 4 * kKeys);
-  }
+  for (int n = 0; n < kKeys; n += 32)
+    amx::product_32x32(A, A1, 4 * lda, Bm + n, kKeys, KP, C + n, C + 16 * kKeys + n, 4 * kKeys);
 }
 
 // C[32 x N] += A[32 x kKeys] . B[kKeys x N]: O += P V on one key tile. A: P rows
