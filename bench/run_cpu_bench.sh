@@ -4,9 +4,17 @@
 # thread count, prints both tables side by side, then runs bench_budget.
 # This is what produced docs/BENCHMARKS.md's CPU sections.
 #
-#   bench/run_cpu_bench.sh [--threads N] [--reps N] [--quick] [--skip-peer]
-#                          [--skip-budget] [--wait-idle]
+#   bench/run_cpu_bench.sh [--threads N] [--reps N] [--rounds N] [--cpus LIST]
+#                          [--quick] [--skip-peer] [--skip-budget] [--wait-idle]
 #
+# --cpus LIST: run both sides on these CPUs (taskset -c LIST). By default,
+#   with fewer threads than CPUs, both are pinned to CPUs 0..threads-1, so
+#   that they run on the same hardware threads (unpinned, each process gets
+#   whatever CPUs the scheduler, or a VM's host, gives it: on a guest whose
+#   vCPUs may share physical cores that moved results by up to 1.9x between
+#   runs). "--cpus none": no pinning.
+# --rounds N: N alternating rounds (longattn, then the peer), each row's
+#   median over the rounds in the table (default 1).
 # --quick: fewer repetitions and bench_budget --quick (smoke test, minutes).
 # --wait-idle: wait (up to ~10 min) for the 1-minute load average to fall
 #   below 0.7 before measuring; the load is printed either way.
@@ -18,6 +26,8 @@ cd "$(dirname "$0")/.."
 
 THREADS=$(nproc)
 REPS=5
+ROUNDS=1
+CPUS=""
 QUICK=0
 SKIP_PEER=0
 SKIP_BUDGET=0
@@ -26,11 +36,13 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --threads) THREADS=$2; shift 2 ;;
     --reps) REPS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --cpus) CPUS=$2; shift 2 ;;
     --quick) QUICK=1; REPS=2; shift ;;
     --skip-peer) SKIP_PEER=1; shift ;;
     --skip-budget) SKIP_BUDGET=1; shift ;;
     --wait-idle) WAIT_IDLE=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "run_cpu_bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -77,31 +89,60 @@ if [[ $WAIT_IDLE == 1 ]]; then
     echo "load average $(load1), waiting for < 0.7"; sleep 15
   done
 fi
-echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $THREADS; $(date); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+if [[ -z $CPUS && $THREADS -lt $(nproc) ]]; then CPUS="0-$((THREADS - 1))"; fi
+[[ $CPUS == none ]] && CPUS=""
+PIN=()
+[[ -n $CPUS ]] && PIN=(taskset -c "$CPUS")
+echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $THREADS; CPUs ${CPUS:-not pinned}; rounds $ROUNDS; $(date); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "== load before: $(uptime)"
 
 "$BUILD_DIR/bench/bench_cpu" --emit-cases "$OUT/cases.json"
-"$BUILD_DIR/bench/bench_cpu" --threads "$THREADS" --reps "$REPS" --json "$OUT/longattn.json" --csv "$OUT/longattn.csv"
-echo "== load: $(uptime)"
-if [[ $SKIP_PEER == 0 ]]; then
-  install_peer
-  "$PEER_PY" bench/peer_torch.py --cases "$OUT/cases.json" --threads "$THREADS" --reps "$REPS" \
-    --json "$OUT/torch.json" --csv "$OUT/torch.csv"
+[[ $SKIP_PEER == 0 ]] && install_peer
+for round in $(seq "$ROUNDS"); do
+  [[ $ROUNDS -gt 1 ]] && echo "== round $round of $ROUNDS"
+  "${PIN[@]}" "$BUILD_DIR/bench/bench_cpu" --threads "$THREADS" --reps "$REPS" \
+    --json "$OUT/longattn.$round.json" --csv "$OUT/longattn.$round.csv"
   echo "== load: $(uptime)"
-  "$PEER_PY" - "$OUT/longattn.json" "$OUT/torch.json" <<'PY'
-import json, sys
-la = {r["name"]: r for r in json.load(open(sys.argv[1]))["results"]}
-pt = json.load(open(sys.argv[2]))
-print(f"\n| case | dtype | mask | longattn ms | longattn GFLOP/s | {pt['implementation']} ms | GFLOP/s | longattn / peer speed | GFLOP per CPU-s, longattn / peer | checksums |")
+  if [[ $SKIP_PEER == 0 ]]; then
+    "${PIN[@]}" "$PEER_PY" bench/peer_torch.py --cases "$OUT/cases.json" --threads "$THREADS" \
+      --reps "$REPS" --json "$OUT/torch.$round.json" --csv "$OUT/torch.$round.csv"
+    echo "== load: $(uptime)"
+  fi
+done
+cp "$OUT/longattn.$ROUNDS.json" "$OUT/longattn.json"
+if [[ $SKIP_PEER == 0 ]]; then
+  cp "$OUT/torch.$ROUNDS.json" "$OUT/torch.json"
+  "$PEER_PY" - "$OUT" "$ROUNDS" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+def load(side):
+    runs = [json.load(open(f"{out}/{side}.{r}.json")) for r in range(1, rounds + 1)]
+    rows = {}
+    for run in runs:
+        for r in run["results"]:
+            rows.setdefault(r["name"], []).append(r)
+    return runs[-1], rows
+_, la = load("longattn")
+pt_run, pt = load("torch")
+def med(rs, key):
+    return statistics.median(r[key] for r in rs)
+note = f" (median of {rounds} alternating rounds)" if rounds > 1 else ""
+print(f"\n| case | dtype | mask | longattn ms{note} | longattn GFLOP/s | {pt_run['implementation']} ms | GFLOP/s | longattn / peer speed | GFLOP per CPU-s, longattn / peer | checksums |")
 print("|---|---|---|---:|---:|---:|---:|---:|---|---|")
-for r in pt["results"]:
-    l = la.get(r["name"])
-    if not l:
+for name, rs in pt.items():
+    ls = la.get(name)
+    if not ls:
         continue
-    same = abs(l["checksum"] - r["checksum"]) <= 1e-3 * max(1.0, abs(r["checksum"])) * (1 if r["dtype"] == "float32" else 50)
-    print(f"| {r['name']} | {r['dtype']} | {'causal' if r['causal'] else 'none'} | {l['median_ms']:.0f} | {l['gflops']:.1f} "
-          f"| {r['median_ms']:.0f} | {r['gflops']:.1f} | {r['median_ms'] / l['median_ms']:.2f}x "
-          f"| {l['flops'] / l['cpu_ms'] / 1e6:.1f} / {r['flops'] / r['cpu_ms'] / 1e6:.1f} | {'agree' if same else 'DIFFER'} |")
+    r, l = rs[-1], ls[-1]
+    lms, pms = med(ls, "median_ms"), med(rs, "median_ms")
+    same = all(abs(a["checksum"] - b["checksum"]) <= 1e-3 * max(1.0, abs(b["checksum"])) * (1 if b["dtype"] == "float32" else 50)
+               for a, b in zip(ls, rs))
+    print(f"| {name} | {r['dtype']} | {'causal' if r['causal'] else 'none'} | {lms:.0f} | {l['flops'] / lms / 1e6:.1f} "
+          f"| {pms:.0f} | {r['flops'] / pms / 1e6:.1f} | {pms / lms:.2f}x "
+          f"| {l['flops'] / med(ls, 'cpu_ms') / 1e6:.1f} / {r['flops'] / med(rs, 'cpu_ms') / 1e6:.1f} | {'agree' if same else 'DIFFER'} |")
+    if rounds > 1:
+        each = lambda xs: " ".join(f"{x['median_ms']:.0f}" for x in xs)
+        print(f"|  | | | rounds: {each(ls)} | | {each(rs)} | | | | |")
 PY
 fi
 if [[ $SKIP_BUDGET == 0 ]]; then
