@@ -8,11 +8,11 @@
 #                          [--quick] [--skip-peer] [--skip-budget] [--wait-idle]
 #
 # --cpus LIST: run both sides on these CPUs (taskset -c LIST). By default,
-#   with fewer threads than CPUs, both are pinned to CPUs 0..threads-1, so
-#   that they run on the same hardware threads (unpinned, each process gets
-#   whatever CPUs the scheduler, or a VM's host, gives it: on a guest whose
-#   vCPUs may share physical cores that moved results by up to 1.9x between
-#   runs). "--cpus none": no pinning.
+#   with fewer threads than CPUs, both are pinned to the last `threads` CPUs
+#   (CPU 0 takes most interrupts), so that they run on the same hardware
+#   threads (unpinned, each process gets whatever CPUs the scheduler, or a
+#   VM's host, gives it: on the GPU machine's guest that moved results by up
+#   to 1.9x between runs). "--cpus none": no pinning.
 # --rounds N: N alternating rounds (longattn, then the peer), each row's
 #   median over the rounds in the table (default 1).
 # --quick: fewer repetitions and bench_budget --quick (smoke test, minutes).
@@ -89,7 +89,7 @@ if [[ $WAIT_IDLE == 1 ]]; then
     echo "load average $(load1), waiting for < 0.7"; sleep 15
   done
 fi
-if [[ -z $CPUS && $THREADS -lt $(nproc) ]]; then CPUS="0-$((THREADS - 1))"; fi
+if [[ -z $CPUS && $THREADS -lt $(nproc) ]]; then CPUS="$(($(nproc) - THREADS))-$(($(nproc) - 1))"; fi
 [[ $CPUS == none ]] && CPUS=""
 PIN=()
 [[ -n $CPUS ]] && PIN=(taskset -c "$CPUS")
