@@ -42,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --skip-peer) SKIP_PEER=1; shift ;;
     --skip-budget) SKIP_BUDGET=1; shift ;;
     --wait-idle) WAIT_IDLE=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "run_cpu_bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -89,9 +89,11 @@ if [[ $WAIT_IDLE == 1 ]]; then
     echo "load average $(load1), waiting for < 0.7"; sleep 15
   done
 fi
-if [[ -z $CPUS && $THREADS -lt $(nproc) ]]; then CPUS="$(($(nproc) - THREADS))-$(($(nproc) - 1))"; fi
+if [[ -z $CPUS && $THREADS -lt $(nproc) ]] && command -v taskset >/dev/null; then
+  CPUS="$(($(nproc) - THREADS))-$(($(nproc) - 1))"
+fi
 [[ $CPUS == none ]] && CPUS=""
-PIN=()
+PIN=()  # expanded as ${PIN[@]+"${PIN[@]}"}: bash before 4.4 calls an empty array unbound
 [[ -n $CPUS ]] && PIN=(taskset -c "$CPUS")
 echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $THREADS; CPUs ${CPUS:-not pinned}; rounds $ROUNDS; $(date); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "== load before: $(uptime)"
@@ -100,11 +102,11 @@ echo "== load before: $(uptime)"
 [[ $SKIP_PEER == 0 ]] && install_peer
 for round in $(seq "$ROUNDS"); do
   [[ $ROUNDS -gt 1 ]] && echo "== round $round of $ROUNDS"
-  "${PIN[@]}" "$BUILD_DIR/bench/bench_cpu" --threads "$THREADS" --reps "$REPS" \
+  ${PIN[@]+"${PIN[@]}"} "$BUILD_DIR/bench/bench_cpu" --threads "$THREADS" --reps "$REPS" \
     --json "$OUT/longattn.$round.json" --csv "$OUT/longattn.$round.csv"
   echo "== load: $(uptime)"
   if [[ $SKIP_PEER == 0 ]]; then
-    "${PIN[@]}" "$PEER_PY" bench/peer_torch.py --cases "$OUT/cases.json" --threads "$THREADS" \
+    ${PIN[@]+"${PIN[@]}"} "$PEER_PY" bench/peer_torch.py --cases "$OUT/cases.json" --threads "$THREADS" \
       --reps "$REPS" --json "$OUT/torch.$round.json" --csv "$OUT/torch.$round.csv"
     echo "== load: $(uptime)"
   fi
