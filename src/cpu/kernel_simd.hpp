@@ -172,7 +172,7 @@ inline void micro_6xv(int K, const float* A, std::int64_t lda, const float* Bm, 
       // A broadcast straight from memory (a load, no arithmetic). Written
       // as v16f{} + x it was an add of x and 0 (not an identity: -0 + 0 is
       // +0) and a register broadcast, which on Intel cores take the ports
-      // of the FMAs (the Xeon's float32 rows ran at 0.65x PyTorch's).
+      // of the FMAs (the Xeon's dense float32 row ran at 0.65x PyTorch's).
       const v16f a = _mm512_set1_ps(A[r * lda + k]);
       for (int v = 0; v < NV; ++v) c[r][v] += a * b[v];
     }

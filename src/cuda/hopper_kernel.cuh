@@ -85,8 +85,9 @@ __device__ void shown_tiles(const KernelParams& p, i64 b, i64 h0, i64 h1, i64 q0
 // (D 128, 256), except the two together, which would spill (ptxas: 72 bytes
 // at D = 128, 164 at 256) and run tile by tile. (The mask's code once
 // spilled 1188 bytes with the overlap; since its decode was slimmed it takes
-// 8 at D = 128, and the overlap took the bool mask from 0.79 to 0.81 of
-// unmasked, the bias from 0.56 to 0.58, on an H200 at 16K.)
+// 24 at D = 128 and 256 (ptxas, with the per-type copy), and the overlap
+// took the bool mask from 0.79 to 0.81 of unmasked, the bias from 0.56 to
+// 0.58, on an H200 at 16K.)
 template <typename T, int D, bool kPacked, bool kMask, bool kCap>
 constexpr HopperConfig hopper_cfg = [] {
   HopperConfig c = kPacked ? hopper_decode_config(D) : hopper_config(D);
@@ -94,6 +95,7 @@ constexpr HopperConfig hopper_cfg = [] {
   // Three consumers have 160 registers each, too few for the soft-cap's
   // overlapped loop (ptxas, D = 64: 2.4 KB of spills); two have 224. The
   // mask's tile-by-tile loop keeps three at D = 64 with 352 bytes of spills
+  // (416 since the per-type copy, ptxas)
   // (ptxas), and still runs faster than with two (H200, 64K d64, bf16: a dense
   // bool mask 110.5 -> 98.4 ms, causal as a mask 60.1 -> 53.6 ms, an
   // additive bias 178.3 -> 157.0 ms).
@@ -120,7 +122,8 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // share: 128 x 40 + 256 x 232, or 128 x 24 + 384 x 160 (with one
   // consumer, 256 threads, nothing needs moving). kMask: the producer
   // also reads the mask's block summary and the consumers run tile by
-  // tile: 128 x 56 + 256 x 224 (ptxas, widths 64 to 256: no spills).
+  // tile: 128 x 56 + 256 x 224 (the spills of the masked consumers are
+  // counted above, at hopper_cfg).
   constexpr int kProducerRegs = CW == 2 ? (kMask ? 56 : 40) : 24;
   constexpr int kConsumerRegs = CW == 2 ? (kMask ? 224 : 232) : 160;
   constexpr int kLaunchRegs = 65536 / (128 * (1 + CW)) / 8 * 8;
@@ -280,9 +283,11 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // rows are 16-byte aligned (p.stage_mask), else element by element;
   // either way the copy starts before the previous tile's P V (start_mask).
   // Rows past the rectangle and keys past Lk are zeros. Row r's 16-byte
-  // chunk c lies at chunk c ^ (r % 8) of the row, so that the eight rows a
-  // warp reads at once (16-bit masks by ldmatrix, others a pair at a time)
-  // fall in distinct bank groups.
+  // chunk c lies at chunk c ^ (r & swz) of the row, so that the eight rows
+  // a warp reads at once (16-bit masks by ldmatrix, others a pair at a
+  // time) fall in distinct bank groups where rows have 8 chunks or more.
+  // (Rows of 4 chunks, a bool mask on 64-key tiles, repeat every 4 rows:
+  // two-way conflicts; keying on r / 2 there would remove them.)
   const int es = masked ? mask_elem_bytes(p) : 1;
   const int row_bytes = BN * es, chunks = row_bytes / 16;
   const int swz = min(chunks, 8) - 1;

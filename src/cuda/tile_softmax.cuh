@@ -154,7 +154,8 @@ __device__ __forceinline__ void mask_row_staged(float (&s)[NS][4], int i, int t4
 template <MaskElem E, int NS>
 __device__ __forceinline__ void mask_tile_ldsm(float (&s)[NS][4], const char* row, int half,
                                                int sw) {
-  static_assert(NS % 2 == 0 && mask_elem_size<E> == 2);
+  // The caller's sw is lane % 8: rows of 8 chunks or more (swz = 7).
+  static_assert(NS % 2 == 0 && NS >= 8 && mask_elem_size<E> == 2);
 #pragma unroll
   for (int nt = 0; nt < NS; nt += 2) {
     std::uint32_t r[4];
