@@ -8,8 +8,9 @@
 #                          [--quick] [--skip-peer] [--skip-budget] [--wait-idle]
 #
 # --cpus LIST: run both sides on these CPUs (taskset -c LIST). By default,
-#   with fewer threads than CPUs, both are pinned to the last `threads` CPUs
-#   (CPU 0 takes most interrupts), so that they run on the same hardware
+#   with fewer threads than CPUs, both (and bench_budget) are pinned to the
+#   last `threads` CPUs (on the GPU machine's guest CPUs 0-1 measured
+#   slowest), so that they run on the same hardware
 #   threads (unpinned, each process gets whatever CPUs the scheduler, or a
 #   VM's host, gives it: on the GPU machine's guest that moved results by up
 #   to 1.9x between runs). "--cpus none": no pinning.
@@ -42,10 +43,14 @@ while [[ $# -gt 0 ]]; do
     --skip-peer) SKIP_PEER=1; shift ;;
     --skip-budget) SKIP_BUDGET=1; shift ;;
     --wait-idle) WAIT_IDLE=1; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "run_cpu_bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
+if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
+  echo "run_cpu_bench.sh: --rounds $ROUNDS must be an integer >= 1" >&2
+  exit 2
+fi
 BUILD_DIR=${BUILD_DIR:-build-cpu-bench}
 VENV=${VENV:-build-peer-venv}
 OUT=$BUILD_DIR/results
@@ -89,8 +94,10 @@ if [[ $WAIT_IDLE == 1 ]]; then
     echo "load average $(load1), waiting for < 0.7"; sleep 15
   done
 fi
+# The last THREADS of the CPUs this process may use (a container's cpuset
+# need not start at 0).
 if [[ -z $CPUS && $THREADS -lt $(nproc) ]] && command -v taskset >/dev/null; then
-  CPUS="$(($(nproc) - THREADS))-$(($(nproc) - 1))"
+  CPUS=$("${PYTHON:-python3}" -c "import os, sys; c = sorted(os.sched_getaffinity(0)); print(','.join(map(str, c[-int(sys.argv[1]):])))" "$THREADS")
 fi
 [[ $CPUS == none ]] && CPUS=""
 PIN=()  # expanded as ${PIN[@]+"${PIN[@]}"}: bash before 4.4 calls an empty array unbound
@@ -99,7 +106,10 @@ echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threa
 echo "== load before: $(uptime)"
 
 "$BUILD_DIR/bench/bench_cpu" --emit-cases "$OUT/cases.json"
-[[ $SKIP_PEER == 0 ]] && install_peer
+if [[ $SKIP_PEER == 0 ]] && ! install_peer; then
+  echo "run_cpu_bench.sh: no peer (see above); longattn alone" >&2
+  SKIP_PEER=1
+fi
 for round in $(seq "$ROUNDS"); do
   [[ $ROUNDS -gt 1 ]] && echo "== round $round of $ROUNDS"
   ${PIN[@]+"${PIN[@]}"} "$BUILD_DIR/bench/bench_cpu" --threads "$THREADS" --reps "$REPS" \
@@ -149,7 +159,7 @@ PY
 fi
 if [[ $SKIP_BUDGET == 0 ]]; then
   echo
-  "$BUILD_DIR/bench/bench_budget" --threads "$THREADS" $([[ $QUICK == 1 ]] && echo --quick) \
+  ${PIN[@]+"${PIN[@]}"} "$BUILD_DIR/bench/bench_budget" --threads "$THREADS" $([[ $QUICK == 1 ]] && echo --quick) \
     --json "$OUT/budget.json" --save-profile "$OUT/cpu_profile.json"
   echo "== load after: $(uptime)"
 fi
