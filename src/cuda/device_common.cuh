@@ -77,28 +77,6 @@ struct FastExp2 {
 
 // ---- masking -------------------------------------------------------------
 
-// The array mask's base-2 term for (b, h, q, j): 0 or -inf for boolean
-// masks, value * log2(e) for additive ones.
-__device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, i64 q, i64 j) {
-  const i64 off =
-      b * p.mask_stride[0] + h * p.mask_stride[1] + q * p.mask_stride[2] + j * p.mask_stride[3];
-  if (p.mask_kind == core::MaskKind::boolean)
-    return static_cast<const std::uint8_t*>(p.mask)[off] ? 0.f : -INFINITY;
-  float x;
-  switch (p.mask_dtype) {
-    case DType::float32:
-      x = static_cast<const float*>(p.mask)[off];
-      break;
-    case DType::float16:
-      x = __half2float(static_cast<const __half*>(p.mask)[off]);
-      break;
-    default:  // bfloat16 (validation admits no other additive dtype)
-      x = __bfloat162float(static_cast<const __nv_bfloat16*>(p.mask)[off]);
-      break;
-  }
-  return x * core::kLog2e;
-}
-
 // The array mask's element types, as the Hopper kernel decodes them: one
 // branch a tile picks the type (with_mask_elem), so that the decoding of
 // its elements is straight-line code.
@@ -122,6 +100,35 @@ __device__ __forceinline__ void with_mask_elem(const KernelParams& p, F&& f) {
     default:  // bfloat16 (validation admits no other additive dtype)
       return f(std::integral_constant<E, E::bf16>{});
   }
+}
+
+// The base-2 term of mask element `off` of type E: 0 or -inf for a boolean
+// mask, value * log2(e) for an additive one.
+template <MaskElem E>
+__device__ __forceinline__ float mask_elem_term(const void* mask, i64 off) {
+  if constexpr (E == MaskElem::b8)
+    return static_cast<const std::uint8_t*>(mask)[off] ? 0.f : -INFINITY;
+  else if constexpr (E == MaskElem::f32)
+    return static_cast<const float*>(mask)[off] * core::kLog2e;
+  else if constexpr (E == MaskElem::f16)
+    return __half2float(static_cast<const __half*>(mask)[off]) * core::kLog2e;
+  else
+    return __bfloat162float(static_cast<const __nv_bfloat16*>(mask)[off]) * core::kLog2e;
+}
+
+// The array mask's base-2 term for (b, h, q, j).
+__device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, i64 q, i64 j) {
+  const i64 off =
+      b * p.mask_stride[0] + h * p.mask_stride[1] + q * p.mask_stride[2] + j * p.mask_stride[3];
+  float t = 0.f;
+  with_mask_elem(p, [&](auto elem) { t = mask_elem_term<decltype(elem)::value>(p.mask, off); });
+  return t;
+}
+
+// Byte c of a staged mask row whose 16-byte chunks are swizzled by sw
+// (chunk k stored at chunk k ^ sw): the Hopper kernel's bank spread.
+__device__ __forceinline__ int mask_swizzled(int c, int sw) {
+  return (((c >> 4) ^ sw) << 4) | (c & 15);
 }
 
 // Two adjacent 16-bit additive mask elements held in a register (the
@@ -168,7 +175,9 @@ __device__ __forceinline__ void decode_pair(const KernelParams& p, const void* a
 
 // Bytes of one mask element.
 __device__ __forceinline__ int mask_elem_bytes(const KernelParams& p) {
-  return p.mask_kind == core::MaskKind::boolean ? 1 : p.mask_dtype == DType::float32 ? 4 : 2;
+  int n = 1;
+  with_mask_elem(p, [&](auto elem) { n = mask_elem_size<decltype(elem)::value>; });
+  return n;
 }
 
 // The terms of keys j and j + 1 of row (b, h, q), for kernels whose

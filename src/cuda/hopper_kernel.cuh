@@ -85,7 +85,7 @@ __device__ void shown_tiles(const KernelParams& p, i64 b, i64 h0, i64 h1, i64 q0
 // (D 128, 256), except the two together, which would spill (ptxas: 72 bytes
 // at D = 128, 164 at 256) and run tile by tile. (The mask's code once
 // spilled 1188 bytes with the overlap; since its decode was slimmed it takes
-// 24 at D = 128 and 256 (ptxas, with the per-type copy), and the overlap
+// 16 at D = 128 and 24 at 256 (ptxas, with the per-type copy), and the overlap
 // took the bool mask from 0.79 to 0.81 of unmasked, the bias from 0.56 to
 // 0.58, on an H200 at 16K.)
 template <typename T, int D, bool kPacked, bool kMask, bool kCap>
@@ -95,7 +95,7 @@ constexpr HopperConfig hopper_cfg = [] {
   // Three consumers have 160 registers each, too few for the soft-cap's
   // overlapped loop (ptxas, D = 64: 2.4 KB of spills); two have 224. The
   // mask's tile-by-tile loop keeps three at D = 64 with 352 bytes of spills
-  // (416 since the per-type copy, ptxas)
+  // (360 since the per-type copy, ptxas)
   // (ptxas), and still runs faster than with two (H200, 64K d64, bf16: a dense
   // bool mask 110.5 -> 98.4 ms, causal as a mask 60.1 -> 53.6 ms, an
   // additive bias 178.3 -> 157.0 ms).
@@ -294,9 +294,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   const std::uint32_t sMw = sM + cw * hopper_mask_stage_bytes(BN);
   const char* const mrows = generic(sMw);
   // Byte offset of (row r, byte c of its keys) in the copy.
-  auto mask_at = [&](int r, int c) {
-    return r * row_bytes + ((((c >> 4) ^ (r & swz)) << 4) | (c & 15));
-  };
+  auto mask_at = [&](int r, int c) { return r * row_bytes + mask_swizzled(c, r & swz); };
   // Element offset of the mask's (row r, key j).
   auto mask_off = [&](int r, i64 j) {
     return b * p.mask_stride[0] + row_head(r) * p.mask_stride[1] + row_query(r) * p.mask_stride[2] +

@@ -140,7 +140,7 @@ __device__ __forceinline__ void mask_row_staged(float (&s)[NS][4], int i, int t4
 #pragma unroll
   for (int nt = 0; nt < NS; ++nt) {
     const int c = (nt * 8 + 2 * t4) * es;  // the pair's byte in the row
-    apply_mask_pair<E>(row + ((((c >> 4) ^ sw) << 4) | (c & 15)), s[nt][2 * i], s[nt][2 * i + 1]);
+    apply_mask_pair<E>(row + mask_swizzled(c, sw), s[nt][2 * i], s[nt][2 * i + 1]);
   }
 }
 
@@ -159,7 +159,7 @@ __device__ __forceinline__ void mask_tile_ldsm(float (&s)[NS][4], const char* ro
 #pragma unroll
   for (int nt = 0; nt < NS; nt += 2) {
     std::uint32_t r[4];
-    ldmatrix_x4(r, row + (((nt + half) ^ sw) << 4));
+    ldmatrix_x4(r, row + mask_swizzled((nt + half) * 16, sw));
     apply_mask_bits<E>(r[0], s[nt][0], s[nt][1]);
     apply_mask_bits<E>(r[1], s[nt][2], s[nt][3]);
     apply_mask_bits<E>(r[2], s[nt + 1][0], s[nt + 1][1]);

@@ -25,6 +25,7 @@ import mlx.core as mx
 from .. import _api, _arrays, _core
 from . import _native
 
+
 def available(device: mx.Device) -> bool:
     """Whether calls on `device` can run on longattn's CUDA kernels: an MLX
     GPU device of MLX's CUDA backend, and a longattn built with CUDA."""

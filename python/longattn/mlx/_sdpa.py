@@ -32,6 +32,7 @@ OP = "longattn.mlx.scaled_dot_product_attention"
 # here: a submission's fixed cost (one evaluation) is under a millisecond.
 DEFAULT_BUDGET_MS = 250.0
 
+
 def _array(name: str, x: Any, ndim: Optional[int] = None) -> mx.array:
     if not isinstance(x, mx.array):
         raise TypeError(f"[{OP}] {name} must be an mx.array, not {type(x).__name__}")
