@@ -125,42 +125,64 @@ __device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, 
   return t;
 }
 
-// Byte c of a staged mask row whose 16-byte chunks are swizzled by sw
-// (chunk k stored at chunk k ^ sw): the Hopper kernel's bank spread.
-__device__ __forceinline__ int mask_swizzled(int c, int sw) {
-  return (((c >> 4) ^ sw) << 4) | (c & 15);
+// The Hopper kernel's staged mask rows (a consumer's 64 rows of a key tile,
+// `row_bytes` = block_n x element size each), laid out as TMA's swizzled
+// boxes leave them, whichever copy fills them: each warp's 16 rows are
+// row_bytes / W boxes of 16 rows x W bytes (W = min(row_bytes, 128)), and
+// in a box, 16-byte chunk k of row r sits at chunk k ^ key(r), the key the
+// 128-byte (W = 128: r % 8) or 64-byte (W = 64: (r / 2) % 4) swizzle
+// takes from the address. The eight rows a warp reads at once then fall in
+// distinct banks. Compile-time row_bytes folds these to a few operations.
+__host__ __device__ constexpr int staged_box_bytes(int row_bytes) {
+  return row_bytes < 128 ? row_bytes : 128;
+}
+// Offset of row r's first byte (its box 0), and its swizzle key.
+__device__ __forceinline__ int staged_row_off(int r, int row_bytes) {
+  return (r >> 4) * 16 * row_bytes + (r & 15) * staged_box_bytes(row_bytes);
+}
+__device__ __forceinline__ int staged_row_key(int r, int row_bytes) {
+  const int w = staged_box_bytes(row_bytes);
+  return ((r & 15) * w / 128) % (w / 16);
+}
+// Offset of byte c of a row from its first byte, given the row's key.
+__device__ __forceinline__ int staged_col_off(int c, int key, int row_bytes) {
+  const int w = staged_box_bytes(row_bytes);
+  return (c / w) * 16 * w + ((((c % w) >> 4) ^ key) << 4) + (c & 15);
 }
 
 // Two adjacent 16-bit additive mask elements held in a register (the
 // lower key in the low half, as ldmatrix leaves them) applied to base-2
-// logits x0, x1: v log2(e) added.
+// logits x0, x1: v log2(e) added (v `mul` where the logits are on another
+// scale: the Hopper kernel's folded scale).
 template <MaskElem E>
-__device__ __forceinline__ void apply_mask_bits(std::uint32_t bits, float& x0, float& x1) {
+__device__ __forceinline__ void apply_mask_bits(std::uint32_t bits, float& x0, float& x1,
+                                                float mul = core::kLog2e) {
   static_assert(mask_elem_size<E> == 2 && E != MaskElem::b8);
   float2 v;
   if constexpr (E == MaskElem::f16)
     v = __half22float2(*reinterpret_cast<const __half2*>(&bits));
   else
     v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&bits));
-  x0 = fmaf(v.x, core::kLog2e, x0);
-  x1 = fmaf(v.y, core::kLog2e, x1);
+  x0 = fmaf(v.x, mul, x0);
+  x1 = fmaf(v.y, mul, x1);
 }
 
 // Two adjacent mask elements of type E at `at` applied to base-2 logits
 // x0, x1: a false boolean hides (-inf), an additive value v adds
-// v log2(e).
+// v log2(e) (v `mul`, as above).
 template <MaskElem E>
-__device__ __forceinline__ void apply_mask_pair(const char* at, float& x0, float& x1) {
+__device__ __forceinline__ void apply_mask_pair(const char* at, float& x0, float& x1,
+                                                float mul = core::kLog2e) {
   if constexpr (E == MaskElem::b8) {
     const uchar2 v = *reinterpret_cast<const uchar2*>(at);
     x0 = v.x ? x0 : -INFINITY;
     x1 = v.y ? x1 : -INFINITY;
   } else if constexpr (E == MaskElem::f32) {
     const float2 v = *reinterpret_cast<const float2*>(at);
-    x0 = fmaf(v.x, core::kLog2e, x0);
-    x1 = fmaf(v.y, core::kLog2e, x1);
+    x0 = fmaf(v.x, mul, x0);
+    x1 = fmaf(v.y, mul, x1);
   } else {
-    apply_mask_bits<E>(*reinterpret_cast<const std::uint32_t*>(at), x0, x1);
+    apply_mask_bits<E>(*reinterpret_cast<const std::uint32_t*>(at), x0, x1, mul);
   }
 }
 

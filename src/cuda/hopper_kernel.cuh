@@ -25,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <climits>
+#include <type_traits>
 
 #include "core/mask_blocks.hpp"
 #include "cuda/check.hpp"
@@ -106,7 +107,8 @@ constexpr HopperConfig hopper_cfg = [] {
 template <typename T, int D, bool kPacked, bool kMask, bool kCap>
 __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask, kCap>), 1)
     hopper_kernel(const __grid_constant__ KernelParams p, const __grid_constant__ CUtensorMap tq,
-                  const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
+                  const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
+                  const __grid_constant__ CUtensorMap tm) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked, kMask, kCap>;
   constexpr int BM = cfg.block_m, BN = cfg.block_n, ST = cfg.stages;
@@ -133,7 +135,10 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   extern __shared__ uint4 hopper_smem[];
   const std::uint32_t sQ = (smem_addr(hopper_smem) + 1023u) & ~1023u;
   const std::uint32_t sK = sQ + kQBytes, sV = sK + ST * kKVBytes;
-  const std::uint32_t bars = sV + ST * kKVBytes;
+  // Each consumer's copy of its rows of the current tile's mask (1024-byte
+  // aligned, as TMA's 128-byte swizzle needs).
+  const std::uint32_t sM = sV + ST * kKVBytes;
+  const std::uint32_t bars = sM + CW * hopper_mask_stage_bytes(BN);
   const std::uint32_t q_full = bars;
   auto k_full = [&](int s) { return bars + 8u * (1 + s); };
   auto v_full = [&](int s) { return bars + 8u * (1 + ST + s); };
@@ -150,10 +155,11 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     std::int32_t it;
     std::uint32_t kinds;
   };
-  static_assert(8 * (1 + 4 * ST) <= 144 && 144 + 8 * ST <= kHopperBarrierBytes);
+  static_assert(8 * (1 + 4 * ST) <= 144 && 144 + 8 * ST <= 256);
   TileMeta* const meta = reinterpret_cast<TileMeta*>(generic(bars + 144));
-  // Each consumer's copy of its rows of the current tile's mask.
-  const std::uint32_t sM = bars + kHopperBarrierBytes;
+  // Per consumer warp, the barrier its TMA mask copies complete on.
+  auto mask_full = [&](int w) { return bars + 256u + 8u * w; };
+  static_assert(256 + 8 * 4 * CW <= kHopperBarrierBytes);
 
   // Packed: 64 / group queries of each of the group's heads; rows are
   // head-major (row r = head (r / QT), query (r % QT)), as the Q box lands.
@@ -182,6 +188,8 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
       sm90::mbar_init(k_empty(s), 4 * CW);
       sm90::mbar_init(v_empty(s), 4 * CW);
     }
+    if (kMask)
+      for (int w = 0; w < 4 * CW; ++w) sm90::mbar_init(mask_full(w), 1);
     sm90::fence_barrier_init();
   }
   // Decode: the split-K merge may launch once every block of this grid has
@@ -279,91 +287,101 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   }
 
   // The consumer's rows of a partial tile's mask, staged in shared memory
-  // and read from there: copied with cp.async, 16 bytes at a time, where
-  // rows are 16-byte aligned (p.stage_mask), else element by element;
-  // either way the copy starts before the previous tile's P V (start_mask).
-  // Rows past the rectangle and keys past Lk are zeros. Row r's 16-byte
-  // chunk c lies at chunk c ^ (r & swz) of the row, so that the eight rows
-  // a warp reads at once (16-bit masks by ldmatrix, others a pair at a
-  // time) fall in distinct bank groups where rows have 8 chunks or more.
-  // (Rows of 4 chunks, a bool mask on 64-key tiles, repeat every 4 rows:
-  // two-way conflicts; keying on r / 2 there would remove them.)
-  const int es = masked ? mask_elem_bytes(p) : 1;
-  const int row_bytes = BN * es, chunks = row_bytes / 16;
-  const int swz = min(chunks, 8) - 1;
+  // (device_common.cuh's staged layout: swizzled so that the eight rows a
+  // warp reads at once fall in distinct banks) and read from there. Each
+  // warp copies the 16 rows it reads (wrow on) and waits only for its own
+  // copy (its mbarrier or __syncwarp), not for the consumer's other warps.
+  // The copy starts before the previous tile's P V (start_mask), by TMA
+  // where the launcher could describe the mask to it (p.mask_tma: unpacked
+  // rows, 16-byte aligned strides, rows that do not broadcast): one lane
+  // asks for the warp's rows as row_bytes / 128 swizzled boxes (ncu, 16K
+  // d128 bias: the copy by cp.async, 16 bytes a lane with its predicates and
+  // addresses, had taken some 200 of the ~400 instructions a warp spent on
+  // a tile's mask). Else with cp.async, 16 bytes at a time, where rows are
+  // 16-byte aligned (p.stage_mask), else element by element; those copies
+  // read zeros for rows past the rectangle and keys past Lk, TMA zeros past
+  // the mask's Lq and Lk only: rows past the rectangle are never stored.
   const std::uint32_t sMw = sM + cw * hopper_mask_stage_bytes(BN);
   const char* const mrows = generic(sMw);
-  // Byte offset of (row r, byte c of its keys) in the copy.
-  auto mask_at = [&](int r, int c) { return r * row_bytes + mask_swizzled(c, r & swz); };
   // Element offset of the mask's (row r, key j).
   auto mask_off = [&](int r, i64 j) {
     return b * p.mask_stride[0] + row_head(r) * p.mask_stride[1] + row_query(r) * p.mask_stride[2] +
            j * p.mask_stride[3];
   };
   const int copy_rows = static_cast<int>(min(i64{64}, max(i64{0}, qt1 - qt0 - cw * 64)));
-  // Each warp copies the 16 rows it reads (wrow on), so that a lane waits
-  // only for its warp (__syncwarp), not for the consumer's other warps
-  // (named barriers, twice a tile).
   const int wrow = (ctid / 32) * 16;
-  // The unpacked kernel's rows are consecutive queries of one head: each
-  // lane copies one column chunk of every (32 / chunks)-th row, its source
-  // a constant stride further each row. Instantiated per element type, so
-  // that the chunk count is a constant and the row loop unrolls into
-  // immediate offsets: with a run-time count, its divisions and loop took
-  // a quarter of the consumers' issue slots on a bias (ncu, 16K d128).
+  const bool tma_copy = masked && !kPacked && p.mask_tma;
+  const std::uint32_t mbar = mask_full(cw * 4 + ctid / 32);
+  std::uint32_t mphase = 0;  // parity of the warp's next TMA mask copy
+  // The unpacked kernel's rows are consecutive queries of one head: without
+  // TMA, each lane copies one column chunk of every (32 / chunks)-th row,
+  // its source a constant stride further each row (with a run-time chunk
+  // count, its divisions and loop took a quarter of the consumers' issue
+  // slots on a bias; ncu, 16K d128).
   const bool strided_copy = masked && p.stage_mask && !kPacked;
-  auto stage_strided = [&](auto elem, i64 kt) {
-    constexpr int kEs = mask_elem_size<decltype(elem)::value>;
-    constexpr int kChunks = BN * kEs / 16, kStep = 32 / kChunks;
-    static_assert(32 % kChunks == 0 && 16 % kStep == 0);
-    const int ch = lane % kChunks, r0 = wrow + lane / kChunks;
-    const i64 col = kt + ch * 16 / kEs;
-    const int valid = col < p.Lk ? static_cast<int>(min(i64{16}, (p.Lk - col) * kEs)) : 0;
-    const char* src = static_cast<const char*>(p.mask) + mask_off(r0, col) * kEs;
-    const i64 stride = p.mask_stride[2] * kEs * kStep;
-#pragma unroll
-    for (int k = 0; k < 16 / kStep; ++k, src += stride) {
-      const int r = r0 + k * kStep, v = r < copy_rows ? valid : 0;
-      cp_async16(sMw + mask_at(r, ch * 16), v > 0 ? src : static_cast<const char*>(p.mask), v);
-    }
-  };
   auto stage_mask = [&](i64 kt) {
     __syncwarp();  // every lane is done with the last tile's copy
-    if (strided_copy) {
-      with_mask_elem(p, [&](auto elem) { stage_strided(elem, kt); });
-      cp_async_commit();
-      return;
-    }
-    if (p.stage_mask) {
-      for (int c = lane; c < 16 * chunks; c += 32) {
-        const int r = wrow + c / chunks, ch = c % chunks;
-        const i64 col = kt + ch * 16 / es;
-        const int valid = row_query(r) < qt1 && col < p.Lk
-                              ? static_cast<int>(min(i64{16}, (p.Lk - col) * es))
-                              : 0;
-        cp_async16(sMw + mask_at(r, ch * 16),
-                   static_cast<const char*>(p.mask) + (valid > 0 ? mask_off(r, col) * es : 0),
-                   valid);
+    with_mask_elem(p, [&](auto elem) {
+      constexpr int kEs = mask_elem_size<decltype(elem)::value>, kRow = BN * kEs;
+      constexpr int kChunks = kRow / 16, kBox = staged_box_bytes(kRow);
+      // Byte offset of (row r, byte c of its keys) in the copy.
+      auto at = [&](int r, int c) {
+        return staged_row_off(r, kRow) + staged_col_off(c, staged_row_key(r, kRow), kRow);
+      };
+      if (tma_copy) {
+        if (lane == 0) {
+          sm90::mbar_arrive_expect_tx(mbar, 16 * kRow);
+          const int mb = p.mask_stride[0] == 0 ? 0 : static_cast<int>(b);
+          const int mh = p.mask_stride[1] == 0 ? 0 : static_cast<int>(h);
+#pragma unroll
+          for (int x = 0; x < kRow / kBox; ++x)
+            sm90::tma_load_4d(sMw + staged_row_off(wrow, kRow) + x * 16 * kBox, &tm, mbar,
+                              static_cast<int>(kt) + x * kBox / kEs,
+                              static_cast<int>(row_query(wrow)), mh, mb);
+        }
+        return;
       }
-      cp_async_commit();
-      return;
-    }
-    char* const rows = generic(sMw);
-    for (int e = lane; e < 16 * BN; e += 32) {
-      const int r = wrow + e / BN, c = e % BN;
-      const i64 j = kt + c;
-      const bool in = row_query(r) < qt1 && j < p.Lk;
-      const char* src = static_cast<const char*>(p.mask) + (in ? mask_off(r, j) * es : 0);
-      char* dst = rows + mask_at(r, c * es);
-      if (es == 1)
-        *dst = in ? *src : 0;
-      else if (es == 2)
-        *reinterpret_cast<std::uint16_t*>(dst) =
-            in ? *reinterpret_cast<const std::uint16_t*>(src) : 0;
-      else
-        *reinterpret_cast<std::uint32_t*>(dst) =
-            in ? *reinterpret_cast<const std::uint32_t*>(src) : 0u;
-    }
+      if (strided_copy) {
+        constexpr int kStep = 32 / kChunks;
+        static_assert(32 % kChunks == 0 && 16 % kStep == 0);
+        const int ch = lane % kChunks, r0 = wrow + lane / kChunks;
+        const i64 col = kt + ch * 16 / kEs;
+        const int valid = col < p.Lk ? static_cast<int>(min(i64{16}, (p.Lk - col) * kEs)) : 0;
+        const char* src = static_cast<const char*>(p.mask) + mask_off(r0, col) * kEs;
+        const i64 stride = p.mask_stride[2] * kEs * kStep;
+#pragma unroll
+        for (int k = 0; k < 16 / kStep; ++k, src += stride) {
+          const int r = r0 + k * kStep, v = r < copy_rows ? valid : 0;
+          cp_async16(sMw + at(r, ch * 16), v > 0 ? src : static_cast<const char*>(p.mask), v);
+        }
+        cp_async_commit();
+        return;
+      }
+      if (p.stage_mask) {
+        for (int c = lane; c < 16 * kChunks; c += 32) {
+          const int r = wrow + c / kChunks, ch = c % kChunks;
+          const i64 col = kt + ch * 16 / kEs;
+          const int valid = row_query(r) < qt1 && col < p.Lk
+                                ? static_cast<int>(min(i64{16}, (p.Lk - col) * kEs))
+                                : 0;
+          cp_async16(sMw + at(r, ch * 16),
+                     static_cast<const char*>(p.mask) + (valid > 0 ? mask_off(r, col) * kEs : 0),
+                     valid);
+        }
+        cp_async_commit();
+        return;
+      }
+      using Word = std::conditional_t<kEs == 1, std::uint8_t,
+                                      std::conditional_t<kEs == 2, std::uint16_t, std::uint32_t>>;
+      for (int e = lane; e < 16 * BN; e += 32) {
+        const int r = wrow + e / BN, c = e % BN;
+        const i64 j = kt + c;
+        const bool in = row_query(r) < qt1 && j < p.Lk;
+        const auto* src = reinterpret_cast<const Word*>(static_cast<const char*>(p.mask) +
+                                                        (in ? mask_off(r, j) * kEs : 0));
+        *reinterpret_cast<Word*>(generic(sMw) + at(r, c * kEs)) = in ? *src : Word{0};
+      }
+    });
   };
   // Whether this consumer reads the mask of a tile of `kinds` (its byte):
   // not where its blocks are all open or all hidden.
@@ -408,22 +426,41 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // range on tiles that cross the causal diagonal, an edge of the window or
   // the rectangle's key end. Then P = 2^(S - m'); returns each row's alpha.
   // (Tiles hidden from all the consumer's rows never get here.)
+  // Without the soft-cap's instantiation the scale is folded into the
+  // exponent's FMA (softmax_row_p) instead of a multiply a score: the tile
+  // holds logits / scale_log2, so mask terms are added as v p.fold_mask_mul
+  // (log2(e) / scale_log2). A compile-time choice: a run-time one cost the
+  // masked consumers some 200 bytes of spills (ptxas, D = 128). Not in the
+  // masked kernel with three consumers (D = 64, 160 registers each), whose
+  // spills it took from 100 to 164 bytes stored (ptxas).
+  constexpr bool kLean = kMask && CW == 3;
+  constexpr bool kFold = !kCap && !kLean;
+  const float tile_scale = kFold ? p.scale_log2 : 1.f;
+  const float mask_mul = kFold ? p.fold_mask_mul : core::kLog2e;
   auto softmax = [&](float(&sc)[NS][4], i64 kt, std::uint32_t mine, float(&alpha)[2]) {
-    scale_tile<kCap>(p, sc);
+    if constexpr (!kFold) scale_tile<kCap>(p, sc);
     if (reads_mask(mine)) {
-      cp_async_wait_all();
-      __syncwarp();  // every lane's copies have landed
+      if (tma_copy) {
+        sm90::mbar_wait(mbar, mphase);
+        mphase ^= 1;
+      } else {
+        cp_async_wait_all();
+        __syncwarp();  // every lane's copies have landed
+      }
       with_mask_elem(p, [&](auto elem) {
         constexpr MaskElem E = decltype(elem)::value;
+        constexpr int kRow = BN * mask_elem_size<E>;
         if constexpr (mask_elem_size<E> == 2) {
           // Lane l addresses row 8 ((l / 8) % 2) + l % 8 of its warp's 16
-          // (row % 8 = l % 8, the swizzle) for chunk l / 16 of each pair.
+          // for chunk l / 16 of each pair.
           const int r = wrow + 8 * ((lane / 8) % 2) + lane % 8;
-          mask_tile_ldsm<E>(sc, mrows + r * row_bytes, lane / 16, lane % 8);
+          mask_tile_ldsm<E>(sc, mrows + staged_row_off(r, kRow), lane / 16,
+                            staged_row_key(r, kRow), mask_mul);
         } else {
 #pragma unroll
           for (int i = 0; i < 2; ++i)
-            mask_row_staged<E>(sc, i, t4, mrows + lr[i] * row_bytes, lr[i] & swz);
+            mask_row_staged<E>(sc, i, t4, mrows + staged_row_off(lr[i], kRow),
+                               staged_row_key(lr[i], kRow), mask_mul);
         }
       });
     }
@@ -434,7 +471,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
       for (int i = 0; i < 2; ++i) limit_row(sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt));
     }
 #pragma unroll
-    for (int i = 0; i < 2; ++i) alpha[i] = softmax_row_p(sc, i, m[i], l[i]);
+    for (int i = 0; i < 2; ++i) alpha[i] = softmax_row_p(sc, i, m[i], l[i], tile_scale);
   };
   // Software pipeline within the warpgroup (FlashAttention-3's intra-
   // warpgroup overlap): per tile i, S(i) = Q K(i)^T and O += P(i-1) V(i-1)
@@ -493,9 +530,15 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     pv_done(v.s);
   };
   // O rescaled for the new row maxima; P packed as the next A operand.
+  // Once a row's max has settled, most tiles leave every row of a warp
+  // with alpha = 1: the warp then skips the multiply (one an output
+  // element a tile, as many as the scores at D = 128). Not in the lean
+  // kernel above (its spills doubled again, ptxas).
   auto finish_p = [&] {
+    if (kLean || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i) rescale_row(acc, i, alpha[i]);
+      for (int i = 0; i < 2; ++i) rescale_row(acc, i, alpha[i]);
+    }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) pack_p<T>(sc, kk, pa[kk]);
   };
@@ -563,7 +606,7 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
                 "the block's tiles, barriers and mask copies outgrow an SM's shared memory");
   const int group = static_cast<int>(p.group);
   const int qrows = kPacked ? cfg.block_m / group : cfg.block_m;  // queries a block
-  CUtensorMap tq, tk, tv;
+  CUtensorMap tq, tk, tv, tm{};
   // K and V rows at or past k1 read as zeros, like the mma.sync kernel's
   // zero fill, so that keys outside the rectangle never reach P V.
   // Columns past D (Q, K) or Dv (V) read as zeros too: a narrower head
@@ -572,13 +615,25 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
       !encode_rows_map(&tk, p.k, p.B, p.Hkv, p.k1, p.D, p.k_stride, cfg.block_n) ||
       !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, p.Dv, p.v_stride, cfg.block_n))
     return false;
+  // The mask by TMA where it can be described (else the kernel's cp.async
+  // copies): rows of 16-byte aligned strides, each warp's 16 rows a box.
+  KernelParams kp = p;
+  kp.mask_tma = 0;
+  kp.fold_mask_mul = core::kLog2e / p.scale_log2;  // read where the scale is folded (!kCap)
+  if (kMask && !kPacked && p.mask_kind != core::MaskKind::none && p.stage_mask) {
+    const int es = p.mask_kind == core::MaskKind::boolean ? 1
+                   : p.mask_dtype == DType::float32       ? 4
+                                                          : 2;
+    kp.mask_tma = encode_mask_map(&tm, p.mask, p.B, p.Hq, p.Lq, p.Lk, p.mask_stride, es,
+                                  staged_box_bytes(cfg.block_n * es), 16);
+  }
   allow_dynamic_smem<hopper_kernel<T, D, kPacked, kMask, kCap>>(
       hopper_smem_bytes(cfg, D), "cudaFuncSetAttribute(hopper_kernel)");
   const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + qrows - 1) / qrows),
                   static_cast<unsigned>(p.B * (kPacked ? p.Hkv : p.Hq)),
                   static_cast<unsigned>(p.splits));
   hopper_kernel<T, D, kPacked, kMask, kCap>
-      <<<grid, hopper_threads(cfg), hopper_smem_bytes(cfg, D), stream>>>(p, tq, tk, tv);
+      <<<grid, hopper_threads(cfg), hopper_smem_bytes(cfg, D), stream>>>(kp, tq, tk, tv, tm);
   check_cuda(cudaGetLastError(), "hopper_kernel launch");
   return true;
 }
@@ -587,7 +642,14 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
 // the tensors, so the caller runs the mma.sync kernel instead.
 template <typename T, int D>
 bool launch_hopper(const KernelParams& p, cudaStream_t stream) {
-  const bool mask = p.mask_kind != core::MaskKind::none, cap = p.softcap_log2 > 0.f;
+  // The instantiations without the soft-cap fold the scale into the
+  // exponent, which keeps the order of the logits and their range only for
+  // scale >= 2^-8 (a mask term scaled by 1 / scale then overflows only past
+  // |v| = FLT_MAX / 256; scaled first, past FLT_MAX / 1.44); smaller, zero
+  // or negative scales take the soft-cap's instantiations, which scale
+  // first (and test for a cap at run time).
+  const bool fold = p.scale_log2 >= core::kLog2e / 256.f;
+  const bool mask = p.mask_kind != core::MaskKind::none, cap = p.softcap_log2 > 0.f || !fold;
   if (p.packed)
     return mask || cap ? launch_hopper_as<T, D, true, true, true>(p, stream)
                        : launch_hopper_as<T, D, true, false, false>(p, stream);

@@ -56,6 +56,12 @@ struct KernelParams : core::Problem {
   // 16 bytes at a time (unit key stride, 16-byte aligned base, strides and
   // first key): the Hopper kernel then copies them with cp.async.
   std::int32_t stage_mask = 0;
+  // Whether the Hopper kernel copies those rows by TMA instead (its
+  // launcher sets it where it could encode the mask's tensor map).
+  std::int32_t mask_tma = 0;
+  // log2(e) / scale_log2: the Hopper kernel's factor for mask terms where
+  // it folds the scale into the exponent (its launcher sets it).
+  float fold_mask_mul = 0.f;
   // 2 log2(e) / softcap_log2 (0 without a soft-cap): the 16-bit kernels'
   // tanh is 1 - 2 / (2^(cap_exp t) + 1) (scale_tile).
   float cap_exp = 0.f;
@@ -174,18 +180,20 @@ constexpr HopperConfig hopper_decode_config(int d) {
 // A producer warpgroup + one consumer warpgroup per 64 query rows.
 constexpr int hopper_consumers(HopperConfig c) { return c.block_m / 64; }
 constexpr int hopper_threads(HopperConfig c) { return 128 * (1 + hopper_consumers(c)); }
-// Shared-memory bytes for the mbarriers and the ring slots' tile records.
-constexpr int kHopperBarrierBytes = 256;
+// Shared-memory bytes for the mbarriers (the ring's, and one per consumer
+// warp for its TMA mask copies) and the ring slots' tile records.
+constexpr int kHopperBarrierBytes = 384;
 // Shared-memory bytes of one consumer's copy of its 64 rows of a tile's
 // array mask: 4-byte elements at most (swizzled, no padding: the hopper
-// kernel's stage_mask).
+// kernel's stage_mask). A multiple of 1024 bytes, so that every copy stays
+// aligned for TMA's swizzle.
 constexpr int hopper_mask_stage_bytes(int block_n) { return 64 * block_n * 4; }
 // Dynamic shared memory one block may take on sm_90 (227 KB).
 constexpr int kSm90SmemBytes = 232448;
 constexpr int hopper_smem_bytes(HopperConfig c, int d) {
-  // Q tile + stages x (K and V tiles) + barriers + each consumer's mask
-  // copy, + 1024 for aligning the base to the 128-byte swizzle's 1024-byte
-  // pattern. Under kSm90SmemBytes for every configuration (launch_hopper_as
+  // Q tile + stages x (K and V tiles) + each consumer's mask copy +
+  // barriers, in that order, + 1024 for aligning the base to the 128-byte
+  // swizzle's 1024-byte pattern. Under kSm90SmemBytes for every configuration (launch_hopper_as
   // asserts it).
   return (c.block_m + 2 * c.stages * c.block_n) * d * 2 + kHopperBarrierBytes +
          hopper_consumers(c) * hopper_mask_stage_bytes(c.block_n) + 1024;

@@ -60,4 +60,36 @@ bool encode_rows_map(CUtensorMap* map, const void* base, std::int64_t B, std::in
             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+bool encode_mask_map(CUtensorMap* map, const void* base, std::int64_t B, std::int64_t H,
+                     std::int64_t rows, std::int64_t cols, const std::int64_t (&stride)[4],
+                     int elem_bytes, int box_bytes, int box_rows) {
+  const auto fn = encode_fn();
+  const std::int64_t es = elem_bytes;
+  if (fn == nullptr || reinterpret_cast<std::uintptr_t>(base) % 16 != 0 || stride[3] != 1 ||
+      stride[2] == 0 || rows < 1 || cols < 1 || rows >= (std::int64_t{1} << 31) ||
+      cols >= (std::int64_t{1} << 31) || B < 1 || H < 1 || (box_bytes != 64 && box_bytes != 128) ||
+      box_bytes % es != 0 || box_rows < 1 || box_rows > 256)
+    return false;
+  const std::int64_t hm = stride[1] == 0 ? 1 : H, bm = stride[0] == 0 ? 1 : B;
+  const std::int64_t sl = stride[2] * es;
+  const std::int64_t sh = hm > 1 ? stride[1] * es : sl * rows;
+  const std::int64_t sb = bm > 1 ? stride[0] * es : sh * hm;
+  for (std::int64_t s : {sl, sh, sb})
+    if (s <= 0 || s % 16 != 0 || s >= (std::int64_t{1} << 40)) return false;
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows),
+                              static_cast<cuuint64_t>(hm), static_cast<cuuint64_t>(bm)};
+  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(sl), static_cast<cuuint64_t>(sh),
+                                 static_cast<cuuint64_t>(sb)};
+  const cuuint32_t box[4] = {static_cast<cuuint32_t>(box_bytes / es),
+                             static_cast<cuuint32_t>(box_rows), 1, 1};
+  const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
+  const CUtensorMapDataType type = es == 1   ? CU_TENSOR_MAP_DATA_TYPE_UINT8
+                                   : es == 2 ? CU_TENSOR_MAP_DATA_TYPE_UINT16
+                                             : CU_TENSOR_MAP_DATA_TYPE_UINT32;
+  return fn(map, type, 4, const_cast<void*>(base), dims, strides, box, elem_strides,
+            CU_TENSOR_MAP_INTERLEAVE_NONE,
+            box_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B,
+            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 }  // namespace longattn::cuda

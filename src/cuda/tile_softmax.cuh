@@ -129,18 +129,19 @@ __device__ __forceinline__ void mask_row(const KernelParams& p, float (&s)[NS][4
 }
 
 // The array mask from a copy of the row's mask in shared memory (`row`:
-// its first byte, elements of type E, 16-byte chunk c stored at chunk
-// c ^ sw), over every column: limit_row applies the row's column range
-// after it where the tile needs one. Rows past the rectangle read a copy
-// of zeros; their results are never stored.
+// its first byte, elements of type E, in the staged layout with swizzle
+// key `key`, device_common.cuh), over every column: limit_row applies the
+// row's column range after it where the tile needs one. Rows past the
+// rectangle read zeros or rows past it; their results are never stored.
 template <MaskElem E, int NS>
 __device__ __forceinline__ void mask_row_staged(float (&s)[NS][4], int i, int t4, const char* row,
-                                                int sw) {
-  constexpr int es = mask_elem_size<E>;
+                                                int key, float mul) {
+  constexpr int es = mask_elem_size<E>, kRowBytes = NS * 8 * es;
 #pragma unroll
   for (int nt = 0; nt < NS; ++nt) {
     const int c = (nt * 8 + 2 * t4) * es;  // the pair's byte in the row
-    apply_mask_pair<E>(row + mask_swizzled(c, sw), s[nt][2 * i], s[nt][2 * i + 1]);
+    apply_mask_pair<E>(row + staged_col_off(c, key, kRowBytes), s[nt][2 * i], s[nt][2 * i + 1],
+                       mul);
   }
 }
 
@@ -149,43 +150,47 @@ __device__ __forceinline__ void mask_row_staged(float (&s)[NS][4], int i, int t4
 // 2 t4 and 2 t4 + 1), four blocks an instruction, where per-pair loads
 // took one instruction a pair. The lane gives the address of one row of
 // one block: `row` (row 8 (m % 2) + l % 8 of the warp's 16, m = l / 8,
-// in the blocks' order in the result), chunk nt + `half` (m / 2) of it,
-// stored at chunk (nt + half) ^ sw.
+// in the blocks' order in the result; its swizzle key `key`), chunk
+// nt + `half` (m / 2) of it.
 template <MaskElem E, int NS>
 __device__ __forceinline__ void mask_tile_ldsm(float (&s)[NS][4], const char* row, int half,
-                                               int sw) {
-  // The caller's sw is lane % 8: rows of 8 chunks or more (swz = 7).
+                                               int key, float mul) {
   static_assert(NS % 2 == 0 && NS >= 8 && mask_elem_size<E> == 2);
+  constexpr int kRowBytes = NS * 8 * 2;
 #pragma unroll
   for (int nt = 0; nt < NS; nt += 2) {
     std::uint32_t r[4];
-    ldmatrix_x4(r, row + mask_swizzled((nt + half) * 16, sw));
-    apply_mask_bits<E>(r[0], s[nt][0], s[nt][1]);
-    apply_mask_bits<E>(r[1], s[nt][2], s[nt][3]);
-    apply_mask_bits<E>(r[2], s[nt + 1][0], s[nt + 1][1]);
-    apply_mask_bits<E>(r[3], s[nt + 1][2], s[nt + 1][3]);
+    ldmatrix_x4(r, row + staged_col_off((nt + half) * 16, key, kRowBytes));
+    apply_mask_bits<E>(r[0], s[nt][0], s[nt][1], mul);
+    apply_mask_bits<E>(r[1], s[nt][2], s[nt][3], mul);
+    apply_mask_bits<E>(r[2], s[nt + 1][0], s[nt + 1][1], mul);
+    apply_mask_bits<E>(r[3], s[nt + 1][2], s[nt + 1][3], mul);
   }
 }
 
 // Online softmax, base 2: m' = max(m, rowmax), P = 2^(s - m'), l rescaled
 // and summed; returns alpha = 2^(m - m') for rescaling O. A row that has
 // seen only masked keys keeps m = -inf; we then subtract 0 instead of m so
-// that 2^(-inf - -inf) never turns into NaN.
+// that 2^(-inf - -inf) never turns into NaN. `scale` > 0: the tile holds
+// base-2 logits / scale (the Hopper kernel's folded scale): the max is
+// taken on them (scaling keeps the order) and each exponent is one FMA,
+// s scale - m', where scaling the tile first took a multiply more.
 template <int NS>
-__device__ __forceinline__ float softmax_row_p(float (&s)[NS][4], int i, float& m, float& l) {
+__device__ __forceinline__ float softmax_row_p(float (&s)[NS][4], int i, float& m, float& l,
+                                               float scale = 1.f) {
   float mx = -INFINITY;
 #pragma unroll
   for (int nt = 0; nt < NS; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * i], s[nt][2 * i + 1]));
   mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
   mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-  const float m_new = fmaxf(m, mx);
+  const float m_new = fmaxf(m, mx * scale);
   const core::OnlineStep st = core::online_step(m, m_new, FastExp2{});
   m = m_new;
   float sum = 0.f;
 #pragma unroll
   for (int nt = 0; nt < NS; ++nt) {
-    s[nt][2 * i] = fast_exp2(s[nt][2 * i] - st.shift);
-    s[nt][2 * i + 1] = fast_exp2(s[nt][2 * i + 1] - st.shift);
+    s[nt][2 * i] = fast_exp2(fmaf(s[nt][2 * i], scale, -st.shift));
+    s[nt][2 * i + 1] = fast_exp2(fmaf(s[nt][2 * i + 1], scale, -st.shift));
     sum += s[nt][2 * i] + s[nt][2 * i + 1];
   }
   l = l * st.alpha + sum;

@@ -314,6 +314,33 @@ TEST_P(CudaMasks, AlibiSlopesWithMinusInfBlocks) {
   }
 }
 
+// The Hopper kernel folds the softmax scale into the exponent (mask terms
+// enter as v / scale) for scale >= 2^-8, and scales first below it (and at
+// 0 or a negative scale, where folding would change the max): scales on
+// both sides of that edge, each mask kind, bias terms from -inf to 40, a
+// soft-cap beside (which never folds), against the reference.
+TEST_P(CudaMasks, FoldedAndUnfoldedScales) {
+  std::uint64_t seed = 45500;
+  for (double scale : {0.125, std::ldexp(1.0, -8), std::ldexp(1.0, -9), 0.0, -0.09})
+    for (const auto& [kind, additive] : {std::pair{MaskKind::additive, DType::bfloat16},
+                                         std::pair{MaskKind::additive, DType::float32},
+                                         std::pair{MaskKind::boolean, DType::boolean}})
+      for (float softcap : {0.f, 20.f}) {
+        Case c =
+            masked_case(DType::bfloat16, 300, 520, hopper_dim(seed % 2 ? 64 : 128), kind, additive);
+        c.scale = scale, c.softcap = softcap;
+        c.qk_std = 3.0;
+        c.seed = ++seed;
+        lt::CaseData d(c);
+        fill_mask(d, [&](auto, auto, std::int64_t i, std::int64_t j) {
+          if (kind == MaskKind::boolean) return (i * 7 + j * 3) % 5 == 0 ? 0.0 : 1.0;
+          if ((i + 2 * j) % 11 == 0) return -kInf;
+          return 40.0 * std::sin(0.37 * static_cast<double>(i) + 0.11 * static_cast<double>(j));
+        });
+        check(d);
+      }
+}
+
 // ---- rows that see nothing, masks that hide or show everything ------------------
 
 TEST_P(CudaMasks, FullyMaskedRowsGiveZeroAndMinusInf) {
