@@ -86,7 +86,7 @@ __device__ void shown_tiles(const KernelParams& p, i64 b, i64 h0, i64 h1, i64 q0
 // (D 128, 256), except the two together, which would spill (ptxas: 72 bytes
 // at D = 128, 164 at 256) and run tile by tile. (The mask's code once
 // spilled 1188 bytes with the overlap; since its decode was slimmed it takes
-// 16 at D = 128 and 24 at 256 (ptxas, with the per-type copy), and the overlap
+// 16 at D = 128 and 16 at 256 (ptxas, with the TMA copy), and the overlap
 // took the bool mask from 0.79 to 0.81 of unmasked, the bias from 0.56 to
 // 0.58, on an H200 at 16K.)
 template <typename T, int D, bool kPacked, bool kMask, bool kCap>
@@ -95,11 +95,11 @@ constexpr HopperConfig hopper_cfg = [] {
   c.overlap = c.overlap && !(kMask && kCap);  // see above
   // Three consumers have 160 registers each, too few for the soft-cap's
   // overlapped loop (ptxas, D = 64: 2.4 KB of spills); two have 224. The
-  // mask's tile-by-tile loop keeps three at D = 64 with 352 bytes of spills
-  // (360 since the per-type copy, ptxas)
-  // (ptxas), and still runs faster than with two (H200, 64K d64, bf16: a dense
-  // bool mask 110.5 -> 98.4 ms, causal as a mask 60.1 -> 53.6 ms, an
-  // additive bias 178.3 -> 157.0 ms).
+  // mask's tile-by-tile loop keeps three at D = 64 (then 352 bytes of
+  // spills, 164 since the TMA copy and the folded scale, ptxas) and ran
+  // faster than with two (H200, 64K d64, bf16: a dense bool mask 110.5 ->
+  // 98.4 ms, causal as a mask 60.1 -> 53.6 ms, an additive bias 178.3 ->
+  // 157.0 ms).
   if (kCap && c.block_m == 192) c.block_m = 128;
   return c;
 }();
@@ -294,10 +294,11 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // The copy starts before the previous tile's P V (start_mask), by TMA
   // where the launcher could describe the mask to it (p.mask_tma: unpacked
   // rows, 16-byte aligned strides, rows that do not broadcast): one lane
-  // asks for the warp's rows as row_bytes / 128 swizzled boxes (ncu, 16K
-  // d128 bias: the copy by cp.async, 16 bytes a lane with its predicates and
-  // addresses, had taken some 200 of the ~400 instructions a warp spent on
-  // a tile's mask). Else with cp.async, 16 bytes at a time, where rows are
+  // asks for the warp's rows as row_bytes / 128 swizzled boxes. (Reading a
+  // mask cost ~400 instructions a consumer warp a tile, ncu, 16K d128; in
+  // the machine code each 16-byte cp.async came with some 20 of predicates
+  // and 64-bit addresses. By TMA: bias 12.2 -> 11.2 ms, H200.) Else with
+  // cp.async, 16 bytes at a time, where rows are
   // 16-byte aligned (p.stage_mask), else element by element; those copies
   // read zeros for rows past the rectangle and keys past Lk, TMA zeros past
   // the mask's Lq and Lk only: rows past the rectangle are never stored.
