@@ -35,7 +35,12 @@
 //   (float32/float16/bfloat16, added to the scaled logit, -inf = drop). Its
 //   logical shape is 4-D and broadcasts to [B, Hq, Lq, Lk]: each dim is 1 or
 //   the full size (stride 0 is fine too). Causal and a mask array combine: a
-//   key is visible only if both allow it.
+//   key is visible only if both allow it. Additive terms are exact in
+//   float32 up to |v| = FLT_MAX * scale (3e37 at scale 1/sqrt(128)) on every
+//   backend; beyond that the CUDA backend's Hopper kernel, which adds
+//   v / scale to the unscaled logit, may overflow: -v then hides the key
+//   like -inf (a row it hides entirely gives O = 0 where the CPU gives the
+//   mean of V), +v gives NaN. Use -inf (or a value like -1e9) to drop.
 // - Sinks: float32 [Hq], one extra logit per head that enters the softmax
 //   denominator only (as in gpt-oss); counted exactly once however the keys
 //   are chunked.

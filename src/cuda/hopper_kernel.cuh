@@ -294,7 +294,8 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // The copy starts before the previous tile's P V (start_mask), by TMA
   // where the launcher could describe the mask to it (p.mask_tma: unpacked
   // rows, 16-byte aligned strides, rows that do not broadcast): one lane
-  // asks for the warp's rows as row_bytes / 128 swizzled boxes. (Reading a
+  // asks for the warp's rows as swizzled boxes of min(row_bytes, 128) bytes
+  // a row (one to four). (Reading a
   // mask cost ~400 instructions a consumer warp a tile, ncu, 16K d128; in
   // the machine code each 16-byte cp.async came with some 20 of predicates
   // and 64-bit addresses. By TMA: bias 12.2 -> 11.2 ms, H200.) Else with
@@ -321,7 +322,10 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // slots on a bias; ncu, 16K d128).
   const bool strided_copy = masked && p.stage_mask && !kPacked;
   auto stage_mask = [&](i64 kt) {
-    __syncwarp();  // every lane is done with the last tile's copy
+    // Every lane is done with the last tile's copy (its values consumed),
+    // so the next copy may overwrite it: for TMA, this read-then-release is
+    // what CUTLASS's TMA pipelines do too (no proxy fence before the write).
+    __syncwarp();
     with_mask_elem(p, [&](auto elem) {
       constexpr int kEs = mask_elem_size<decltype(elem)::value>, kRow = BN * kEs;
       constexpr int kChunks = kRow / 16, kBox = staged_box_bytes(kRow);
@@ -430,7 +434,10 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // Without the soft-cap's instantiation the scale is folded into the
   // exponent's FMA (softmax_row_p) instead of a multiply a score: the tile
   // holds logits / scale_log2, so mask terms are added as v p.fold_mask_mul
-  // (log2(e) / scale_log2). A compile-time choice: a run-time one cost the
+  // (log2(e) / scale_log2; a term past FLT_MAX * scale overflows, where
+  // scaled first it did past FLT_MAX / log2(e): attention.hpp). The column
+  // range and hidden rows are -inf either way. A compile-time choice: a
+  // run-time one cost the
   // masked consumers some 200 bytes of spills (ptxas, D = 128). In the
   // masked kernel with three consumers (D = 64, 160 registers each) it
   // takes the spills from 100 to 164 bytes stored (ptxas) and still wins
@@ -620,7 +627,8 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
       !encode_rows_map(&tv, p.v, p.B, p.Hkv, p.k1, p.Dv, p.v_stride, cfg.block_n))
     return false;
   // The mask by TMA where it can be described (else the kernel's cp.async
-  // copies): rows of 16-byte aligned strides, each warp's 16 rows a box.
+  // copies): rows of 16-byte aligned strides, each warp's 16 rows one to
+  // four boxes.
   KernelParams kp = p;
   kp.mask_tma = 0;
   kp.fold_mask_mul = core::kLog2e / p.scale_log2;  // read where the scale is folded (!kCap)

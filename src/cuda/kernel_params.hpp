@@ -54,7 +54,8 @@ struct KernelParams : core::Problem {
   std::int32_t vec_mask = 0;
   // Whether the mask's rows of every key tile of the dispatch can be copied
   // 16 bytes at a time (unit key stride, 16-byte aligned base, strides and
-  // first key): the Hopper kernel then copies them with cp.async.
+  // first key): the Hopper kernel then copies them with cp.async, or by TMA
+  // where mask_tma says so.
   std::int32_t stage_mask = 0;
   // Whether the Hopper kernel copies those rows by TMA instead (its
   // launcher sets it where it could encode the mask's tensor map).

@@ -7,7 +7,9 @@
 //   init_row:    the row's starting (m, l, o): empty, sinks or a loaded state
 //   scale_tile:  base-2 logits (scaled, soft-capped), then limit_row: -inf
 //                outside the row's visible columns, or mask_row: the array
-//                mask too; hide_row: the whole row -inf
+//                mask too; hide_row: the whole row -inf (the Hopper kernel
+//                without a soft-cap skips scale_tile and folds the scale
+//                into softmax_row_p's exponent)
 //   softmax_row: m' = max(m, rowmax), P = 2^(s - m'), l and O rescaled
 //                (softmax_row_p + rescale_row, for kernels that overlap them)
 //   pack_p:      P as the A fragment of the P V product
@@ -86,8 +88,9 @@ __device__ __forceinline__ void scale_tile(const KernelParams& p, float (&s)[NS]
   }
 }
 
-// After scale_tile: columns outside [c.lo, c.hi) (the window, the causal
-// diagonal or the rectangle's key end) become -inf.
+// After scale_tile (or in place of it, on unscaled logits): columns outside
+// [c.lo, c.hi) (the window, the causal diagonal or the rectangle's key end)
+// become -inf.
 template <int NS>
 __device__ __forceinline__ void limit_row(float (&s)[NS][4], int i, int t4, Cols c) {
 #pragma unroll
