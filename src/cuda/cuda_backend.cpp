@@ -74,7 +74,7 @@ bool vectorizable(const void* ptr, const std::int64_t (&s)[4], DType t, std::int
 // 2-element load (KernelParams::vec_mask).
 bool mask_pairs(const Problem& p) {
   if (p.mask_kind == MaskKind::none || p.mask_stride[3] != 1) return false;
-  const std::size_t es = p.mask_kind == MaskKind::boolean ? 1 : dtype_size(p.mask_dtype);
+  const std::size_t es = dtype_size(p.mask_dtype);  // boolean: 1 byte
   return reinterpret_cast<std::uintptr_t>(p.mask) % (2 * es) == 0 && p.mask_stride[0] % 2 == 0 &&
          p.mask_stride[1] % 2 == 0 && p.mask_stride[2] % 2 == 0;
 }
@@ -83,8 +83,7 @@ bool mask_pairs(const Problem& p) {
 // (KernelParams::stage_mask).
 bool mask_rows_copyable(const Problem& p, std::int64_t k0) {
   if (p.mask_kind == MaskKind::none || p.mask_stride[3] != 1) return false;
-  const auto es =
-      static_cast<std::int64_t>(p.mask_kind == MaskKind::boolean ? 1 : dtype_size(p.mask_dtype));
+  const auto es = static_cast<std::int64_t>(dtype_size(p.mask_dtype));  // boolean: 1 byte
   return reinterpret_cast<std::uintptr_t>(p.mask) % 16 == 0 && (p.mask_stride[0] * es) % 16 == 0 &&
          (p.mask_stride[1] * es) % 16 == 0 && (p.mask_stride[2] * es) % 16 == 0 &&
          (k0 * es) % 16 == 0;

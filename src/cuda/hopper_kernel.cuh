@@ -35,6 +35,7 @@
 #include "cuda/tensor_map.hpp"
 #include "cuda/tile_softmax.cuh"
 #include "cuda/wgmma.cuh"
+#include "longattn/tensor.hpp"
 
 namespace longattn::cuda {
 
@@ -464,8 +465,8 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
           // Lane l addresses row 8 ((l / 8) % 2) + l % 8 of its warp's 16
           // for chunk l / 16 of each pair.
           const int r = wrow + 8 * ((lane / 8) % 2) + lane % 8;
-          mask_tile_ldsm<E>(sc, mrows + staged_row_off(r, kRow), lane / 16,
-                            staged_row_key(r, kRow), mask_mul);
+          mask_tile_ldsm<E>(sc, mrows + staged_row_off(r, kRow), lane / 16, staged_row_key(r, kRow),
+                            mask_mul);
         } else {
 #pragma unroll
           for (int i = 0; i < 2; ++i)
@@ -633,9 +634,7 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
   kp.mask_tma = 0;
   kp.fold_mask_mul = core::kLog2e / p.scale_log2;  // read where the scale is folded (!kCap)
   if (kMask && !kPacked && p.mask_kind != core::MaskKind::none && p.stage_mask) {
-    const int es = p.mask_kind == core::MaskKind::boolean ? 1
-                   : p.mask_dtype == DType::float32       ? 4
-                                                          : 2;
+    const int es = static_cast<int>(dtype_size(p.mask_dtype));  // boolean: 1 byte
     kp.mask_tma = encode_mask_map(&tm, p.mask, p.B, p.Hq, p.Lq, p.Lk, p.mask_stride, es,
                                   staged_box_bytes(cfg.block_n * es), 16);
   }

@@ -194,8 +194,8 @@ constexpr int kSm90SmemBytes = 232448;
 constexpr int hopper_smem_bytes(HopperConfig c, int d) {
   // Q tile + stages x (K and V tiles) + each consumer's mask copy +
   // barriers, in that order, + 1024 for aligning the base to the 128-byte
-  // swizzle's 1024-byte pattern. Under kSm90SmemBytes for every configuration (launch_hopper_as
-  // asserts it).
+  // swizzle's 1024-byte pattern. Under kSm90SmemBytes for every
+  // configuration (launch_hopper_as asserts it).
   return (c.block_m + 2 * c.stages * c.block_n) * d * 2 + kHopperBarrierBytes +
          hopper_consumers(c) * hopper_mask_stage_bytes(c.block_n) + 1024;
 }
