@@ -8,9 +8,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <limits>
+#include <vector>
 
+#include "core/mask_blocks.hpp"
 #include "test_common.hpp"
 
 namespace {
@@ -49,6 +52,72 @@ longattn::RunReport run_checked(lt::CaseData& d, const longattn::Policy& policy)
   const lt::Comparison cmp = lt::compare(d);
   EXPECT_TRUE(cmp.ok) << cmp.message;
   return rep;
+}
+
+// The summary of a one-row-of-blocks mask (64 queries x 64 n keys, its
+// values from value(block, i, j)).
+std::vector<std::uint8_t> summary_of(longattn::core::MaskKind kind, std::int64_t blocks,
+                                     const std::function<float(int, int, int)>& value) {
+  namespace core = longattn::core;
+  constexpr std::int64_t B = core::kMaskBlock;
+  const std::int64_t Lk = blocks * B;
+  std::vector<float> add(static_cast<std::size_t>(B * Lk));
+  std::vector<std::uint8_t> bits(add.size());
+  for (std::int64_t i = 0; i < B; ++i)
+    for (std::int64_t j = 0; j < Lk; ++j) {
+      const float v = value(static_cast<int>(j / B), static_cast<int>(i), static_cast<int>(j % B));
+      add[static_cast<std::size_t>(i * Lk + j)] = v;
+      bits[static_cast<std::size_t>(i * Lk + j)] = v != 0.f;
+    }
+  core::Problem p;
+  p.B = 1, p.Hq = 2, p.Hkv = 1, p.Lq = B, p.Lk = Lk, p.D = p.Dv = 64, p.group = 2;
+  p.mask_kind = kind;
+  p.mask_dtype = kind == core::MaskKind::boolean ? DType::boolean : DType::float32;
+  p.mask = kind == core::MaskKind::boolean ? static_cast<const void*>(bits.data()) : add.data();
+  p.mask_stride[2] = Lk, p.mask_stride[3] = 1;  // [1, 1, Lq, Lk]
+  return core::summarize_mask_host(p);
+}
+
+// Each block kind of the summary: hidden (all -inf / false), open (all 0 /
+// true), finite (every term finite, not all 0: what the Hopper kernel may
+// add by tensor-core product) and partial (a -inf, NaN or inf among finite
+// terms, or a boolean mask's mix). A single odd element decides.
+TEST(MaskBlocks, SummaryKinds) {
+  namespace core = longattn::core;
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto at = [](int i, int j, int ii, int jj) { return i == ii && j == jj; };
+  const std::vector<std::uint8_t> additive =
+      summary_of(core::MaskKind::additive, 8, [&](int blk, int i, int j) -> float {
+        switch (blk) {
+          case 0:
+            return -inf;  // hidden
+          case 1:
+            return 0.f;  // open
+          case 2:
+            return at(i, j, 63, 63) ? 0.25f : 0.f;  // finite (one term)
+          case 3:
+            return -1e30f * static_cast<float>(i % 2);  // finite (large, beside 0)
+          case 4:
+            return at(i, j, 17, 5) ? -inf : 1.5f;  // partial (one -inf)
+          case 5:
+            return at(i, j, 0, 0) ? nan : 1.5f;  // partial (one NaN)
+          case 6:
+            return at(i, j, 40, 63) ? inf : -2.f;  // partial (one +inf)
+          default:
+            return at(i, j, 3, 3) ? 0.f : -inf;  // partial (one shown)
+        }
+      });
+  using K = core::BlockKind;
+  auto u = [](K k) { return static_cast<std::uint8_t>(k); };
+  EXPECT_EQ(additive, (std::vector<std::uint8_t>{u(K::hidden), u(K::open), u(K::finite),
+                                                 u(K::finite), u(K::partial), u(K::partial),
+                                                 u(K::partial), u(K::partial)}));
+  const std::vector<std::uint8_t> boolean =
+      summary_of(core::MaskKind::boolean, 3, [&](int blk, int i, int j) -> float {
+        return blk == 0 ? 0.f : blk == 1 ? 1.f : at(i, j, 9, 9) ? 0.f : 1.f;
+      });
+  EXPECT_EQ(boolean, (std::vector<std::uint8_t>{u(K::hidden), u(K::open), u(K::partial)}));
 }
 
 longattn::Policy unbudgeted() {

@@ -1,13 +1,15 @@
 // The block summary of an array mask, in the spirit of FlexAttention's block
 // masks: each 64 x 64 block of (query, key) pairs of each mask slice (b, h)
 // is hidden (every pair masked out: false, or -inf), open (every pair kept
-// with nothing added: true, or exactly 0) or partial (anything else, NaN
-// included, so that a block is skipped only where that cannot change a
-// result). Computed once per call by the backend where the mask lives
-// (Backend::summarize_mask), it lets the kernels skip hidden tiles and
-// leave open ones unread, and the planner cost a rectangle by the blocks it
-// shows (MaskCost), so a band or block-diagonal mask costs time in
-// proportion to what it shows.
+// with nothing added: true, or exactly 0), finite (every pair kept, an
+// additive term finite everywhere and not zero everywhere) or partial
+// (anything else, NaN included, so that a block is skipped only where that
+// cannot change a result). Finite blocks are partial ones that the Hopper
+// kernel may add by tensor-core product (no -inf that a zero weight would
+// turn into NaN); to everything else they are partial. Computed once per call by the backend where
+// the mask lives (Backend::summarize_mask), it lets the kernels skip hidden tiles and leave open
+// ones unread, and the planner cost a rectangle by the blocks it shows (MaskCost), so a band or
+// block-diagonal mask costs time in proportion to what it shows.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +21,9 @@ namespace longattn::core {
 
 constexpr std::int64_t kMaskBlock = 64;
 
-enum class BlockKind : std::uint8_t { hidden = 0, partial = 1, open = 2 };
+enum class BlockKind : std::uint8_t { hidden = 0, partial = 1, open = 2, finite = 3 };
+// Every kind's bit (block_kinds without a summary).
+constexpr unsigned kEveryBlockKind = 0xfu;
 
 // Summary dims of a problem's mask: [slices_b, slices_h, q_blocks, k_blocks],
 // one slice per batch / head only where the mask does not broadcast.
@@ -37,7 +41,7 @@ LONGATTN_HD BlockDims block_dims(const Problem& p) {
 LONGATTN_HD unsigned block_kinds(const Problem& p, std::int64_t b, std::int64_t h0, std::int64_t h1,
                                  std::int64_t q0, std::int64_t q1, std::int64_t k0,
                                  std::int64_t k1) {
-  if (p.mask_blocks == nullptr) return 7u;
+  if (p.mask_blocks == nullptr) return kEveryBlockKind;
   if (q1 <= q0 || k1 <= k0) return 0u;
   if (p.mb_stride[1] == 0) h1 = h0 + 1;  // one slice serves every head
   const std::int64_t qb1 = (q1 - 1) / kMaskBlock, kb1 = (k1 - 1) / kMaskBlock;

@@ -127,27 +127,29 @@ __device__ __forceinline__ float mask_term(const KernelParams& p, i64 b, i64 h, 
 
 // The Hopper kernel's staged mask rows (a consumer's 64 rows of a key tile,
 // `row_bytes` = block_n x element size each), laid out as TMA's swizzled
-// boxes leave them, whichever copy fills them: each warp's 16 rows are
-// row_bytes / W boxes of 16 rows x W bytes (W = min(row_bytes, 128)), and
-// in a box, 16-byte chunk k of row r sits at chunk k ^ key(r), the key the
-// 128-byte (W = 128: r % 8) or 64-byte (W = 64: (r / 2) % 4) swizzle
-// takes from the address. The eight rows a warp reads at once then fall in
-// distinct banks. Compile-time row_bytes folds these to a few operations.
+// boxes leave them, whichever copy fills them: row_bytes / W column blocks
+// of 64 rows x W bytes (W = min(row_bytes, 128)), each warp's 16 rows a box
+// of its own in each, and in a block, 16-byte chunk k of row r sits at
+// chunk k ^ key(r), the key the 128-byte (W = 128: r % 8) or 64-byte
+// (W = 64: (r / 2) % 4) swizzle takes from the address. The eight rows a
+// warp reads at once then fall in distinct banks, and a 128-byte column
+// block is the layout a wgmma descriptor reads 64 rows of (the kernel's
+// bias product). Compile-time row_bytes folds these to a few operations.
 __host__ __device__ constexpr int staged_box_bytes(int row_bytes) {
   return row_bytes < 128 ? row_bytes : 128;
 }
-// Offset of row r's first byte (its box 0), and its swizzle key.
+// Offset of row r's first byte (in column block 0), and its swizzle key.
 __device__ __forceinline__ int staged_row_off(int r, int row_bytes) {
-  return (r >> 4) * 16 * row_bytes + (r & 15) * staged_box_bytes(row_bytes);
+  return r * staged_box_bytes(row_bytes);
 }
 __device__ __forceinline__ int staged_row_key(int r, int row_bytes) {
   const int w = staged_box_bytes(row_bytes);
-  return ((r & 15) * w / 128) % (w / 16);
+  return (r * w / 128) % (w / 16);
 }
 // Offset of byte c of a row from its first byte, given the row's key.
 __device__ __forceinline__ int staged_col_off(int c, int key, int row_bytes) {
   const int w = staged_box_bytes(row_bytes);
-  return (c / w) * 16 * w + ((((c % w) >> 4) ^ key) << 4) + (c & 15);
+  return (c / w) * 64 * w + ((((c % w) >> 4) ^ key) << 4) + (c & 15);
 }
 
 // Two adjacent 16-bit additive mask elements held in a register (the

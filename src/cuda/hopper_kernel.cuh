@@ -27,6 +27,7 @@
 #include <climits>
 #include <type_traits>
 
+#include "core/half.hpp"
 #include "core/mask_blocks.hpp"
 #include "cuda/check.hpp"
 #include "cuda/device_common.cuh"
@@ -105,6 +106,32 @@ constexpr HopperConfig hopper_cfg = [] {
   return c;
 }();
 
+// Whether an instantiation may add finite bias tiles by tensor-core product
+// (KernelParams::bias_mma): the unpacked masked kernels that fold the scale
+// and run tile by tile (D = 64), where the mask's per-score convert and FMA
+// weighed most: the exponent unit and the issue slots bound that loop, the
+// tensor cores had room. The overlapped loops start a tile's mask copy just
+// before its product, so the product would wait for it there.
+template <bool kPacked, bool kMask, bool kCap>
+constexpr bool hopper_bias_mma(HopperConfig c) {
+  return kMask && !kPacked && !kCap && !c.overlap;
+}
+
+// The bias product: keys [16 j, 16 j + 16) of the staged 16-bit rows at sa
+// (64 x 16, the A operand) times the 16 x 16 diagonal at sb, written to
+// those columns of the scores, for every j of the tile (issued, not waited
+// for).
+template <typename MT, int NS, int J = 0>
+__device__ __forceinline__ void issue_bias(float (&sc)[NS][4], std::uint32_t sa, std::uint32_t sb) {
+  if constexpr (J < NS) {
+    // Keys 8 J.. are bytes 16 J.. of a row: column block 16 J / 128, then
+    // 32-byte steps along its 128-byte rows (as issue_s steps along Q's).
+    const std::uint32_t a = sa + (16 * J / 128) * 64 * 128 + (16 * J) % 128;
+    wgmma_ss16<MT, J>(sc, sm90::desc_sw128(a, 16, 1024), sm90::desc_sw128(sb, 16, 1024));
+    issue_bias<MT, NS, J + 2>(sc, sa, sb);
+  }
+}
+
 template <typename T, int D, bool kPacked, bool kMask, bool kCap>
 __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask, kCap>), 1)
     hopper_kernel(const __grid_constant__ KernelParams p, const __grid_constant__ CUtensorMap tq,
@@ -125,10 +152,12 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // share: 128 x 40 + 256 x 232, or 128 x 24 + 384 x 160 (with one
   // consumer, 256 threads, nothing needs moving). kMask: the producer
   // also reads the mask's block summary and the consumers run tile by
-  // tile: 128 x 56 + 256 x 224 (the spills of the masked consumers are
-  // counted above, at hopper_cfg).
-  constexpr int kProducerRegs = CW == 2 ? (kMask ? 56 : 40) : 24;
+  // tile: 128 x 56 + 256 x 224, or 128 x 32 + 384 x 160 (the whole pool;
+  // with 24 the producer's summary reads spilled 40 bytes, ptxas); the
+  // spills of the masked consumers are counted above, at hopper_cfg.
+  constexpr int kProducerRegs = CW == 2 ? (kMask ? 56 : 40) : kMask ? 32 : 24;
   constexpr int kConsumerRegs = CW == 2 ? (kMask ? 224 : 232) : 160;
+  constexpr bool kBias = hopper_bias_mma<kPacked, kMask, kCap>(cfg);
   constexpr int kLaunchRegs = 65536 / (128 * (1 + CW)) / 8 * 8;
   static_assert(CW == 1 || kProducerRegs + CW * kConsumerRegs <= (1 + CW) * kLaunchRegs,
                 "setmaxnreg would wait for registers the block does not have");
@@ -150,17 +179,26 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     return reinterpret_cast<char*>(hopper_smem) + (a - smem_addr(hopper_smem));
   };
   // Per ring slot, the key tile it holds (-1: no more) and the mask's block
-  // kinds over each consumer's rows (8 bits each, core::block_kinds), written
-  // by the producer before the slot's K load, read after it has landed.
+  // kinds over each consumer's rows (8 bits each, core::block_kinds, and
+  // kTailNotFinite), written by the producer before the slot's K load, read
+  // after it has landed.
   struct TileMeta {
     std::int32_t it;
     std::uint32_t kinds;
   };
   static_assert(8 * (1 + 4 * ST) <= 144 && 144 + 8 * ST <= 256);
+  // Set beside a consumer's kinds where the tile's keys past the
+  // rectangle's end (up to Lk) hold other than open or finite blocks: the
+  // bias product reads them too, and a -inf there times a zero weight
+  // would be NaN in its neighbours' columns.
+  constexpr std::uint32_t kTailNotFinite = 1u << 4;
+  constexpr std::uint32_t kOpen = 1u << static_cast<unsigned>(core::BlockKind::open);
+  constexpr std::uint32_t kHidden = 1u << static_cast<unsigned>(core::BlockKind::hidden);
+  constexpr std::uint32_t kFinite = 1u << static_cast<unsigned>(core::BlockKind::finite);
   TileMeta* const meta = reinterpret_cast<TileMeta*>(generic(bars + 144));
   // Per consumer warp, the barrier its TMA mask copies complete on.
   auto mask_full = [&](int w) { return bars + 256u + 8u * w; };
-  static_assert(256 + 8 * 4 * CW <= kHopperBarrierBytes);
+  static_assert(256 + 8 * 4 * CW <= 384 && 384 + 4 * 32 <= kHopperBarrierBytes);
 
   // Packed: 64 / group queries of each of the group's heads; rows are
   // head-major (row r = head (r / QT), query (r % QT)), as the Q box lands.
@@ -193,6 +231,24 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
       for (int w = 0; w < 4 * CW; ++w) sm90::mbar_init(mask_full(w), 1);
     sm90::fence_barrier_init();
   }
+  // The bias product's B operand, each consumer's own: 16 x 16, the
+  // diagonal fold_mask_mul in the mask's dtype, zeros elsewhere, laid out
+  // as a K tile (rows of 128 bytes, the 128-byte swizzle; 32 bytes of each
+  // row used), in the half of the consumer's mask copy that a 16-bit mask
+  // leaves free. One 16-byte chunk a thread of the consumer's first warp.
+  if (kBias && p.bias_mma && threadIdx.x >= 128 && threadIdx.x % 128 < 32) {
+    const int r = threadIdx.x % 32 / 2, half = threadIdx.x % 2;
+    std::uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int k = 8 * half + 2 * i;  // the word's two keys: k, k + 1
+      w[i] = (k == r ? p.bias_diag : 0u) | (k + 1 == r ? p.bias_diag << 16 : 0u);
+    }
+    const std::uint32_t at = sM + (threadIdx.x / 128 - 1) * hopper_mask_stage_bytes(BN) +
+                             bias_diag_offset(BN) + r * 128 + ((half ^ (r % 8)) << 4);
+    *reinterpret_cast<uint4*>(generic(at)) = make_uint4(w[0], w[1], w[2], w[3]);
+    sm90::fence_proxy_async();  // for the wgmma that reads it, after the barrier below
+  }
   // Decode: the split-K merge may launch once every block of this grid has
   // started (so its early blocks take no slot this grid still needs) and
   // waits on the device for this grid to finish.
@@ -206,7 +262,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     i64 it_beg = t_beg, it_end = t_end;  // narrowed to the tiles the mask shows
     if (kMask && p.mask_blocks != nullptr)
       shown_tiles<BN>(p, b, h, h + (kPacked ? p.group : 1), qt0, qt1, kend, it_beg, it_end);
-    if (threadIdx.x != 0) return;
+    if (!kMask && threadIdx.x != 0) return;
     // The mask's block kinds of key tile `it` over each consumer's rows; 0
     // (nothing to skip or leave unread) without a mask summary.
     auto tile_kinds = [&](i64 it) {
@@ -228,11 +284,24 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     auto hidden = [&](std::uint32_t kinds) {
       return kinds != 0 && (kinds | kHiddenOnly) == kHiddenOnly;
     };
+    // kTailNotFinite of each consumer for the last tile, the one tile whose
+    // keys may run past the rectangle's end (computed once, out of the loop,
+    // where the producer's few registers are spent).
+    std::uint32_t tail = 0;
+    if (kBias && p.bias_mma && it_end > it_beg) {
+      const i64 kt = p.k0 + (it_end - 1) * BN, ke = min(kt + BN, kend), kx = min(kt + BN, p.Lk);
+      for (int c = 0; c < CW && kx > ke; ++c) {
+        const i64 r0 = qt0 + 64 * c, r1 = min(r0 + 64, qt1);
+        if ((core::block_kinds(p, b, h, h + 1, r0, r1, ke, kx) & ~(kOpen | kFinite)) != 0)
+          tail |= kTailNotFinite << (8 * c);
+      }
+    }
     const int ib = static_cast<int>(b), ih = static_cast<int>(h), ikv = static_cast<int>(hkv);
     int n = 0;
-    for (i64 it = it_beg; it < it_end; ++it) {
-      const std::uint32_t kinds = tile_kinds(it);
-      if (hidden(kinds)) continue;
+    // Loads tile `it` of `kinds` into the next ring slot (one thread).
+    auto send = [&](i64 it, std::uint32_t kinds) {
+      if (hidden(kinds)) return;
+      if (it == it_end - 1) kinds |= tail;
       if (n == 0) {
         sm90::mbar_arrive_expect_tx(q_full, kQBytes);
         // Packed: the box is QT queries x group heads from head h, the
@@ -257,6 +326,26 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
 #pragma unroll
       for (int cb = 0; cb < CB; ++cb)
         sm90::tma_load_4d(sV + s * kKVBytes + cb * BN * 128, &tv, v_full(s), cb * 64, kt, ikv, ib);
+    };
+    if constexpr (kMask) {
+      // The warp reads the summary of 32 tiles at once, a tile a lane, into
+      // shared memory, and lane 0 sends them. One thread reading it tile by
+      // tile (two to six dependent L2 reads a tile at D = 64) could not keep
+      // up with the consumers: an all-true mask (nothing read) ran at 0.71
+      // of the unmasked speed at 64K D 64 (H200).
+      std::uint32_t* const batch = reinterpret_cast<std::uint32_t*>(generic(bars + 384));
+      for (i64 it0 = it_beg; it0 < it_end; it0 += 32) {
+        const int count = static_cast<int>(min(i64{32}, it_end - it0));
+        if (static_cast<int>(threadIdx.x) < count)
+          batch[threadIdx.x] = tile_kinds(it0 + threadIdx.x);
+        __syncwarp();
+        if (threadIdx.x == 0)
+          for (int j = 0; j < count; ++j) send(it0 + j, batch[j]);
+        __syncwarp();
+      }
+      if (threadIdx.x != 0) return;
+    } else {
+      for (i64 it = it_beg; it < it_end; ++it) send(it, 0u);
     }
     // The end: one more slot that says so, completed by a plain arrive
     // (the mbarrier's release makes the meta visible to the waiters).
@@ -341,8 +430,8 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
           const int mh = p.mask_stride[1] == 0 ? 0 : static_cast<int>(h);
 #pragma unroll
           for (int x = 0; x < kRow / kBox; ++x)
-            sm90::tma_load_4d(sMw + staged_row_off(wrow, kRow) + x * 16 * kBox, &tm, mbar,
-                              static_cast<int>(kt) + x * kBox / kEs,
+            sm90::tma_load_4d(sMw + staged_row_off(wrow, kRow) + staged_col_off(x * kBox, 0, kRow),
+                              &tm, mbar, static_cast<int>(kt) + x * kBox / kEs,
                               static_cast<int>(row_query(wrow)), mh, mb);
         }
         return;
@@ -391,29 +480,49 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   };
   // Whether this consumer reads the mask of a tile of `kinds` (its byte):
   // not where its blocks are all open or all hidden.
-  constexpr std::uint32_t kOpen = 1u << static_cast<unsigned>(core::BlockKind::open);
-  constexpr std::uint32_t kHidden = 1u << static_cast<unsigned>(core::BlockKind::hidden);
   auto my_kinds = [&](std::uint32_t kinds) {
-    return p.mask_blocks == nullptr ? 7u : (kinds >> (8 * cw)) & 0xffu;
+    return p.mask_blocks == nullptr ? core::kEveryBlockKind : (kinds >> (8 * cw)) & 0xffu;
   };
   // (The overlapped loop has no per-consumer skip: a tile hidden from this
   // consumer's rows is read like a partial one, its -inf / false applied.)
   auto reads_mask = [&](std::uint32_t mine) {
     return masked && mine != kOpen && (cfg.overlap || mine != kHidden);
   };
+  // Whether this consumer adds the tile's bias by tensor-core product: its
+  // blocks are finite or open, some finite, and so are the keys past the
+  // rectangle's end that the product reads (kTailNotFinite).
+  auto bias_by_mma = [&](std::uint32_t mine) {
+    return kBias && p.bias_mma && (mine & kFinite) != 0 && (mine & ~(kOpen | kFinite)) == 0;
+  };
 
   const std::uint32_t sQw = sQ + cw * 64 * 128;
-  // S = Q K^T for the K tile in stage s (issued, not waited for).
-  auto issue_s = [&](float(&sc)[NS][4], int s) {
+  // S = Q K^T for the K tile in stage s (issued, not waited for), added to
+  // S where `acc` (else written).
+  auto issue_s = [&](float(&sc)[NS][4], int s, bool acc = false) {
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
       const std::uint32_t off = (ks % 4) * 32u;  // 16 elements along the 128-byte row
       const std::uint64_t da = sm90::desc_sw128(sQw + (ks / 4) * BM * 128 + off, 16, 1024);
       const std::uint64_t db =
           sm90::desc_sw128(sK + s * kKVBytes + (ks / 4) * BN * 128 + off, 16, 1024);
-      wgmma_ss<T, BN>(sc, da, db, ks > 0);
+      wgmma_ss<T, BN>(sc, da, db, acc || ks > 0);
     }
     sm90::wgmma_commit();
+  };
+  // The staged bias times the diagonal written to S, then Q K^T added to
+  // it (issued, not waited for). The bias first: added after Q K^T, its
+  // products on parts of S's registers made ptxas serialize every wgmma of
+  // the kernel ("insufficient register resources").
+  auto issue_s_bias = [&](float(&sc)[NS][4], int s) {
+    if constexpr (kBias) {
+      // The copy's address through a move the compiler cannot see through,
+      // so that it forms the eight A descriptors here, each tile, rather
+      // than holding them across the loop.
+      std::uint32_t sa;
+      asm volatile("mov.b32 %0, %1;\n" : "=r"(sa) : "r"(sMw));
+      issue_bias<T>(sc, sa, sa + bias_diag_offset(BN));
+      issue_s(sc, s, true);
+    }
   };
   // O += P V for the V tile in stage s (issued, not waited for).
   auto issue_pv = [&](std::uint32_t(&pa)[BN / 16][4], int s) {
@@ -448,9 +557,10 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   constexpr bool kFold = !kCap;
   const float tile_scale = kFold ? p.scale_log2 : 1.f;
   const float mask_mul = kFold ? p.fold_mask_mul : core::kLog2e;
-  auto softmax = [&](float(&sc)[NS][4], i64 kt, std::uint32_t mine, float(&alpha)[2]) {
+  auto softmax = [&](float(&sc)[NS][4], i64 kt, std::uint32_t mine, float(&alpha)[2],
+                     bool bias_added) {
     if constexpr (!kFold) scale_tile<kCap>(p, sc);
-    if (reads_mask(mine)) {
+    if (reads_mask(mine) && !bias_added) {
       if (tma_copy) {
         sm90::mbar_wait(mbar, mphase);
         mphase ^= 1;
@@ -505,10 +615,10 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   };
   // Once S of tile t (slot s) has completed: the K buffer goes back, then
   // the softmax (P in sc, alpha per row).
-  auto s_done = [&](const TileMeta& t, int s) {
+  auto s_done = [&](const TileMeta& t, int s, bool bias_added = false) {
     sm90::fence_operands(sc);
     if (lane == 0) sm90::mbar_arrive(k_empty(s));
-    softmax(sc, p.k0 + t.it * BN, my_kinds(t.kinds), alpha);
+    softmax(sc, p.k0 + t.it * BN, my_kinds(t.kinds), alpha, bias_added);
   };
   // Once a P V product has completed: its V buffer (slot s) goes back.
   auto pv_done = [&](int s) {
@@ -522,13 +632,35 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     if (t.it >= 0 && reads_mask(my_kinds(t.kinds))) stage_mask(p.k0 + t.it * BN);
   };
   // S of tile t (the n-th, its K landed) to completion, then its softmax.
+  // A finite bias (bias_by_mma) joins S on the tensor cores: the warp waits
+  // for its TMA copy first (each warp's part of the product reads its own
+  // 16 rows, and the product starts once all four warps have issued it).
+  // Then S holds logits / scale_log2 + v fold_mask_mul, which the fused
+  // add made (fold_mask_mul exact in the mask's dtype: the launcher), and
+  // the softmax adds nothing more. Dropping the per-score convert and FMA
+  // from the softmax: H200, 64K d64, bf16 bias, see docs/BENCHMARKS.md.
+  // (Two whole paths, each its own wgmma sequence: a branch between the
+  // products made ptxas serialize them and spill.)
   auto s_step = [&](const TileMeta& t, int n) {
     const Stage k = stage_of(n);
-    sm90::fence_operands(sc);
-    sm90::wgmma_fence();
-    issue_s(sc, k.s);
-    sm90::wgmma_wait<0>();
-    s_done(t, k.s);
+    const bool bias = kBias && tma_copy && bias_by_mma(my_kinds(t.kinds));
+    if constexpr (kBias) {
+      if (bias) {
+        sm90::mbar_wait(mbar, mphase);
+        mphase ^= 1;
+        sm90::fence_operands(sc);
+        sm90::wgmma_fence();
+        issue_s_bias(sc, k.s);
+        sm90::wgmma_wait<0>();
+      }
+    }
+    if (!bias) {
+      sm90::fence_operands(sc);
+      sm90::wgmma_fence();
+      issue_s(sc, k.s);
+      sm90::wgmma_wait<0>();
+    }
+    s_done(t, k.s, bias);
   };
   // O += P V of the n-th tile, to completion.
   auto pv_step = [&](int n) {
@@ -637,6 +769,22 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
     const int es = static_cast<int>(dtype_size(p.mask_dtype));  // boolean: 1 byte
     kp.mask_tma = encode_mask_map(&tm, p.mask, p.B, p.Hq, p.Lq, p.Lk, p.mask_stride, es,
                                   staged_box_bytes(cfg.block_n * es), 16);
+  }
+  // The bias product for additive masks of the inputs' dtype copied by
+  // TMA, where fold_mask_mul is exact in that dtype (1 / scale: 8 at
+  // D = 64's default scale), so that v fold_mask_mul is the product the
+  // FMA formed.
+  kp.bias_mma = 0;
+  if (hopper_bias_mma<kPacked, kMask, kCap>(cfg) && kp.mask_tma &&
+      p.mask_kind == core::MaskKind::additive) {
+    const float x = kp.fold_mask_mul;
+    constexpr bool kHalf = std::is_same_v<T, __half>;
+    const std::uint16_t bits = kHalf ? core::float_to_fp16(x) : core::float_to_bf16(x);
+    const float back = kHalf ? core::fp16_to_float(bits) : core::bf16_to_float(bits);
+    if (p.mask_dtype == (kHalf ? DType::float16 : DType::bfloat16) && back == x) {
+      kp.bias_mma = 1;
+      kp.bias_diag = bits;
+    }
   }
   allow_dynamic_smem<hopper_kernel<T, D, kPacked, kMask, kCap>>(
       hopper_smem_bytes(cfg, D), "cudaFuncSetAttribute(hopper_kernel)");

@@ -63,6 +63,13 @@ struct KernelParams : core::Problem {
   // log2(e) / scale_log2: the Hopper kernel's factor for mask terms where
   // it folds the scale into the exponent (its launcher sets it).
   float fold_mask_mul = 0.f;
+  // Whether the Hopper kernel adds bias tiles of finite blocks
+  // (core::BlockKind::finite) by tensor-core product (its launcher sets it
+  // for masks of the inputs' 16-bit dtype where fold_mask_mul is exact in
+  // it), and that factor's 16-bit pattern (the diagonal of the product's B
+  // operand).
+  std::int32_t bias_mma = 0;
+  std::uint32_t bias_diag = 0;
   // 2 log2(e) / softcap_log2 (0 without a soft-cap): the 16-bit kernels'
   // tanh is 1 - 2 / (2^(cap_exp t) + 1) (scale_tile).
   float cap_exp = 0.f;
@@ -182,13 +189,18 @@ constexpr HopperConfig hopper_decode_config(int d) {
 constexpr int hopper_consumers(HopperConfig c) { return c.block_m / 64; }
 constexpr int hopper_threads(HopperConfig c) { return 128 * (1 + hopper_consumers(c)); }
 // Shared-memory bytes for the mbarriers (the ring's, and one per consumer
-// warp for its TMA mask copies) and the ring slots' tile records.
-constexpr int kHopperBarrierBytes = 384;
+// warp for its TMA mask copies), the ring slots' tile records and the
+// producer's batch of 32 tiles' mask block kinds.
+constexpr int kHopperBarrierBytes = 512;
 // Shared-memory bytes of one consumer's copy of its 64 rows of a tile's
 // array mask: 4-byte elements at most (swizzled, no padding: the hopper
 // kernel's stage_mask). A multiple of 1024 bytes, so that every copy stays
 // aligned for TMA's swizzle.
 constexpr int hopper_mask_stage_bytes(int block_n) { return 64 * block_n * 4; }
+// Offset in a consumer's mask copy of the bias product's 16 x 16 diagonal
+// (2 KB: 16 rows of 128 bytes), past the 64 rows of a 16-bit mask.
+constexpr int bias_diag_offset(int block_n) { return 64 * block_n * 2; }
+static_assert(bias_diag_offset(64) + 16 * 128 <= hopper_mask_stage_bytes(64));
 // Dynamic shared memory one block may take on sm_90 (227 KB).
 constexpr int kSm90SmemBytes = 232448;
 constexpr int hopper_smem_bytes(HopperConfig c, int d) {

@@ -25,7 +25,7 @@ __global__ void __launch_bounds__(kThreads)
   const i64 b = row / (d.nh * d.nq), h = row / d.nq % d.nh, qb = row % d.nq;
   const i64 j = kb * core::kMaskBlock + threadIdx.x % core::kMaskBlock;
   const i64 q_first = qb * core::kMaskBlock + threadIdx.x / core::kMaskBlock;
-  bool shown = false, open = true;
+  bool shown = false, open = true, finite = true;
   if (j < p.Lk) {
 #pragma unroll 4
     for (int r = 0; r < kRowsPerThread; ++r) {
@@ -37,14 +37,17 @@ __global__ void __launch_bounds__(kThreads)
       const float t = mask_term(p, b, h, q, j);
       shown |= !(t == -INFINITY);
       open &= t == 0.f;
+      finite &= isfinite(t);
     }
   }
   shown = __syncthreads_or(shown);
   open = __syncthreads_and(open);
+  finite = __syncthreads_and(finite);
   if (threadIdx.x == 0)
-    out[row * d.nk + kb] = static_cast<std::uint8_t>(open    ? core::BlockKind::open
-                                                     : shown ? core::BlockKind::partial
-                                                             : core::BlockKind::hidden);
+    out[row * d.nk + kb] = static_cast<std::uint8_t>(open     ? core::BlockKind::open
+                                                     : finite ? core::BlockKind::finite
+                                                     : shown  ? core::BlockKind::partial
+                                                              : core::BlockKind::hidden);
 }
 
 }  // namespace

@@ -40,6 +40,13 @@ __device__ __forceinline__ void mbar_wait(std::uint32_t bar, std::uint32_t phase
   } while (!done);
 }
 
+// Orders this thread's ordinary shared-memory stores before the async
+// proxy's later reads of them (wgmma descriptors), once a barrier has
+// passed.
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
 // ---- TMA -------------------------------------------------------------------
 
 // Copies one box of a 4-d tensor map at coordinates (c0 innermost .. c3) to

@@ -344,6 +344,44 @@ TEST_P(CudaMasks, FoldedAndUnfoldedScales) {
       }
 }
 
+// The Hopper kernel adds a finite bias of the inputs' dtype on the tensor
+// cores (D = 64, where 1 / scale is exact in that dtype), tile by tile where
+// the mask's blocks are finite or open, and reads the rest as before: here
+// finite, open and -inf-holding tiles side by side, per head or broadcast,
+// at scales whose 1 / scale is exact (8, 4) and one whose is not, single
+// pass and in chunks. Chunks of 200 keys end inside a 128-key tile whose
+// keys past the chunk's end hold -inf (keys 448..455): the product reads
+// them, so that tile must take the other path, or -inf x 0 would be NaN in
+// the chunk's own columns.
+TEST_P(CudaMasks, FiniteBiasOnTheTensorCores) {
+  const std::int64_t D = hopper_dim(64);
+  std::uint64_t seed = 45700;
+  for (DType t : {DType::bfloat16, DType::float16})
+    for (double scale : {0.125, 0.25, 0.3})
+      for (bool per_head : {false, true}) {
+        Case c = masked_case(t, 700, 1096, D, MaskKind::additive, t);
+        if (per_head) c.mask_broadcast = {true, false, false, false};
+        c.scale = scale;
+        c.seed = ++seed;
+        lt::CaseData d(c);
+        fill_mask(d, [&](auto, std::int64_t h, std::int64_t i, std::int64_t j) {
+          const std::int64_t tj = j / kTile;
+          if (j >= 448 && j < 456) return -kInf;
+          if (tj == 1 && i % 5 == 0 && j % 7 == 0) return -kInf;
+          if (tj == 5) return 0.0;
+          return 6.0 * std::sin(0.37 * static_cast<double>(i) + 0.11 * static_cast<double>(j)) -
+                 0.01 * static_cast<double>(h + 1) * static_cast<double>(std::abs(i - j));
+        });
+        check(d);
+        const std::vector<double> o1 = d.out.read();
+        for (auto [keys, rows] : {std::pair<std::int64_t, std::int64_t>{200, 0}, {128, 96}}) {
+          check(d, lt::chunked_policy(keys, rows));
+          EXPECT_LE(lt::metric(d.out.read(), o1, c.dv()).err, lt::tolerance(t, c.Lk))
+              << c.name() << " chunks of " << keys << " x " << rows;
+        }
+      }
+}
+
 // ---- rows that see nothing, masks that hide or show everything ------------------
 
 TEST_P(CudaMasks, FullyMaskedRowsGiveZeroAndMinusInf) {
