@@ -98,10 +98,9 @@ constexpr HopperConfig hopper_cfg = [] {
   // Three consumers have 160 registers each, too few for the soft-cap's
   // overlapped loop (ptxas, D = 64: 2.4 KB of spills); two have 224. The
   // mask's tile-by-tile loop keeps three at D = 64 (then 352 bytes of
-  // spills, 164 since the TMA copy and the folded scale, ptxas) and ran
-  // faster than with two (H200, 64K d64, bf16: a dense bool mask 110.5 ->
-  // 98.4 ms, causal as a mask 60.1 -> 53.6 ms, an additive bias 178.3 ->
-  // 157.0 ms).
+  // spills; 364 with the bias product, the rescale skip and the uniform
+  // warp indices below, ptxas) and ran faster than with two (H200, 64K d64, bf16: a dense bool mask
+  // 110.5 -> 98.4 ms, causal as a mask 60.1 -> 53.6 ms, an additive bias 178.3 -> 157.0 ms).
   if (kCap && c.block_m == 192) c.block_m = 128;
   return c;
 }();
@@ -255,7 +254,15 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   if constexpr (kPacked) allow_dependents();
   __syncthreads();
 
-  const int wg = threadIdx.x / 128;
+  // The warpgroup (and below, the warp's row base) through a shuffle, so
+  // that the compiler knows them warp-uniform (as CUTLASS does): in the
+  // masked kernels it then keeps the tile loop's descriptors and branches
+  // on the uniform datapath. A profile of the masked D 64 kernel on an
+  // all-true mask (ncu, H200, 64K) had found ~120 more instructions a warp
+  // a tile than the unmasked one, 33 of them R2UR moves of descriptors
+  // computed per thread. Same run, 64K d64 bf16: bias 116.6 -> 110.5 ms
+  // (and with the rescale skip, 108.1), an all-true mask 95.7 -> 93.8.
+  const int wg = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
   if (wg == 0) {
     if constexpr (CW > 1) sm90::reg_dealloc<kProducerRegs>();
     if (threadIdx.x >= 32) return;
@@ -329,10 +336,11 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     };
     if constexpr (kMask) {
       // The warp reads the summary of 32 tiles at once, a tile a lane, into
-      // shared memory, and lane 0 sends them. One thread reading it tile by
-      // tile (two to six dependent L2 reads a tile at D = 64) could not keep
-      // up with the consumers: an all-true mask (nothing read) ran at 0.71
-      // of the unmasked speed at 64K D 64 (H200).
+      // shared memory, and lane 0 sends them, rather than one thread making
+      // the two to six dependent L2 reads of every tile on the way. (No
+      // change measured: H200, 64K d64, an all-true mask 96.5 -> 95.8 ms,
+      // within the spread of runs; the masked kernel's gap to the unmasked
+      // one was in its consumers' instructions, see wg below.)
       std::uint32_t* const batch = reinterpret_cast<std::uint32_t*>(generic(bars + 384));
       for (i64 it0 = it_beg; it0 < it_end; it0 += 32) {
         const int count = static_cast<int>(min(i64{32}, it_end - it0));
@@ -401,9 +409,9 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
            j * p.mask_stride[3];
   };
   const int copy_rows = static_cast<int>(min(i64{64}, max(i64{0}, qt1 - qt0 - cw * 64)));
-  const int wrow = (ctid / 32) * 16;
+  const int wrow = __shfl_sync(0xffffffffu, (ctid / 32) * 16, 0);
   const bool tma_copy = masked && !kPacked && p.mask_tma;
-  const std::uint32_t mbar = mask_full(cw * 4 + ctid / 32);
+  const std::uint32_t mbar = mask_full(cw * 4 + wrow / 16);
   std::uint32_t mphase = 0;  // parity of the warp's next TMA mask copy
   // The unpacked kernel's rows are consecutive queries of one head: without
   // TMA, each lane copies one column chunk of every (32 / chunks)-th row,
@@ -547,13 +555,11 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // (log2(e) / scale_log2; a term past FLT_MAX * scale overflows, where
   // scaled first it did past FLT_MAX / log2(e): attention.hpp). The column
   // range and hidden rows are -inf either way. A compile-time choice: a
-  // run-time one cost the
-  // masked consumers some 200 bytes of spills (ptxas, D = 128). In the
-  // masked kernel with three consumers (D = 64, 160 registers each) it
-  // takes the spills from 100 to 164 bytes stored (ptxas) and still wins
-  // (H200, 64K d64 bf16, same run: bias 129.2 -> 123.2 ms, bool mask
-  // 101.2 -> 95.2, causal as a mask 55.0 -> 51.4).
-  constexpr bool kLean = kMask && CW == 3;
+  // run-time one cost the masked consumers some 200 bytes of spills
+  // (ptxas, D = 128). In the masked kernel with three consumers (D = 64,
+  // 160 registers each) it took the spills from 100 to 164 bytes stored
+  // (ptxas) and still won (H200, 64K d64 bf16, same run: bias 129.2 ->
+  // 123.2 ms, bool mask 101.2 -> 95.2, causal as a mask 55.0 -> 51.4).
   constexpr bool kFold = !kCap;
   const float tile_scale = kFold ? p.scale_log2 : 1.f;
   const float mask_mul = kFold ? p.fold_mask_mul : core::kLog2e;
@@ -675,11 +681,12 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // O rescaled for the new row maxima; P packed as the next A operand.
   // Once a row's max has settled, most tiles leave every row of a warp
   // with alpha = 1: the warp then skips the multiply (one an output
-  // element a tile, as many as the scores at D = 128). Not in the lean
-  // kernel above: its spills grew again (ptxas) and it ran slower (H200,
-  // 64K d64 bf16, same run: bias 123.3 -> 127.9 ms, bool 95.4 -> 96.6).
+  // element a tile, as many as the scores at D = 128). In the masked D 64
+  // kernel it once ran slower (more spills); with the uniform warp indices
+  // (wg, wrow) it gains there too (H200, 64K d64 bf16, same run: bias
+  // 114.7 -> 108.1 ms, an all-true mask 94.4 -> 92.1).
   auto finish_p = [&] {
-    if (kLean || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
       for (int i = 0; i < 2; ++i) rescale_row(acc, i, alpha[i]);
     }
