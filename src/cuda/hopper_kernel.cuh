@@ -262,7 +262,12 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // a tile than the unmasked one, 33 of them R2UR moves of descriptors
   // computed per thread. Same run, 64K d64 bf16: bias 116.6 -> 110.5 ms
   // (and with the rescale skip, 108.1), an all-true mask 95.7 -> 93.8.
-  const int wg = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0);
+  // Only there (kUniformIdx): in the kernels of two consumers it took the
+  // masked ones' spills from 16-28 bytes to 224-284 (ptxas, D 128 and 256)
+  // and the 16K d128 bias from 10.19 to 10.66 ms.
+  constexpr bool kUniformIdx = kMask && CW == 3;
+  const int wg = kUniformIdx ? __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0)
+                             : threadIdx.x / 128;
   if (wg == 0) {
     if constexpr (CW > 1) sm90::reg_dealloc<kProducerRegs>();
     if (threadIdx.x >= 32) return;
@@ -409,9 +414,9 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
            j * p.mask_stride[3];
   };
   const int copy_rows = static_cast<int>(min(i64{64}, max(i64{0}, qt1 - qt0 - cw * 64)));
-  const int wrow = __shfl_sync(0xffffffffu, (ctid / 32) * 16, 0);
+  const int wrow = kUniformIdx ? __shfl_sync(0xffffffffu, (ctid / 32) * 16, 0) : (ctid / 32) * 16;
   const bool tma_copy = masked && !kPacked && p.mask_tma;
-  const std::uint32_t mbar = mask_full(cw * 4 + wrow / 16);
+  const std::uint32_t mbar = mask_full(cw * 4 + (kUniformIdx ? wrow / 16 : ctid / 32));
   std::uint32_t mphase = 0;  // parity of the warp's next TMA mask copy
   // The unpacked kernel's rows are consecutive queries of one head: without
   // TMA, each lane copies one column chunk of every (32 / chunks)-th row,
