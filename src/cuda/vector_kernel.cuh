@@ -186,6 +186,15 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
 #pragma unroll
         for (int u = 0; u < NB; ++u) s[r][u] += __shfl_xor_sync(0xffffffffu, s[r][u], off);
 
+    // The soft-cap in a pass of its own behind one branch a step: inside
+    // the loop below, its per-score test let the compiler form tanhf for
+    // every score of uncapped calls too.
+    if (p.softcap_log2 > 0.f) {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int u = 0; u < NB; ++u) s[r][u] = capped(p, s[r][u]);
+    }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       float mx = -INFINITY;
@@ -194,9 +203,8 @@ __global__ void __launch_bounds__(kVecWarps * 32, kVecBlocksPerSm)
         const i64 j = jb + u;
         if (j >= ke) {
           s[r][u] = -INFINITY;
-        } else {
-          s[r][u] = capped(p, s[r][u]);
-          if (need_extra) s[r][u] += extra_term(p, b, hr[r], qr[r], j);
+        } else if (need_extra) {
+          s[r][u] += extra_term(p, b, hr[r], qr[r], j);
         }
         mx = fmaxf(mx, s[r][u]);
       }

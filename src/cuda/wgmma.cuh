@@ -27,7 +27,7 @@ __device__ void wgmma_ss(float (&d)[N / 8][4], std::uint64_t da, std::uint64_t d
 template <typename T, int N>
 __device__ void wgmma_rs(float (&d)[N / 8][4], const std::uint32_t (&a)[4], std::uint64_t db);
 template <typename T, int J, int M>
-__device__ void wgmma_ss16(float (&d)[M][4], std::uint64_t da, std::uint64_t db);
+__device__ __forceinline__ void wgmma_ss16(float (&d)[M][4], std::uint64_t da, std::uint64_t db);
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
