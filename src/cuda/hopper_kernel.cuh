@@ -99,8 +99,9 @@ constexpr HopperConfig hopper_cfg = [] {
   // overlapped loop (ptxas, D = 64: 2.4 KB of spills); two have 224. The
   // mask's tile-by-tile loop keeps three at D = 64 (then 352 bytes of
   // spills; 364 with the bias product, the rescale skip and the uniform
-  // warp indices below, ptxas) and ran faster than with two (H200, 64K d64, bf16: a dense bool mask
-  // 110.5 -> 98.4 ms, causal as a mask 60.1 -> 53.6 ms, an additive bias 178.3 -> 157.0 ms).
+  // warp indices below, ptxas) and ran faster than with two (H200, 64K
+  // d64, bf16: a dense bool mask 110.5 -> 98.4 ms, causal as a mask
+  // 60.1 -> 53.6 ms, an additive bias 178.3 -> 157.0 ms).
   if (kCap && c.block_m == 192) c.block_m = 128;
   return c;
 }();
@@ -345,7 +346,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
       // the two to six dependent L2 reads of every tile on the way. (No
       // change measured: H200, 64K d64, an all-true mask 96.5 -> 95.8 ms,
       // within the spread of runs; the masked kernel's gap to the unmasked
-      // one was in its consumers' instructions, see wg below.)
+      // one was in its consumers' instructions, see wg above.)
       std::uint32_t* const batch = reinterpret_cast<std::uint32_t*>(generic(bars + 384));
       for (i64 it0 = it_beg; it0 < it_end; it0 += 32) {
         const int count = static_cast<int>(min(i64{32}, it_end - it0));
@@ -643,12 +644,14 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     if (t.it >= 0 && reads_mask(my_kinds(t.kinds))) stage_mask(p.k0 + t.it * BN);
   };
   // S of tile t (the n-th, its K landed) to completion, then its softmax.
-  // A finite bias (bias_by_mma) joins S on the tensor cores: the warp waits
-  // for its TMA copy first (each warp's part of the product reads its own
-  // 16 rows, and the product starts once all four warps have issued it).
-  // Then S holds logits / scale_log2 + v fold_mask_mul, which the fused
-  // add made (fold_mask_mul exact in the mask's dtype: the launcher), and
-  // the softmax adds nothing more. Dropping the per-score convert and FMA
+  // A finite bias (bias_by_mma) joins S on the tensor cores: each warp
+  // waits for its own TMA copy first. (Each warp's 16 rows of the product
+  // read only that warp's 16 rows of the copy; and were the four warps'
+  // parts run as one product, it could not start before all four warps
+  // had issued it, each past its own wait.) Then S holds logits /
+  // scale_log2 + v fold_mask_mul, the value the FMA formed
+  // (fold_mask_mul is exact in the mask's dtype, the inputs': the
+  // launcher), and the softmax adds nothing more. Dropping the per-score convert and FMA
   // from the softmax: H200, 64K d64, bf16 bias, see docs/BENCHMARKS.md.
   // (Two whole paths, each its own wgmma sequence: a branch between the
   // products made ptxas serialize them and spill.)
