@@ -6,9 +6,10 @@
 // (anything else, NaN included, so that a block is skipped only where that
 // cannot change a result). Finite blocks are partial ones that the Hopper
 // kernel may add by tensor-core product (no -inf that a zero weight would
-// turn into NaN); to everything else they are partial. Computed once per call by the backend where
-// the mask lives (Backend::summarize_mask), it lets the kernels skip hidden tiles and leave open
-// ones unread, and the planner cost a rectangle by the blocks it shows (MaskCost), so a band or
+// turn into NaN); to everything else they are partial. Computed once per
+// call by the backend where the mask lives (Backend::summarize_mask), it
+// lets the kernels skip hidden tiles and leave open ones unread, and the
+// planner cost a rectangle by the blocks it shows (MaskCost), so a band or
 // block-diagonal mask costs time in proportion to what it shows.
 #pragma once
 
