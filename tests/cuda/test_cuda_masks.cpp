@@ -348,8 +348,11 @@ TEST_P(CudaMasks, FoldedAndUnfoldedScales) {
 // cores (D = 64, where 1 / scale is exact in that dtype), tile by tile where
 // the mask's blocks are finite or open, and reads the rest as before: here
 // finite, open and -inf-holding tiles side by side, per head or broadcast,
-// at scales whose 1 / scale is exact (8, 4) and one whose is not, single
-// pass and in chunks. Chunks of 200 keys end inside a 128-key tile whose
+// at scales whose 1 / scale is exact (8, 4) and one whose is not, in
+// chunks (a chunked call summarizes its mask, so the product runs there)
+// against the float64 reference and the single pass (a call this small
+// takes no summary: every tile on the old path). Chunks of 200 keys end
+// inside a 128-key tile whose
 // keys past the chunk's end hold -inf (keys 448..455): the product reads
 // them, so that tile must take the other path, or -inf x 0 would be NaN in
 // the chunk's own columns.
