@@ -19,7 +19,8 @@ std::vector<std::uint8_t> summarize_mask_host(const Problem& p) {
     const std::int64_t q0 = qb * kMaskBlock, q1 = std::min(p.Lq, q0 + kMaskBlock);
     for (std::int64_t kb = 0; kb < d.nk; ++kb) {
       const std::int64_t k0 = kb * kMaskBlock, k1 = std::min(p.Lk, k0 + kMaskBlock);
-      bool any_shown = false, all_open = true, all_finite = true;
+      // A boolean block is never finite: a false is -inf.
+      bool any_shown = false, all_open = true, all_finite = !boolean;
       for (std::int64_t q = q0; q < q1; ++q) {
         const std::int64_t base =
             b * p.mask_stride[0] + h * p.mask_stride[1] + q * p.mask_stride[2];
@@ -29,7 +30,6 @@ std::vector<std::uint8_t> summarize_mask_host(const Problem& p) {
             const bool keep = bits[at] != 0;
             any_shown |= keep;
             all_open &= keep;
-            all_finite = false;  // a false is -inf
           } else {
             const float x = load_as_float(p.mask, at, p.mask_dtype);
             any_shown |= !(x == -INFINITY);  // NaN counts as shown

@@ -417,6 +417,8 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   const int copy_rows = static_cast<int>(min(i64{64}, max(i64{0}, qt1 - qt0 - cw * 64)));
   const int wrow = kUniformIdx ? __shfl_sync(0xffffffffu, (ctid / 32) * 16, 0) : (ctid / 32) * 16;
   const bool tma_copy = masked && !kPacked && p.mask_tma;
+  // (The same warp index either way; spelled from the shuffled wrow only
+  // where that is shuffled, as the spill counts above were taken.)
   const std::uint32_t mbar = mask_full(cw * 4 + (kUniformIdx ? wrow / 16 : ctid / 32));
   std::uint32_t mphase = 0;  // parity of the warp's next TMA mask copy
   // The unpacked kernel's rows are consecutive queries of one head: without
@@ -657,6 +659,8 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // products made ptxas serialize them and spill.)
   auto s_step = [&](const TileMeta& t, int n) {
     const Stage k = stage_of(n);
+    // (tma_copy is implied by p.bias_mma, launcher; without the test here
+    // ptxas spilled 532 bytes instead of 364.)
     const bool bias = kBias && tma_copy && bias_by_mma(my_kinds(t.kinds));
     if constexpr (kBias) {
       if (bias) {
