@@ -87,19 +87,64 @@ constexpr int mask_elem_size = E == MaskElem::b8    ? 1
                                : E == MaskElem::f32 ? 4
                                                     : 2;
 
+// The call's mask element type.
+__host__ __device__ constexpr MaskElem mask_elem_of(const KernelParams& p) {
+  if (p.mask_kind == core::MaskKind::boolean) return MaskElem::b8;
+  switch (p.mask_dtype) {
+    case DType::float32:
+      return MaskElem::f32;
+    case DType::float16:
+      return MaskElem::f16;
+    default:  // bfloat16 (validation admits no other additive dtype)
+      return MaskElem::bf16;
+  }
+}
+
 // Calls f(std::integral_constant<MaskElem, E>{}) for the call's mask type.
 template <typename F>
 __device__ __forceinline__ void with_mask_elem(const KernelParams& p, F&& f) {
   using E = MaskElem;
-  if (p.mask_kind == core::MaskKind::boolean) return f(std::integral_constant<E, E::b8>{});
-  switch (p.mask_dtype) {
-    case DType::float32:
+  switch (mask_elem_of(p)) {
+    case E::b8:
+      return f(std::integral_constant<E, E::b8>{});
+    case E::f32:
       return f(std::integral_constant<E, E::f32>{});
-    case DType::float16:
+    case E::f16:
       return f(std::integral_constant<E, E::f16>{});
-    default:  // bfloat16 (validation admits no other additive dtype)
+    default:
       return f(std::integral_constant<E, E::bf16>{});
   }
+}
+
+// A Hopper kernel instantiation's array mask: none, any element type
+// (picked per call by with_mask_elem), or one type, whose kernel then
+// holds no other type's copy and decode. The four decodes in one kernel
+// made ptxas keep their addresses and constants live together: one type
+// took the masked D 64 kernel's spills from 364 bytes to 64 (bf16).
+enum class MaskInst { none, any, b8, f16, bf16, f32 };
+
+constexpr MaskInst mask_inst_of(MaskElem e) {
+  return e == MaskElem::b8    ? MaskInst::b8
+         : e == MaskElem::f16 ? MaskInst::f16
+         : e == MaskElem::f32 ? MaskInst::f32
+                              : MaskInst::bf16;
+}
+
+// with_mask_elem for an instantiation of kMI: f's one instance where kMI
+// fixes the type (the launcher picked it for this call).
+template <MaskInst kMI, typename F>
+__device__ __forceinline__ void with_mask_elem(const KernelParams& p, F&& f) {
+  using E = MaskElem;
+  if constexpr (kMI == MaskInst::b8)
+    f(std::integral_constant<E, E::b8>{});
+  else if constexpr (kMI == MaskInst::f16)
+    f(std::integral_constant<E, E::f16>{});
+  else if constexpr (kMI == MaskInst::bf16)
+    f(std::integral_constant<E, E::bf16>{});
+  else if constexpr (kMI == MaskInst::f32)
+    f(std::integral_constant<E, E::f32>{});
+  else
+    with_mask_elem(p, f);
 }
 
 // The base-2 term of mask element `off` of type E: 0 or -inf for a boolean

@@ -112,9 +112,12 @@ constexpr HopperConfig hopper_cfg = [] {
 // weighed most: the exponent unit and the issue slots bound that loop, the
 // tensor cores had room. The overlapped loops start a tile's mask copy just
 // before its product, so the product would wait for it there.
-template <bool kPacked, bool kMask, bool kCap>
+// Only an instantiation that may see an additive mask of the inputs'
+// dtype T (the product's A operand is the staged mask).
+template <typename T, bool kPacked, MaskInst kMI, bool kCap>
 constexpr bool hopper_bias_mma(HopperConfig c) {
-  return kMask && !kPacked && !kCap && !c.overlap;
+  constexpr MaskInst kSame = std::is_same_v<T, __half> ? MaskInst::f16 : MaskInst::bf16;
+  return (kMI == MaskInst::any || kMI == kSame) && !kPacked && !kCap && !c.overlap;
 }
 
 // The bias product: keys [16 j, 16 j + 16) of the staged 16-bit rows at sa
@@ -132,12 +135,16 @@ __device__ __forceinline__ void issue_bias(float (&sc)[NS][4], std::uint32_t sa,
   }
 }
 
-template <typename T, int D, bool kPacked, bool kMask, bool kCap>
-__global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask, kCap>), 1)
+// kMI: the instantiation's mask (MaskInst); the unpacked masked kernels
+// without the soft-cap have one instantiation per element type.
+template <typename T, int D, bool kPacked, MaskInst kMI, bool kCap>
+__global__ void __launch_bounds__(
+    hopper_threads(hopper_cfg<T, D, kPacked, kMI != MaskInst::none, kCap>), 1)
     hopper_kernel(const __grid_constant__ KernelParams p, const __grid_constant__ CUtensorMap tq,
                   const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                   const __grid_constant__ CUtensorMap tm) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr bool kMask = kMI != MaskInst::none;
   constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked, kMask, kCap>;
   constexpr int BM = cfg.block_m, BN = cfg.block_n, ST = cfg.stages;
   constexpr int CB = D / 64;  // 128-byte column blocks
@@ -157,7 +164,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
   // spills of the masked consumers are counted above, at hopper_cfg.
   constexpr int kProducerRegs = CW == 2 ? (kMask ? 56 : 40) : kMask ? 32 : 24;
   constexpr int kConsumerRegs = CW == 2 ? (kMask ? 224 : 232) : 160;
-  constexpr bool kBias = hopper_bias_mma<kPacked, kMask, kCap>(cfg);
+  constexpr bool kBias = hopper_bias_mma<T, kPacked, kMI, kCap>(cfg);
   constexpr int kLaunchRegs = 65536 / (128 * (1 + CW)) / 8 * 8;
   static_assert(CW == 1 || kProducerRegs + CW * kConsumerRegs <= (1 + CW) * kLaunchRegs,
                 "setmaxnreg would wait for registers the block does not have");
@@ -432,7 +439,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
     // so the next copy may overwrite it: for TMA, this read-then-release is
     // what CUTLASS's TMA pipelines do too (no proxy fence before the write).
     __syncwarp();
-    with_mask_elem(p, [&](auto elem) {
+    with_mask_elem<kMI>(p, [&](auto elem) {
       constexpr int kEs = mask_elem_size<decltype(elem)::value>, kRow = BN * kEs;
       constexpr int kChunks = kRow / 16, kBox = staged_box_bytes(kRow);
       // Byte offset of (row r, byte c of its keys) in the copy.
@@ -582,7 +589,7 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
         cp_async_wait_all();
         __syncwarp();  // every lane's copies have landed
       }
-      with_mask_elem(p, [&](auto elem) {
+      with_mask_elem<kMI>(p, [&](auto elem) {
         constexpr MaskElem E = decltype(elem)::value;
         constexpr int kRow = BN * mask_elem_size<E>;
         if constexpr (mask_elem_size<E> == 2) {
@@ -762,8 +769,9 @@ __global__ void __launch_bounds__(hopper_threads(hopper_cfg<T, D, kPacked, kMask
 #endif
 }
 
-template <typename T, int D, bool kPacked, bool kMask, bool kCap>
+template <typename T, int D, bool kPacked, MaskInst kMI, bool kCap>
 bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
+  constexpr bool kMask = kMI != MaskInst::none;
   constexpr HopperConfig cfg = hopper_cfg<T, D, kPacked, kMask, kCap>;
   static_assert(hopper_smem_bytes(cfg, D) <= kSm90SmemBytes,
                 "the block's tiles, barriers and mask copies outgrow an SM's shared memory");
@@ -794,7 +802,7 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
   // D = 64's default scale), so that v fold_mask_mul is the product the
   // FMA formed.
   kp.bias_mma = 0;
-  if (hopper_bias_mma<kPacked, kMask, kCap>(cfg) && kp.mask_tma &&
+  if (hopper_bias_mma<T, kPacked, kMI, kCap>(cfg) && kp.mask_tma &&
       p.mask_kind == core::MaskKind::additive) {
     const float x = kp.fold_mask_mul;
     constexpr bool kHalf = std::is_same_v<T, __half>;
@@ -805,12 +813,12 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
       kp.bias_diag = bits;
     }
   }
-  allow_dynamic_smem<hopper_kernel<T, D, kPacked, kMask, kCap>>(
+  allow_dynamic_smem<hopper_kernel<T, D, kPacked, kMI, kCap>>(
       hopper_smem_bytes(cfg, D), "cudaFuncSetAttribute(hopper_kernel)");
   const dim3 grid(static_cast<unsigned>((p.q1 - p.q0 + qrows - 1) / qrows),
                   static_cast<unsigned>(p.B * (kPacked ? p.Hkv : p.Hq)),
                   static_cast<unsigned>(p.splits));
-  hopper_kernel<T, D, kPacked, kMask, kCap>
+  hopper_kernel<T, D, kPacked, kMI, kCap>
       <<<grid, hopper_threads(cfg), hopper_smem_bytes(cfg, D), stream>>>(kp, tq, tk, tv, tm);
   check_cuda(cudaGetLastError(), "hopper_kernel launch");
   return true;
@@ -828,14 +836,24 @@ bool launch_hopper(const KernelParams& p, cudaStream_t stream) {
   // first (and test for a cap at run time).
   const bool fold = p.scale_log2 >= core::kLog2e / 256.f;
   const bool mask = p.mask_kind != core::MaskKind::none, cap = p.softcap_log2 > 0.f || !fold;
+  using M = MaskInst;
   if (p.packed)
-    return mask || cap ? launch_hopper_as<T, D, true, true, true>(p, stream)
-                       : launch_hopper_as<T, D, true, false, false>(p, stream);
-  if (mask)
-    return cap ? launch_hopper_as<T, D, false, true, true>(p, stream)
-               : launch_hopper_as<T, D, false, true, false>(p, stream);
-  return cap ? launch_hopper_as<T, D, false, false, true>(p, stream)
-             : launch_hopper_as<T, D, false, false, false>(p, stream);
+    return mask || cap ? launch_hopper_as<T, D, true, M::any, true>(p, stream)
+                       : launch_hopper_as<T, D, true, M::none, false>(p, stream);
+  if (!mask)
+    return cap ? launch_hopper_as<T, D, false, M::none, true>(p, stream)
+               : launch_hopper_as<T, D, false, M::none, false>(p, stream);
+  if (cap) return launch_hopper_as<T, D, false, M::any, true>(p, stream);
+  switch (mask_elem_of(p)) {  // an instantiation per element type (MaskInst)
+    case MaskElem::b8:
+      return launch_hopper_as<T, D, false, M::b8, false>(p, stream);
+    case MaskElem::f16:
+      return launch_hopper_as<T, D, false, M::f16, false>(p, stream);
+    case MaskElem::f32:
+      return launch_hopper_as<T, D, false, M::f32, false>(p, stream);
+    default:
+      return launch_hopper_as<T, D, false, M::bf16, false>(p, stream);
+  }
 }
 
 }  // namespace longattn::cuda
