@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <climits>
 #include <cstdint>
 #include <type_traits>
 
@@ -350,7 +351,11 @@ __device__ __forceinline__ T* out_row(const KernelParams& p, i64 b, i64 h, i64 q
 // [klow, kfull) are visible to every row of the tile (causal rule and
 // window), so tiles inside it need no mask.
 struct TileRange {
-  i64 b, h, hkv, qt0, qt1, kend, t_beg, t_end, kfull, klow;
+  i64 b, h, hkv, qt0, qt1, kend, t_beg, t_end;
+  // Key tiles it < edge_lo or it >= edge_hi need a per-row limit (32-bit:
+  // the tile loop's test; its 64-bit key bounds were spilled by the masked
+  // D 64 Hopper kernel and reloaded every tile).
+  int edge_lo, edge_hi;
   int split;
 };
 // The key side of a TileRange, once b, h, hkv, qt0 and qt1 are set.
@@ -365,14 +370,19 @@ __device__ __forceinline__ void key_range(const KernelParams& p, TileRange& t) {
   const i64 per = (n + p.splits - 1) / p.splits;
   t.t_beg = first + min(n, t.split * per);
   t.t_end = first + min(n, t.split * per + per);
-  t.kfull = min(p.k1, p.key_end(t.qt0));
-  t.klow = p.key_begin(t.qt1 - 1);
+  // Tile it = (kt - k0) / BN crosses an edge where some row of the block
+  // does not see all of [kt, kt + BN): kt + BN > kfull (past the first
+  // row's last key) or kt < klow (before the last row's first key).
+  const i64 kfull = min(p.k1, p.key_end(t.qt0)), klow = p.key_begin(t.qt1 - 1);
+  const i64 over = kfull - p.k0 - BN, under = klow - p.k0;
+  constexpr i64 kMax = INT_MAX;
+  t.edge_hi = static_cast<int>(over < 0 ? 0 : min(kMax, over / BN + 1));
+  t.edge_lo = static_cast<int>(under <= 0 ? 0 : min(kMax, (under + BN - 1) / BN));
 }
-// Whether key tile [kt, kt + BN) needs a per-row limit: some row of the
-// block does not see all of it.
-template <int BN>
-__device__ __forceinline__ bool tile_crosses_edge(const TileRange& t, i64 kt) {
-  return kt + BN > t.kfull || kt < t.klow;
+// Whether key tile `it` (keys [k0 + it BN, k0 + it BN + BN)) needs a
+// per-row limit: some row of the block does not see all of it.
+__device__ __forceinline__ bool tile_crosses_edge(const TileRange& t, int it) {
+  return it >= t.edge_hi || it < t.edge_lo;
 }
 // One head's rows (blockIdx.y = b * Hq + h), BM query rows a tile.
 template <int BM, int BN>

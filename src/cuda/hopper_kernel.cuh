@@ -578,7 +578,7 @@ __global__ void __launch_bounds__(
   constexpr bool kFold = !kCap;
   const float tile_scale = kFold ? p.scale_log2 : 1.f;
   const float mask_mul = kFold ? p.fold_mask_mul : core::kLog2e;
-  auto softmax = [&](float(&sc)[NS][4], i64 kt, std::uint32_t mine, float(&alpha)[2],
+  auto softmax = [&](float(&sc)[NS][4], int it, std::uint32_t mine, float(&alpha)[2],
                      bool bias_added) {
     if constexpr (!kFold) scale_tile<kCap>(p, sc);
     if (reads_mask(mine) && !bias_added) {
@@ -608,7 +608,8 @@ __global__ void __launch_bounds__(
     }
     // A separate pass, not a variant of each mask type's: every path that
     // leaves its own registers in sc costs the consumers registers.
-    if (tile_crosses_edge<BN>(tr, kt)) {
+    if (tile_crosses_edge(tr, it)) {
+      const i64 kt = p.k0 + i64{it} * BN;
 #pragma unroll
       for (int i = 0; i < 2; ++i) limit_row(sc, i, t4, visible_cols<BN>(p, q[i], qt1, kend, kt));
     }
@@ -639,7 +640,7 @@ __global__ void __launch_bounds__(
   auto s_done = [&](const TileMeta& t, int s, bool bias_added = false) {
     sm90::fence_operands(sc);
     if (lane == 0) sm90::mbar_arrive(k_empty(s));
-    softmax(sc, p.k0 + t.it * BN, my_kinds(t.kinds), alpha, bias_added);
+    softmax(sc, t.it, my_kinds(t.kinds), alpha, bias_added);
   };
   // Once a P V product has completed: its V buffer (slot s) goes back.
   auto pv_done = [&](int s) {

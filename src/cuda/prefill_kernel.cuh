@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(tc_config(D).warps * 32)
     // edge of the window, the rectangle's key end, or that have an array
     // mask.
     const bool masked = p.mask_kind != core::MaskKind::none;
-    const bool edge = tile_crosses_edge<BN>(tr, kt);
+    const bool edge = tile_crosses_edge(tr, static_cast<int>(it));
     // The warp's rows need the mask read unless its blocks are open.
     const i64 wr0 = qt0 + warp * WR;
     const bool read_mask = masked && !core::mask_opens(p, b, h, h + 1, wr0, min(wr0 + WR, qt1), kt,
