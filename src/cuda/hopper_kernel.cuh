@@ -97,11 +97,11 @@ constexpr HopperConfig hopper_cfg = [] {
   c.overlap = c.overlap && !(kMask && kCap);  // see above
   // Three consumers have 160 registers each, too few for the soft-cap's
   // overlapped loop (ptxas, D = 64: 2.4 KB of spills); two have 224. The
-  // mask's tile-by-tile loop keeps three at D = 64 (then 352 bytes of
-  // spills; 364 with the bias product, the rescale skip and the uniform
-  // warp indices below, ptxas) and ran faster than with two (H200, 64K
-  // d64, bf16: a dense bool mask 110.5 -> 98.4 ms, causal as a mask
-  // 60.1 -> 53.6 ms, an additive bias 178.3 -> 157.0 ms).
+  // mask's tile-by-tile loop keeps three at D = 64 (spills, ptxas, one
+  // instantiation per mask type: 56-88 bytes, 172 for a float32 mask) and
+  // ran faster than with two (measured with every type in one kernel,
+  // H200, 64K d64, bf16: a dense bool mask 110.5 -> 98.4 ms, causal as a
+  // mask 60.1 -> 53.6 ms, an additive bias 178.3 -> 157.0 ms).
   if (kCap && c.block_m == 192) c.block_m = 128;
   return c;
 }();
@@ -353,7 +353,9 @@ __global__ void __launch_bounds__(
       // the two to six dependent L2 reads of every tile on the way. (No
       // change measured: H200, 64K d64, an all-true mask 96.5 -> 95.8 ms,
       // within the spread of runs; the masked kernel's gap to the unmasked
-      // one was in its consumers' instructions, see wg above.)
+      // one was in its consumers' instructions, see wg above. Without it
+      // the per-type kernels spill more, ptxas: bf16 64 -> 200 bytes,
+      // bool 68 -> 220.)
       std::uint32_t* const batch = reinterpret_cast<std::uint32_t*>(generic(bars + 384));
       for (i64 it0 = it_beg; it0 < it_end; it0 += 32) {
         const int count = static_cast<int>(min(i64{32}, it_end - it0));
@@ -668,7 +670,7 @@ __global__ void __launch_bounds__(
   auto s_step = [&](const TileMeta& t, int n) {
     const Stage k = stage_of(n);
     // (tma_copy is implied by p.bias_mma, launcher; without the test here
-    // ptxas spilled 532 bytes instead of 364.)
+    // ptxas spilled 152 bytes instead of 56, bf16 mask.)
     const bool bias = kBias && tma_copy && bias_by_mma(my_kinds(t.kinds));
     if constexpr (kBias) {
       if (bias) {
