@@ -124,13 +124,6 @@ __device__ __forceinline__ void with_mask_elem(const KernelParams& p, F&& f) {
 // took the masked D 64 kernel's spills from 364 bytes to 64 (bf16).
 enum class MaskInst { none, any, b8, f16, bf16, f32 };
 
-constexpr MaskInst mask_inst_of(MaskElem e) {
-  return e == MaskElem::b8    ? MaskInst::b8
-         : e == MaskElem::f16 ? MaskInst::f16
-         : e == MaskElem::f32 ? MaskInst::f32
-                              : MaskInst::bf16;
-}
-
 // with_mask_elem for an instantiation of kMI: f's one instance where kMI
 // fixes the type (the launcher picked it for this call).
 template <MaskInst kMI, typename F>
@@ -347,14 +340,14 @@ __device__ __forceinline__ T* out_row(const KernelParams& p, i64 b, i64 h, i64 q
 // heaviest causal tiles (last rows) first for load balance (blockIdx.x),
 // and its split's (blockIdx.z) share [t_beg, t_end) of the BN-key tiles
 // (counted from k0) the query tile can see: from the tile holding its first
-// row's first visible key (the window's left edge) to kend. Keys in
-// [klow, kfull) are visible to every row of the tile (causal rule and
-// window), so tiles inside it need no mask.
+// row's first visible key (the window's left edge) to kend. Key tiles in
+// [edge_lo, edge_hi) are visible to every row of the tile (causal rule and
+// window), so they need no per-row limit.
 struct TileRange {
   i64 b, h, hkv, qt0, qt1, kend, t_beg, t_end;
-  // Key tiles it < edge_lo or it >= edge_hi need a per-row limit (32-bit:
-  // the tile loop's test; its 64-bit key bounds were spilled by the masked
-  // D 64 Hopper kernel and reloaded every tile).
+  // In tile indices and 32-bit, for the tile loop's test: as 64-bit key
+  // bounds they were spilled by the masked D 64 Hopper kernel and reloaded
+  // every tile.
   int edge_lo, edge_hi;
   int split;
 };
