@@ -1,7 +1,9 @@
 // The CPU backend: dispatches run synchronously on OpenMP threads; a
 // submission's measured time is its wall time.
+#include <array>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <string>
 #include <thread>
@@ -163,7 +165,7 @@ class CpuBackend final : public Backend {
       case Path::amx:
         // Tiles serve bfloat16 inputs; others take the paths below.
         if (p.dtype == DType::bfloat16) {
-          cpu::run_rect_amx(p, d.rect, d.mode, state, threads_);
+          cpu::run_rect_amx(p, d.rect, d.mode, state, threads_, scratch_[int(Path::amx)]);
           return "cpu.amx";
         }
         [[fallthrough]];
@@ -171,20 +173,21 @@ class CpuBackend final : public Backend {
         // Its bfloat16 products serve bfloat16 inputs; others take the
         // AVX-512 build (the same code without them).
         if (p.dtype == DType::bfloat16) {
-          cpu::run_rect_avx512bf16(p, d.rect, d.mode, state, threads_);
+          cpu::run_rect_avx512bf16(p, d.rect, d.mode, state, threads_,
+                                   scratch_[int(Path::avx512bf16)]);
           return "cpu.avx512bf16";
         }
         [[fallthrough]];
       case Path::avx512:
-        cpu::run_rect_avx512(p, d.rect, d.mode, state, threads_);
+        cpu::run_rect_avx512(p, d.rect, d.mode, state, threads_, scratch_[int(Path::avx512)]);
         return "cpu.avx512";
       case Path::avx2:
-        cpu::run_rect_avx2(p, d.rect, d.mode, state, threads_);
+        cpu::run_rect_avx2(p, d.rect, d.mode, state, threads_, scratch_[int(Path::avx2)]);
         return "cpu.avx2";
       case Path::generic:
         break;
     }
-    cpu::run_rect_generic(p, d.rect, d.mode, state, threads_);
+    cpu::run_rect_generic(p, d.rect, d.mode, state, threads_, scratch_[int(Path::generic)]);
     return "cpu.generic";
   }
   std::optional<double> end_submission() override {
@@ -197,6 +200,9 @@ class CpuBackend final : public Backend {
   int threads_;
   Path path_;
   std::vector<float> m_, l_, o_;
+  // Each kernel build's per-thread scratch, kept for this backend's (the
+  // call's) dispatches (cpu/kernel.hpp).
+  std::array<std::shared_ptr<void>, int(Path::amx) + 1> scratch_;
   std::vector<std::uint8_t> blocks_;  // the mask's summary (summarize_mask)
   core::MaskCost cost_;
   std::chrono::steady_clock::time_point t0_;

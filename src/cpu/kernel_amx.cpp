@@ -10,7 +10,7 @@
 
 namespace longattn::cpu {
 void run_rect_amx(const core::Problem& p, const Rect& r, Mode mode, const core::StateView& st,
-                  int threads) {
-  amx_impl::run_rect(p, r, mode, st, threads);
+                  int threads, std::shared_ptr<void>& scratch) {
+  amx_impl::run_rect(p, r, mode, st, threads, scratch);
 }
 }  // namespace longattn::cpu

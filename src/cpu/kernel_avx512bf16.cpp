@@ -6,7 +6,7 @@
 
 namespace longattn::cpu {
 void run_rect_avx512bf16(const core::Problem& p, const Rect& r, Mode mode,
-                         const core::StateView& st, int threads) {
-  avx512bf16_impl::run_rect(p, r, mode, st, threads);
+                         const core::StateView& st, int threads, std::shared_ptr<void>& scratch) {
+  avx512bf16_impl::run_rect(p, r, mode, st, threads, scratch);
 }
 }  // namespace longattn::cpu

@@ -6,7 +6,7 @@
 
 namespace longattn::cpu {
 void run_rect_generic(const core::Problem& p, const Rect& r, Mode mode, const core::StateView& st,
-                      int threads) {
-  generic_impl::run_rect(p, r, mode, st, threads);
+                      int threads, std::shared_ptr<void>& scratch) {
+  generic_impl::run_rect(p, r, mode, st, threads, scratch);
 }
 }  // namespace longattn::cpu

@@ -19,6 +19,7 @@
 // packed once per item and tile, for all the query heads that read them.
 #include <omp.h>
 
+#include <memory>
 #include <new>
 #include <optional>
 #include <vector>
@@ -725,10 +726,16 @@ class ThreadTiles {
 #endif
 };
 
+// This build's per-thread scratch, kept by the caller across a call's
+// dispatches (kernel.hpp: run_rect_*'s `scratch`).
+struct ScratchCache {
+  std::vector<Scratch> threads;
+};
+
 }  // namespace
 
 void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const StateView& st,
-                           int threads) {
+                           int threads, std::shared_ptr<void>& scratch) {
   if (p.B == 0 || r.q1 <= r.q0) return;
   const Rectangle rect(p, r, mode, st);
   const std::int64_t per_head = rect.items_per_head();
@@ -754,10 +761,13 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
                         ? 1
                         : static_cast<int>(std::clamp<std::int64_t>(
                               std::min((2 * nt + n_items - 1) / n_items, tiles / 8), 1, 64));
+  if (!scratch) scratch = std::make_shared<ScratchCache>();
+  std::vector<Scratch>& per_thread = static_cast<ScratchCache*>(scratch.get())->threads;
+  if (per_thread.size() < static_cast<std::size_t>(nt)) per_thread.resize(nt);
   if (parts == 1) {
 #pragma omp parallel num_threads(nt) if (n_items > 1)
     {
-      Scratch s;
+      Scratch& s = per_thread[omp_get_thread_num()];
       rect.prepare(s);
       const ThreadTiles tile_state(rect.uses_tiles());
       // Later query runs see more keys under the causal rule; dynamic
@@ -770,7 +780,7 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
   std::vector<float> partials(static_cast<std::size_t>(n_items * parts * rect.partial_floats()));
 #pragma omp parallel num_threads(nt)
   {
-    Scratch s;
+    Scratch& s = per_thread[omp_get_thread_num()];
     rect.prepare(s);
     const ThreadTiles tile_state(rect.uses_tiles());
 #pragma omp for schedule(dynamic, 1)
