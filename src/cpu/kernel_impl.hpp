@@ -648,6 +648,49 @@ class Rectangle {
   // Online softmax over one tile, in place: S becomes P. Returns false if
   // no row saw any key (then O, m, l are unchanged and P.V can be skipped).
   bool softmax_tile(int nk, Scratch& s) const {
+#if defined(__AVX512F__)
+    // Whole rows of 16-float vectors (8-float ones, below, took twice the
+    // instructions): mask_tile left every score past nk at -inf, whose 2^x
+    // is 0.
+    (void)nk;
+    constexpr int NV = kKeys / 16;
+    bool any = false;
+    for (int r = 0; r < rows_pad_; ++r) {
+      float* row = s.s.data() + r * kKeys;
+      v16f x[NV];
+      for (int v = 0; v < NV; ++v) std::memcpy(&x[v], row + 16 * v, sizeof(v16f));
+      v16f mx = x[0];
+      __mmask16 nan = 0;
+      for (int v = 0; v < NV; ++v) {
+        mx = mx > x[v] ? mx : x[v];
+        // A NaN score must reach m (and from there l and O); max drops it.
+        nan |= _mm512_cmp_ps_mask(__m512(x[v]), __m512(x[v]), _CMP_UNORD_Q);
+      }
+      float& m = s.m[static_cast<std::size_t>(r)];
+      float& l = s.l[static_cast<std::size_t>(r)];
+      const float m_new = nan ? NAN : std::max(m, hmax(mx));
+      if (m_new == -INFINITY) {  // nothing visible yet: P row = 0 (and no P.V)
+        std::fill(row, row + kKeys, 0.f);
+        continue;
+      }
+      any = true;
+      const core::OnlineStep st = core::online_step(m, m_new, exp2s);
+      v16f sum = v16f{};
+      for (int v = 0; v < NV; ++v) {
+        const v16f pv = exp2_vec<v16f, v16i>(x[v] - st.shift);
+        std::memcpy(row + 16 * v, &pv, sizeof(v16f));
+        sum += pv;
+      }
+      l = l * st.alpha + hsum(sum);
+      m = m_new;
+      if (st.alpha != 1.f) {
+        float* o = s.o.data() + r * dvp_;
+        for (int d = 0; d < dvp_; d += 16)
+          _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), _mm512_set1_ps(st.alpha)));
+      }
+    }
+    return any;
+#else
     bool any = false;
     const int nvec = (nk + 7) / 8;
     for (int r = 0; r < rows_pad_; ++r) {
@@ -695,6 +738,7 @@ class Rectangle {
       }
     }
     return any;
+#endif
   }
 
   const Problem& p_;
