@@ -512,6 +512,27 @@ class Rectangle {
 #endif
   }
 
+#if defined(__AVX512F__)
+  // A row's new running max over its tile's base-2 scores x (16-float
+  // vectors): NaN if a score is NaN (max would drop it; it must reach m, l
+  // and O).
+  template <int NV>
+  [[gnu::always_inline]] static float new_max16(float m, const v16f (&x)[NV]) {
+    v16f mx = x[0];
+    __mmask16 nan = 0;
+    for (int v = 0; v < NV; ++v) {
+      mx = mx > x[v] ? mx : x[v];
+      nan |= _mm512_cmp_ps_mask(__m512(x[v]), __m512(x[v]), _CMP_UNORD_Q);
+    }
+    return nan ? NAN : std::max(m, hmax(mx));
+  }
+  // O's row o *= alpha (dvp_ floats).
+  void rescale16(float* o, float alpha) const {
+    for (int d = 0; d < dvp_; d += 16)
+      _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), _mm512_set1_ps(alpha)));
+  }
+#endif
+
   // The online softmax of rows [r0, r1) of one tile for the bfloat16
   // products: as softmax_tile, on 16-float vectors, with P written to s.pb
   // as bfloat16 pairs (round to nearest even; l sums the float32 values).
@@ -530,16 +551,9 @@ class Rectangle {
         std::memcpy(&x[v], row + 16 * v, sizeof(v16f));
         x[v] *= sc;
       }
-      v16f mx = x[0];
-      __mmask16 nan = 0;
-      for (int v = 0; v < NV; ++v) {
-        mx = mx > x[v] ? mx : x[v];
-        // A NaN score must reach m (and from there l and O); max drops it.
-        nan |= _mm512_cmp_ps_mask(__m512(x[v]), __m512(x[v]), _CMP_UNORD_Q);
-      }
       float& m = s.m[static_cast<std::size_t>(r)];
       float& l = s.l[static_cast<std::size_t>(r)];
-      const float m_new = nan ? NAN : std::max(m, hmax(mx));
+      const float m_new = new_max16(m, x);
       if (m_new == -INFINITY) {  // nothing visible yet: P row = 0
         std::fill(dst, dst + KP, 0u);
         continue;
@@ -555,11 +569,7 @@ class Rectangle {
       }
       l = l * st.alpha + hsum(sum);
       m = m_new;
-      if (st.alpha != 1.f) {
-        float* o = s.o.data() + r * dvp_;
-        for (int d = 0; d < dvp_; d += 16)
-          _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), _mm512_set1_ps(st.alpha)));
-      }
+      if (st.alpha != 1.f) rescale16(s.o.data() + r * dvp_, st.alpha);
     }
     return any;
 #else
@@ -659,16 +669,9 @@ class Rectangle {
       float* row = s.s.data() + r * kKeys;
       v16f x[NV];
       for (int v = 0; v < NV; ++v) std::memcpy(&x[v], row + 16 * v, sizeof(v16f));
-      v16f mx = x[0];
-      __mmask16 nan = 0;
-      for (int v = 0; v < NV; ++v) {
-        mx = mx > x[v] ? mx : x[v];
-        // A NaN score must reach m (and from there l and O); max drops it.
-        nan |= _mm512_cmp_ps_mask(__m512(x[v]), __m512(x[v]), _CMP_UNORD_Q);
-      }
       float& m = s.m[static_cast<std::size_t>(r)];
       float& l = s.l[static_cast<std::size_t>(r)];
-      const float m_new = nan ? NAN : std::max(m, hmax(mx));
+      const float m_new = new_max16(m, x);
       if (m_new == -INFINITY) {  // nothing visible yet: P row = 0 (and no P.V)
         std::fill(row, row + kKeys, 0.f);
         continue;
@@ -683,11 +686,7 @@ class Rectangle {
       }
       l = l * st.alpha + hsum(sum);
       m = m_new;
-      if (st.alpha != 1.f) {
-        float* o = s.o.data() + r * dvp_;
-        for (int d = 0; d < dvp_; d += 16)
-          _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), _mm512_set1_ps(st.alpha)));
-      }
+      if (st.alpha != 1.f) rescale16(s.o.data() + r * dvp_, st.alpha);
     }
     return any;
 #else
