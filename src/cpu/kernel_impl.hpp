@@ -769,12 +769,6 @@ class ThreadTiles {
 #endif
 };
 
-// This build's per-thread scratch, kept by the caller across a call's
-// dispatches (kernel.hpp: run_rect_*'s `scratch`).
-struct ScratchCache {
-  std::vector<Scratch> threads;
-};
-
 }  // namespace
 
 void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const StateView& st,
@@ -804,8 +798,10 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
                         ? 1
                         : static_cast<int>(std::clamp<std::int64_t>(
                               std::min((2 * nt + n_items - 1) / n_items, tiles / 8), 1, 64));
-  if (!scratch) scratch = std::make_shared<ScratchCache>();
-  std::vector<Scratch>& per_thread = static_cast<ScratchCache*>(scratch.get())->threads;
+  // This build's per-thread scratch, kept by the caller across a call's
+  // dispatches (kernel.hpp: run_rect_*'s `scratch`).
+  if (!scratch) scratch = std::make_shared<std::vector<Scratch>>();
+  std::vector<Scratch>& per_thread = *static_cast<std::vector<Scratch>*>(scratch.get());
   if (per_thread.size() < static_cast<std::size_t>(nt)) per_thread.resize(nt);
   if (parts == 1) {
 #pragma omp parallel num_threads(nt) if (n_items > 1)

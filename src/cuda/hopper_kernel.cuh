@@ -112,12 +112,12 @@ constexpr HopperConfig hopper_cfg = [] {
 // weighed most: the exponent unit and the issue slots bound that loop, the
 // tensor cores had room. The overlapped loops start a tile's mask copy just
 // before its product, so the product would wait for it there.
-// Only an instantiation that may see an additive mask of the inputs'
-// dtype T (the product's A operand is the staged mask).
+// Only the instantiation for an additive mask of the inputs' dtype T (the
+// product's A operand is the staged mask).
 template <typename T, bool kPacked, MaskInst kMI, bool kCap>
 constexpr bool hopper_bias_mma(HopperConfig c) {
   constexpr MaskInst kSame = std::is_same_v<T, __half> ? MaskInst::f16 : MaskInst::bf16;
-  return (kMI == MaskInst::any || kMI == kSame) && !kPacked && !kCap && !c.overlap;
+  return kMI == kSame && !kPacked && !kCap && !c.overlap;
 }
 
 // The bias product: keys [16 j, 16 j + 16) of the staged 16-bit rows at sa
@@ -805,13 +805,13 @@ bool launch_hopper_as(const KernelParams& p, cudaStream_t stream) {
   // D = 64's default scale), so that v fold_mask_mul is the product the
   // FMA formed.
   kp.bias_mma = 0;
-  if (hopper_bias_mma<T, kPacked, kMI, kCap>(cfg) && kp.mask_tma &&
-      p.mask_kind == core::MaskKind::additive) {
+  // (The instantiation, MaskInst, already fixes an additive mask of T.)
+  if (hopper_bias_mma<T, kPacked, kMI, kCap>(cfg) && kp.mask_tma) {
     const float x = kp.fold_mask_mul;
     constexpr bool kHalf = std::is_same_v<T, __half>;
     const std::uint16_t bits = kHalf ? core::float_to_fp16(x) : core::float_to_bf16(x);
     const float back = kHalf ? core::fp16_to_float(bits) : core::bf16_to_float(bits);
-    if (p.mask_dtype == (kHalf ? DType::float16 : DType::bfloat16) && back == x) {
+    if (back == x) {
       kp.bias_mma = 1;
       kp.bias_diag = bits;
     }
