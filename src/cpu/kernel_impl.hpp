@@ -547,10 +547,7 @@ class Rectangle {
       std::uint32_t* dst = s.pb.data() + r * KP;
       // mask_tile set every score past the tile's keys to -inf.
       v16f x[NV];
-      for (int v = 0; v < NV; ++v) {
-        std::memcpy(&x[v], row + 16 * v, sizeof(v16f));
-        x[v] *= sc;
-      }
+      for (int v = 0; v < NV; ++v) x[v] = load16(row + 16 * v) * sc;
       float& m = s.m[static_cast<std::size_t>(r)];
       float& l = s.l[static_cast<std::size_t>(r)];
       const float m_new = new_max16(m, x);
@@ -668,7 +665,7 @@ class Rectangle {
     for (int r = 0; r < rows_pad_; ++r) {
       float* row = s.s.data() + r * kKeys;
       v16f x[NV];
-      for (int v = 0; v < NV; ++v) std::memcpy(&x[v], row + 16 * v, sizeof(v16f));
+      for (int v = 0; v < NV; ++v) x[v] = load16(row + 16 * v);
       float& m = s.m[static_cast<std::size_t>(r)];
       float& l = s.l[static_cast<std::size_t>(r)];
       const float m_new = new_max16(m, x);
