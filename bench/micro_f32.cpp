@@ -27,9 +27,9 @@ int main(int argc, char** argv) {
   }
   const auto r = longattn::bench::measure_micro_f32_avx512(rows, head_dim);
   std::printf("FMA peak, one thread: %.1f GFLOP/s\n", r.peak);
-  std::printf("S = Q K^T (%d x 64 keys, K %d):  %.1f GFLOP/s (%.0f%% of peak)\n", rows, head_dim,
-              r.qk, 100 * r.qk / r.peak);
-  std::printf("O += P V  (%d x %d, K 64 keys): %.1f GFLOP/s (%.0f%% of peak)\n", rows, head_dim,
-              r.pv, 100 * r.pv / r.peak);
+  std::printf("S = Q K^T (%d x %d keys, K %d): %.1f GFLOP/s (%.0f%% of peak)\n", rows, r.keys,
+              head_dim, r.qk, 100 * r.qk / r.peak);
+  std::printf("O += P V  (%d x %d, K %d keys): %.1f GFLOP/s (%.0f%% of peak)\n", rows, head_dim,
+              r.keys, r.pv, 100 * r.pv / r.peak);
   return 0;
 }

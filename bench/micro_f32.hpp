@@ -8,6 +8,7 @@ struct MicroF32 {
   double peak = 0;  // GFLOP/s of independent FMA chains on one thread
   double qk = 0;    // the kernel's product in the S = Q K^T shape of one key tile
   double pv = 0;    // and in the O += P V shape
+  int keys = 0;     // the kernel's keys per tile (the shapes' N, then K)
 };
 
 // One thread (the caller pins it): `rows` rows of a work item, head dim

@@ -62,6 +62,7 @@ double best_rate(double flops, int reps, int inner, F f) {
 MicroF32 measure_micro_f32_avx512(int rows, int head_dim) {
   using namespace longattn::cpu::micro_f32_impl;
   MicroF32 r;
+  r.keys = kKeys;
   // Best of five, the first also bringing the core to its clock.
   const long iters = 10'000'000;
   for (int rep = 0; rep < 5; ++rep) {

@@ -29,6 +29,8 @@ void run_rect_generic(const core::Problem& p, const Rect& r, Mode mode, const co
 // Rows of one work item: the query heads of one KV head times a run of
 // queries, so that K and V are packed once for all heads that read them.
 inline constexpr int kRowTarget = 192;
+// Keys per tile of the AVX2 and portable builds (the AVX-512 ones take
+// 128: kernel_simd.hpp).
 inline constexpr int kKeyTile = 64;
 
 }  // namespace longattn::cpu

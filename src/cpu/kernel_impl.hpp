@@ -9,8 +9,8 @@
 // bfloat16 inputs (vdpbf16ps, or TDPBF16PS on tiles; see kBf16Dot).
 //
 // Per work item (batch b, KV head g, a run of queries): R rows = the `group`
-// query heads of g times nq queries. For each key tile of kKeys keys (64;
-// 128 in the AMX build):
+// query heads of g times nq queries. For each key tile of kKeys keys (128 in
+// the AVX-512 builds, 64 in the AVX2 and portable ones):
 //   S = (scale*log2e * Q) . K^T           (6x16 register-blocked FMA kernel)
 //   soft-cap S (if set), then mask S (causal / array) in place
 //   online softmax per row in base 2      (m, l, rescale O)

@@ -23,15 +23,23 @@
 
 namespace longattn::cpu::LONGATTN_KERNEL_NS {
 namespace {
-// Keys per tile. The AMX build takes 128: its products are so fast that
-// the per-row work of a tile (the running max, the rescale of O, the tile
-// loads and stores of O) would weigh twice as much at 64.
-// LONGATTN_AMX_KEY_TILE (a multiple of 32) overrides it for A/B runs.
-#if defined(LONGATTN_KERNEL_AMX)
-#if !defined(LONGATTN_AMX_KEY_TILE)
-#define LONGATTN_AMX_KEY_TILE 128
-#endif
+// Keys per tile. The AVX-512 builds take 128: the per-row work of a tile
+// (the running max, the rescale of O, P V's loads and stores of O, the
+// mask and softmax set-up) then weighs half as much per key, while Q K^T
+// still walks K^T in panels of 64 columns. AMX needs it most (its products
+// are so fast that this work would weigh twice as much at 64); on the
+// float32 and vdpbf16ps builds it measured 3-10% faster on a Zen 5 (every
+// row but the dense float32 one, which was level) and up to ~10% on a
+// Xeon's causal float32 rows (docs/BENCHMARKS.md). The AVX2 and portable
+// builds keep kKeyTile (64), last tuned on an AVX2-only Zen 3.
+// LONGATTN_AMX_KEY_TILE (AMX) and LONGATTN_KEY_TILE (the others), each a
+// multiple of 32, override it for A/B runs.
+#if defined(LONGATTN_KERNEL_AMX) && defined(LONGATTN_AMX_KEY_TILE)
 inline constexpr int kKeys = LONGATTN_AMX_KEY_TILE;
+#elif !defined(LONGATTN_KERNEL_AMX) && defined(LONGATTN_KEY_TILE)
+inline constexpr int kKeys = LONGATTN_KEY_TILE;
+#elif defined(__AVX512F__)
+inline constexpr int kKeys = 128;
 #else
 inline constexpr int kKeys = kKeyTile;
 #endif
