@@ -60,6 +60,10 @@ echo "== build ($BUILD_DIR, Release)"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGATTN_CUDA=OFF \
   -DLONGATTN_BUILD_TESTS=OFF -DLONGATTN_BUILD_TOOLS=OFF >/dev/null
 ninja -C "$BUILD_DIR" bench_cpu bench_budget >/dev/null
+# The float32 product against the FMA peak (x86-64 builds have the target).
+MICRO=""
+ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | grep -q '^bench_micro_f32:' &&
+  ninja -C "$BUILD_DIR" bench_micro_f32 >/dev/null && MICRO=$BUILD_DIR/bench/bench_micro_f32
 
 # The peer. PyTorch's CPU-only index is tried first; without it, PyPI's torch
 # wheel is CUDA-linked and pulls several GB of nvidia-* wheels. We install it
@@ -105,6 +109,9 @@ PIN=()  # expanded as ${PIN[@]+"${PIN[@]}"}: bash before 4.4 calls an empty arra
 echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $THREADS; CPUs ${CPUS:-not pinned}; rounds $ROUNDS; $(date); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "== load before: $(uptime)"
 
+if [[ -n $MICRO ]]; then  # one thread, on the first of the pinned CPUs
+  ${CPUS:+taskset -c "${CPUS%%[,-]*}"} "$MICRO"
+fi
 "$BUILD_DIR/bench/bench_cpu" --emit-cases "$OUT/cases.json"
 if [[ $SKIP_PEER == 0 ]] && ! install_peer; then
   echo "run_cpu_bench.sh: no peer (see above); longattn alone" >&2
