@@ -302,8 +302,12 @@ class Rectangle {
         continue;
       }
       pack_k(it, kb, nk, s);
-      gemm<false>(rows_pad_, kKeys, static_cast<int>(p_.D), s.q.data(), p_.D, s.kt.data(),
-                  kKtStride, s.s.data(), kKeys);
+      // Only the tile's keys, rounded up to the product's 16 columns, are
+      // multiplied (a chunk's or a causal run's last tile is often short):
+      // mask_tile sets every score past nk to -inf, so S's columns left
+      // from an earlier tile are never read.
+      gemm<false>(rows_pad_, round_up(nk, 16), static_cast<int>(p_.D), s.q.data(), p_.D,
+                  s.kt.data(), kKtStride, s.s.data(), kKeys);
       mask_tile(it, nrow_q, kb, nk, edge, 0, rows_pad_, s);
       if (!softmax_tile(nk, s)) continue;  // every row fully masked here
       pack_v(it, kb, nk, s);
@@ -326,7 +330,7 @@ class Rectangle {
     bool v_packed = false;
     for (int r0 = 0; r0 < rows_; r0 += kRowBlock) {  // blocks of padding rows only are skipped
       const int r1 = std::min(r0 + kRowBlock, rows_pad_);
-      gemm_qk_bf16(r0, r1, late ? 1.f : p_.scale_log2, s);
+      gemm_qk_bf16(r0, r1, nk, late ? 1.f : p_.scale_log2, s);
       mask_tile(it, nrow_q, kb, nk, edge, r0, r1, s);
       if (!softmax_bf16(r0, r1, late ? p_.scale_log2 : 1.f, s))
         continue;  // every row of the block fully masked here
@@ -459,21 +463,25 @@ class Rectangle {
             j < nk ? raw_pair(p_.k, off, p_.k_stride[3], 2 * dp, p_.D) : 0u;
     }
   }
-  // S = Q K^T on rows [r0, r1), then multiplied by `sc` (the scale to base
-  // 2, or 1 when the softmax applies it).
-  void gemm_qk_bf16(int r0, int r1, float sc, Scratch& s) const {
+  // S = Q K^T on rows [r0, r1) and the tile's nk keys (rounded up to the
+  // product's column step; as in run_keys, mask_tile sets the rest to
+  // -inf), then multiplied by `sc` (the scale to base 2, or 1 when the
+  // softmax applies it).
+  void gemm_qk_bf16(int r0, int r1, int nk, float sc, Scratch& s) const {
     const std::uint32_t* q = s.qb.data() + r0 * qk_pairs_;
     float* out = s.s.data() + r0 * kKeys;
+    const int n = round_up(nk, kAmx ? 32 : 16);
 #if defined(LONGATTN_KERNEL_AMX)
     for (int r = 0; r < r1 - r0; r += 32)
-      amx_qk_32xkeys(qk_pairs_, q + r * qk_pairs_, qk_pairs_, s.kb.data(), out + r * kKeys);
+      amx_qk_32xkeys(qk_pairs_, q + r * qk_pairs_, qk_pairs_, s.kb.data(), n, out + r * kKeys);
 #elif defined(__AVX512BF16__)
-    gemm_bf16<false>(r1 - r0, kKeys, dpairs_, q, qk_pairs_, s.kb.data(), kKeys, out, kKeys);
+    gemm_bf16<false>(r1 - r0, n, dpairs_, q, qk_pairs_, s.kb.data(), kKeys, out, kKeys);
 #else
     (void)q;  // builds without bfloat16 products never get here (dot_ is false)
 #endif
     if (sc != 1.f)
-      for (int i = 0; i < (r1 - r0) * kKeys; ++i) out[i] *= sc;
+      for (int r = 0; r < r1 - r0; ++r)
+        for (int j = 0; j < n; ++j) out[r * kKeys + j] *= sc;
   }
   // Vb[kp][n] = (V[kb + 2 kp][n], V[kb + 2 kp + 1][n]), zero past nk.
   void pack_v_bf16(const Item& it, std::int64_t kb, int nk, Scratch& s) const {

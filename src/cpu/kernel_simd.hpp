@@ -240,13 +240,14 @@ void gemm_bf16(int M, int N, int KP, const std::uint32_t* A, std::int64_t lda,
 // the bfloat16-pair layouts the vdpbf16ps build uses, with K padded with
 // zero pairs to a multiple of 16 pairs (one tile's depth).
 
-// C[32 x kKeys] = A[32 x 2 KP] . B[2 KP x kKeys]: S = Q K^T on one key
-// tile. A: Q rows as pairs (lda pairs a row, KP % 16 == 0), B: K^T as pairs
-// (kKeys keys a row), C: float32 (kKeys a row).
+// C[32 x N] = A[32 x 2 KP] . B[2 KP x N]: S = Q K^T on the first N keys
+// (N % 32 == 0, N <= kKeys) of one key tile. A: Q rows as pairs (lda pairs
+// a row, KP % 16 == 0), B: K^T as pairs (kKeys keys a row), C: float32
+// (kKeys a row).
 inline void amx_qk_32xkeys(int KP, const std::uint32_t* A, std::int64_t lda,
-                           const std::uint32_t* Bm, float* C) {
+                           const std::uint32_t* Bm, int N, float* C) {
   const std::uint32_t* A1 = A + 16 * lda;
-  for (int n = 0; n < kKeys; n += 32)
+  for (int n = 0; n < N; n += 32)
     amx::product_32x32(A, A1, 4 * lda, Bm + n, kKeys, KP, C + n, C + 16 * kKeys + n, 4 * kKeys);
 }
 
