@@ -686,7 +686,7 @@ class Rectangle {
       v16f sum = v16f{};
       for (int v = 0; v < NV; ++v) {
         const v16f pv = exp2_vec<v16f, v16i>(x[v] - st.shift);
-        std::memcpy(row + 16 * v, &pv, sizeof(v16f));
+        store16(row + 16 * v, pv);
         sum += pv;
       }
       l = l * st.alpha + hsum(sum);

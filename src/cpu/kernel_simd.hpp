@@ -145,10 +145,11 @@ inline Half half(V x, int h) {
   std::memcpy(&r, reinterpret_cast<const char*>(&x) + sizeof r * h, sizeof r);
   return r;
 }
-// A 16-float vector from memory. By intrinsic, not memcpy: GCC 13 lowers a
+// A 16-float vector from and to memory. By intrinsic, not memcpy: GCC 13 lowers a
 // 64-byte memcpy into an element of a local vector array to a copy through
 // the stack (micro_6xv below).
 inline v16f load16(const float* p) { return v16f(_mm512_loadu_ps(p)); }
+inline void store16(float* p, v16f x) { _mm512_storeu_ps(p, __m512(x)); }
 inline float hmax(v16f x) {
   const v8f a = half<v8f>(x, 0), b = half<v8f>(x, 1);
   const v8f m8 = a > b ? a : b;
