@@ -521,23 +521,49 @@ class Rectangle {
   }
 
 #if defined(__AVX512F__)
-  // A row's new running max over its tile's base-2 scores x (16-float
-  // vectors): NaN if a score is NaN (max would drop it; it must reach m, l
-  // and O).
-  template <int NV>
-  [[gnu::always_inline]] static float new_max16(float m, const v16f (&x)[NV]) {
-    v16f mx = x[0];
-    __mmask16 nan = 0;
-    for (int v = 0; v < NV; ++v) {
-      mx = mx > x[v] ? mx : x[v];
-      nan |= _mm512_cmp_ps_mask(__m512(x[v]), __m512(x[v]), _CMP_UNORD_Q);
-    }
-    return nan ? NAN : std::max(m, hmax(mx));
-  }
   // O's row o *= alpha (dvp_ floats).
   void rescale16(float* o, float alpha) const {
     for (int d = 0; d < dvp_; d += 16)
       _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), _mm512_set1_ps(alpha)));
+  }
+  // One row's online-softmax step over one tile, on 16-float vectors (both
+  // softmaxes): x holds the row's scores, which count as sc * x (sc > 0: 1
+  // when already scaled, else the scale to base 2). p receives
+  // 2^(sc x - shift), and (m, l) and O's row o are updated. Returns false,
+  // leaving everything untouched, if the row has seen no visible key yet
+  // (the caller writes a zero P row). mask_tile set every score past the
+  // tile's keys to -inf, whose 2^x is 0.
+  //
+  // The max is taken on x, not on sc x: a positive factor's rounding is
+  // monotone, so max(m, sc * max x) is the largest scaled score exactly,
+  // and the scale then rides in the FMA that subtracts the shift. A NaN
+  // score needs no compare on the way: its p is NaN (exp2_16 keeps NaN),
+  // which makes l and, through P V, every column of O NaN, so the row ends
+  // NaN as online_step documents (m itself may stay finite; the output and
+  // the LSE are NaN either way). Only a row whose max came out -inf, which
+  // would skip the tile, is searched for NaN.
+  template <int NV>
+  [[gnu::always_inline]] bool online_row16(const v16f (&x)[NV], float sc, float& m, float& l,
+                                           float* o, v16f (&p)[NV]) const {
+    __m512 mx[2] = {__m512(x[0]), __m512(x[1])};  // two chains (NV is even)
+    for (int v = 2; v < NV; ++v) mx[v % 2] = max512(mx[v % 2], __m512(x[v]));
+    float m_new = std::max(m, sc * hmax(v16f(max512(mx[0], mx[1]))));
+    if (m_new == -INFINITY) {
+      if (!any_nan(x)) return false;  // nothing visible yet
+      m_new = NAN;
+    }
+    const core::OnlineStep st = core::online_step(m, m_new, exp2s);
+    const __m512 scv = _mm512_set1_ps(sc), neg = _mm512_set1_ps(-st.shift);
+    v16f sum = v16f{};
+    for (int v = 0; v < NV; ++v) {
+      p[v] = exp2_16(v16f(_mm512_fmadd_ps(__m512(x[v]), scv, neg)));
+      sum += p[v];
+    }
+    const float tile_sum = hsum(sum);
+    l = l * st.alpha + tile_sum;
+    m = m_new;
+    if (st.alpha != 1.f) rescale16(o, st.alpha);
+    return true;
   }
 #endif
 
@@ -554,27 +580,17 @@ class Rectangle {
       const float* row = s.s.data() + r * kKeys;
       std::uint32_t* dst = s.pb.data() + r * KP;
       // mask_tile set every score past the tile's keys to -inf.
-      v16f x[NV];
-      for (int v = 0; v < NV; ++v) x[v] = load16(row + 16 * v) * sc;
-      float& m = s.m[static_cast<std::size_t>(r)];
-      float& l = s.l[static_cast<std::size_t>(r)];
-      const float m_new = new_max16(m, x);
-      if (m_new == -INFINITY) {  // nothing visible yet: P row = 0
-        std::fill(dst, dst + KP, 0u);
+      v16f x[NV], p[NV];
+      for (int v = 0; v < NV; ++v) x[v] = load16(row + 16 * v);
+      if (!online_row16(x, sc, s.m[static_cast<std::size_t>(r)], s.l[static_cast<std::size_t>(r)],
+                        s.o.data() + r * dvp_, p)) {
+        std::fill(dst, dst + KP, 0u);  // P row = 0
         continue;
       }
       any = true;
-      const core::OnlineStep st = core::online_step(m, m_new, exp2s);
-      v16f sum = v16f{};
-      for (int v = 0; v < NV; v += 2) {
-        const v16f p0 = exp2_vec<v16f, v16i>(x[v] - st.shift);
-        const v16f p1 = exp2_vec<v16f, v16i>(x[v + 1] - st.shift);
-        sum += p0 + p1;
-        _mm512_storeu_si512(dst + 8 * v, __m512i(_mm512_cvtne2ps_pbh(__m512(p1), __m512(p0))));
-      }
-      l = l * st.alpha + hsum(sum);
-      m = m_new;
-      if (st.alpha != 1.f) rescale16(s.o.data() + r * dvp_, st.alpha);
+      for (int v = 0; v < NV; v += 2)
+        _mm512_storeu_si512(dst + 8 * v,
+                            __m512i(_mm512_cvtne2ps_pbh(__m512(p[v + 1]), __m512(p[v]))));
     }
     return any;
 #else
@@ -672,26 +688,15 @@ class Rectangle {
     bool any = false;
     for (int r = 0; r < rows_pad_; ++r) {
       float* row = s.s.data() + r * kKeys;
-      v16f x[NV];
+      v16f x[NV], p[NV];
       for (int v = 0; v < NV; ++v) x[v] = load16(row + 16 * v);
-      float& m = s.m[static_cast<std::size_t>(r)];
-      float& l = s.l[static_cast<std::size_t>(r)];
-      const float m_new = new_max16(m, x);
-      if (m_new == -INFINITY) {  // nothing visible yet: P row = 0 (and no P.V)
-        std::fill(row, row + kKeys, 0.f);
+      if (!online_row16(x, 1.f, s.m[static_cast<std::size_t>(r)], s.l[static_cast<std::size_t>(r)],
+                        s.o.data() + r * dvp_, p)) {
+        std::fill(row, row + kKeys, 0.f);  // P row = 0 (and no P.V)
         continue;
       }
       any = true;
-      const core::OnlineStep st = core::online_step(m, m_new, exp2s);
-      v16f sum = v16f{};
-      for (int v = 0; v < NV; ++v) {
-        const v16f pv = exp2_vec<v16f, v16i>(x[v] - st.shift);
-        store16(row + 16 * v, pv);
-        sum += pv;
-      }
-      l = l * st.alpha + hsum(sum);
-      m = m_new;
-      if (st.alpha != 1.f) rescale16(s.o.data() + r * dvp_, st.alpha);
+      for (int v = 0; v < NV; ++v) store16(row + 16 * v, p[v]);
     }
     return any;
 #else

@@ -134,33 +134,74 @@ inline void micro_6x16(int K, const float* A, std::int64_t lda, const float* Bm,
 
 #if defined(__AVX512F__)
 typedef float v16f __attribute__((vector_size(64)));
-typedef std::int32_t v16i __attribute__((vector_size(64)));
 
-// Horizontal max and sum of 16 lanes, halving the width each step (GCC
-// 12's _mm512_reduce_* trip its own uninitialized-value warning).
-typedef float v4f __attribute__((vector_size(16)));
-template <class Half, class V>
-inline Half half(V x, int h) {
-  Half r;
-  std::memcpy(&r, reinterpret_cast<const char*>(&x) + sizeof r * h, sizeof r);
-  return r;
-}
 // A 16-float vector from and to memory. By intrinsic, not memcpy: GCC 13 lowers a
 // 64-byte memcpy into an element of a local vector array to a copy through
 // the stack (micro_6xv below).
 inline v16f load16(const float* p) { return v16f(_mm512_loadu_ps(p)); }
 inline void store16(float* p, v16f x) { _mm512_storeu_ps(p, __m512(x)); }
+// vmaxps, vminps and vrndscaleps by their all-lanes masked intrinsics: GCC
+// 12's unmasked ones pass an uninitialized vector as the merge source,
+// which -Wmaybe-uninitialized (an error here) reports; with every lane
+// selected they compile to the unmasked instruction. vmaxps and vminps
+// return their second operand when either is NaN.
+inline __m512 max512(__m512 a, __m512 b) { return _mm512_mask_max_ps(a, 0xFFFF, a, b); }
+inline __m512 min512(__m512 a, __m512 b) { return _mm512_mask_min_ps(a, 0xFFFF, a, b); }
+inline __m512 round512(__m512 x) {
+  return _mm512_mask_roundscale_ps(x, 0xFFFF, x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+// Horizontal max and sum of 16 lanes, halving the width each step (the
+// halves by __builtin_shufflevector: a memcpy of half a vector may go
+// through the stack, as above, and GCC 12's _mm512_castps512_ps256 and
+// _mm512_reduce_* trip the warning just described). hmax may drop a NaN
+// lane; its callers look for NaN themselves.
+inline __m256 low256(v16f x) {
+  return __m256(__builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline __m256 high256(v16f x) {
+  return __m256(__builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15));
+}
 inline float hmax(v16f x) {
-  const v8f a = half<v8f>(x, 0), b = half<v8f>(x, 1);
-  const v8f m8 = a > b ? a : b;
-  const v4f c = half<v4f>(m8, 0), d = half<v4f>(m8, 1);
-  const v4f m4 = c > d ? c : d;
-  return std::max(std::max(m4[0], m4[1]), std::max(m4[2], m4[3]));
+  const __m256 m8 = _mm256_max_ps(low256(x), high256(x));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  return _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
 }
 inline float hsum(v16f x) {
-  const v8f s8 = half<v8f>(x, 0) + half<v8f>(x, 1);
-  const v4f s4 = half<v4f>(s8, 0) + half<v4f>(s8, 1);
-  return (s4[0] + s4[1]) + (s4[2] + s4[3]);
+  const __m256 s8 = _mm256_add_ps(low256(x), high256(x));
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+}
+
+// 2^x on 16 lanes: exp2_vec's split and polynomial in AVX-512's own
+// instructions, about 13 operations where the generic form takes 21 (its
+// clamps and selects are a compare and a blend each): the clamps are
+// vmaxps / vminps with x second (so NaN carries through), the power of two is
+// VSCALEFPS, and the lanes below -126 are zeroed by its mask (the compare
+// is unordered-true, so NaN lanes are kept). Same results as exp2_vec:
+// 0 below -126 (never a denormal), 2^127 * p(0) at +inf, NaN for NaN.
+inline v16f exp2_16(v16f x) {
+  const __m512 lo = _mm512_set1_ps(-126.f), hi = _mm512_set1_ps(127.f);
+  const __m512 xc = min512(hi, max512(lo, __m512(x)));
+  const __m512 n = round512(xc);
+  const __m512 f = _mm512_sub_ps(xc, n);
+  __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
+  const __mmask16 keep = _mm512_cmp_ps_mask(__m512(x), lo, _CMP_NLT_UQ);
+  return v16f(_mm512_maskz_scalef_ps(keep, p, n));
+}
+// Whether any lane of the NV vectors is NaN.
+template <int NV>
+inline bool any_nan(const v16f (&x)[NV]) {
+  __mmask16 nan = 0;
+  for (int v = 0; v < NV; ++v) nan |= _mm512_cmp_ps_mask(__m512(x[v]), __m512(x[v]), _CMP_UNORD_Q);
+  return nan != 0;
 }
 
 // C[6 x 16 NV] (+)= A[6 x K] . B[K x 16 NV]: with NV = 4, 24 accumulators,
