@@ -68,10 +68,57 @@ inline void convert_row(const void* base, std::int64_t off, std::int64_t stride,
   for (int i = 0; i < n; ++i) dst[i] = core::load_as_float(base, off + i * stride, t);
 }
 
+#if defined(__AVX512F__)
+// The 16 x 16 block at src (lds floats a row) transposed to dst (ldd a
+// row), in 16-float vectors: pairs of rows interleaved by 32 then 64 bits,
+// then 128-bit lanes gathered in two steps. 64 shuffles for 256 floats,
+// where the 8 x 8 AVX2 blocks below take 96. (The all-lanes masked
+// intrinsics, as max512 in kernel_simd.hpp: GCC 12's unmasked ones pass an
+// uninitialized merge source.)
+inline void transpose16x16(const float* src, std::int64_t lds, float* dst, std::int64_t ldd) {
+  constexpr __mmask16 kAll = 0xFFFF;
+  const auto unpack64 = [](__m512 a, __m512 b, bool high) {
+    const __m512d x = _mm512_castps_pd(a), y = _mm512_castps_pd(b);
+    return _mm512_castpd_ps(high ? _mm512_mask_unpackhi_pd(x, 0xFF, x, y)
+                                 : _mm512_mask_unpacklo_pd(x, 0xFF, x, y));
+  };
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+  for (int i = 0; i < 16; i += 2) {  // lane L of t[i]: rows i, i+1 at columns 4L, 4L+1
+    t[i] = _mm512_mask_unpacklo_ps(r[i], kAll, r[i], r[i + 1]);
+    t[i + 1] = _mm512_mask_unpackhi_ps(r[i], kAll, r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // lane L of r[i + k]: rows i..i+3 at column 4L + k
+    r[i] = unpack64(t[i], t[i + 2], false);
+    r[i + 1] = unpack64(t[i], t[i + 2], true);
+    r[i + 2] = unpack64(t[i + 1], t[i + 3], false);
+    r[i + 3] = unpack64(t[i + 1], t[i + 3], true);
+  }
+  // Lanes 0 and 2 (0x88) or 1 and 3 (0xDD) of x, then of y.
+  const auto lanes = [](__m512 x, __m512 y, bool odd) {
+    return odd ? _mm512_mask_shuffle_f32x4(x, kAll, x, y, 0xDD)
+               : _mm512_mask_shuffle_f32x4(x, kAll, x, y, 0x88);
+  };
+  for (int k = 0; k < 4; ++k) {  // column 4L + k: lane L of r[k], r[4 + k], r[8 + k], r[12 + k]
+    const __m512 a = lanes(r[k], r[4 + k], false), b = lanes(r[k], r[4 + k], true);
+    const __m512 c = lanes(r[8 + k], r[12 + k], false), d = lanes(r[8 + k], r[12 + k], true);
+    _mm512_storeu_ps(dst + k * ldd, lanes(a, c, false));
+    _mm512_storeu_ps(dst + (4 + k) * ldd, lanes(b, d, false));
+    _mm512_storeu_ps(dst + (8 + k) * ldd, lanes(a, c, true));
+    _mm512_storeu_ps(dst + (12 + k) * ldd, lanes(b, d, true));
+  }
+}
+#endif
+
 // dst[d * ldd + j] = src[j * lds + d] for j < rows, d < cols (a transpose).
 inline void transpose(const float* src, std::int64_t lds, int rows, int cols, float* dst,
                       std::int64_t ldd) {
   int j = 0;
+#if defined(__AVX512F__)
+  for (; j + 16 <= rows && cols % 16 == 0; j += 16)
+    for (int d = 0; d < cols; d += 16)
+      transpose16x16(src + j * lds + d, lds, dst + d * ldd + j, ldd);
+#endif
 #if defined(__AVX2__)
   for (; j + 8 <= rows; j += 8) {
     int d = 0;
@@ -165,7 +212,7 @@ class Rectangle {
  public:
   Rectangle(const Problem& p, const Rect& r, Mode mode, const StateView& st)
       : p_(p), r_(r), mode_(mode), st_(st) {
-    nq_ = static_cast<int>(std::max<std::int64_t>(1, kRowTarget / p.group));
+    nq_ = static_cast<int>(std::max<std::int64_t>(1, kItemRows / p.group));
     nq_ = static_cast<int>(std::min<std::int64_t>(nq_, std::max<std::int64_t>(1, r.q1 - r.q0)));
     rows_ = static_cast<int>(p.group) * nq_;
     dvp_ = round_up(static_cast<int>(p.Dv), 16);
@@ -494,7 +541,22 @@ class Rectangle {
       const std::uint16_t* r1 = j + 1 < nk ? v + base + (kb + j + 1) * p_.v_stride[2] : nullptr;
       const int dv = static_cast<int>(p_.Dv);
       if (r0 && r1 && p_.v_stride[3] == 1) {  // the common case, vectorized
-        for (int n = 0; n < dv; ++n)
+        int n = 0;
+#if defined(__AVX512BW__)
+        // 32 columns at a time: 16-bit interleaves within 128-bit lanes give
+        // the pairs of columns 8L..8L+3 (lo) and 8L+4..8L+7 (hi) in lane L,
+        // put back in column order by two 64-bit permutes.
+        const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+        const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+        for (; n + 32 <= dv; n += 32) {
+          const __m512i a = _mm512_loadu_si512(r0 + n), b = _mm512_loadu_si512(r1 + n);
+          const __m512i lo = _mm512_mask_unpacklo_epi16(a, ~__mmask32{0}, a, b);
+          const __m512i hi = _mm512_mask_unpackhi_epi16(a, ~__mmask32{0}, a, b);
+          _mm512_storeu_si512(dst + n, _mm512_permutex2var_epi64(lo, first, hi));
+          _mm512_storeu_si512(dst + n + 16, _mm512_permutex2var_epi64(lo, second, hi));
+        }
+#endif
+        for (; n < dv; ++n)
           dst[n] = static_cast<std::uint32_t>(r0[n]) | (static_cast<std::uint32_t>(r1[n]) << 16);
       } else {
         for (int n = 0; n < dv; ++n) {
@@ -552,7 +614,10 @@ class Rectangle {
       if (!any_nan(x)) return false;  // nothing visible yet
       m_new = NAN;
     }
-    const core::OnlineStep st = core::online_step(m, m_new, exp2s);
+    // A max that did not move (most tiles of a long row) needs no 2^0: the
+    // same step as online_step's for a finite m.
+    const core::OnlineStep st = m_new == m && std::isfinite(m) ? core::OnlineStep{1.f, m}
+                                                               : core::online_step(m, m_new, exp2s);
     const __m512 scv = _mm512_set1_ps(sc), neg = _mm512_set1_ps(-st.shift);
     v16f sum = v16f{};
     for (int v = 0; v < NV; ++v) {
@@ -644,6 +709,10 @@ class Rectangle {
     // logit in base 2. Dividing (not multiplying by 1 / c2) keeps S = 0 at 0
     // when c2 is so small that its reciprocal overflows.
     const float cap2 = p_.softcap_log2;
+    // The common case has nothing to do: a whole tile that every row sees
+    // (no edge, no mask array, no soft-cap) and rows that all hold a query
+    // (a full run: valid() is true below rows_), so no row is walked.
+    if (!edge && !array && !(cap2 > 0) && nk == kKeys && nrow_q == nq_ && r1 <= rows_) return;
     for (int r = r0; r < r1; ++r) {
       float* row = s.s.data() + r * kKeys;
       if (!valid(r, nrow_q)) {

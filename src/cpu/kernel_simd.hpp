@@ -44,6 +44,13 @@ inline constexpr int kKeys = 128;
 inline constexpr int kKeys = kKeyTile;
 #endif
 static_assert(kKeys % 32 == 0);
+// Rows of a work item (kernel.hpp: kRowTarget); LONGATTN_AMX_ROW_TARGET
+// overrides it in the AMX build for A/B runs.
+#if defined(LONGATTN_KERNEL_AMX) && defined(LONGATTN_AMX_ROW_TARGET)
+inline constexpr int kItemRows = LONGATTN_AMX_ROW_TARGET;
+#else
+inline constexpr int kItemRows = kRowTarget;
+#endif
 
 using core::MaskKind;
 using core::Problem;
@@ -140,13 +147,11 @@ typedef float v16f __attribute__((vector_size(64)));
 // the stack (micro_6xv below).
 inline v16f load16(const float* p) { return v16f(_mm512_loadu_ps(p)); }
 inline void store16(float* p, v16f x) { _mm512_storeu_ps(p, __m512(x)); }
-// vmaxps, vminps and vrndscaleps by their all-lanes masked intrinsics: GCC
-// 12's unmasked ones pass an uninitialized vector as the merge source,
-// which -Wmaybe-uninitialized (an error here) reports; with every lane
-// selected they compile to the unmasked instruction. vmaxps and vminps
-// return their second operand when either is NaN.
+// vmaxps and vrndscaleps by their all-lanes masked intrinsics: GCC 12's
+// unmasked ones pass an uninitialized vector as the merge source, which
+// -Wmaybe-uninitialized (an error here) reports; with every lane selected
+// they compile to the unmasked instruction.
 inline __m512 max512(__m512 a, __m512 b) { return _mm512_mask_max_ps(a, 0xFFFF, a, b); }
-inline __m512 min512(__m512 a, __m512 b) { return _mm512_mask_min_ps(a, 0xFFFF, a, b); }
 inline __m512 round512(__m512 x) {
   return _mm512_mask_roundscale_ps(x, 0xFFFF, x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
@@ -174,26 +179,29 @@ inline float hsum(v16f x) {
   return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
 }
 
-// 2^x on 16 lanes: exp2_vec's split and polynomial in AVX-512's own
-// instructions, about 13 operations where the generic form takes 21 (its
-// clamps and selects are a compare and a blend each): the clamps are
-// vmaxps / vminps with x second (so NaN carries through), the power of two is
-// VSCALEFPS, and the lanes below -126 are zeroed by its mask (the compare
-// is unordered-true, so NaN lanes are kept). Same results as exp2_vec:
-// 0 below -126 (never a denormal), 2^127 * p(0) at +inf, NaN for NaN.
+// 2^x on 16 lanes for the softmax's exponents (score - max: at most a
+// rounding error above 0, -inf for a masked key, NaN carried), in AVX-512's
+// own instructions: about 10 operations a vector where exp2_vec takes 21
+// (its clamps and selects are a compare and a blend each). x = n + f with
+// n = round(x), |f| <= 1/2; 2^f by a degree-5 polynomial with p(0) = 1
+// (relative error 1.7e-7 in float32, where exp2_vec's degree 6 gives
+// 0.8e-7: both at float32's own precision); 2^n by VSCALEFPS, under a
+// mask that zeroes the lanes below -126 (never a denormal; -inf gives 0)
+// and keeps NaN lanes (the compare is unordered-true), so NaN stays NaN.
+// No clamps: a lane the mask drops may compute anything. +inf gives NaN
+// (f = inf - inf), which a softmax exponent never is unless the row
+// already holds a NaN score.
 inline v16f exp2_16(v16f x) {
-  const __m512 lo = _mm512_set1_ps(-126.f), hi = _mm512_set1_ps(127.f);
-  const __m512 xc = min512(hi, max512(lo, __m512(x)));
-  const __m512 n = round512(xc);
-  const __m512 f = _mm512_sub_ps(xc, n);
-  __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
+  const __m512 xv = __m512(x);
+  const __m512 n = round512(xv);
+  const __m512 f = _mm512_sub_ps(xv, n);
+  __m512 p = _mm512_set1_ps(1.326472731e-3f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.671512991e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550733581e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402224243e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931470037e-1f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
-  const __mmask16 keep = _mm512_cmp_ps_mask(__m512(x), lo, _CMP_NLT_UQ);
+  const __mmask16 keep = _mm512_cmp_ps_mask(xv, _mm512_set1_ps(-126.f), _CMP_NLT_UQ);
   return v16f(_mm512_maskz_scalef_ps(keep, p, n));
 }
 // Whether any lane of the NV vectors is NaN.
