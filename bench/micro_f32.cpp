@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
   std::printf("FMA peak, one thread: %.1f GFLOP/s\n", r.peak);
   std::printf("S = Q K^T (%d x %d keys, K %d): %.1f GFLOP/s (%.0f%% of peak)\n", rows, r.keys,
               head_dim, r.qk, 100 * r.qk / r.peak);
-  std::printf("O += P V  (%d x %d, K %d keys): %.1f GFLOP/s (%.0f%% of peak)\n", rows, head_dim,
+  const int padded = (head_dim + 15) / 16 * 16;  // the columns P V runs over
+  std::printf("O += P V  (%d x %d, K %d keys): %.1f GFLOP/s (%.0f%% of peak)\n", rows, padded,
               r.keys, r.pv, 100 * r.pv / r.peak);
   return 0;
 }
