@@ -591,7 +591,7 @@ class Rectangle {
   // One row's online-softmax step over one tile, on 16-float vectors (both
   // softmaxes): x holds the row's scores, which count as sc * x (sc > 0: 1
   // when already scaled, else the scale to base 2). p receives
-  // 2^(sc x - shift), and (m, l) and O's row o are updated. Returns false,
+  // 2^(sc x - shift), and row r's (m, l) and O row are updated. Returns false,
   // leaving everything untouched, if the row has seen no visible key yet
   // (the caller writes a zero P row). mask_tile set every score past the
   // tile's keys to -inf, whose 2^x is 0.
@@ -605,19 +605,19 @@ class Rectangle {
   // the LSE are NaN either way). Only a row whose max came out -inf, which
   // would skip the tile, is searched for NaN.
   template <int NV>
-  [[gnu::always_inline]] bool online_row16(const v16f (&x)[NV], float sc, float& m, float& l,
-                                           float* o, v16f (&p)[NV]) const {
-    __m512 mx[2] = {__m512(x[0]), __m512(x[1])};  // two chains (NV is even)
+  [[gnu::always_inline]] bool online_row16(const v16f (&x)[NV], float sc, int r, Scratch& s,
+                                           v16f (&p)[NV]) const {
+    static_assert(NV % 2 == 0);  // kKeys % 32 == 0
+    float& m = s.m[static_cast<std::size_t>(r)];
+    float& l = s.l[static_cast<std::size_t>(r)];
+    __m512 mx[2] = {__m512(x[0]), __m512(x[1])};  // two chains
     for (int v = 2; v < NV; ++v) mx[v % 2] = max512(mx[v % 2], __m512(x[v]));
     float m_new = std::max(m, sc * hmax(v16f(max512(mx[0], mx[1]))));
     if (m_new == -INFINITY) {
       if (!any_nan(x)) return false;  // nothing visible yet
       m_new = NAN;
     }
-    // A max that did not move (most tiles of a long row) needs no 2^0: the
-    // same step as online_step's for a finite m.
-    const core::OnlineStep st = m_new == m && std::isfinite(m) ? core::OnlineStep{1.f, m}
-                                                               : core::online_step(m, m_new, exp2s);
+    const core::OnlineStep st = core::online_step(m, m_new, exp2s);
     const __m512 scv = _mm512_set1_ps(sc), neg = _mm512_set1_ps(-st.shift);
     v16f sum = v16f{};
     for (int v = 0; v < NV; ++v) {
@@ -627,7 +627,7 @@ class Rectangle {
     const float tile_sum = hsum(sum);
     l = l * st.alpha + tile_sum;
     m = m_new;
-    if (st.alpha != 1.f) rescale16(o, st.alpha);
+    if (st.alpha != 1.f) rescale16(s.o.data() + r * dvp_, st.alpha);
     return true;
   }
 #endif
@@ -647,8 +647,7 @@ class Rectangle {
       // mask_tile set every score past the tile's keys to -inf.
       v16f x[NV], p[NV];
       for (int v = 0; v < NV; ++v) x[v] = load16(row + 16 * v);
-      if (!online_row16(x, sc, s.m[static_cast<std::size_t>(r)], s.l[static_cast<std::size_t>(r)],
-                        s.o.data() + r * dvp_, p)) {
+      if (!online_row16(x, sc, r, s, p)) {
         std::fill(dst, dst + KP, 0u);  // P row = 0
         continue;
       }
@@ -759,8 +758,7 @@ class Rectangle {
       float* row = s.s.data() + r * kKeys;
       v16f x[NV], p[NV];
       for (int v = 0; v < NV; ++v) x[v] = load16(row + 16 * v);
-      if (!online_row16(x, 1.f, s.m[static_cast<std::size_t>(r)], s.l[static_cast<std::size_t>(r)],
-                        s.o.data() + r * dvp_, p)) {
+      if (!online_row16(x, 1.f, r, s, p)) {
         std::fill(row, row + kKeys, 0.f);  // P row = 0 (and no P.V)
         continue;
       }

@@ -102,7 +102,10 @@ inline VF exp2_vec(VF x) {
 }
 inline v8f exp2v(v8f x) { return exp2_vec<v8f, v8i>(x); }
 
-inline float exp2s(float x) { return x == -INFINITY ? 0.f : std::exp2(x); }
+// The scalar 2^x of the running state's rules (core::online_step and
+// merge_factors): 0 at -inf, and 1 at 0 without the library call, as most
+// tiles of a long row leave its max where it was (2^(m - m) is exactly 1).
+inline float exp2s(float x) { return x == -INFINITY ? 0.f : x == 0.f ? 1.f : std::exp2(x); }
 
 // Walks C[M x N] (M % 6 == 0, N % 16 == 0) in blocks of 6 rows x 16 NV
 // columns, the first NV of the list for as many columns as it covers, then
