@@ -14,7 +14,7 @@
 #     filled from PyPI, `pip install .` (CPU backend), pytest on tests/python.
 # Tests that skip themselves (GTEST_SKIP) are counted as skipped by ctest and
 # listed after each suite, not folded into "100% tests passed".
-# Everything is written under build-ci/, build-asan/, build-fuzz/,
+# Everything is written under build-ci/, build-asan/, build-fuzz/, build-tmp/,
 # build-faults/ and build-py/ (ignored), fuzzer artefacts included; the
 # script fails if it leaves a new file anywhere else in the checkout.
 # LONGATTN_FUZZ_SECONDS (default 30) sets how long each fuzzer runs.
@@ -22,6 +22,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 jobs=$(nproc)
+# Temporary files (the tests' scratch files, the compilers', pip's build
+# trees) go under the checkout: a CI machine once had less room in /tmp than
+# one test's 96 MiB file. The room left is printed for the log.
+export TMPDIR="$PWD/build-tmp"
+mkdir -p "$TMPDIR"
+df -h "$TMPDIR" | sed 's/^/== disk: /'
 export PATH="$PATH:/usr/local/cuda/bin"
 
 untracked() { git status --porcelain --untracked-files=all 2>/dev/null | grep '^??' || true; }
