@@ -176,6 +176,29 @@ int main(int argc, char** argv) {
     const auto ov = longattn::contiguous(o.data(), dt, {sh.B, sh.Hq, sh.Lq, sh.D});
     const double flops = longattn::attention_flops(sh.B, sh.Hq, sh.Lq, sh.Lk, sh.D, sh.D, true);
 
+    // --by-kv-head: one call per KV head, on views of its query heads, K, V
+    // and O (B = 1: each is a contiguous block), so that consecutive
+    // dispatches share one head's K and V as the single pass's items do.
+    // The calls' reports are joined into `joined`.
+    auto run_by_kv_head = [&](longattn::AttentionOptions opt, longattn::RunReport& joined) {
+      const std::int64_t group = sh.Hq / sh.Hkv;
+      auto at = [](lb::Buffer& b, std::int64_t off) { return static_cast<float*>(b.data()) + off; };
+      longattn::RunReport part;
+      opt.report = &part;
+      for (std::int64_t g = 0; g < sh.Hkv; ++g) {
+        const std::int64_t q_off = g * group * sh.Lq * sh.D, kv_off = g * sh.Lk * sh.D;
+        longattn::attention(longattn::contiguous(at(q, q_off), dt, {1, group, sh.Lq, sh.D}),
+                            longattn::contiguous(at(k, kv_off), dt, {1, 1, sh.Lk, sh.D}),
+                            longattn::contiguous(at(v, kv_off), dt, {1, 1, sh.Lk, sh.D}),
+                            longattn::contiguous(at(o, q_off), dt, {1, group, sh.Lq, sh.D}), opt);
+        joined.submissions.insert(joined.submissions.end(), part.submissions.begin(),
+                                  part.submissions.end());
+        joined.wall_ms += part.wall_ms;
+        joined.replans += part.replans;
+        joined.plan.query_rows = part.plan.query_rows;
+        joined.plan.chunk_keys = part.plan.chunk_keys;
+      }
+    };
     auto run = [&](const std::string& label, double budget, longattn::DeviceProfile& profile,
                    std::pair<std::int64_t, std::int64_t> split = {0, 0}) {
       longattn::AttentionOptions opt;
@@ -188,34 +211,10 @@ int main(int argc, char** argv) {
       Run r{label, budget, {}, 0};
       opt.report = &r.rep;
       const double c0 = lb::cpu_ms();
-      if (!a.by_kv_head || budget <= 0) {
+      if (a.by_kv_head && budget > 0)
+        run_by_kv_head(opt, r.rep);
+      else
         longattn::attention(qv, kv, vv, ov, opt);
-        r.cpu_ms = lb::cpu_ms() - c0;
-        return r;
-      }
-      // --by-kv-head: one budgeted call per KV head, on views of its query
-      // heads, K, V and O (B = 1: each is a contiguous block), so that
-      // consecutive dispatches share one head's K and V as the single pass's
-      // items do. The calls' reports are joined into one.
-      const std::int64_t group = sh.Hq / sh.Hkv;
-      longattn::RunReport part;
-      opt.report = &part;
-      for (std::int64_t g = 0; g < sh.Hkv; ++g) {
-        const std::int64_t q_off = g * group * sh.Lq * sh.D, kv_off = g * sh.Lk * sh.D;
-        auto at = [](lb::Buffer& b, std::int64_t off) {
-          return static_cast<float*>(b.data()) + off;
-        };
-        longattn::attention(longattn::contiguous(at(q, q_off), dt, {1, group, sh.Lq, sh.D}),
-                            longattn::contiguous(at(k, kv_off), dt, {1, 1, sh.Lk, sh.D}),
-                            longattn::contiguous(at(v, kv_off), dt, {1, 1, sh.Lk, sh.D}),
-                            longattn::contiguous(at(o, q_off), dt, {1, group, sh.Lq, sh.D}), opt);
-        r.rep.submissions.insert(r.rep.submissions.end(), part.submissions.begin(),
-                                 part.submissions.end());
-        r.rep.wall_ms += part.wall_ms;
-        r.rep.replans += part.replans;
-        r.rep.plan.query_rows = part.plan.query_rows;
-        r.rep.plan.chunk_keys = part.plan.chunk_keys;
-      }
       r.cpu_ms = lb::cpu_ms() - c0;
       return r;
     };

@@ -24,7 +24,7 @@ scripts/deps.sh
 jobs=$(nproc)
 # Temporary files (the tests' scratch files, the compilers', pip's build
 # trees) go under the checkout: a CI machine once had less room in /tmp than
-# one test's 96 MiB file. The room left is printed for the log.
+# one test's scratch file. The room left is printed for the log.
 export TMPDIR="$PWD/build-tmp"
 mkdir -p "$TMPDIR"
 df -h "$TMPDIR" | sed 's/^/== disk: /'

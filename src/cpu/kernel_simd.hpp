@@ -71,10 +71,11 @@ inline v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
 // 2^x for base-2 logits: round-to-nearest split x = n + f, |f| <= 1/2, a
 // degree-6 polynomial for 2^f (relative error ~2e-7), n into the exponent.
 // -inf (and anything below -126) gives exactly 0 so masked keys add
-// nothing; NaN stays NaN so NaN inputs propagate. VF / VI: a float vector
-// and the int vector of its width.
-template <class VF, class VI>
-inline VF exp2_vec(VF x) {
+// nothing; NaN stays NaN so NaN inputs propagate. On 8-float vectors (the
+// AVX2 and portable softmax; the AVX-512 builds have exp2_16).
+inline v8f exp2v(v8f x) {
+  using VF = v8f;
+  using VI = v8i;
   const VF lo = VF{} - 126.f, hi = VF{} + 127.f;
   const VF magic = VF{} + 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
   VF xc = x > lo ? x : lo;
@@ -100,7 +101,6 @@ inline VF exp2_vec(VF x) {
   r = x < lo ? VF{} : r;
   return x != x ? x : r;
 }
-inline v8f exp2v(v8f x) { return exp2_vec<v8f, v8i>(x); }
 
 // The scalar 2^x of the running state's rules (core::online_step and
 // merge_factors): 0 at -inf, and 1 at 0 without the library call, as most
@@ -184,10 +184,10 @@ inline float hsum(v16f x) {
 
 // 2^x on 16 lanes for the softmax's exponents (score - max: at most a
 // rounding error above 0, -inf for a masked key, NaN carried), in AVX-512's
-// own instructions: about 10 operations a vector where exp2_vec takes 21
+// own instructions: about 10 operations a vector where exp2v takes 21
 // (its clamps and selects are a compare and a blend each). x = n + f with
 // n = round(x), |f| <= 1/2; 2^f by a degree-5 polynomial with p(0) = 1
-// (relative error 1.7e-7 in float32, where exp2_vec's degree 6 gives
+// (relative error 1.7e-7 in float32, where exp2v's degree 6 gives
 // 0.8e-7: both at float32's own precision); 2^n by VSCALEFPS, under a
 // mask that zeroes the lanes below -126 (never a denormal; -inf gives 0)
 // and keeps NaN lanes (the compare is unordered-true), so NaN stays NaN.
