@@ -29,9 +29,12 @@ nlohmann::json plan_json(const Plan& plan) {
                     {"mode", mode_name(d.mode)},
                     {"flops", num(d.flops)},
                     {"predicted_ms", num(d.predicted_ms)}});
-    subs.push_back({{"predicted_ms", num(s.predicted_ms)}, {"dispatches", std::move(ds)}});
+    subs.push_back({{"predicted_ms", num(s.predicted_ms)},
+                    {"kv_head", s.kv_head},
+                    {"dispatches", std::move(ds)}});
   }
   return {{"chunked", plan.chunked},
+          {"by_kv_head", plan.by_kv_head},
           {"reason", plan.reason},
           {"query_rows", plan.query_rows},
           {"chunk_keys", plan.chunk_keys},

@@ -84,6 +84,11 @@ void print_plan(std::ostream& out, const Plan& plan, const Policy& policy, bool 
              plan.submissions.size(), plan.submissions.size() == 1 ? "" : "s",
              plan.num_dispatches(), plan.num_dispatches() == 1 ? "" : "es",
              format_bytes(static_cast<double>(plan.workspace_bytes)), plan.total_flops * 1e-9);
+  if (plan.by_kv_head && !plan.submissions.empty())
+    fmt::print(out,
+               "  one pass per KV head, {} passes in order: a dispatch covers its KV head's "
+               "query heads\n",
+               plan.submissions.back().kv_head - plan.submissions.front().kv_head + 1);
   if (!rects.empty()) {
     std::stable_sort(rects.begin(), rects.end(),
                      [](const Rect& a, const Rect& b) { return a.area() < b.area(); });
@@ -106,7 +111,8 @@ void print_plan(std::ostream& out, const Plan& plan, const Policy& policy, bool 
   if (!dispatches) return;
   for (std::size_t i = 0; i < plan.submissions.size(); ++i) {
     const auto& s = plan.submissions[i];
-    fmt::print(out, "  submission {}: predicted {:.2f} ms\n", i, s.predicted_ms);
+    fmt::print(out, "  submission {}{}: predicted {:.2f} ms\n", i,
+               s.kv_head >= 0 ? fmt::format(" (KV head {})", s.kv_head) : "", s.predicted_ms);
     for (const auto& d : s.dispatches)
       fmt::print(out, "    q [{}, {}) x k [{}, {}) {:<10} {:>9.3f} GFLOP {:>8.2f} ms\n", d.rect.q0,
                  d.rect.q1, d.rect.k0, d.rect.k1, mode_name(d.mode), d.flops * 1e-9,

@@ -39,6 +39,9 @@ struct Dispatch {
 struct Submission {
   std::vector<Dispatch> dispatches;
   double predicted_ms = 0;
+  // -1: the dispatches cover every head. Else the plan runs KV head by KV
+  // head (Plan::by_kv_head) and they cover this KV head and its query heads.
+  std::int64_t kv_head = -1;
 };
 
 // How to split the work.
@@ -82,6 +85,12 @@ struct DeviceProfile {
 
 struct Plan {
   bool chunked = false;  // false: one single_pass dispatch
+  // The work runs in passes, one KV head (with its query heads) after
+  // another, each pass a plan of its own (Submission::kv_head): the CPU
+  // backend's order for a chunked call with KV heads to share, so that a
+  // head's keys and values stay in cache across the pass. Output rows are
+  // final only in the last pass.
+  bool by_kv_head = false;
   std::vector<Submission> submissions;
   std::int64_t query_rows = 0;       // query-group height (rows per group)
   std::int64_t chunk_keys = 0;       // nominal key-chunk length (0 if single pass)

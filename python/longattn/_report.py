@@ -41,6 +41,9 @@ class Submission:
 
     dispatches: List[Dispatch]
     predicted_ms: float
+    # -1: the dispatches cover every head; else the plan runs KV head by KV
+    # head (Plan.by_kv_head) and they cover this KV head and its query heads.
+    kv_head: int = -1
 
 
 @dataclass(repr=False)
@@ -60,6 +63,11 @@ class Plan:
     # budget is below what one sensible dispatch costs here (see warnings).
     budget_kept: bool
     warnings: List[str]
+    # The work runs one KV head (with its query heads) after another, each
+    # pass a plan of its own (Submission.kv_head): the CPU backend's order
+    # for a chunked call whose KV heads are shared, so that a head's keys and
+    # values stay in cache. Output rows are final only in the last pass.
+    by_kv_head: bool = False
 
     @property
     def num_dispatches(self) -> int:
@@ -72,7 +80,7 @@ class Plan:
             f"chunk_keys={self.chunk_keys}, workspace_bytes={self.workspace_bytes}, "
             f"total_flops={self.total_flops:.4g}, predicted_ms={self.predicted_ms:.4g}, "
             f"reason={self.reason!r}, budget_kept={self.budget_kept}, "
-            f"warnings={self.warnings!r})"
+            f"warnings={self.warnings!r}, by_kv_head={self.by_kv_head})"
         )
 
 

@@ -54,15 +54,15 @@ nb::object plan_to_python(const Plan& p) {
       dispatches.append(dispatch_cls(
           "rect"_a = rect_cls(d.rect.q0, d.rect.q1, d.rect.k0, d.rect.k1),
           "mode"_a = mode_name(d.mode), "flops"_a = d.flops, "predicted_ms"_a = d.predicted_ms));
-    submissions.append(
-        submission_cls("dispatches"_a = dispatches, "predicted_ms"_a = s.predicted_ms));
+    submissions.append(submission_cls("dispatches"_a = dispatches,
+                                      "predicted_ms"_a = s.predicted_ms, "kv_head"_a = s.kv_head));
   }
-  return m.attr("Plan")("chunked"_a = p.chunked, "submissions"_a = submissions,
-                        "query_rows"_a = p.query_rows, "chunk_keys"_a = p.chunk_keys,
-                        "workspace_bytes"_a = p.workspace_bytes, "total_flops"_a = p.total_flops,
-                        "predicted_ms"_a = p.predicted_ms,
-                        "reason"_a = nb::str(p.reason.c_str(), p.reason.size()),
-                        "budget_kept"_a = p.budget_kept, "warnings"_a = string_list(p.warnings));
+  return m.attr("Plan")(
+      "chunked"_a = p.chunked, "submissions"_a = submissions, "query_rows"_a = p.query_rows,
+      "chunk_keys"_a = p.chunk_keys, "workspace_bytes"_a = p.workspace_bytes,
+      "total_flops"_a = p.total_flops, "predicted_ms"_a = p.predicted_ms,
+      "reason"_a = nb::str(p.reason.c_str(), p.reason.size()), "budget_kept"_a = p.budget_kept,
+      "warnings"_a = string_list(p.warnings), "by_kv_head"_a = p.by_kv_head);
 }
 
 nb::object report_to_python(const RunReport& r) {

@@ -4,6 +4,7 @@
 
 #include "core/backend.hpp"
 #include "core/executor.hpp"
+#include "core/head_passes.hpp"
 #include "core/planner.hpp"
 #include "core/problem.hpp"
 
@@ -95,8 +96,8 @@ Plan plan_attention(const TensorView& q, const TensorView& k, const TensorView& 
                     const TensorView& out, const AttentionOptions& options) {
   const char* op = "longattn::plan_attention";
   const core::Problem p = core::validate_attention(q, k, v, out, options, op, false);
-  return core::make_plan(p, profile_for(options, resolve(options.backend, q), op), options.policy,
-                         {}, op);
+  return core::plan_call(p, profile_for(options, resolve(options.backend, q), op), options.policy,
+                         op);
 }
 
 void attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
@@ -108,14 +109,14 @@ void attention(const TensorView& q, const TensorView& k, const TensorView& v, co
   // afterwards, so concurrent calls never plan from a half-updated profile.
   DeviceProfile local = profile_for(options, kind, op);
   auto backend = make_backend(kind, options);
-  Plan plan = core::make_plan(p, local, options.policy, {}, op);
+  Plan plan = core::plan_call(p, local, options.policy, op);
   // An array mask is summarized in blocks when the call is worth it (not a
   // decode step or a short single pass): the kernels then skip the tiles
   // it hides, and, given the counts, the planner re-plans at the cost of
   // what the mask shows.
   if (p.mask_kind != core::MaskKind::none && (plan.chunked || plan.predicted_ms > 1.0)) {
     backend->summarize_mask(p);
-    if (p.mask_cost != nullptr) plan = core::make_plan(p, local, options.policy, {}, op);
+    if (p.mask_cost != nullptr) plan = core::plan_call(p, local, options.policy, op);
   }
 
   // A CUDA call that asks for no report and no progress, with a small

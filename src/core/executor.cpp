@@ -37,12 +37,15 @@
 
 #include "core/cost_fit.hpp"
 #include "core/faults.hpp"
+#include "core/head_passes.hpp"
 #include "core/planner.hpp"
 
 namespace longattn::core {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+constexpr const char* kOp = "longattn::attention";
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -273,14 +276,22 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   const double target = policy.budget_ms > 0 ? policy.budget_ms * policy.safety : 0;
   const std::string key = rate_key(p);
 
+  // A plan by KV head runs each submission on its head's problem; every
+  // head's has the same shape, so one running state serves them all.
+  const bool by_head = plan.by_kv_head;
+  const Problem shape = by_head ? kv_head_problem(p, 0) : p;
+  auto problem_of = [&](const Submission& s) {
+    return s.kv_head < 0 ? p : kv_head_problem(p, s.kv_head);
+  };
   StateGuard state{be};
-  if (plan.workspace_bytes > 0) state.s = be.alloc_state(p, plan.query_rows);
+  if (plan.workspace_bytes > 0) state.s = be.alloc_state(shape, plan.query_rows);
 
   // `plan.submissions` is consumed in order; a re-plan replaces the tail.
   std::vector<Submission> todo = plan.submissions;
   std::vector<Submission> done;
   std::vector<std::size_t> pending;  // indices of reports whose time comes from finish()
   Cursor cur;
+  std::int64_t head = 0;  // by KV head: the head `cur` is in
   std::size_t next = 0;
   double planned_rate = profile.rate_gflops(key);
   double replan_ms = 0;    // time spent re-planning
@@ -297,6 +308,10 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
   try {
     while (next < todo.size()) {
       const Submission& sub = todo[next];
+      const Problem sp = problem_of(sub);
+      // Rows are final once their last head is done.
+      const bool finishes_rows = sub.kv_head < 0 || sub.kv_head == p.Hkv - 1;
+      head = std::max<std::int64_t>(sub.kv_head, 0);
       be.begin_submission();
       SubmissionReport sr;
       for (const Dispatch& d : sub.dispatches) {
@@ -306,12 +321,12 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
           sent.rect.k1 = sent.rect.k0;  // faults.hpp: this chunk's keys are lost
           dropped = true;
         }
-        const std::string kernel = be.dispatch(p, sent, state.s);
+        const std::string kernel = be.dispatch(sp, sent, state.s);
         if (!kernel.empty() &&
             std::find(sr.kernels.begin(), sr.kernels.end(), kernel) == sr.kernels.end())
           sr.kernels.push_back(kernel);
         cur = advance(d);
-        if (writes_output(d.mode)) add_finished(report, d.rect.q0, d.rect.q1);
+        if (writes_output(d.mode) && finishes_rows) add_finished(report, d.rect.q0, d.rect.q1);
         sr.flops += d.flops;
         ++sr.dispatches;
       }
@@ -375,15 +390,16 @@ RunReport execute(const Problem& p, Backend& be, DeviceProfile& profile, const P
         Policy again = policy;
         if (state.s.rows > 0)  // stay within the state already allocated
           again.workspace_limit_bytes =
-              std::min(policy.workspace_limit_bytes, state.s.rows * state_row_bytes(p));
+              std::min(policy.workspace_limit_bytes, state.s.rows * state_row_bytes(shape));
         // The fixed cost this run measures is this run's (a busy machine),
         // so it shapes the re-plan without entering the device profile.
         DeviceProfile now = profile;
         now.dispatch_overhead_ms = learned.fixed_ms();
-        Plan rest = make_plan(p, now, again, cur, "longattn::attention",
-                              probed ? RateTrust::probed : RateTrust::profile);
+        const RateTrust trust = probed ? RateTrust::probed : RateTrust::profile;
+        Plan rest = by_head ? plan_by_kv_head(p, now, again, head, cur, kOp, trust)
+                            : make_plan(p, now, again, cur, kOp, trust);
         if (rest.workspace_bytes > 0 && state.s.rows == 0)
-          state.s = be.alloc_state(p, rest.query_rows);
+          state.s = be.alloc_state(shape, rest.query_rows);
         todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(next), todo.end());
         todo.insert(todo.end(), rest.submissions.begin(), rest.submissions.end());
         // The budget warning is said once: by the first plan, or else by

@@ -58,6 +58,35 @@ TEST(CliSummary, PlanSummaryDescribesTheDispatches) {
       << one.str();
 }
 
+// A plan by KV head says so in the summary (the passes, each submission's
+// head) and in the JSON report (plan.by_kv_head, each submission's kv_head).
+TEST(CliSummary, PlanByKvHeadNamesThePassesAndTheirHeads) {
+  Plan plan;
+  plan.chunked = true;
+  plan.by_kv_head = true;
+  for (std::int64_t g = 0; g < 3; ++g) {
+    Submission s;
+    s.kv_head = g;
+    s.dispatches = {dispatch(0, 96, 0, 4096)};
+    plan.submissions.push_back(s);
+  }
+  std::ostringstream out;
+  print_plan(out, plan, AttentionOptions::default_policy(), true);
+  const std::string s = out.str();
+  EXPECT_NE(s.find("one pass per KV head, 3 passes"), std::string::npos) << s;
+  EXPECT_NE(s.find("submission 2 (KV head 2)"), std::string::npos) << s;
+
+  RunReport r;
+  r.plan = plan;
+  const auto j = run_report_json(r);
+  EXPECT_EQ(j.at("plan").at("by_kv_head"), true);
+  EXPECT_EQ(j.at("plan").at("submissions").at(1).at("kv_head"), 1);
+  r.plan = Plan{};
+  r.plan.submissions = {Submission{}};
+  EXPECT_EQ(run_report_json(r).at("plan").at("by_kv_head"), false);
+  EXPECT_EQ(run_report_json(r).at("plan").at("submissions").at(0).at("kv_head"), -1);
+}
+
 RunReport report_of(std::size_t n, double budget_ms) {
   RunReport r;
   r.budget_ms = budget_ms;

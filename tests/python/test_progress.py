@@ -165,3 +165,31 @@ def test_concurrent_calls(rng):
         t.join()
     for (q, k, v), out in zip(cases, outs):
         check(out, reference(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64)), "float32")
+
+
+def test_gqa_runs_kv_head_by_kv_head_and_says_so(rng):
+    # 8 query heads on 2 KV heads, chunked: the CPU backend runs one pass per
+    # KV head (plan.by_kv_head); rows are final only in the last pass.
+    q = randn(rng, (1, 8, 128, 32), "float32")
+    k, v = (randn(rng, (1, 2, 192, 32), "float32") for _ in range(2))
+    prof = longattn.default_profile("cpu")
+    prof.fill_rows, prof.query_tile = 1, 4  # passes on any number of threads
+    policy = longattn.Policy(fixed_query_rows=32, fixed_chunk_keys=64)
+    seen = []
+
+    def progress(done, total, rep):
+        seen.append((done, rep.plan.by_kv_head if rep.plan.submissions else None))
+
+    out, rep = longattn.attention(q, k, v, causal=True, policy=policy, profile=prof,
+                                  progress=progress, report=True)
+    check(out, reference(*(as_float64(x) for x in (q, k, v)), causal=True), "float32")
+    assert rep.completed and rep.plan.by_kv_head
+    heads = [s.kv_head for s in rep.plan.submissions]
+    assert heads == sorted(heads) and set(heads) == {0, 1}
+    assert len(seen) == len(rep.submissions)
+    # The first pass finishes no row (head 1 is not done); the last finishes all.
+    first_pass = heads.count(0)
+    assert all(done == 0 for done, _ in seen[:first_pass])
+    assert seen[-1][0] == 128
+    plan = longattn.plan(q, k, v, causal=True, policy=policy, profile=prof)
+    assert plan.by_kv_head and [s.kv_head for s in plan.submissions] == heads
