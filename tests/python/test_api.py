@@ -24,12 +24,21 @@ def zeros(shape):
 
 
 def covered_pairs(plan, Lq, Lk):
-    """How often each (query, key) of [0, Lq) x [0, Lk) is in a dispatch."""
-    seen = np.zeros((Lq, Lk), np.int32)
+    """How often each (query, key) of [0, Lq) x [0, Lk) is in a dispatch; in
+    a plan by KV head (one pass per KV head), how often in each pass, which
+    must agree."""
+    seen = {}
     for s in plan.submissions:
+        head = seen.setdefault(s.kv_head, np.zeros((Lq, Lk), np.int32))
         for d in s.dispatches:
-            seen[d.rect.q0 : d.rect.q1, d.rect.k0 : d.rect.k1] += 1
-    return seen
+            head[d.rect.q0 : d.rect.q1, d.rect.k0 : d.rect.k1] += 1
+    if plan.by_kv_head:
+        assert sorted(seen) == list(range(len(seen))), f"passes of KV heads {sorted(seen)}"
+    else:
+        assert list(seen) == [-1]
+    first = next(iter(seen.values()))
+    assert all((h == first).all() for h in seen.values()), "the passes cover different pairs"
+    return first
 
 
 def test_plan_long_problem():
