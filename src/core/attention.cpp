@@ -43,7 +43,12 @@ DeviceProfile initial_profile(BackendKind b) {
     p.dispatch_overhead_ms = 0.02;
     p.submission_overhead_ms = 0.01;
     p.state_gbps = 10;
-    p.fill_rows = 48 * 4 * t;
+    // 16 items of 48 rows a thread: a dispatch ends when its last thread
+    // does, and a thread that runs slower than the rest (a busy core, a
+    // descheduled vCPU) then holds it back by a small part of an item. With
+    // 4 a thread, the 10 ms budget cost 45% over the single pass at 16
+    // threads of a Xeon VM; with 16, 12-20% (docs/BENCHMARKS.md).
+    p.fill_rows = 48 * 16 * t;
     p.query_tile = 48;
     p.key_tile = 64;
   }
