@@ -301,11 +301,14 @@ DeviceProfile calibrate(const CalibrateOptions& c) {
       const Sample one = measure(s, device, single, prof, c, c.reps);
       const Sample many_s = measure(s, device, chunked, prof, c, c.reps);
       double bytes = 0;  // state read + write per non-single-pass dispatch
-      for (const auto& sub : many_s.report.plan.submissions)
+      for (const auto& sub : many_s.report.plan.submissions) {
+        // A plan by KV head: each dispatch holds one KV head's query heads.
+        const std::int64_t heads = sub.kv_head >= 0 ? s.heads / s.kv_heads : s.heads;
         for (const auto& d : sub.dispatches)
           if (d.mode != Mode::single_pass)
-            bytes += 2.0 * static_cast<double>(s.heads * (d.rect.q1 - d.rect.q0)) *
+            bytes += 2.0 * static_cast<double>(heads * (d.rect.q1 - d.rect.q0)) *
                      static_cast<double>(s.head_dim + 2) * 4;
+      }
       const double extra =
           many_s.ms - one.ms -
           prof.dispatch_overhead_ms * static_cast<double>(count_dispatches(many_s.report) - 1) -
