@@ -47,7 +47,7 @@ DeviceProfile initial_profile(BackendKind b) {
     // does, and a thread that runs slower than the rest (a busy core, a
     // descheduled vCPU) then holds it back by a small part of an item. With
     // 4 a thread, the 10 ms budget cost 45% over the single pass at 16
-    // threads of a Xeon VM; with 16, 12-20% (docs/BENCHMARKS.md).
+    // threads of a Xeon VM; with 16, 16-24% (docs/BENCHMARKS.md).
     p.fill_rows = 48 * 16 * t;
     p.query_tile = 48;
     p.key_tile = 64;

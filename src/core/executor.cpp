@@ -21,7 +21,9 @@
 // untouched; a re-plan that needs state where the first plan had none
 // allocates it then (a failure there is a mid-run failure). However the run
 // ends (done, cancelled, a backend error, out of memory), the report it
-// leaves says what ran and which output rows are final.
+// leaves says what ran and which output rows are final. A plan by KV head
+// (head_passes.hpp) runs each submission on its head's problem, re-plans
+// from the head it stands in, and finishes rows only in its last pass.
 //
 // enqueue() is the other path, for calls that want no measurement (decode):
 // the dispatches of a one-submission, stateless plan go to the backend

@@ -59,6 +59,28 @@ void expect_passes(const Plan& plan, const lt::Case& c) {
       ASSERT_EQ(rows[i], 1) << "KV head " << h << " row " << i;
 }
 
+// What plan_attention says for d's case under `o`.
+Plan plan_of(const lt::CaseData& d, const AttentionOptions& o) {
+  const lt::Tensors t = d.host_views();
+  return plan_attention(t.q, t.k, t.v, t.out, d.options(t, o));
+}
+
+// Runs d's case on `profile` (a copy) and `policy`, checks the result
+// against the reference and the plan for passes by KV head; the report.
+RunReport run_by_head(lt::CaseData& d, DeviceProfile profile, const Policy& policy) {
+  RunReport rep;
+  AttentionOptions o;
+  o.policy = policy;
+  o.profile = &profile;
+  o.report = &rep;
+  lt::run(d, o);
+  const lt::Comparison r = lt::compare(d);
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_TRUE(rep.completed);
+  expect_passes(rep.plan, d.c);
+  return rep;
+}
+
 TEST(HeadPasses, MatchTheReferenceAndTheSinglePassOnEveryLayout) {
   std::uint64_t seed = 900;
   const DeviceProfile prof = passes_profile();
@@ -78,17 +100,7 @@ TEST(HeadPasses, MatchTheReferenceAndTheSinglePassOnEveryLayout) {
         const auto one = d.out.read();
 
         d.reset_outputs();
-        DeviceProfile local = prof;
-        RunReport rep;
-        AttentionOptions o;
-        o.policy = lt::chunked_policy(32, 16);
-        o.profile = &local;
-        o.report = &rep;
-        lt::run(d, o);
-        const lt::Comparison r = lt::compare(d);
-        EXPECT_TRUE(r.ok) << r.message;
-        ASSERT_TRUE(rep.completed);
-        expect_passes(rep.plan, c);
+        run_by_head(d, prof, lt::chunked_policy(32, 16));
         const auto m = lt::metric(d.out.read(), one, c.dv());
         EXPECT_LE(m.err, lt::tolerance(t)) << c.name() << ": by head vs single pass";
       }
@@ -100,20 +112,13 @@ TEST(HeadPasses, RePlansKeepTheOrderAndTheResult) {
   lt::Case c = gqa_case(950);
   c.B = 1, c.Hq = 8, c.Hkv = 4, c.Lq = 400, c.Lk = 600, c.D = 64;
   lt::CaseData d(c);
-  DeviceProfile local = passes_profile();
-  local.gflops.clear();  // every rate a guess: the first pass probes
-  RunReport rep;
-  AttentionOptions o;
-  o.policy.budget_ms = 0.5;
-  o.profile = &local;
-  o.report = &rep;
-  lt::run(d, o);
-  const lt::Comparison r = lt::compare(d);
-  EXPECT_TRUE(r.ok) << r.message;
-  ASSERT_TRUE(rep.completed);
+  DeviceProfile guess = passes_profile();
+  guess.gflops.clear();  // every rate a guess: the first pass probes
+  Policy budget;
+  budget.budget_ms = 0.5;
+  const RunReport rep = run_by_head(d, guess, budget);
   EXPECT_GE(rep.replans, 1);
   EXPECT_NE(rep.plan.reason.find("probe"), std::string::npos) << rep.plan.reason;
-  expect_passes(rep.plan, c);
   ASSERT_EQ(rep.finished_rows.size(), 1u);
   EXPECT_EQ(rep.finished_rows[0], std::make_pair(std::int64_t{0}, c.Lq));
   double flops = 0;
@@ -130,8 +135,7 @@ TEST(HeadPasses, PlanAttentionShowsThePasses) {
   AttentionOptions o;
   o.policy = lt::chunked_policy(64, 32);
   o.profile = &local;
-  const lt::Tensors t = d.host_views();
-  const Plan plan = plan_attention(t.q, t.k, t.v, t.out, d.options(t, o));
+  const Plan plan = plan_of(d, o);
   expect_passes(plan, d.c);
   // The same plan for each head: 3 heads x 3 groups x the chunks of each.
   EXPECT_EQ(plan.submissions.size() % 3, 0u);
@@ -173,8 +177,7 @@ TEST(HeadPasses, OnlyChunkedCpuCallsWithHeadsToShare) {
     AttentionOptions o;
     o.policy = p.pol;
     o.profile = &p.prof;
-    const lt::Tensors t = d.host_views();
-    const Plan plan = plan_attention(t.q, t.k, t.v, t.out, d.options(t, o));
+    const Plan plan = plan_of(d, o);
     EXPECT_FALSE(plan.by_kv_head) << p.name;
     for (const Submission& s : plan.submissions) EXPECT_EQ(s.kv_head, -1) << p.name;
   }
@@ -184,8 +187,7 @@ TEST(HeadPasses, OnlyChunkedCpuCallsWithHeadsToShare) {
   o.policy = lt::chunked_policy(32);
   DeviceProfile prof = cpu;
   o.profile = &prof;
-  const lt::Tensors t = d.host_views();
-  EXPECT_TRUE(plan_attention(t.q, t.k, t.v, t.out, d.options(t, o)).by_kv_head);
+  EXPECT_TRUE(plan_of(d, o).by_kv_head);
 }
 
 // Progress counts the whole call's submissions, and a cancel says which
@@ -198,8 +200,7 @@ TEST(HeadPasses, ProgressAndCancelSpeakForTheWholeCall) {
   AttentionOptions o;
   o.policy = lt::chunked_policy(64, 32);
   o.profile = &prof;
-  const lt::Tensors t = d.host_views();
-  const Plan plan = plan_attention(t.q, t.k, t.v, t.out, d.options(t, o));
+  const Plan plan = plan_of(d, o);
   ASSERT_TRUE(plan.by_kv_head);
   std::size_t per_head = 0;
   for (const Submission& s : plan.submissions) per_head += s.kv_head == 0 ? 1 : 0;
