@@ -97,12 +97,24 @@ DeviceProfile profile_for(const AttentionOptions& options, BackendKind kind, con
   return *options.profile;
 }
 
+// The profile a call plans with, for the threads it runs on: a CPU
+// profile's fill_rows keeps every hardware thread busy, and a call on fewer
+// threads needs that many fewer rows (more would cut its key chunks short
+// for nothing: 16 threads' rows on 2 threads leave 256-key chunks at 10 ms).
+DeviceProfile planning_profile(DeviceProfile p, BackendKind kind, const AttentionOptions& o) {
+  const int hw = hardware_threads();
+  if (kind == BackendKind::cpu && o.threads > 0 && o.threads < hw)
+    p.fill_rows = std::max<std::int64_t>(1, p.fill_rows * o.threads / hw);
+  return p;
+}
+
 Plan plan_attention(const TensorView& q, const TensorView& k, const TensorView& v,
                     const TensorView& out, const AttentionOptions& options) {
   const char* op = "longattn::plan_attention";
   const core::Problem p = core::validate_attention(q, k, v, out, options, op, false);
-  return core::plan_call(p, profile_for(options, resolve(options.backend, q), op), options.policy,
-                         op);
+  const BackendKind kind = resolve(options.backend, q);
+  return core::plan_call(p, planning_profile(profile_for(options, kind, op), kind, options),
+                         options.policy, op);
 }
 
 void attention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
@@ -112,7 +124,7 @@ void attention(const TensorView& q, const TensorView& k, const TensorView& v, co
   const BackendKind kind = resolve(options.backend, q);
   // The call plans and refines a copy; what it measured is merged back
   // afterwards, so concurrent calls never plan from a half-updated profile.
-  DeviceProfile local = profile_for(options, kind, op);
+  DeviceProfile local = planning_profile(profile_for(options, kind, op), kind, options);
   auto backend = make_backend(kind, options);
   Plan plan = core::plan_call(p, local, options.policy, op);
   // An array mask is summarized in blocks when the call is worth it (not a

@@ -16,12 +16,6 @@ Ptr offset(Ptr base, DType t, std::int64_t elements) {
   return static_cast<Byte*>(base) + elements * static_cast<std::int64_t>(dtype_size(t));
 }
 
-void add_warnings(Plan& to, const std::vector<std::string>& ws) {
-  for (const std::string& w : ws)
-    if (std::find(to.warnings.begin(), to.warnings.end(), w) == to.warnings.end())
-      to.warnings.push_back(w);
-}
-
 // Appends `part`, the plan of KV head `head`, to the passes in `to`.
 void append_pass(Plan& to, const Plan& part, std::int64_t head) {
   for (Submission s : part.submissions) {
@@ -34,7 +28,9 @@ void append_pass(Plan& to, const Plan& part, std::int64_t head) {
   to.total_flops += part.total_flops;
   to.predicted_ms += part.predicted_ms;
   to.budget_kept = to.budget_kept && part.budget_kept;
-  add_warnings(to, part.warnings);
+  // Said once per plan: the passes' plans say the same thing (that the
+  // budget cannot be kept) with their own figures, so the first one's.
+  if (to.warnings.empty()) to.warnings = part.warnings;
 }
 
 // The rows (B x heads x queries) a pass's dispatch holds at least: as many
@@ -111,7 +107,14 @@ Plan plan_call(const Problem& p, const DeviceProfile& profile, const Policy& pol
                const char* op) {
   Plan whole = make_plan(p, profile, policy, {}, op);
   if (!runs_by_kv_head(p, profile, whole)) return whole;
-  return plan_by_kv_head(p, profile, policy, 0, {}, op, RateTrust::profile);
+  Plan passes = plan_by_kv_head(p, profile, policy, 0, {}, op, RateTrust::profile);
+  // Each pass keeps within kMaxDispatches, all of them together may not: a
+  // budget that small for this much work keeps the all-heads plan, whose
+  // dispatch floor rises with the whole call's work. (A re-plan by KV head
+  // after a much slower rate than planned may still exceed it, by at most
+  // the number of KV heads; its planning time stays at two plans.)
+  if (static_cast<std::int64_t>(passes.num_dispatches()) > kMaxDispatches) return whole;
+  return passes;
 }
 
 }  // namespace longattn::core

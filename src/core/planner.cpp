@@ -93,11 +93,6 @@ struct Costs {
   }
 };
 
-// Plans never hold more dispatches than this: enough for any budget the
-// fixed costs allow (a 1M x 1M causal prefill at 100 ms on an H100 needs a
-// few thousand), and small enough that planning and re-planning stay at
-// milliseconds.
-constexpr std::int64_t kMaxDispatches = std::int64_t{1} << 16;
 // A dispatch's work should be at least this many times its fixed cost, or
 // the fixed costs dominate and the run slows down for no gain in latency.
 constexpr double kAmortize = 4;

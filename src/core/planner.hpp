@@ -37,6 +37,12 @@ struct Cursor {
 // that fixed cost, and its time would say little about the rate.
 inline constexpr double kRatePessimism = 32;
 
+// Plans never hold more dispatches than this: enough for any budget the
+// fixed costs allow (a 1M x 1M causal prefill at 100 ms on an H100 needs a
+// few thousand), and small enough that planning and re-planning stay at
+// milliseconds.
+inline constexpr std::int64_t kMaxDispatches = std::int64_t{1} << 16;
+
 // What a plan may believe of the profile's rate for the problem's key.
 enum class RateTrust : std::uint8_t {
   // As the profile says: measured if it has a rate for the key, else a guess,

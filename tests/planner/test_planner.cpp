@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <thread>
 
 #include "longattn/longattn.hpp"
 #include "plan_invariants.hpp"
@@ -21,6 +22,7 @@ struct Drawn {
   DeviceProfile profile;
   bool fixed = false;
   DType dtype = DType::float32;
+  std::int64_t Hkv = 1;  // divides shape.Hq
 };
 
 Drawn draw(std::mt19937_64& g) {
@@ -42,6 +44,7 @@ Drawn draw(std::mt19937_64& g) {
              pick(1, 256),
              pick(1, 256),
              pick(0, 1) == 1};
+  d.Hkv = Hkv;
   d.dtype = static_cast<DType>(pick(0, 2));
   d.profile.default_gflops =
       std::exp(std::uniform_real_distribution<double>(std::log(1.0), std::log(1e6))(g));
@@ -70,7 +73,7 @@ Drawn draw(std::mt19937_64& g) {
 // A plan for a drawn problem through the public API (no data needed).
 Plan plan_for(const Drawn& d) {
   const auto& s = d.shape;
-  const std::int64_t Hkv = 1;  // any divisor of Hq works for planning
+  const std::int64_t Hkv = d.Hkv;
   AttentionOptions o;
   o.causal = s.causal;
   o.policy = d.policy;
@@ -84,7 +87,7 @@ Plan plan_for(const Drawn& d) {
 
 TEST(PlannerProperties, RandomProblemsAndPolicies) {
   std::mt19937_64 g(20261127);
-  int chunked = 0, single = 0, rejected = 0, unkept = 0, empty = 0;
+  int chunked = 0, single = 0, rejected = 0, unkept = 0, empty = 0, by_head = 0;
   double slowest_ms = 0;
   const int n = 4000;
   for (int t = 0; t < n; ++t) {
@@ -130,7 +133,24 @@ TEST(PlannerProperties, RandomProblemsAndPolicies) {
       ++empty;
       continue;
     }
-    const std::string err = plantest::check_plan(d.shape, plan, check, d.profile.key_tile);
+    // A plan by KV head is one plan per KV head, in order: each must hold.
+    std::vector<Plan> passes;
+    if (plan.by_kv_head) {
+      ++by_head;
+      for (const Submission& sub : plan.submissions) {
+        if (passes.empty() || sub.kv_head != static_cast<std::int64_t>(passes.size()) - 1) {
+          ASSERT_EQ(sub.kv_head, static_cast<std::int64_t>(passes.size())) << "trial " << t;
+          passes.emplace_back();
+        }
+        passes.back().submissions.push_back(sub);
+      }
+      ASSERT_EQ(static_cast<std::int64_t>(passes.size()), d.Hkv) << "trial " << t;
+    } else {
+      passes.push_back(plan);
+    }
+    std::string err;
+    for (std::size_t i = 0; i < passes.size() && err.empty(); ++i)
+      err = plantest::check_plan(d.shape, passes[i], check, d.profile.key_tile);
     ASSERT_EQ(err, "") << "trial " << t << ": B=" << d.shape.B << " Hq=" << d.shape.Hq
                        << " Lq=" << d.shape.Lq << " Lk=" << d.shape.Lk << " D=" << d.shape.D
                        << " causal=" << d.shape.causal << " Dv=" << d.shape.Dv
@@ -146,14 +166,15 @@ TEST(PlannerProperties, RandomProblemsAndPolicies) {
   }
   // The draw must exercise every route, or the property says little.
   EXPECT_GT(chunked, n / 10);
+  EXPECT_GT(by_head, n / 50);
   EXPECT_GT(single, n / 20);
   EXPECT_GT(unkept, n / 100);
   EXPECT_GT(empty, n / 100);
   EXPECT_LT(rejected, n / 4);
   std::printf(
-      "%d chunked, %d single pass, %d over budget by necessity, %d empty, %d refused; "
-      "slowest plan %.1f ms\n",
-      chunked, single, unkept, empty, rejected, slowest_ms);
+      "%d chunked (%d by KV head), %d single pass, %d over budget by necessity, %d empty, %d "
+      "refused; slowest plan %.1f ms\n",
+      chunked, by_head, single, unkept, empty, rejected, slowest_ms);
 }
 
 TEST(PlannerProperties, SmallBudgetSplitsAndLargeBudgetDoesNot) {
@@ -257,6 +278,36 @@ TEST(PlannerProperties, SmallProblemsRunInOneDispatchUnderTheDefaultPolicy) {
   EXPECT_FALSE(plan.chunked) << plan.reason;
   EXPECT_EQ(plan.num_dispatches(), 1u);
   EXPECT_EQ(plan.workspace_bytes, 0);
+}
+
+}  // namespace
+
+namespace {
+
+// A CPU call on fewer threads than the machine has plans for those: the
+// profile's fill_rows (rows that keep every hardware thread busy) scaled to
+// the call's threads, so its query groups are shorter and its key chunks
+// longer than a call on every thread.
+TEST(PlannerProperties, ACallOnFewerThreadsPlansForThoseThreads) {
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  if (hw < 2) GTEST_SKIP() << "needs 2 hardware threads, this machine has " << hw;
+  auto rows_with = [&](int threads) {
+    AttentionOptions o;
+    o.causal = true;
+    o.threads = threads;
+    o.policy.budget_ms = 2;
+    DeviceProfile prof = default_profile(BackendKind::cpu);
+    prof.gflops["float32/d64/causal"] = 100;  // measured: no probe
+    o.profile = &prof;
+    const Plan p = plan_attention(contiguous(nullptr, DType::float32, {1, 8, 8192, 64}),
+                                  contiguous(nullptr, DType::float32, {1, 1, 8192, 64}),
+                                  contiguous(nullptr, DType::float32, {1, 1, 8192, 64}),
+                                  contiguous(nullptr, DType::float32, {1, 8, 8192, 64}), o);
+    EXPECT_TRUE(p.chunked) << p.reason;
+    return p.query_rows;
+  };
+  EXPECT_LT(rows_with(1), rows_with(0));
+  EXPECT_EQ(rows_with(hw), rows_with(0));
 }
 
 }  // namespace
