@@ -405,7 +405,10 @@ def attention(
         progress: optional callable progress(done_rows, total_rows, report),
             called between submissions with the GIL held: done_rows counts the
             query rows whose output is final (of total_rows = Lq; all batches
-            and heads), report is the RunReport so far (one object, updated
+            and heads: a CPU call that runs KV head by KV head,
+            report.plan.by_kv_head, finishes them in its last pass, and
+            len(report.submissions) counts its way there), report is the
+            RunReport so far (one object, updated
             in place between calls; copy it to keep it). Return False to
             cancel: the call then raises longattn.Cancelled, whose .report,
             .finished_rows, .out and .lse say what was done. None or True goes
