@@ -53,7 +53,13 @@ DeviceProfile pass_profile(const Problem& p, const DeviceProfile& profile) {
 }  // namespace
 
 bool runs_by_kv_head(const Problem& p, const DeviceProfile& profile, const Plan& whole) {
-  return whole.chunked && profile.backend == "cpu" && p.mask_kind == MaskKind::none && p.Hkv > 1 &&
+  // A plan that keeps its budget splits the work by the budget, and its
+  // passes hold about as many dispatches in all; one at the dispatch floor
+  // (a budget below what one sensible dispatch costs) would hold about that
+  // many a pass, and planning them would cost as much again a pass.
+  return whole.chunked && whole.budget_kept &&
+         static_cast<std::int64_t>(whole.num_dispatches()) <= kMaxDispatches / 4 &&
+         profile.backend == "cpu" && p.mask_kind == MaskKind::none && p.Hkv > 1 &&
          p.B * p.group * p.Lq >= pass_rows(p, profile);
 }
 
@@ -90,10 +96,13 @@ Plan plan_by_kv_head(const Problem& p, const DeviceProfile& call_profile, const 
     // Later heads run after this one's measurements: planned at the rate it
     // plans with, with no probe of their own (a guessed rate is probed by
     // the first head, and the executor re-plans the rest from it).
-    DeviceProfile known = profile;
+    // A whole head planned on a measured rate is already that plan.
     const std::string key = rate_key(one);
+    const bool same = from.q_begin == 0 && from.live_rows == 0 && trust == RateTrust::profile &&
+                      profile.gflops.count(key) > 0;
+    DeviceProfile known = profile;
     known.gflops[key] = profile.rate_gflops(key);
-    const Plan later = make_plan(one, known, policy, {}, op, RateTrust::profile);
+    const Plan later = same ? first : make_plan(one, known, policy, {}, op, RateTrust::profile);
     for (std::int64_t g = head + 1; g < p.Hkv; ++g) append_pass(plan, later, g);
     if (first.submissions.empty()) plan.reason = later.reason;
   }

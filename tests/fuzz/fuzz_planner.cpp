@@ -19,6 +19,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/head_passes.hpp"
 #include "core/planner.hpp"
 #include "core/problem.hpp"
 #include "longattn/longattn.hpp"
@@ -215,10 +216,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   measured.gflops[DeviceProfile::rate_key(t, s.D, s.causal, false)] =
       prof.rate_gflops(DeviceProfile::rate_key(t, s.D, s.causal, false)) *
       std::pow(10.0, r.real(-2, 2));
+  // A plan by KV head re-plans the rest of the head it stands in, then
+  // the later heads.
+  const std::int64_t head = plan.submissions[j].kv_head;
   Plan rest;
   t0 = thread_cpu_ms();
   try {
-    rest = core::make_plan(problem, measured, pol, from);
+    rest = plan.by_kv_head ? core::plan_by_kv_head(problem, measured, pol, head, from,
+                                                   "longattn::attention", core::RateTrust::profile)
+                           : core::make_plan(problem, measured, pol, from);
   } catch (const Error& e) {
     if (documented_refusal(e, pol)) return 0;
     fail("a re-plan threw", e.what(), s, pol);
@@ -241,6 +247,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
            s, pol);
     if (rest.submissions.back().dispatches.back().rect.q1 != s.Lq)
       fail("re-plan does not reach Lq", "", s, pol);
+    if (rest.submissions.front().kv_head != head ||
+        rest.submissions.back().kv_head != (plan.by_kv_head ? Hkv - 1 : -1))
+      fail("re-plan by KV head does not go from its head to the last",
+           "heads " + std::to_string(rest.submissions.front().kv_head) + ".." +
+               std::to_string(rest.submissions.back().kv_head) + " from head " +
+               std::to_string(head),
+           s, pol);
   }
   return 0;
 }

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "longattn/plan.hpp"
 
@@ -31,7 +32,9 @@ inline std::int64_t visible_end(const Shape& s, std::int64_t i) {
   return std::clamp<std::int64_t>(i + (s.Lk - s.Lq) + 1, 0, s.Lk);
 }
 
-inline std::string check_plan(const Shape& s, const Plan& plan, const Policy& pol,
+// The rules for one pass over every query row: a plan, or one KV head's
+// pass of a plan by KV head.
+inline std::string check_pass(const Shape& s, const Plan& plan, const Policy& pol,
                               std::int64_t key_tile) {
   std::ostringstream err;
   std::int64_t next_q = 0, group_q1 = -1, next_k = 0;
@@ -121,6 +124,33 @@ inline std::string check_plan(const Shape& s, const Plan& plan, const Policy& po
     err << "workspace " << plan.workspace_bytes << " > limit " << pol.workspace_limit_bytes;
     return err.str();
   }
+  return "";
+}
+
+// check_pass on the plan, or, for a plan by KV head, on each head's pass:
+// the heads 0, 1, ... in order, each one run of submissions.
+inline std::string check_plan(const Shape& s, const Plan& plan, const Policy& pol,
+                              std::int64_t key_tile) {
+  if (!plan.by_kv_head) {
+    for (const Submission& sub : plan.submissions)
+      if (sub.kv_head != -1)
+        return "kv_head " + std::to_string(sub.kv_head) + " in a plan of all heads";
+    return check_pass(s, plan, pol, key_tile);
+  }
+  std::vector<Plan> passes;
+  for (const Submission& sub : plan.submissions) {
+    const auto head = static_cast<std::int64_t>(passes.size()) - 1;
+    if (sub.kv_head != head) {
+      if (sub.kv_head != head + 1)
+        return "KV head " + std::to_string(sub.kv_head) + " after head " + std::to_string(head);
+      passes.emplace_back();
+      passes.back().workspace_bytes = plan.workspace_bytes;
+    }
+    passes.back().submissions.push_back(sub);
+  }
+  for (std::size_t h = 0; h < passes.size(); ++h)
+    if (std::string err = check_pass(s, passes[h], pol, key_tile); !err.empty())
+      return "KV head " + std::to_string(h) + ": " + err;
   return "";
 }
 
