@@ -25,19 +25,13 @@
 // over the fastest single pass, the estimate least disturbed by a shared
 // machine (whose interference only adds time).
 //
-// --by-kv-head runs every budgeted call as one call per KV head (views of its
-// query heads, K, V and O), joining their reports: what a plan that walks
-// the heads one KV head at a time would cost, emulated from the caller's
-// side (docs/BENCHMARKS.md, "the cost is the order of the heads").
-//
 // --splits 48x3072,192x768 runs the split alone: fixed query groups x key
 // chunks (Policy::fixed_query_rows, fixed_chunk_keys), no budget, so no
 // timing or re-planning, to separate what the split costs from what the
 // budget's machinery does.
 //
 //   bench_budget [--quick] [--threads N] [--budgets 10,50,200] [--shape square|prefill]
-//                [--pairs N] [--by-kv-head] [--splits RxK,...] [--profile PATH]
-//                [--save-profile PATH]
+//                [--pairs N] [--splits RxK,...] [--profile PATH] [--save-profile PATH]
 //                [--json PATH]
 #include <cmath>
 #include <cstdio>
@@ -63,7 +57,7 @@ struct Shape {
 };
 
 struct Args {
-  bool quick = false, by_kv_head = false;
+  bool quick = false;
   int threads = 0, pairs = 0;
   std::vector<double> budgets{200, 50, 10};
   std::vector<std::string> splits;  // "ROWSxKEYS"
@@ -101,8 +95,6 @@ Args parse(int argc, char** argv) {
   app.add_option("--splits", a.splits,
                  "then each fixed split ROWSxKEYS (query rows x key chunk) alone, no budget")
       ->delimiter(',');
-  app.add_flag("--by-kv-head", a.by_kv_head,
-               "budgeted calls run one KV head at a time (one call per KV head, on views)");
   app.add_option("--profile", a.profile, "start from this saved device profile");
   app.add_option("--save-profile", a.save_profile, "save the refined profile here");
   app.add_option("--json", a.json, "write the runs as JSON here");
@@ -176,29 +168,6 @@ int main(int argc, char** argv) {
     const auto ov = longattn::contiguous(o.data(), dt, {sh.B, sh.Hq, sh.Lq, sh.D});
     const double flops = longattn::attention_flops(sh.B, sh.Hq, sh.Lq, sh.Lk, sh.D, sh.D, true);
 
-    // --by-kv-head: one call per KV head, on views of its query heads, K, V
-    // and O (B = 1: each is a contiguous block), so that consecutive
-    // dispatches share one head's K and V as the single pass's items do.
-    // The calls' reports are joined into `joined`.
-    auto run_by_kv_head = [&](longattn::AttentionOptions opt, longattn::RunReport& joined) {
-      const std::int64_t group = sh.Hq / sh.Hkv;
-      auto at = [](lb::Buffer& b, std::int64_t off) { return static_cast<float*>(b.data()) + off; };
-      longattn::RunReport part;
-      opt.report = &part;
-      for (std::int64_t g = 0; g < sh.Hkv; ++g) {
-        const std::int64_t q_off = g * group * sh.Lq * sh.D, kv_off = g * sh.Lk * sh.D;
-        longattn::attention(longattn::contiguous(at(q, q_off), dt, {1, group, sh.Lq, sh.D}),
-                            longattn::contiguous(at(k, kv_off), dt, {1, 1, sh.Lk, sh.D}),
-                            longattn::contiguous(at(v, kv_off), dt, {1, 1, sh.Lk, sh.D}),
-                            longattn::contiguous(at(o, q_off), dt, {1, group, sh.Lq, sh.D}), opt);
-        joined.submissions.insert(joined.submissions.end(), part.submissions.begin(),
-                                  part.submissions.end());
-        joined.wall_ms += part.wall_ms;
-        joined.replans += part.replans;
-        joined.plan.query_rows = part.plan.query_rows;
-        joined.plan.chunk_keys = part.plan.chunk_keys;
-      }
-    };
     auto run = [&](const std::string& label, double budget, longattn::DeviceProfile& profile,
                    std::pair<std::int64_t, std::int64_t> split = {0, 0}) {
       longattn::AttentionOptions opt;
@@ -211,10 +180,7 @@ int main(int argc, char** argv) {
       Run r{label, budget, {}, 0};
       opt.report = &r.rep;
       const double c0 = lb::cpu_ms();
-      if (a.by_kv_head && budget > 0)
-        run_by_kv_head(opt, r.rep);
-      else
-        longattn::attention(qv, kv, vv, ov, opt);
+      longattn::attention(qv, kv, vv, ov, opt);
       r.cpu_ms = lb::cpu_ms() - c0;
       return r;
     };

@@ -100,9 +100,12 @@ Plan plan_by_kv_head(const Problem& p, const DeviceProfile& call_profile, const 
     const std::string key = rate_key(one);
     const bool same = from.q_begin == 0 && from.live_rows == 0 && trust == RateTrust::profile &&
                       profile.gflops.count(key) > 0;
-    DeviceProfile known = profile;
-    known.gflops[key] = profile.rate_gflops(key);
-    const Plan later = same ? first : make_plan(one, known, policy, {}, op, RateTrust::profile);
+    auto plan_later = [&] {
+      DeviceProfile known = profile;
+      known.gflops[key] = profile.rate_gflops(key);
+      return make_plan(one, known, policy, {}, op, RateTrust::profile);
+    };
+    const Plan later = same ? first : plan_later();
     for (std::int64_t g = head + 1; g < p.Hkv; ++g) append_pass(plan, later, g);
     if (first.submissions.empty()) plan.reason = later.reason;
   }
