@@ -209,6 +209,43 @@ TEST_P(CpuKernel, ShapesThatBreakTiles) {
       }
 }
 
+// A dispatch with few items a thread ends with smaller items (the earliest
+// queries, as runs of one row block): on 8 threads, GQA groups that divide
+// the block's rows and one that does not (5), MHA, two batches; single pass
+// (the body and the tail split the rectangle's rows) and chunked (each row
+// accumulated once into its running state: a row in both halves, or in
+// neither, breaks the result).
+TEST_P(CpuKernel, FewItemsAThreadEndWithSmallItems) {
+  const char* path = GetParam();
+  SKIP_IF_UNAVAILABLE(path);
+  ForcedKernel force(path);
+  struct Shape {
+    std::int64_t B, Hq, Hkv, Lq, Lk;
+    bool causal;
+  };
+  // 30, 18 and 36 items of 192 rows (48 x 4, 192 x 1, 38 x 5 queries x
+  // heads), fewer than 16 a thread; the last shape's items see one key
+  // tile each, and its whole rectangle runs as small items.
+  const std::vector<Shape> shapes{{1, 8, 2, 700, 700, true},
+                                  {1, 3, 3, 1000, 500, false},
+                                  {2, 10, 2, 333, 400, true},
+                                  {1, 4, 1, 200, 120, false}};
+  std::uint64_t seed = 7500;
+  for (DType t : lt::all_dtypes())
+    for (const Shape& sh : shapes)
+      for (bool chunked : {false, true}) {
+        Case c;
+        c.B = sh.B, c.Hq = sh.Hq, c.Hkv = sh.Hkv, c.Lq = sh.Lq, c.Lk = sh.Lk, c.D = 64;
+        c.dtype = t, c.causal = sh.causal, c.sinks = chunked;
+        c.mask = sh.causal ? lt::MaskKind::none : lt::MaskKind::additive;
+        c.seed = ++seed;
+        longattn::AttentionOptions base;
+        base.policy = chunked ? lt::chunked_policy(200) : lt::single_pass_policy();
+        base.threads = 8;
+        lt::check_case(c, base);
+      }
+}
+
 // Rows that see no key inside an item whose other rows do (a boolean mask
 // hiding whole rows, and key tiles hidden from every row of a block): O = 0
 // and LSE = -inf for the empty rows, the rest against the reference.

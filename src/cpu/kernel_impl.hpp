@@ -203,6 +203,10 @@ inline constexpr bool kAmx = false;
 // P V), so that a block's scores stay in the L1 cache: two tiles of 16 for
 // AMX, eight 6-row micro-kernels for vdpbf16ps.
 inline constexpr int kRowBlock = kAmx ? 32 : 48;
+// Rows of the small items that end a dispatch with few items a thread (see
+// the kernel's entry): one row block, two on AMX tiles (32 rows a tile pair,
+// so that 48 would pad to 64).
+inline constexpr int kTailRows = kAmx ? 2 * kRowBlock : kRowBlock;
 
 struct Item {
   std::int64_t b, g, i0;  // batch, KV head, first query of the run
@@ -210,9 +214,12 @@ struct Item {
 
 class Rectangle {
  public:
-  Rectangle(const Problem& p, const Rect& r, Mode mode, const StateView& st)
+  // `item_rows`: the rows of a work item aimed at (the query heads of a KV
+  // head times the queries of a run).
+  Rectangle(const Problem& p, const Rect& r, Mode mode, const StateView& st,
+            int item_rows = kItemRows)
       : p_(p), r_(r), mode_(mode), st_(st) {
-    nq_ = static_cast<int>(std::max<std::int64_t>(1, kItemRows / p.group));
+    nq_ = static_cast<int>(std::max<std::int64_t>(1, item_rows / p.group));
     nq_ = static_cast<int>(std::min<std::int64_t>(nq_, std::max<std::int64_t>(1, r.q1 - r.q0)));
     rows_ = static_cast<int>(p.group) * nq_;
     dvp_ = round_up(static_cast<int>(p.Dv), 16);
@@ -231,6 +238,7 @@ class Rectangle {
   // runs them loads the tile configuration first).
   bool uses_tiles() const { return tiles_; }
 
+  int queries_per_item() const { return nq_; }
   std::int64_t items_per_head() const { return (r_.q1 - r_.q0 + nq_ - 1) / nq_; }
   std::int64_t run_start(std::int64_t run) const { return r_.q0 + run * nq_; }
 
@@ -846,6 +854,16 @@ class ThreadTiles {
 #endif
 };
 
+// Item n of a rectangle's items. KV head outermost, so that the threads
+// share one head's K and V in cache (all heads' float32 K/V outgrow the L3
+// at long lengths); within a head, the largest causal runs first.
+Item item_of(const Problem& p, const Rectangle& rect, std::int64_t n) {
+  const std::int64_t per_head = rect.items_per_head();
+  const std::int64_t bg = n / per_head;
+  const std::int64_t run = per_head - 1 - n % per_head;
+  return Item{bg / p.Hkv, bg % p.Hkv, rect.run_start(run)};
+}
+
 }  // namespace
 
 void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const StateView& st,
@@ -858,14 +876,7 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
   // machine, waiting for them at the barrier) costs more than it saves.
   const bool small = p.flops(r.q0, r.q1, r.k0, r.k1) < 4e6;
   const int nt = small ? 1 : threads > 0 ? threads : omp_get_max_threads();
-  // KV head outermost, so that the threads share one head's K and V in
-  // cache (all heads' float32 K/V outgrow the L3 at long lengths); within a
-  // head, the largest causal runs first.
-  auto item = [&](std::int64_t n) {
-    const std::int64_t bg = n / per_head;
-    const std::int64_t run = per_head - 1 - n % per_head;
-    return Item{bg / p.Hkv, bg % p.Hkv, rect.run_start(run)};
-  };
+  auto item = [&](std::int64_t n) { return item_of(p, rect, n); };
   // Split-K: fewer items than twice the threads (decode: B x Hkv runs of one
   // query) leave threads idle, so each item's keys are split into parts of
   // at least 8 key tiles, computed side by side into partial states and
@@ -881,15 +892,41 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
   std::vector<Scratch>& per_thread = *static_cast<std::vector<Scratch>*>(scratch.get());
   if (per_thread.size() < static_cast<std::size_t>(nt)) per_thread.resize(nt);
   if (parts == 1) {
-#pragma omp parallel num_threads(nt) if (n_items > 1)
+    // With few items a thread (a budgeted dispatch: 4 of 192 rows a thread
+    // at 16 threads), the dispatch waits at its end for the slowest thread
+    // by about half an item: on 16 threads of a Xeon VM, 10-12% of the
+    // threads' time went idle so, at every budget (docs/BENCHMARKS.md).
+    // The earliest queries (under the causal rule the shortest runs, taken
+    // last) then run as items of kTailRows rows, about an item a thread of
+    // them, so that the last items a thread takes are small. Only the tail:
+    // smaller items pack K and V for fewer rows (48-row items throughout
+    // cost 7% on a Zen 4). At 2 threads the idle time was under 1%.
+    const std::int64_t height = r.q1 - r.q0;
+    std::int64_t tail = 0;
+    if (nt >= 4 && n_items < 16 * nt && rect.queries_per_item() > 1) {
+      const auto tail_q = Rectangle(p, r, mode, st, kTailRows).queries_per_item();
+      const std::int64_t q = (nt * rect.queries_per_item() + p.B * p.Hkv - 1) / (p.B * p.Hkv);
+      tail = std::min(height, (q + tail_q - 1) / tail_q * tail_q);
+    }
+    const Rectangle body(p, Rect{r.q0 + tail, r.q1, r.k0, r.k1}, mode, st);
+    const Rectangle last(p, Rect{r.q0, r.q0 + tail, r.k0, r.k1}, mode, st, kTailRows);
+    const std::int64_t body_items = p.B * p.Hkv * body.items_per_head();
+    const std::int64_t units = body_items + p.B * p.Hkv * last.items_per_head();
+#pragma omp parallel num_threads(nt) if (units > 1)
     {
       Scratch& s = per_thread[omp_get_thread_num()];
-      rect.prepare(s);
-      const ThreadTiles tile_state(rect.uses_tiles());
+      const Rectangle* prepared = nullptr;
+      const ThreadTiles tile_state(body.uses_tiles() || last.uses_tiles());
       // Later query runs see more keys under the causal rule; dynamic
       // scheduling balances them.
 #pragma omp for schedule(dynamic, 1)
-      for (std::int64_t n = 0; n < n_items; ++n) rect.run(item(n), s);
+      for (std::int64_t n = 0; n < units; ++n) {
+        const bool in_body = n < body_items;
+        const Rectangle& on = in_body ? body : last;
+        if (prepared != &on) on.prepare(s);
+        prepared = &on;
+        on.run(item_of(p, on, in_body ? n : n - body_items), s);
+      }
     }
     return;
   }
