@@ -229,15 +229,15 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
 }
 
 // The rows left spread evenly over the groups of height `height` they take,
-// in whole query tiles, so that no group is a short remainder: the last
-// group (under the causal rule the one with the most keys) had been one,
-// e.g. 1024 of 16384 rows after five of 3072, which left a CPU dispatch too
-// few items for its threads. Never taller than `height`; with tile 1 (fixed
-// query rows) as asked.
+// in whole query tiles and never taller, so that no group is a short
+// remainder: the last group (under the causal rule the one with the most
+// keys) had been one, e.g. 1024 of 16384 rows after five of 3072, which
+// left a CPU dispatch too few items for its threads.
 std::int64_t even_groups(std::int64_t height, std::int64_t rows_left, std::int64_t tile) {
-  if (tile <= 1 || height >= rows_left || height % tile != 0) return height;
+  if (height >= rows_left) return height;
   const std::int64_t groups = ceil_div(rows_left, height);
-  return std::min(height, ceil_div(ceil_div(rows_left, groups), tile) * tile);
+  const std::int64_t t = std::max<std::int64_t>(1, tile);
+  return std::min(height, ceil_div(ceil_div(rows_left, groups), t) * t);
 }
 
 }  // namespace
@@ -327,9 +327,11 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
 
   while (q0 < p.Lq) {
     const bool live = q0 == from.q_begin && from.live_rows > 0;
-    if (!live && height == 0)
-      height = even_groups(group_height(c, pol, p.Lq - q0, max_rows_ws, stateless), p.Lq - q0,
-                           pol.fixed_query_rows > 0 ? 1 : profile.query_tile);
+    if (!live && height == 0) {
+      height = group_height(c, pol, p.Lq - q0, max_rows_ws, stateless);
+      // Fixed query rows stay as asked, remainder and all.
+      if (pol.fixed_query_rows <= 0) height = even_groups(height, p.Lq - q0, profile.query_tile);
+    }
     std::int64_t g = live ? from.live_rows : std::min(height, p.Lq - q0);
     if (!live && in_ramp()) {
       // A new group in the ramp: its smallest dispatch (one key tile, or

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -208,6 +209,53 @@ TEST(PlannerProperties, WorkspaceLimitShrinksGroups) {
   EXPECT_LE(p.workspace_bytes, d.policy.workspace_limit_bytes);
   EXPECT_LE(p.query_rows, 100);
   EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
+}
+
+// The query groups' heights, in order of their first rows.
+std::vector<std::int64_t> group_heights(const Plan& p) {
+  std::map<std::int64_t, std::int64_t> ends;  // q0 -> q1
+  for (const Submission& s : p.submissions)
+    for (const Dispatch& x : s.dispatches) ends[x.rect.q0] = x.rect.q1;
+  std::vector<std::int64_t> h;
+  for (const auto& [q0, q1] : ends) h.push_back(q1 - q0);
+  return h;
+}
+
+// The rows are spread evenly over the groups their height makes, never a
+// short remainder last (the group that sees the most keys under the causal
+// rule): by the workspace, 10000 rows in groups of at most 4096 are three of
+// 3360, 3360 and 3280 (not 4096, 4096, 1808); by the budget, on a measured
+// rate, 16384 rows at groups of 3072 are six of 2736 and one of 2704.
+TEST(PlannerProperties, GroupsAreEvenNotAShortRemainder) {
+  DeviceProfile prof;
+  prof.default_gflops = 1000;
+  prof.query_tile = 48;
+  Drawn d;
+  d.shape = {1, 32, 10000, 4096, 128, 128, false};
+  d.profile = prof;
+  d.policy.budget_ms = 0;
+  d.policy.fixed_chunk_keys = 1024;
+  d.policy.workspace_limit_bytes = 32 * 130 * 4 * 4096;  // 4096 query rows of state
+  Plan p = plan_for(d);
+  EXPECT_EQ(group_heights(p), (std::vector<std::int64_t>{3360, 3360, 3280}));
+  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
+
+  prof.fill_rows = 4 * 3072;  // 3072 rows of 4 heads fill the device
+  prof.gflops[DeviceProfile::rate_key(DType::float32, 128, true, false)] = 1000;
+  d.shape = {1, 4, 16384, 16384, 128, 128, true};
+  d.profile = prof;
+  d.policy = Policy{};
+  d.policy.budget_ms = 10;
+  p = plan_for(d);
+  ASSERT_TRUE(p.chunked);
+  EXPECT_EQ(group_heights(p), (std::vector<std::int64_t>{2736, 2736, 2736, 2736, 2736, 2704}));
+  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
+  // Fixed query rows stay as asked, remainder and all.
+  d.policy.fixed_query_rows = 3072;
+  d.policy.budget_ms = 0;
+  d.policy.fixed_chunk_keys = 4096;
+  EXPECT_EQ(group_heights(plan_for(d)),
+            (std::vector<std::int64_t>{3072, 3072, 3072, 3072, 3072, 1024}));
 }
 
 TEST(PlannerProperties, AWorkspaceBelowOneRowPlansSinglePassGroups) {
