@@ -43,11 +43,14 @@ DeviceProfile initial_profile(BackendKind b) {
     p.dispatch_overhead_ms = 0.02;
     p.submission_overhead_ms = 0.01;
     p.state_gbps = 10;
-    // 16 items of 48 rows a thread: a dispatch ends when its last thread
-    // does, and a thread that runs slower than the rest (a busy core, a
-    // descheduled vCPU) then holds it back by a small part of an item. With
-    // 4 a thread, the 10 ms budget cost 45% over the single pass at 16
-    // threads of a Xeon VM; with 16, 16-24% (docs/BENCHMARKS.md).
+    // 768 rows (heads x queries) a thread, four of the kernel's 192-row
+    // work items: a dispatch ends when its last thread does, and a thread
+    // that runs slower than the rest (a busy core, a descheduled vCPU) then
+    // holds it back by part of an item. With a quarter of that, the 10 ms
+    // budget cost 45% over the single pass at 16 threads of a Xeon VM, with
+    // this 16-24%; the kernel now also ends such dispatches in smaller items
+    // (kernel_impl.hpp), and more rows would shorten the key chunks, whose
+    // running state each dispatch reads and writes (docs/BENCHMARKS.md).
     p.fill_rows = 48 * 16 * t;
     p.query_tile = 48;
     p.key_tile = 64;

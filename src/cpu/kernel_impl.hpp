@@ -894,7 +894,7 @@ void LONGATTN_KERNEL_ENTRY(const Problem& p, const Rect& r, Mode mode, const Sta
   if (parts == 1) {
     // With few items a thread (a budgeted dispatch: 4 of 192 rows a thread
     // at 16 threads), the dispatch waits at its end for the slowest thread
-    // by about half an item: on 16 threads of a Xeon VM, 10-12% of the
+    // by about half an item: on 16 threads of a Xeon VM, 10-15% of the
     // threads' time went idle so, at every budget (docs/BENCHMARKS.md).
     // The earliest queries (under the causal rule the shortest runs, taken
     // last) then run as items of kTailRows rows, about an item a thread of

@@ -196,19 +196,25 @@ TEST(PlannerProperties, CausalSkipsHiddenRectangles) {
   EXPECT_NEAR(p.total_flops, 4.0 * 4 * 64 * pairs, 1.0);
 }
 
-TEST(PlannerProperties, WorkspaceLimitShrinksGroups) {
-  DeviceProfile prof;
-  prof.default_gflops = 10;
+// No budget, key chunks of 1024 and a workspace of `rows` query rows of
+// state, for 32 heads of Dv 128 and Lq queries.
+Drawn workspace_limited(std::int64_t Lq, std::int64_t Lk, std::int64_t rows) {
   Drawn d;
-  d.shape = {1, 32, 8192, 8192, 128, 128, false};
-  d.profile = prof;
+  d.profile.default_gflops = 10;
+  d.profile.query_tile = 48;
+  d.shape = {1, 32, Lq, Lk, 128, 128, false};
   d.policy.budget_ms = 0;
   d.policy.fixed_chunk_keys = 1024;
-  d.policy.workspace_limit_bytes = 32 * 130 * 4 * 100;  // 100 query rows of state
+  d.policy.workspace_limit_bytes = 32 * 130 * 4 * rows;
+  return d;
+}
+
+TEST(PlannerProperties, WorkspaceLimitShrinksGroups) {
+  const Drawn d = workspace_limited(8192, 8192, 100);
   const Plan p = plan_for(d);
   EXPECT_LE(p.workspace_bytes, d.policy.workspace_limit_bytes);
   EXPECT_LE(p.query_rows, 100);
-  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
+  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, d.profile.key_tile), "");
 }
 
 // The query groups' heights, in order of their first rows.
@@ -225,21 +231,16 @@ std::vector<std::int64_t> group_heights(const Plan& p) {
 // short remainder last (the group that sees the most keys under the causal
 // rule): by the workspace, 10000 rows in groups of at most 4096 are three of
 // 3360, 3360 and 3280 (not 4096, 4096, 1808); by the budget, on a measured
-// rate, 16384 rows at groups of 3072 are six of 2736 and one of 2704.
+// rate, 16384 rows at groups of 3072 are five of 2736 and one of 2704 (not
+// five of 3072 and one of 1024).
 TEST(PlannerProperties, GroupsAreEvenNotAShortRemainder) {
-  DeviceProfile prof;
-  prof.default_gflops = 1000;
-  prof.query_tile = 48;
-  Drawn d;
-  d.shape = {1, 32, 10000, 4096, 128, 128, false};
-  d.profile = prof;
-  d.policy.budget_ms = 0;
-  d.policy.fixed_chunk_keys = 1024;
-  d.policy.workspace_limit_bytes = 32 * 130 * 4 * 4096;  // 4096 query rows of state
+  Drawn d = workspace_limited(10000, 4096, 4096);
   Plan p = plan_for(d);
   EXPECT_EQ(group_heights(p), (std::vector<std::int64_t>{3360, 3360, 3280}));
-  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
+  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, d.profile.key_tile), "");
 
+  DeviceProfile prof = d.profile;
+  prof.default_gflops = 1000;
   prof.fill_rows = 4 * 3072;  // 3072 rows of 4 heads fill the device
   prof.gflops[DeviceProfile::rate_key(DType::float32, 128, true, false)] = 1000;
   d.shape = {1, 4, 16384, 16384, 128, 128, true};
