@@ -232,12 +232,22 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
 // in whole query tiles and never taller, so that no group is a short
 // remainder: the last group (under the causal rule the one with the most
 // keys) had been one, e.g. 1024 of 16384 rows after five of 3072, which
-// left a CPU dispatch too few items for its threads.
-std::int64_t even_groups(std::int64_t height, std::int64_t rows_left, std::int64_t tile) {
+// left a CPU dispatch too few items for its threads. Only where the even
+// groups take no more waves of the device in all (group_height chose the
+// height for its waves: on a GPU of 264 tiles a wave, 32 heads in 3 groups
+// of 33 tiles and one of 1 take 13 waves, in 4 groups of 25 they take 16).
+std::int64_t even_groups(const Costs& c, std::int64_t height, std::int64_t rows_left) {
   if (height >= rows_left) return height;
+  const std::int64_t qt = std::max<std::int64_t>(1, c.prof.query_tile);
   const std::int64_t groups = ceil_div(rows_left, height);
-  const std::int64_t t = std::max<std::int64_t>(1, tile);
-  return std::min(height, ceil_div(ceil_div(rows_left, groups), t) * t);
+  const std::int64_t even = std::min(height, ceil_div(ceil_div(rows_left, groups), qt) * qt);
+  const std::int64_t heads = c.p.B * c.p.Hq;
+  const std::int64_t wave = std::max<std::int64_t>(1, c.prof.fill_rows / qt);
+  auto waves = [&](std::int64_t h) {  // of `groups` groups of h rows and the rest
+    return (groups - 1) * ceil_div(heads * ceil_div(h, qt), wave) +
+           ceil_div(heads * ceil_div(rows_left - (groups - 1) * h, qt), wave);
+  };
+  return waves(even) <= waves(height) ? even : height;
 }
 
 }  // namespace
@@ -287,7 +297,8 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
   const std::int64_t max_rows_ws = stateless ? p.Lq : ws_rows;
 
   // 3. Walk the query groups (outer) and their key chunks (inner). Every
-  // full-height group has the same height, so it is sized once.
+  // full-height group has the same height, so it is sized once (and again
+  // after a group the ramp made shorter).
   std::vector<Dispatch> dispatches;
   std::int64_t max_state_rows = 0;
   std::int64_t q0 = from.q_begin;
@@ -330,7 +341,7 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
     if (!live && height == 0) {
       height = group_height(c, pol, p.Lq - q0, max_rows_ws, stateless);
       // Fixed query rows stay as asked, remainder and all.
-      if (pol.fixed_query_rows <= 0) height = even_groups(height, p.Lq - q0, profile.query_tile);
+      if (pol.fixed_query_rows <= 0) height = even_groups(c, height, p.Lq - q0);
     }
     std::int64_t g = live ? from.live_rows : std::min(height, p.Lq - q0);
     if (!live && in_ramp()) {
@@ -350,6 +361,8 @@ bool chunked_plan(const Costs& c, const Policy& pol, const Cursor& from, Plan& p
       if (in_ramp())
         while (g > 1 && smallest_ms(g) > ramp_target())
           g = g > qt ? (g / 2 + qt - 1) / qt * qt : g / 2;
+      // The rows after a group the ramp made shorter are spread anew.
+      if (g < std::min(height, p.Lq - q0)) height = 0;
     }
     const std::int64_t q1 = std::min(p.Lq, q0 + g);
     const std::int64_t kend = group_key_end(p, q1);

@@ -4,6 +4,7 @@
 // the planner's code).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -251,12 +252,31 @@ TEST(PlannerProperties, GroupsAreEvenNotAShortRemainder) {
   ASSERT_TRUE(p.chunked);
   EXPECT_EQ(group_heights(p), (std::vector<std::int64_t>{2736, 2736, 2736, 2736, 2736, 2704}));
   EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
+  // On a rate not yet measured the plan starts with a ramp of small groups
+  // (the probe); the rows after them are spread evenly again.
+  d.profile.gflops.clear();
+  p = plan_for(d);
+  const std::vector<std::int64_t> ramped = group_heights(p);
+  ASSERT_GE(ramped.size(), 3u);
+  const std::int64_t tallest = *std::max_element(ramped.begin(), ramped.end());
+  EXPECT_LT(ramped.front(), tallest) << "no ramp: the test checks nothing";
+  EXPECT_GE(ramped.back(), tallest - static_cast<std::int64_t>(ramped.size()) * 48);
+  EXPECT_EQ(plantest::check_plan(d.shape, p, d.policy, prof.key_tile), "");
   // Fixed query rows stay as asked, remainder and all.
   d.policy.fixed_query_rows = 3072;
   d.policy.budget_ms = 0;
   d.policy.fixed_chunk_keys = 4096;
   EXPECT_EQ(group_heights(plan_for(d)),
             (std::vector<std::int64_t>{3072, 3072, 3072, 3072, 3072, 1024}));
+  // Not where even groups take more waves of the device: 32 heads of
+  // 128-row tiles, 264 tiles a wave, 12800 rows in groups of at most 4224
+  // (33 tiles, 4 whole waves): 4224 x 3 + 128 take 13 waves, 3200 x 4 16.
+  d = workspace_limited(12800, 4096, 4224);
+  d.profile.query_tile = 128;
+  d.profile.fill_rows = 264 * 128;
+  EXPECT_EQ(group_heights(plan_for(d)), (std::vector<std::int64_t>{4224, 4224, 4224, 128}));
+  d.profile.fill_rows = 256 * 128;  // 5 waves of 4224 rows, 4 of 3200: 16 either way
+  EXPECT_EQ(group_heights(plan_for(d)), (std::vector<std::int64_t>{3200, 3200, 3200, 3200}));
 }
 
 TEST(PlannerProperties, AWorkspaceBelowOneRowPlansSinglePassGroups) {
