@@ -158,6 +158,14 @@ std::int64_t chunk_end(const Costs& c, std::int64_t q0, std::int64_t q1, std::in
 // `stateless`: no running state is allowed (a workspace limit below one
 // row), so every group takes all its keys in one single-pass dispatch and
 // only its height can bound the time.
+// Waves of the device a group of `rows` query rows takes: B*Hq*ceil(rows/qt)
+// tiles, fill_rows/qt at a time.
+std::int64_t group_waves(const Costs& c, std::int64_t rows) {
+  const std::int64_t qt = std::max<std::int64_t>(1, c.prof.query_tile);
+  const std::int64_t wave = std::max<std::int64_t>(1, c.prof.fill_rows / qt);
+  return ceil_div(c.p.B * c.p.Hq * ceil_div(rows, qt), wave);
+}
+
 std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_left,
                           std::int64_t max_rows_ws, bool stateless) {
   const Problem& p = c.p;
@@ -168,9 +176,8 @@ std::int64_t group_height(const Costs& c, const Policy& pol, std::int64_t rows_l
   // the work of 2.06, so heights are chosen as whole tiles with the most work
   // per wave: of T in [T/2, T] the best T / waves(T), ties to the larger.
   const std::int64_t heads = p.B * p.Hq;
-  const std::int64_t wave = std::max<std::int64_t>(1, c.prof.fill_rows / qt);
   auto best_tiles = [&](std::int64_t top) {
-    auto waves = [&](std::int64_t t) { return ceil_div(heads * t, wave); };
+    auto waves = [&](std::int64_t t) { return group_waves(c, t * qt); };
     std::int64_t best = top;
     // At most 256 candidates: past that many tiles a wave is a rounding
     // error, and the scan must stay cheap for any profile.
@@ -241,11 +248,8 @@ std::int64_t even_groups(const Costs& c, std::int64_t height, std::int64_t rows_
   const std::int64_t qt = std::max<std::int64_t>(1, c.prof.query_tile);
   const std::int64_t groups = ceil_div(rows_left, height);
   const std::int64_t even = std::min(height, ceil_div(ceil_div(rows_left, groups), qt) * qt);
-  const std::int64_t heads = c.p.B * c.p.Hq;
-  const std::int64_t wave = std::max<std::int64_t>(1, c.prof.fill_rows / qt);
   auto waves = [&](std::int64_t h) {  // of `groups` groups of h rows and the rest
-    return (groups - 1) * ceil_div(heads * ceil_div(h, qt), wave) +
-           ceil_div(heads * ceil_div(rows_left - (groups - 1) * h, qt), wave);
+    return (groups - 1) * group_waves(c, h) + group_waves(c, rows_left - (groups - 1) * h);
   };
   return waves(even) <= waves(height) ? even : height;
 }
